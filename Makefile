@@ -1,0 +1,61 @@
+# entityseg-data: set-up, main job, tests. Works on a machine with only Python 3.10+ (and, for the
+# offline WordNet, Debian's wordnet packages, installed by `setup-system` when apt-get is usable).
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first: the pair that lies on this machine's disk; an already installed torch is kept.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= dev,server
+DEMO_DIR ?= demo_workspace
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-system demo test test-slow test-all lint format bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+setup: $(BIN)/python setup-system
+	@if $(BIN)/python -c "import torch, torchvision" 2>/dev/null; then \
+	  echo "torch already installed: $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	else \
+	  echo "installing $(TORCH_SPEC)"; $(BIN)/python -m pip install -q $(TORCH_SPEC); \
+	fi
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@echo "setup done: $(VENV)"
+
+# Offline WordNet 3.0 for the vocabulary tree (Debian packages); skipped without apt-get or root.
+setup-system:
+	@if [ -f /usr/share/wordnet/data.noun ] || [ -f /usr/share/wordnet/dict/data.noun ]; then \
+	  echo "wordnet present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q wordnet-base wordnet-sense-index >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q wordnet-base wordnet-sense-index >/dev/null)) \
+	   && echo "installed wordnet" || echo "warning: could not install Debian wordnet packages"; \
+	else echo "note: no apt-get/root: WordNet mapping uses the bundled subset only"; fi
+
+# The main job: the curation pipeline on bundled sample images with a local Label Studio.
+demo: setup
+	$(BIN)/entityseg-data demo $(DEMO_DIR) --simulate
+
+# The default test run (everything that fits in 20 minutes on 2 cores).
+test: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format:
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,36 @@
+"""Label Studio connection and annotation-workflow settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from entityseg_data.config_fields import secret_field
+
+
+@dataclass(frozen=True)
+class LabelStudioConfig:
+    """Where the Label Studio server is. The token is a secret: it comes from the
+    ``LABEL_STUDIO_API_KEY`` environment variable or the workspace file, never from argv."""
+
+    url: str = "http://127.0.0.1:8080"
+    api_key: str = secret_field(env="LABEL_STUDIO_API_KEY")
+    username: str = "admin@entityseg.local"
+    password: str = secret_field(env="LABEL_STUDIO_PASSWORD")
+    port: int = 8080
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class AnnotationConfig:
+    """Two-stage workflow settings; ``overlap_fraction``/``overlap_images`` choose the sample
+    annotated by several annotators for the consistency study (the paper: 500 images, 1.5%)."""
+
+    annotators: tuple[str, ...] = ("annotator1",)
+    overlap_annotators: int = 2
+    overlap_fraction: float = 0.015
+    overlap_images: int = 500
+    overlap_policy: str = "reject"
+    min_mask_area: int = 16
+    stage1_project: str = "EntitySeg stage 1: entity masks"
+    stage2_project: str = "EntitySeg stage 2: entity names"
+    polygon_tool: bool = True

@@ -1,0 +1,129 @@
+"""The catalog's SQL schema as an ordered list of migrations.
+
+Each migration is applied once, inside one transaction, and recorded in ``schema_migrations``.
+Append new migrations at the end (never edit an applied one); :data:`SCHEMA_VERSION` is the
+number of the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        """
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,          -- of the original bytes, as fetched
+            phash TEXT,                           -- perceptual hash, hex
+            source TEXT NOT NULL,                 -- adapter name: folder, urls, coco, ade20k, ...
+            source_id TEXT NOT NULL,              -- id of the image within its source
+            url TEXT,
+            license TEXT,
+            author TEXT,
+            attribution TEXT,
+            width INTEGER,                        -- upright (EXIF-applied) size in pixels
+            height INTEGER,
+            orig_orientation INTEGER,             -- EXIF orientation tag of the original (1 = none)
+            file_path TEXT,                       -- original bytes, relative to the workspace
+            norm_path TEXT,                       -- normalised copy (upright RGB), when needed
+            mime TEXT,
+            bytes INTEGER,
+            domain_tags TEXT NOT NULL DEFAULT '[]',   -- JSON list
+            status TEXT NOT NULL DEFAULT 'accepted',  -- accepted | rejected | duplicate
+            split TEXT,                               -- train | val | test | NULL
+            extra TEXT NOT NULL DEFAULT '{}',         -- JSON: caption, pre-annotation paths, ...
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        );
+        CREATE INDEX images_source ON images(source, source_id);
+        CREATE INDEX images_phash ON images(phash);
+        CREATE INDEX images_status ON images(status);
+
+        -- one row per (image, filter): every verdict kept with its reason and score
+        CREATE TABLE verdicts (
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            filter TEXT NOT NULL,                 -- resolution | aspect | nsfw | iconic | ...
+            verdict TEXT NOT NULL,                -- pass | reject
+            reason TEXT,
+            score REAL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (image_id, filter)
+        );
+
+        -- every candidate item a source produced: the resume ledger and the error report
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            url TEXT,
+            state TEXT NOT NULL DEFAULT 'pending', -- pending | done | failed | duplicate | rejected
+            image_id INTEGER REFERENCES images(id),
+            error_kind TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            meta TEXT NOT NULL DEFAULT '{}',
+            updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            UNIQUE (source, source_id)
+        );
+        CREATE INDEX items_state ON items(state);
+
+        -- de-duplication audit: which candidate was dropped in favour of which kept image
+        CREATE TABLE duplicates (
+            id INTEGER PRIMARY KEY,
+            kept_image_id INTEGER NOT NULL REFERENCES images(id),
+            dropped_source TEXT NOT NULL,
+            dropped_source_id TEXT NOT NULL,
+            dropped_sha256 TEXT,
+            kind TEXT NOT NULL,                   -- exact | near
+            distance INTEGER,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            UNIQUE (dropped_source, dropped_source_id)
+        );
+
+        -- annotation state per image, stage and annotator
+        CREATE TABLE annotations (
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            stage INTEGER NOT NULL,               -- 1 = masks, 2 = names
+            annotator TEXT NOT NULL,
+            -- status: pending | pushed | submitted | pulled | approved | rejected
+            status TEXT NOT NULL DEFAULT 'pending',
+            ls_project_id INTEGER,
+            ls_task_id INTEGER,
+            ls_annotation_id INTEGER,
+            mask_path TEXT,                       -- relative to the workspace
+            n_entities INTEGER,
+            qa TEXT NOT NULL DEFAULT '{}',        -- JSON QA findings
+            updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (image_id, stage, annotator)
+        );
+        CREATE INDEX annotations_status ON annotations(stage, status);
+
+        -- model pre-annotations (stage 1) per image
+        CREATE TABLE predictions (
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            model_version TEXT NOT NULL,
+            path TEXT NOT NULL,                   -- COCO-RLE JSON, relative to the workspace
+            n_entities INTEGER,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (image_id, model_version)
+        );
+
+        CREATE TABLE kv (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,364 @@
+"""Frozen dataclass configs with typed ``dotted.key=value`` overrides.
+
+Every configurable part of the toolkit is a frozen dataclass; the field (its type and default) is
+the single source of truth. This module provides the generic machinery:
+
+* :func:`to_dict` / :func:`from_dict` serialise to plain JSON/YAML-able dicts, strictly (unknown
+  keys are errors naming the closest valid key);
+* :func:`apply_overrides` applies ``["a.b=1", "c=[1,2]"]`` parsed against the field types;
+* :func:`env_overrides` reads ``ENTITYSEG__SECTION__KEY=value`` environment variables;
+* fields declared with ``secret_field()`` are masked by :func:`masked_dict`.
+
+The workspace configuration (:class:`WorkspaceConfig`) composes the per-stage sections, which live
+next to the code that uses them (``entityseg_data.<stage>.config``) and import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+from entityseg_data.config_fields import SECRET, secret_field  # noqa: F401  (re-exported)
+from entityseg_data.errors import ConfigError
+
+T = TypeVar("T")
+
+ENV_PREFIX = "ENTITYSEG__"
+MASK = "********"
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _closest(name: str, options: Iterable[str]) -> str:
+    options = list(options)
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.0)
+    return match[0] if match else (options[0] if options else "")
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` (a parsed YAML/JSON value or a string) to the annotated type ``tp``.
+
+    Raises :class:`ConfigError` naming ``key`` and the expected type when it cannot.
+    """
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return from_dict(tp, value, prefix=key)
+        raise ConfigError(f"{key}: expected a mapping for section {tp.__name__}, got {value!r}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if origin is tuple and args:
+            if len(args) != len(value):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        inner = args[0] if args else Any
+        out = [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{key}: expected bool, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected int, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected float, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected str, got {value!r}")
+    return value
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse the right-hand side of an override as YAML (so ``[1, 2]``, ``true``, ``0.5`` work)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        full = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            near = _closest(str(k), names)
+            near_full = f"{prefix}.{near}" if prefix else near
+            raise ConfigError(f"unknown config key '{full}' (did you mean '{near_full}'?)")
+        kwargs[k] = coerce(v, hints[k], full)
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data (JSON/YAML serialisable) form of a config dataclass."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def masked_dict(obj: Any) -> Any:
+    """Like :func:`to_dict` but secret fields are replaced by ``********`` (or '' when unset)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get(SECRET):
+                out[f.name] = MASK if value else ""
+            else:
+                out[f.name] = masked_dict(value)
+        return out
+    return to_dict(obj)
+
+
+def all_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of a config dataclass type."""
+    keys = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        full = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys.extend(all_keys(tp, full))
+        else:
+            keys.append(full)
+    return keys
+
+
+def set_key(obj: T, dotted: str, raw: Any, *, root: str = "") -> T:
+    """Return a copy of ``obj`` with ``dotted`` set to ``raw`` coerced to the field's type."""
+    head, _, rest = dotted.partition(".")
+    names = [f.name for f in dataclasses.fields(obj)]
+    full = f"{root}.{head}" if root else head
+    if head not in names:
+        valid = all_keys(type(obj))
+        near = _closest(dotted, valid)
+        near_full = f"{root}.{near}" if root else near
+        raise ConfigError(
+            f"unknown config key '{root + '.' if root else ''}{dotted}' "
+            f"(did you mean '{near_full}'?)"
+        )
+    tp = _hints(type(obj))[head]
+    current = getattr(obj, head)
+    if rest:
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"'{full}' is a {_type_name(tp)}, not a section; cannot set '{rest}'")
+        return dataclasses.replace(obj, **{head: set_key(current, rest, raw, root=full)})
+    if dataclasses.is_dataclass(tp):
+        raise ConfigError(
+            f"'{full}' is a section; set one of its keys, e.g. "
+            f"'{full}.{dataclasses.fields(tp)[0].name}=...'"
+        )
+    value = raw if not isinstance(raw, str) else (raw if tp is str else _parse_scalar(raw))
+    if tp is str and not isinstance(raw, str):
+        value = raw
+    try:
+        coerced = coerce(value, tp, full)
+    except ConfigError:
+        raise ConfigError(f"{full}: expected {_type_name(tp)}, got {raw!r}") from None
+    return dataclasses.replace(obj, **{head: coerced})
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Split ``key=value``; raises ConfigError for text without '='."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' is not of the form dotted.key=value")
+    return key.strip(), value.strip()
+
+
+def apply_overrides(obj: T, overrides: Iterable[str] | Mapping[str, Any]) -> T:
+    """Apply ``dotted.key=value`` overrides (strings, or a mapping of key to value) in order."""
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    for key, value in items:
+        obj = set_key(obj, key, value)
+    return obj
+
+
+def env_overrides(obj: T, environ: Mapping[str, str] | None = None) -> T:
+    """Apply ``ENTITYSEG__SECTION__KEY=value`` variables and the ``env`` names of secret fields."""
+    environ = os.environ if environ is None else environ
+    for name, value in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            obj = set_key(obj, dotted, value)
+    return _secret_env(obj, environ)
+
+
+def _secret_env(obj: Any, environ: Mapping[str, str]) -> Any:
+    changes = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            new = _secret_env(value, environ)
+            if new is not value:
+                changes[f.name] = new
+        elif f.metadata.get("env") and environ.get(f.metadata["env"]):
+            changes[f.name] = environ[f.metadata["env"]]
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+def dumps_json(obj: Any) -> str:
+    return json.dumps(to_dict(obj), indent=2, sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------
+# The workspace configuration: one section per stage, each defined beside the code that uses it.
+# --------------------------------------------------------------------------------------------
+
+from entityseg_data.annotation.config import AnnotationConfig, LabelStudioConfig  # noqa: E402
+from entityseg_data.evaluation.config import EvaluationConfig  # noqa: E402
+from entityseg_data.export.config import ExportConfig  # noqa: E402
+from entityseg_data.ingest.config import IngestConfig  # noqa: E402
+from entityseg_data.stats.config import StatsConfig  # noqa: E402
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """Everything a workspace remembers about how to build its dataset.
+
+    Precedence when loading: the workspace file < ``ENTITYSEG__*`` environment variables (and the
+    secret variables such as ``LABEL_STUDIO_API_KEY``) < ``--set`` flags on the command line.
+    """
+
+    name: str = "entityseg-workspace"
+    seed: int = 0
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    labelstudio: LabelStudioConfig = field(default_factory=LabelStudioConfig)
+    annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+def load_workspace_config(
+    path: str | os.PathLike[str] | None,
+    overrides: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> WorkspaceConfig:
+    """Load file (if any) < environment < overrides, validating every key and type."""
+    import yaml
+
+    cfg = WorkspaceConfig()
+    if path is not None and os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        try:
+            cfg = from_dict(WorkspaceConfig, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    cfg = env_overrides(cfg, environ)
+    return apply_overrides(cfg, list(overrides))
+
+
+def save_workspace_config(cfg: WorkspaceConfig, path: str | os.PathLike[str]) -> None:
+    """Write the config as YAML atomically; secrets are never written (they come from the env)."""
+    import yaml
+
+    from entityseg_data.io import atomic_write_text
+
+    data = masked_dict(cfg)
+    _drop_masked(data)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _drop_masked(data: dict[str, Any]) -> None:
+    for k in list(data):
+        if isinstance(data[k], dict):
+            _drop_masked(data[k])
+        elif data[k] == MASK:
+            data[k] = ""

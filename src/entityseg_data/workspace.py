@@ -1,0 +1,124 @@
+"""A dataset workspace on disk.
+
+Layout (all paths relative to the workspace root)::
+
+    entityseg.yaml      the workspace config (WorkspaceConfig as YAML; secrets are not written)
+    catalog.sqlite      the catalog (SQLite, WAL)
+    images/             original image bytes, byte-exact, named by sha256
+    images_norm/        normalised copies (upright RGB) where the original needed it
+    masks/              annotation masks (COCO RLE JSON per image, stage and annotator)
+    predictions/        model pre-annotations (COCO RLE JSON per image and model version)
+    exports/            EntitySeg/COCO JSON, Hugging Face datasets, reports
+    cache/              embeddings and other re-computable caches
+    labelstudio/        data dir of a local Label Studio started by ``annotate server``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from entityseg_data.catalog import Catalog
+from entityseg_data.config import WorkspaceConfig, load_workspace_config, save_workspace_config
+from entityseg_data.errors import WorkspaceError
+
+CONFIG_FILE = "entityseg.yaml"
+CATALOG_FILE = "catalog.sqlite"
+SUBDIRS = ("images", "images_norm", "masks", "predictions", "exports", "cache", "labelstudio")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace root. Use :meth:`create` for a new one and :meth:`open` for an existing one."""
+
+    root: Path
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(
+        cls, root: str | Path, config: WorkspaceConfig | None = None, exist_ok: bool = False
+    ) -> Workspace:
+        """Create the folders, write the config and create the catalog.
+
+        Raises WorkspaceError when ``root`` already holds a workspace and ``exist_ok`` is False.
+        """
+        root = Path(root).resolve()
+        if (root / CONFIG_FILE).exists() and not exist_ok:
+            raise WorkspaceError(f"{root} already holds a workspace ({CONFIG_FILE} exists)")
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError(f"{root} exists and is not a folder")
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRS:
+            (root / sub).mkdir(exist_ok=True)
+        ws = cls(root)
+        if not (root / CONFIG_FILE).exists():
+            save_workspace_config(config or WorkspaceConfig(name=root.name), ws.config_path)
+        ws.catalog().close()
+        return ws
+
+    @classmethod
+    def open(cls, root: str | Path) -> Workspace:
+        root = Path(root).resolve()
+        if not (root / CONFIG_FILE).exists():
+            raise WorkspaceError(
+                f"{root} is not a workspace (no {CONFIG_FILE}); create one with "
+                f"'entityseg-data init {root}'"
+            )
+        return cls(root)
+
+    @classmethod
+    def find(cls, start: str | Path = ".") -> Workspace:
+        """The workspace containing ``start`` (searching parent folders)."""
+        path = Path(start).resolve()
+        for candidate in (path, *path.parents):
+            if (candidate / CONFIG_FILE).exists():
+                return cls(candidate)
+        raise WorkspaceError(
+            f"no workspace found at or above {path}; pass --workspace DIR or run "
+            f"'entityseg-data init DIR'"
+        )
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG_FILE
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "masks"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def relpath(self, path: str | Path) -> str:
+        """``path`` relative to the root, as stored in the catalog (posix separators)."""
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def abspath(self, rel: str) -> Path:
+        return self.root / rel
+
+    # ------------------------------------------------------------------ state
+    def config(self, overrides: Iterable[str] = ()) -> WorkspaceConfig:
+        """The config: file < environment < ``overrides``."""
+        return load_workspace_config(self.config_path, overrides)
+
+    def catalog(self) -> Catalog:
+        """Open the catalog (migrating it forward); close it when done (it is a context manager)."""
+        return Catalog(self.catalog_path)

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from entityseg_data.cli.main import COMMANDS, cli
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "entityseg_data", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+    )
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys; from entityseg_data.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'label_studio_sdk', 'open_clip', 'datasets', 'pandas')"
+        " if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_every_group_help_is_light():
+    # each command's --help imports its module; none may import torch at module level
+    for name in COMMANDS:
+        code = (
+            "import sys; from entityseg_data.cli.main import main\n"
+            f"try:\n    main([{name!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH', 'torch' in sys.modules)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert "TORCH False" in out.stdout, (name, out.stdout, out.stderr)
+
+
+def test_exit_codes_and_one_line_errors(tmp_path):
+    ok = run("init", str(tmp_path / "ws"))
+    assert ok.returncode == 0, ok.stderr
+    usage = run("init")
+    assert usage.returncode == 2
+    nosuch = run("no-such-command")
+    assert nosuch.returncode == 2
+    again = run("init", str(tmp_path / "ws"))
+    assert again.returncode == 1
+    assert again.stderr.strip().count("\n") == 0
+    assert again.stderr.startswith("error: ") and "Traceback" not in again.stderr
+    debug = run("--debug", "init", str(tmp_path / "ws"))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    bad_set = run("-w", str(tmp_path / "ws"), "config", "show", "--set", "ingest.min_sid=3")
+    assert bad_set.returncode == 2
+    assert "did you mean 'ingest.min_side'" in bad_set.stderr
+
+
+def test_status_and_config_show_mask_secrets(tmp_path):
+    ws = tmp_path / "ws"
+    assert run("init", str(ws), "--set", "ingest.min_side=1234").returncode == 0
+    st = run("-w", str(ws), "status", "--json")
+    assert st.returncode == 0
+    assert json.loads(st.stdout)["images"] == 0
+    shown = run(
+        "-w", str(ws), "config", "show", "--json", env={"LABEL_STUDIO_API_KEY": "very-secret-token"}
+    )
+    data = json.loads(shown.stdout)
+    assert data["ingest"]["min_side"] == 1234
+    assert data["labelstudio"]["api_key"] == "********"
+    assert "very-secret-token" not in shown.stdout + shown.stderr
+    # workspace found from a subfolder
+    sub = run("status", cwd=ws / "images")
+    assert sub.returncode == 0 and str(ws) in sub.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_has_examples(name):
+    res = CliRunner().invoke(cli, [name, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Example" in res.output

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from entityseg_data.config import (
+    WorkspaceConfig,
+    all_keys,
+    apply_overrides,
+    env_overrides,
+    from_dict,
+    load_workspace_config,
+    masked_dict,
+    save_workspace_config,
+    to_dict,
+)
+from entityseg_data.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Inner:
+    ratio: float = 0.7
+    sizes: tuple[int, ...] = (640, 800)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Outer:
+    steps: int = 10
+    amp: bool = False
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_typed_overrides():
+    cfg = apply_overrides(
+        Outer(),
+        ["steps=20", "amp=true", "inner.ratio=0.5", "inner.sizes=[1, 2, 3]", "inner.name=abc"],
+    )
+    assert cfg.steps == 20 and cfg.amp is True
+    assert cfg.inner.ratio == 0.5 and cfg.inner.sizes == (1, 2, 3) and cfg.inner.name == "abc"
+    assert Outer().steps == 10  # frozen originals untouched
+    assert apply_overrides(cfg, ["inner.name=none"]).inner.name is None
+
+
+def test_unknown_key_names_closest():
+    with pytest.raises(ConfigError, match=r"inner\.ratio"):
+        apply_overrides(Outer(), ["inner.ratoi=0.5"])
+    with pytest.raises(ConfigError, match="steps"):
+        apply_overrides(Outer(), ["stpes=1"])
+
+
+def test_wrong_type_names_key_and_type():
+    with pytest.raises(ConfigError, match=r"steps: expected int, got 'abc'"):
+        apply_overrides(Outer(), ["steps=abc"])
+    with pytest.raises(ConfigError, match=r"inner.ratio: expected float"):
+        apply_overrides(Outer(), ["inner.ratio=[1]"])
+    with pytest.raises(ConfigError, match="section"):
+        apply_overrides(Outer(), ["inner=3"])
+    with pytest.raises(ConfigError, match="KEY=VALUE|dotted.key=value"):
+        apply_overrides(Outer(), ["steps"])
+
+
+def test_round_trip_and_strict_from_dict():
+    cfg = apply_overrides(Outer(), ["inner.sizes=[5]"])
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="did you mean 'inner.sizes'"):
+        from_dict(Outer, {"inner": {"size": [1]}})
+
+
+def test_workspace_precedence_and_secrets(tmp_path):
+    path = tmp_path / "entityseg.yaml"
+    save_workspace_config(
+        apply_overrides(WorkspaceConfig(), ["ingest.min_side=500", "ingest.workers=3"]), path
+    )
+    env = {"ENTITYSEG__INGEST__MIN_SIDE": "1000", "LABEL_STUDIO_API_KEY": "tok-123"}
+    cfg = load_workspace_config(path, ["ingest.workers=7"], environ=env)
+    assert cfg.ingest.min_side == 1000  # env beats file
+    assert cfg.ingest.workers == 7  # flag beats file
+    assert cfg.labelstudio.api_key == "tok-123"
+    shown = masked_dict(cfg)
+    assert shown["labelstudio"]["api_key"] == "********"
+    assert "tok-123" not in str(shown)
+    # flags beat env
+    cfg2 = load_workspace_config(path, ["ingest.min_side=3"], environ=env)
+    assert cfg2.ingest.min_side == 3
+
+
+def test_secret_never_written(tmp_path):
+    path = tmp_path / "c.yaml"
+    cfg = env_overrides(WorkspaceConfig(), {"LABEL_STUDIO_API_KEY": "s3cret"})
+    save_workspace_config(cfg, path)
+    assert "s3cret" not in path.read_text()
+
+
+def test_bad_file_names_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("ingest:\n  min_sidee: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*ingest\.min_side"):
+        load_workspace_config(path, environ={})
+
+
+def test_all_keys_lists_leaves():
+    keys = all_keys(WorkspaceConfig)
+    assert "ingest.min_side" in keys and "labelstudio.api_key" in keys
