@@ -1,0 +1,95 @@
+"""Views: crop geometry, resize rule, PIL view images and the padded input batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from entityseg_data.errors import DataError
+from entityseg_data.model.inference.preprocess import padded_size, stack_views
+from entityseg_data.model.inference.views import (
+    build_views,
+    crop_boxes,
+    resize_shape,
+    view_geometry,
+)
+
+
+def test_crop_boxes_reference_example():
+    # REFERENCE.md 2.3: W=400, H=300
+    assert crop_boxes(300, 400) == [
+        (0, 0, 280, 210),
+        (120, 0, 400, 210),
+        (0, 90, 280, 300),
+        (120, 90, 400, 300),
+    ]
+
+
+def test_crop_boxes_cover_every_pixel_and_stay_inside():
+    for h, w in [(480, 640), (600, 400), (3000, 4000), (7, 5), (1, 1), (2, 1000)]:
+        boxes = crop_boxes(h, w)
+        cover = np.zeros((h, w), np.int32)
+        for x0, y0, x1, y1 in boxes:
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+            cover[y0:y1, x0:x1] += 1
+        assert cover.min() >= 1, (h, w)
+
+
+def test_crop_boxes_other_grids():
+    boxes = crop_boxes(300, 1000, (0.7, 0.4), (0.6, 0.25))
+    assert len(boxes) == 8
+    assert len(set(boxes)) == 8
+    # a grid whose border shift repeats a box: duplicates are dropped unless asked for
+    dup = crop_boxes(100, 100, 0.5, 0.25, dedupe=False)
+    assert len(dup) == 16 and len(set(dup)) == 9
+    assert crop_boxes(100, 100, 0.5, 0.25) == list(dict.fromkeys(dup))
+    with pytest.raises(DataError):
+        crop_boxes(10, 10, 1.5)
+
+
+def test_resize_shape_rule():
+    assert resize_shape(480, 640, 800, 1333) == (800, 1067)
+    assert resize_shape(480, 640, 320, 512) == (320, 427)
+    assert resize_shape(600, 400, 320, 512) == (480, 320)
+    assert resize_shape(3000, 4000, 800, 1333) == (800, 1067)
+    assert resize_shape(1000, 5000, 800, 1333) == (267, 1333)  # long side capped
+    assert resize_shape(1, 100000, 800, 1333) == (1, 1333)  # never 0
+    assert resize_shape(1, 1, 800, 1333) == (800, 800)
+
+
+def test_views_equal_the_oracle_inputs(oracle_pair, oracle_dir):
+    d = oracle_pair
+    h, w = (int(x) for x in d["original_hw"])
+    image = np.asarray(Image.open(oracle_dir / d["meta"]["image"]).convert("RGB"))
+    geo = view_geometry(h, w, min_size=320, max_size=512)
+    assert [list(b) for b in geo.regions[1:]] == d["crop_regions_xyxy"].tolist()
+    assert [list(s) for s in geo.resized_hw] == d["view_resized_hw"].tolist()
+    views = build_views(image, geo)
+    np.testing.assert_array_equal(views[0], d["input_full_rgb_u8"].transpose(1, 2, 0))
+    for k in range(4):
+        np.testing.assert_array_equal(views[k + 1], d["input_crops_rgb_u8"][k].transpose(1, 2, 0))
+    x, (hp, wp) = stack_views([views])
+    assert (hp, wp) == tuple(d["padded_hw"].tolist())
+    assert x.shape == (1, 5, 3, hp, wp)
+
+
+def test_default_size_geometry(oracle_dir):
+    d = np.load(oracle_dir / "tiny" / "default_size_img_a_480x640.npz")
+    geo = view_geometry(480, 640)
+    assert [list(s) for s in geo.resized_hw] == d["view_resized_hw"].tolist()
+    assert padded_size(geo.resized_hw) == tuple(d["padded_hw"].tolist())
+
+
+def test_stack_views_normalises_and_pads_across_the_batch():
+    a = [np.full((5, 7, 3), 200, np.uint8), np.zeros((3, 40, 3), np.uint8)]
+    b = [np.full((33, 2, 3), 10, np.uint8), np.zeros((1, 1, 3), np.uint8)]
+    x, (hp, wp) = stack_views([a, b])
+    assert (hp, wp) == (64, 64)
+    assert x.shape == (2, 2, 3, 64, 64)
+    np.testing.assert_allclose(x[0, 0, 0, :5, :7].numpy(), (200 - 123.675) / 58.395, rtol=1e-6)
+    assert float(x[0, 0, :, 5:, :].abs().max()) == 0.0
+    assert float(x[0, 0, :, :, 7:].abs().max()) == 0.0
+    np.testing.assert_allclose(x[1, 0, 2, :33, :2].numpy(), (10 - 103.53) / 57.375, rtol=1e-6)
+    with pytest.raises(DataError):
+        stack_views([a, a[:1]])
