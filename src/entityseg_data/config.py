@@ -95,7 +95,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         inner = args[0] if args else Any
         out = [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
