@@ -27,6 +27,11 @@ from entityseg_data.model.backbones.swin import (
 LEVELS = ("res2", "res3", "res4", "res5")
 
 
+def _forward(model, x):
+    with torch.inference_mode():
+        return model(x)
+
+
 def _oracle_swin(oracle_dir, fused: bool):
     cfg = dataclasses.replace(SWIN_ORACLE_TINY, fused_attention=fused)
     model = build_backbone(cfg).eval()
@@ -107,11 +112,9 @@ def test_swin_odd_input_size_pads_like_official():
     torch.manual_seed(0)
     model = build_backbone(SWIN_ORACLE_TINY).eval()
     x = torch.randn(1, 3, 45, 70)
-    with torch.inference_mode():
-        out = model(x)
-        # explicit zero padding to a multiple of 4 gives the same res2 (the patch embedding pads)
-        padded = torch.nn.functional.pad(x, (0, 2, 0, 3))
-        out_p = model(padded)
+    out = _forward(model, x)
+    # explicit zero padding to a multiple of 4 gives the same features (the patch embedding pads)
+    out_p = _forward(model, torch.nn.functional.pad(x, (0, 2, 0, 3)))
     assert out["res2"].shape[-2:] == (12, 18)
     assert out["res3"].shape[-2:] == (6, 9)
     assert out["res4"].shape[-2:] == (3, 5)
@@ -126,19 +129,16 @@ def test_swin_sdpa_matches_explicit_attention_with_odd_sizes():
     fused = build_backbone(SWIN_ORACLE_TINY).eval()
     fused.load_state_dict(explicit.state_dict())
     x = torch.randn(2, 3, 100, 76)
-    with torch.inference_mode():
-        a, b = explicit(x), fused(x)
+    a, b = _forward(explicit, x), _forward(fused, x)
     for k in LEVELS:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-4)
 
 
-def test_shift_matters_and_batch_items_are_independent():
+def test_batch_items_are_independent():
     torch.manual_seed(2)
     model = build_backbone(SWIN_ORACLE_TINY).eval()
     x = torch.randn(2, 3, 64, 96)
-    with torch.inference_mode():
-        both = model(x)
-        one = model(x[1:])
+    both, one = _forward(model, x), _forward(model, x[1:])
     torch.testing.assert_close(both["res5"][1:], one["res5"], rtol=0, atol=1e-5)
 
 

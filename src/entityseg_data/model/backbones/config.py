@@ -46,9 +46,10 @@ class SwinConfig:
         _check_four("swin", self.depths, "depths")
         _check_four("swin", self.num_heads, "num_heads")
         for i, h in enumerate(self.num_heads):
-            if (self.embed_dim * 2**i) % h:
+            width = self.embed_dim * 2**i
+            if width % h:
                 raise ConfigError(
-                    f"swin.num_heads[{i}]={h} does not divide the stage width {self.embed_dim * 2**i}"
+                    f"swin.num_heads[{i}]={h} does not divide the stage width {width}"
                 )
         if self.window_size < 2:
             raise ConfigError(f"swin.window_size: must be >= 2, got {self.window_size}")
@@ -89,6 +90,12 @@ class HorNetConfig:
                 raise ConfigError(
                     f"hornet.gnconv_orders[{i}]={order}: the stage width {dim} must be divisible "
                     f"by 2**(order-1)"
+                )
+            mixer_channels = sum(dim // 2**k for k in range(order))
+            if self.gf_sizes[i] is not None and mixer_channels % 2:
+                raise ConfigError(
+                    f"hornet.gf_sizes[{i}]: the GlobalLocalFilter needs an even channel count, "
+                    f"got {mixer_channels} (stage width {dim}, order {order})"
                 )
 
     @property

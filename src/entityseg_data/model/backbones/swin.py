@@ -154,7 +154,7 @@ class SwinTransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """x: (B, H, W, C); mask: (nW, N, N) for the padded grid (used only when shifted)."""
-        b, h, w, c = x.shape
+        h, w = x.shape[1:3]
         ws = self.window
         y = self.norm1(x)
         pad_r = (ws - w % ws) % ws

@@ -1,0 +1,194 @@
+"""HorNet with recursive gated convolutions (the ``D2HorNet`` of CropFormer; HorNet-L GF).
+
+Layout (REFERENCE 3.1.2): stem Conv(k4,s4) + channels-first LN; downsample i = LN + Conv(k2,s2);
+each block is ``x + gamma1 * gnconv(LN(x))`` then a channels-last MLP ``x + gamma2 * MLP(LN(x))``;
+res2..res5 = ``norm{i}(stage i output)``. Stages 3-4 of HorNet-L GF use a GlobalLocalFilter as the
+gnconv spatial mixer: half of the channels go through a 3x3 depthwise conv, the other half through
+a learnable global filter in the 2-D real FFT domain (weights bilinearly resized to the spectrum,
+``align_corners=True``); the two halves are *interleaved* channel by channel.
+
+Attribute names equal the official ones (``downsample_layers.*``, ``stages.{s}.{j}.*``,
+``norm0..3``). Inputs should be padded to a multiple of 32; other sizes are floored by the strided
+convolutions as in the official code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from entityseg_data.model.backbones.common import Backbone, DropPath, LayerNorm2d
+from entityseg_data.model.backbones.config import OUT_FEATURES, HorNetConfig
+
+
+class GlobalLocalFilter(nn.Module):
+    """Spatial mixer over ``dim`` channels: depthwise 3x3 on the first half, a global FFT filter
+    on the second half, channels interleaved, then LayerNorm. (B, dim, H, W) -> same shape.
+
+    ``complex_weight`` is (dim/2, h, w, 2) (real, imaginary), resized to the (H, W//2+1)
+    spectrum when the sizes differ.
+    """
+
+    def __init__(self, *, dim: int, h: int, w: int) -> None:
+        super().__init__()
+        half = dim // 2
+        self.dw = nn.Conv2d(half, half, kernel_size=3, padding=1, bias=False, groups=half)
+        self.complex_weight = nn.Parameter(torch.empty(half, h, w, 2))
+        nn.init.trunc_normal_(self.complex_weight, std=0.02)
+        self.pre_norm = LayerNorm2d(dim)
+        self.post_norm = LayerNorm2d(dim)
+
+    def spectral_weight(self, size: tuple[int, int]) -> torch.Tensor:
+        """Complex (dim/2, size[0], size[1]) filter, interpolated if the stored size differs."""
+        weight = self.complex_weight
+        if tuple(weight.shape[1:3]) != tuple(size):
+            weight = F.interpolate(
+                weight.permute(3, 0, 1, 2), size=size, mode="bilinear", align_corners=True
+            ).permute(1, 2, 3, 0)
+        return torch.view_as_complex(weight.float().contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre_norm(x)
+        x1, x2 = torch.chunk(x, 2, dim=1)
+        x1 = self.dw(x1)
+        b, c, h, w = x2.shape
+        spec = torch.fft.rfft2(x2.float(), dim=(2, 3), norm="ortho")
+        spec = spec * self.spectral_weight((spec.shape[2], spec.shape[3]))
+        x2 = torch.fft.irfft2(spec, s=(h, w), dim=(2, 3), norm="ortho")
+        # interleave: x1[0], x2[0], x1[1], x2[1], ...
+        x = torch.stack([x1, x2], dim=2).reshape(b, 2 * c, h, w)
+        return self.post_norm(x)
+
+
+class GnConv(nn.Module):
+    """Recursive gated convolution of ``order`` (official name ``gnconv``).
+
+    ``dims = [dim / 2^(order-1), ..., dim/2, dim]``; proj_in (1x1, dim -> 2 dim) splits into a
+    gate ``pwa`` (dims[0]) and ``abc`` (sum(dims)) that goes through the spatial mixer ``dwconv``
+    scaled by ``scale``; then ``x = pwa * dw0``, ``x = pws[i](x) * dw[i+1]``; proj_out (1x1).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        order: int,
+        scale: float,
+        gf_size: tuple[int, int] | None,
+        dw_kernel: int,
+    ) -> None:
+        super().__init__()
+        self.order = order
+        self.dims = [dim // 2**i for i in range(order)][::-1]
+        total = sum(self.dims)
+        self.proj_in = nn.Conv2d(dim, 2 * dim, 1)
+        if gf_size is None:
+            self.dwconv: nn.Module = nn.Conv2d(
+                total, total, kernel_size=dw_kernel, padding=(dw_kernel - 1) // 2, groups=total
+            )
+        else:
+            self.dwconv = GlobalLocalFilter(dim=total, h=gf_size[0], w=gf_size[1])
+        self.proj_out = nn.Conv2d(dim, dim, 1)
+        self.pws = nn.ModuleList(
+            nn.Conv2d(self.dims[i], self.dims[i + 1], 1) for i in range(order - 1)
+        )
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.proj_in(x)
+        pwa, abc = torch.split(fused, (self.dims[0], sum(self.dims)), dim=1)
+        dw = torch.split(self.dwconv(abc) * self.scale, self.dims, dim=1)
+        x = pwa * dw[0]
+        for i, pw in enumerate(self.pws):
+            x = pw(x) * dw[i + 1]
+        return self.proj_out(x)
+
+
+class HorBlock(nn.Module):
+    """``x + dp(gamma1 * gnconv(norm1(x)))`` then ``x + dp(gamma2 * MLP(norm2(x)))`` (NHWC MLP)."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        drop_path: float,
+        layer_scale: float,
+        mlp_ratio: float,
+        gnconv: GnConv,
+    ) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm2d(dim)
+        self.gnconv = gnconv
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, int(mlp_ratio * dim))
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(int(mlp_ratio * dim), dim)
+        self.gamma1 = nn.Parameter(layer_scale * torch.ones(dim))
+        self.gamma2 = nn.Parameter(layer_scale * torch.ones(dim))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.gamma1.view(-1, 1, 1) * self.gnconv(self.norm1(x)))
+        y = self.pwconv2(self.act(self.pwconv1(self.norm2(x.permute(0, 2, 3, 1)))))
+        y = (self.gamma2 * y).permute(0, 3, 1, 2)
+        return x + self.drop_path(y)
+
+
+class HorNet(Backbone):
+    """HorNet backbone: ``forward(x (N,3,H,W)) -> {"res2".."res5": NCHW}`` at strides 4..32."""
+
+    def __init__(self, cfg: HorNetConfig) -> None:
+        super().__init__(cfg.out_channels)
+        self.cfg = cfg
+        dims = [cfg.base_dim * 2**i for i in range(4)]
+        self.downsample_layers = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=4, stride=4), LayerNorm2d(dims[0]))]
+        )
+        for i in range(3):
+            self.downsample_layers.append(
+                nn.Sequential(
+                    LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)
+                )
+            )
+        rates = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths), device="cpu").tolist()
+        self.stages = nn.ModuleList()
+        cur = 0
+        for i in range(4):
+            blocks = [
+                HorBlock(
+                    dim=dims[i],
+                    drop_path=rates[cur + j],
+                    layer_scale=cfg.layer_scale_init_value,
+                    mlp_ratio=cfg.mlp_ratio,
+                    gnconv=GnConv(
+                        dim=dims[i],
+                        order=cfg.gnconv_orders[i],
+                        scale=cfg.gnconv_scale,
+                        gf_size=cfg.gf_sizes[i],
+                        dw_kernel=cfg.dw_kernel,
+                    ),
+                )
+                for j in range(cfg.depths[i])
+            ]
+            self.stages.append(nn.Sequential(*blocks))
+            cur += cfg.depths[i]
+        for i in range(4):
+            self.add_module(f"norm{i}", LayerNorm2d(dims[i]))
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.ndim != 4:
+            raise ValueError(f"HorNet expects (N, 3, H, W), got {tuple(x.shape)}")
+        outs: dict[str, torch.Tensor] = {}
+        for i in range(4):
+            x = self.stages[i](self.downsample_layers[i](x))
+            outs[OUT_FEATURES[i]] = getattr(self, f"norm{i}")(x)
+        return outs
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,161 @@
+"""HorNet (GF) backbone: oracle parity, shapes, official keys, parameter counts, GF details."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import backbone_state_dict, manifest_backbone_shapes, normalised_views
+
+from entityseg_data.errors import ConfigError
+from entityseg_data.model.backbones import (
+    HORNET_LARGE_GF,
+    HORNET_ORACLE_TINY,
+    HorNetConfig,
+    build_backbone,
+)
+from entityseg_data.model.backbones.common import LayerNorm2d
+from entityseg_data.model.backbones.hornet import GlobalLocalFilter, GnConv
+
+LEVELS = ("res2", "res3", "res4", "res5")
+
+
+@pytest.mark.parity
+def test_hornet_tiny_oracle_parity(oracle_dir):
+    with np.load(oracle_dir / "tiny_hornet" / "outputs_img_a_480x640.npz") as npz:
+        x = normalised_views(npz)
+        refs = {k: npz[f"backbone_{k}"] for k in LEVELS}
+    model = build_backbone(HORNET_ORACLE_TINY).eval()
+    sd = backbone_state_dict(oracle_dir / "tiny_hornet" / "weights.npz")
+    model.load_state_dict(sd, strict=True)
+    with torch.inference_mode():
+        out = model(x)
+    for k in LEVELS:
+        assert out[k].shape == refs[k].shape, k
+        diff = float(np.abs(out[k].numpy() - refs[k]).max())
+        assert diff <= 1e-4, f"{k}: max abs diff {diff}"
+
+
+def test_oracle_tiny_config_matches_the_oracle_cfg(oracle_dir):
+    """The fields carry what the oracle's merged config says (GCONV strings, depths, dims)."""
+    text = (oracle_dir / "tiny_hornet" / "cfg.yaml").read_text()
+    assert "partial(gnconv, order=4, s=1/3, h=24, w=13, gflayer=GlobalLocalFilter)" in text
+    assert "partial(gnconv, order=5, s=1/3, h=12, w=7, gflayer=GlobalLocalFilter)" in text
+    assert "partial(gnconv, order=2, s=1/3)" in text
+    cfg = HORNET_ORACLE_TINY
+    assert cfg.gnconv_orders == (2, 3, 4, 5)
+    assert cfg.gf_sizes == (None, None, (24, 13), (12, 7))
+    assert cfg.gnconv_scale == pytest.approx(1 / 3)
+    manifest = json.loads((oracle_dir / "tiny_hornet" / "manifest.json").read_text())
+    expected = {
+        k[9:]: tuple(v[0]) for k, v in manifest["state_dict"].items() if k[:9] == "backbone."
+    }
+    with torch.device("meta"):
+        model = build_backbone(cfg)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
+
+
+@pytest.mark.parametrize("manifest", ["cropformer_hornet_3x", "mask2former_hornet_3x"])
+def test_hornet_large_keys_shapes_and_count_match_manifest(oracle_dir, manifest):
+    expected = manifest_backbone_shapes(oracle_dir / "manifests" / f"{manifest}.json")
+    with torch.device("meta"):
+        model = build_backbone(HORNET_LARGE_GF)
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert set(got) == set(expected)
+    assert got == expected
+    assert len(got) == 644  # REFERENCE 4.3
+    assert sum(p.numel() for p in model.parameters()) == 200_272_512  # REFERENCE 3.8
+
+
+@pytest.mark.parametrize("cfg", [HORNET_ORACLE_TINY, HORNET_LARGE_GF], ids=["tiny", "L"])
+def test_hornet_output_contract(cfg):
+    torch.manual_seed(0)
+    model = build_backbone(cfg).eval()
+    assert model.size_divisibility == 32
+    assert model.out_strides == {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+    assert model.out_channels == {k: cfg.base_dim * 2**i for i, k in enumerate(LEVELS)}
+    with torch.inference_mode():
+        out = model(torch.randn(1, 3, 64, 96))
+    assert list(out) == list(LEVELS)
+    for k in LEVELS:
+        s = model.out_strides[k]
+        assert out[k].shape == (1, model.out_channels[k], 64 // s, 96 // s)
+        assert torch.isfinite(out[k]).all()
+
+
+def test_hornet_non_multiple_sizes_floor_like_strided_convs():
+    torch.manual_seed(0)
+    model = build_backbone(HORNET_ORACLE_TINY).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(1, 3, 70, 45))
+    assert [tuple(out[k].shape[-2:]) for k in LEVELS] == [(17, 11), (8, 5), (4, 2), (2, 1)]
+
+
+def test_layernorm2d_matches_layer_norm_over_channels():
+    torch.manual_seed(0)
+    ln = LayerNorm2d(6)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    x = torch.randn(2, 6, 5, 7) * 3 + 1
+    ref = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (6,), ln.weight, ln.bias, 1e-6)
+    torch.testing.assert_close(ln(x), ref.permute(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
+
+
+def _reference_gf(gf: GlobalLocalFilter, x: torch.Tensor) -> torch.Tensor:
+    """Independent statement of the GF layer: explicit complex FFT filter per channel."""
+    x = gf.pre_norm(x)
+    c = x.shape[1] // 2
+    local = torch.nn.functional.conv2d(x[:, :c], gf.dw.weight, padding=1, groups=c)
+    h, w = x.shape[2:]
+    spec = torch.fft.rfft2(x[:, c:], norm="ortho")
+    cw = gf.complex_weight
+    wr = torch.nn.functional.interpolate(
+        cw[..., 0][None], size=spec.shape[2:], mode="bilinear", align_corners=True
+    )[0]
+    wi = torch.nn.functional.interpolate(
+        cw[..., 1][None], size=spec.shape[2:], mode="bilinear", align_corners=True
+    )[0]
+    glob = torch.fft.irfft2(spec * torch.complex(wr, wi), s=(h, w), norm="ortho")
+    out = torch.empty_like(x)
+    out[:, 0::2] = local
+    out[:, 1::2] = glob
+    return gf.post_norm(out)
+
+
+@pytest.mark.parametrize("size", [(24, 24), (20, 28), (9, 13)])
+def test_global_local_filter_interleaves_and_interpolates(size):
+    torch.manual_seed(0)
+    gf = GlobalLocalFilter(dim=8, h=24, w=13).eval()
+    x = torch.randn(2, 8, *size)
+    torch.testing.assert_close(gf(x), _reference_gf(gf, x), rtol=1e-5, atol=1e-5)
+    # with a stored spectrum of the right size no interpolation happens (weight used as is)
+    if size == (24, 24):
+        spec = gf.spectral_weight((24, 13))
+        torch.testing.assert_close(torch.view_as_real(spec), gf.complex_weight)
+
+
+def test_gnconv_dims_and_recursion():
+    torch.manual_seed(0)
+    g = GnConv(dim=32, order=3, scale=1 / 3, gf_size=None, dw_kernel=7).eval()
+    assert g.dims == [8, 16, 32]
+    assert g.dwconv.weight.shape == (56, 1, 7, 7)
+    x = torch.randn(1, 32, 9, 9)
+    fused = g.proj_in(x)
+    pwa, abc = fused[:, :8], fused[:, 8:]
+    dw = g.dwconv(abc) / 3
+    y = pwa * dw[:, :8]
+    y = g.pws[0](y) * dw[:, 8:24]
+    y = g.pws[1](y) * dw[:, 24:56]
+    torch.testing.assert_close(g(x), g.proj_out(y), rtol=1e-5, atol=1e-6)
+
+
+def test_hornet_config_validation():
+    with pytest.raises(ConfigError, match="gnconv_orders"):
+        HorNetConfig(base_dim=15, gnconv_orders=(2, 3, 4, 5))
+    with pytest.raises(ConfigError, match="even channel count"):
+        HorNetConfig(base_dim=2, gnconv_orders=(2, 3, 4, 5))
+    with pytest.raises(ConfigError, match="gf_sizes"):
+        HorNetConfig(gf_sizes=(None, None, (24, 13)))
