@@ -1,0 +1,105 @@
+"""CropFormer (image-level + batch-level decoding of V views) and its Mask2Former sibling.
+
+The module maps normalised, padded views to raw logits (:mod:`outputs`). Pre-processing (resize,
+normalise, pad), fusion, thresholds and RLE live in ``model/inference``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from entityseg_data.model.config import ModelConfig
+from entityseg_data.model.decoder import MultiScaleMaskedTransformerDecoder
+from entityseg_data.model.outputs import ModelOutput
+from entityseg_data.model.pixel_decoder import MSDeformAttnPixelDecoder
+
+
+class MaskFormerHead(nn.Module):
+    """Container giving the official ``sem_seg_head.{pixel_decoder,predictor}`` key prefixes."""
+
+    def __init__(
+        self,
+        *,
+        pixel_decoder: MSDeformAttnPixelDecoder,
+        predictor: MultiScaleMaskedTransformerDecoder,
+    ) -> None:
+        super().__init__()
+        self.pixel_decoder = pixel_decoder
+        self.predictor = predictor
+
+
+class CropFormer(nn.Module):
+    """``backbone`` -> ``sem_seg_head.pixel_decoder`` -> ``sem_seg_head.predictor``.
+
+    With ``config.batch_level`` False this is the Mask2Former baseline (image level only).
+    Build it with :func:`entityseg_data.model.loading.build_model`.
+    """
+
+    def __init__(
+        self, *, config: ModelConfig, backbone: nn.Module, sem_seg_head: MaskFormerHead
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+
+    @property
+    def batch_level(self) -> bool:
+        return self.config.batch_level
+
+    def set_fused_attention(self, enabled: bool) -> None:
+        """Let ``nn.MultiheadAttention`` use the fused SDPA kernel (no attention weights are
+        materialised; numerically equal within ~1e-6). Off by default (official computation)."""
+        for m in self.sem_seg_head.predictor.modules():
+            if hasattr(m, "fused"):
+                m.fused = enabled
+
+    def forward(
+        self, images: Tensor, *, aux: bool | None = None, return_features: bool = False
+    ) -> ModelOutput:
+        """
+        Args:
+            images: (B, V, 3, Hp, Wp) float32, normalised ((x - mean) / std, RGB) and zero-padded
+                bottom/right to a multiple of ``config.size_divisibility``. View 0 = full image.
+            aux: return the earlier heads' predictions (default: ``self.training``).
+            return_features: also return intermediates (see :class:`ModelOutput`).
+        """
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f"images must be (B, V, 3, H, W), got {tuple(images.shape)}")
+        b, v, _, h, w = images.shape
+        div = self.config.size_divisibility
+        if h % div or w % div:
+            raise ValueError(f"image size {h}x{w} is not a multiple of {div}; pad it first")
+        feats = self.backbone(images.reshape(b * v, 3, h, w))
+        return self.forward_backbone_features(
+            feats, num_views=v, aux=aux, return_features=return_features
+        )
+
+    def forward_backbone_features(
+        self,
+        feats: dict[str, Tensor],
+        *,
+        num_views: int,
+        aux: bool | None = None,
+        return_features: bool = False,
+    ) -> ModelOutput:
+        """Run everything after the backbone. feats: "res2".."res5" (B*V, C_i, h_i, w_i), views of
+        an image contiguous."""
+        if aux is None:
+            aux = self.training
+        pix = self.sem_seg_head.pixel_decoder(feats)
+        res = self.sem_seg_head.predictor(
+            pix.multi_scale, pix.mask_features, num_views=num_views, aux=aux
+        )
+        features = None
+        if return_features:
+            features = dict(feats)
+            for i, m in enumerate(pix.multi_scale):
+                features[f"multi_scale_{i}"] = m
+            features["mask_features"] = pix.mask_features
+            if res.assoc_in is not None:
+                features["assoc_in"] = res.assoc_in
+                features["assoc_out"] = res.assoc_out
+        return ModelOutput(
+            image_level=res.image_level, batch_level=res.batch_level, features=features
+        )

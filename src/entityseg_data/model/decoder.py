@@ -1,0 +1,252 @@
+"""ONE masked-attention decoder, run at image level and (CropFormer) at batch level.
+
+Image level: every view is decoded alone (the Mask2Former decoder). Batch level: the queries of an
+image attend to the tokens of all its views concatenated (view-major), with a 3-D position code,
+and predict a mask in every view. Both passes share the same layers, norms and heads
+(``sem_seg_head.predictor.*`` keys); only ``make_3d`` is specific to the batch level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from entityseg_data.model.association import Make3dQueries
+from entityseg_data.model.layers import (
+    MLP,
+    CrossAttentionLayer,
+    FFNLayer,
+    PositionEmbeddingSine3D2D,
+    SelfAttentionLayer,
+)
+from entityseg_data.model.outputs import DecoderOutput, LevelPrediction
+
+Heads = Callable[[Tensor, tuple[int, int] | None], tuple[Tensor, Tensor, Tensor | None]]
+
+
+@dataclass
+class DecoderResult:
+    image_level: DecoderOutput
+    batch_level: DecoderOutput | None
+    assoc_in: Tensor | None  # (Q, B*V, C)
+    assoc_out: Tensor | None  # (Q, B, C)
+
+
+def _mask_for_attention(masks: Tensor, size: tuple[int, int], nheads: int) -> Tensor:
+    """masks (N, Q, ..., H, W) logits -> bool (N*nheads, Q, S): True where sigmoid < 0.5 after a
+    bilinear resize of every map to ``size``; rows masked everywhere are released (all False)."""
+    n, q = masks.shape[:2]
+    small = F.interpolate(
+        masks.flatten(1, -3), size=size, mode="bilinear", align_corners=False
+    )  # (N, Q*..., h, w)
+    attn = small.sigmoid().reshape(n, q, -1) < 0.5  # (N, Q, S) flattened (..., h, w)
+    attn = attn & ~attn.all(-1, keepdim=True)
+    return attn.unsqueeze(1).expand(n, nheads, q, attn.shape[-1]).flatten(0, 1).detach()
+
+
+class MultiScaleMaskedTransformerDecoder(nn.Module):
+    """The predictor (``sem_seg_head.predictor``).
+
+    Args:
+        in_channels: channels of the pixel decoder's multi-scale maps.
+        mask_dim: channels of the mask features.
+        num_queries, hidden_dim, nheads, dim_feedforward: as the official MASK_FORMER keys.
+        dec_layers: official DEC_LAYERS = 1 + number of decoder layers.
+        num_classes: 1 (entity) -> 2 logits.
+        batch_level: add the association module and the batch-level pass (CropFormer).
+        assoc_*: association module sizes (official ENTITY.FUSE_*).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        mask_dim: int,
+        num_queries: int,
+        hidden_dim: int = 256,
+        nheads: int = 8,
+        dim_feedforward: int = 2048,
+        dec_layers: int = 10,
+        num_classes: int = 1,
+        batch_level: bool = True,
+        assoc_layers: int = 1,
+        assoc_nheads: int = 8,
+        assoc_dim_feedforward: int = 2048,
+        enforce_input_proj: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_heads = nheads
+        self.num_layers = dec_layers - 1
+        self.num_queries = num_queries
+        self.num_feature_levels = 3
+        self.pe_layer = PositionEmbeddingSine3D2D(num_pos_feats=hidden_dim // 2)
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(d_model=hidden_dim, nhead=nheads, dropout=dropout)
+            for _ in range(self.num_layers)
+        )
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(d_model=hidden_dim, nhead=nheads, dropout=dropout)
+            for _ in range(self.num_layers)
+        )
+        self.transformer_ffn_layers = nn.ModuleList(
+            FFNLayer(d_model=hidden_dim, dim_feedforward=dim_feedforward, dropout=dropout)
+            for _ in range(self.num_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
+        self.input_proj = nn.ModuleList()
+        for _ in range(self.num_feature_levels):
+            if in_channels != hidden_dim or enforce_input_proj:
+                conv = nn.Conv2d(in_channels, hidden_dim, 1)
+                nn.init.kaiming_uniform_(conv.weight, a=1)
+                nn.init.constant_(conv.bias, 0)
+                self.input_proj.append(conv)
+            else:
+                self.input_proj.append(nn.Sequential())
+        self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.mask_embed = MLP(
+            input_dim=hidden_dim, hidden_dim=hidden_dim, output_dim=mask_dim, num_layers=3
+        )
+        self.batch_level = batch_level
+        if batch_level:
+            self.make_3d = Make3dQueries(
+                hidden_dim=hidden_dim,
+                nheads=assoc_nheads,
+                dim_feedforward=assoc_dim_feedforward,
+                num_layers=assoc_layers,
+                dropout=dropout,
+            )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # official checkpoints before version 2 call the learned queries "static_query"
+        old = prefix + "static_query.weight"
+        if old in state_dict and prefix + "query_feat.weight" not in state_dict:
+            state_dict[prefix + "query_feat.weight"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ----------------------------------------------------------------------------- heads
+    def _heads_image(self, output: Tensor, mask_features: Tensor, size, with_mask: bool):
+        """output (Q, N, C), mask_features (N, C, H, W) -> logits (N, Q, K+1), masks (N, Q, H, W),
+        attention mask (N*heads, Q, h*w) or None."""
+        d = self.decoder_norm(output).transpose(0, 1)  # (N, Q, C)
+        logits = self.class_embed(d)
+        masks = torch.einsum("nqc,nchw->nqhw", self.mask_embed(d), mask_features)
+        attn = _mask_for_attention(masks, size, self.num_heads) if with_mask else None
+        return logits, masks, attn
+
+    def _heads_batch(self, output: Tensor, mask_features: Tensor, size, with_mask: bool):
+        """output (Q, B, C), mask_features (B, V, C, H, W) -> logits (B, Q, K+1),
+        masks (B, Q, V, H, W), attention mask (B*heads, Q, V*h*w) or None."""
+        d = self.decoder_norm(output).transpose(0, 1)  # (B, Q, C)
+        logits = self.class_embed(d)
+        masks = torch.einsum("bqc,bvchw->bqvhw", self.mask_embed(d), mask_features)
+        attn = _mask_for_attention(masks, size, self.num_heads) if with_mask else None
+        return logits, masks, attn
+
+    def _decode(
+        self,
+        output: Tensor,
+        query_pos: Tensor,
+        srcs: list[Tensor],
+        poss: list[Tensor],
+        sizes: list[tuple[int, int]],
+        heads: Heads,
+        aux: bool,
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Run the shared layers. Returns the final query features and [(logits, masks)] of every
+        head application (only the last one's masks unless ``aux``)."""
+        preds: list[tuple[Tensor, Tensor]] = []
+        logits, masks, attn = heads(output, sizes[0] if self.num_layers else None)
+        preds.append((logits, masks if aux or not self.num_layers else None))
+        for i in range(self.num_layers):
+            lvl = i % self.num_feature_levels
+            output = self.transformer_cross_attention_layers[i](
+                output, srcs[lvl], memory_mask=attn, pos=poss[lvl], query_pos=query_pos
+            )
+            output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
+            output = self.transformer_ffn_layers[i](output)
+            last = i == self.num_layers - 1
+            nxt = None if last else sizes[(i + 1) % self.num_feature_levels]
+            logits, masks, attn = heads(output, nxt)
+            preds.append((logits, masks if aux or last else None))
+        return output, preds
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        multi_scale: list[Tensor],
+        mask_features: Tensor,
+        *,
+        num_views: int,
+        aux: bool = True,
+    ) -> DecoderResult:
+        """
+        Args:
+            multi_scale: 3 maps (B*V, C, h_l, w_l) at 1/32, 1/16, 1/8; views of an image
+                contiguous, view 0 = full view.
+            mask_features: (B*V, mask_dim, H, W) at 1/4.
+            num_views: V.
+            aux: also return the earlier heads' predictions (masks included).
+        """
+        n = mask_features.shape[0]
+        v = num_views
+        if n % v:
+            raise ValueError(f"batch of {n} views is not a multiple of num_views={v}")
+        b = n // v
+        sizes, srcs2d, pos2d, srcs3d, pos3d = [], [], [], [], []
+        for lvl, x in enumerate(multi_scale):
+            h, w = int(x.shape[-2]), int(x.shape[-1])
+            sizes.append((h, w))
+            p2, p3 = self.pe_layer.encode(b, v, h, w, x.device)  # (B, V, C, h, w)
+            src = self.input_proj[lvl](x).flatten(2) + self.level_embed.weight[lvl][None, :, None]
+            src = src.permute(2, 0, 1)  # (hw, N, C)
+            c = src.shape[-1]
+            srcs2d.append(src)
+            pos2d.append(p2.reshape(n, c, h * w).permute(2, 0, 1))
+            if self.batch_level:
+                # (hw, B, V, C) -> (V*hw, B, C), token index v*hw + p
+                srcs3d.append(src.view(h * w, b, v, c).permute(2, 0, 1, 3).reshape(v * h * w, b, c))
+                pos3d.append(p3.permute(1, 3, 4, 0, 2).reshape(v * h * w, b, c))
+
+        q_feat = self.query_feat.weight[:, None, :].expand(-1, n, -1)
+        q_pos = self.query_embed.weight[:, None, :].expand(-1, n, -1)
+
+        def heads2d(out: Tensor, size):
+            return self._heads_image(out, mask_features, size, size is not None)
+
+        out2d, preds2d = self._decode(q_feat, q_pos, srcs2d, pos2d, sizes, heads2d, aux)
+
+        def image_pred(logits: Tensor, masks: Tensor) -> LevelPrediction:
+            q = logits.shape[1]
+            return LevelPrediction(
+                pred_logits=logits.reshape(b, v, q, -1),
+                pred_masks=masks.reshape(b, v, q, *masks.shape[-2:]),
+            )
+
+        image_out = DecoderOutput(
+            final=image_pred(*preds2d[-1]),
+            aux=[image_pred(*p) for p in preds2d[:-1]] if aux else [],
+        )
+        if not self.batch_level:
+            return DecoderResult(image_out, None, None, None)
+
+        q3 = self.make_3d(out2d, self.query_embed.weight, v)  # (Q, B, C)
+        q3_pos = self.query_embed.weight[:, None, :].expand(-1, b, -1)
+        mf3 = mask_features.view(b, v, *mask_features.shape[1:])
+
+        def heads3d(out: Tensor, size):
+            return self._heads_batch(out, mf3, size, size is not None)
+
+        _, preds3d = self._decode(q3, q3_pos, srcs3d, pos3d, sizes, heads3d, aux)
+        batch_out = DecoderOutput(
+            final=LevelPrediction(*preds3d[-1]),
+            aux=[LevelPrediction(*p) for p in preds3d[:-1]] if aux else [],
+        )
+        return DecoderResult(image_out, batch_out, out2d, q3)
