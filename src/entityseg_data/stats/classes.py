@@ -1,0 +1,66 @@
+"""Per-class counts (after stage 2 naming): entities, images and pixels per name, thing/stuff.
+
+A class is the entity's open-vocabulary ``name`` (``category_id_ori`` in EntitySeg files) or,
+when it has none, its category's name. Thing/stuff comes from ``is_thing(name)`` (e.g. the
+vocabulary), else from the category's ``isthing`` flag, else is unknown (None).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def class_counts(
+    stats: Any, is_thing: Callable[[str], bool | None] | None = None
+) -> list[dict[str, Any]]:
+    """Rows ``{name, kind ("thing" | "stuff" | ""), entities, images, pixels}`` sorted by
+    entities (descending) then name, for a :class:`~entityseg_data.stats.engine.DatasetStats`."""
+    names = list(stats.names)
+    cats = stats.categories
+    cat_ids = np.asarray(stats.category_ids)
+    area = np.asarray(stats.entities.get("area", np.zeros(0)))
+    image_ids = np.asarray(stats.entities.get("image_id", np.zeros(0)))
+    ent: dict[str, int] = defaultdict(int)
+    pix: dict[str, int] = defaultdict(int)
+    imgs: dict[str, set[int]] = defaultdict(set)
+    kind: dict[str, bool | None] = {}
+    for i, raw in enumerate(names):
+        cat = cats.get(int(cat_ids[i])) if i < cat_ids.size else None
+        name = raw or (cat or {}).get("name") or "unnamed"
+        ent[name] += 1
+        pix[name] += int(area[i]) if i < area.size else 0
+        imgs[name].add(int(image_ids[i]) if i < image_ids.size else -1)
+        if name not in kind or kind[name] is None:
+            flag: bool | None = None
+            if is_thing is not None:
+                flag = is_thing(name)
+            if flag is None and cat is not None and "isthing" in cat:
+                flag = bool(cat["isthing"])
+            kind[name] = flag
+    rows = [
+        {
+            "name": n,
+            "kind": "" if kind[n] is None else ("thing" if kind[n] else "stuff"),
+            "entities": ent[n],
+            "images": len(imgs[n]),
+            "pixels": pix[n],
+        }
+        for n in ent
+    ]
+    rows.sort(key=lambda r: (-r["entities"], r["name"]))
+    return rows
+
+
+def kind_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Number of classes and entities per kind: ``{"thing_classes", "stuff_classes",
+    "unknown_classes", "thing_entities", "stuff_entities", "unknown_entities"}``."""
+    out = {f"{k}_{w}": 0 for k in ("thing", "stuff", "unknown") for w in ("classes", "entities")}
+    for r in rows:
+        k = r["kind"] or "unknown"
+        out[f"{k}_classes"] += 1
+        out[f"{k}_entities"] += r["entities"]
+    return out

@@ -1,0 +1,266 @@
+"""Streaming statistics over a COCO/EntitySeg annotation dict (or a workspace).
+
+:func:`compute_stats` walks the images one at a time: for each it builds one label map from the
+entities' RLE run lengths, measures every entity (:mod:`entityseg_data.stats.measures`) and
+keeps only small per-image and per-entity numbers. Memory is bounded by the annotation JSON plus
+one label map (24 MB at 12 MP) per worker; images are never decoded (sizes come from the JSON,
+or from the image header when the JSON lacks them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from entityseg_data.errors import DataError
+from entityseg_data.masks import rle as rle_utils
+from entityseg_data.stats.config import StatsConfig
+from entityseg_data.stats.measures import rle_measures
+
+log = logging.getLogger(__name__)
+
+ENTITY_FIELDS = ("area", "convexity", "simplicity", "perimeter", "convex_area")
+
+
+@dataclass
+class DatasetStats:
+    """Everything measured on one dataset.
+
+    ``images``: one dict per image ``{image_id, file_name, height, width, megapixels, source,
+    n_entities, valid_area, mean_convexity, mean_simplicity}`` (valid_area = covered fraction).
+    ``entities``: per-entity arrays (``image_id``, ``area`` (px), ``convexity``, ``simplicity``,
+    ``perimeter`` (px), ``convex_area`` (px)), all of the same length.
+    ``names``: per-entity open-vocabulary name (or None) in the same order.
+    ``errors``: images skipped with the reason.
+    """
+
+    name: str
+    images: list[dict[str, Any]] = field(default_factory=list)
+    entities: dict[str, np.ndarray] = field(default_factory=dict)
+    names: list[str | None] = field(default_factory=list)
+    categories: dict[int, dict[str, Any]] = field(default_factory=dict)
+    category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_entities(self) -> int:
+        return int(self.entities.get("area", np.zeros(0)).size)
+
+    def to_json(self) -> dict[str, Any]:
+        from entityseg_data.stats.table import table_row
+
+        return {"name": self.name, "table2": table_row(self), "errors": self.errors}
+
+
+def load_coco(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A COCO dict from a dict or a JSON path (one clear error for unreadable files)."""
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read COCO JSON: {exc}") from None
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise DataError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
+    return data
+
+
+def group_annotations(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """Annotations by image id, in file order."""
+    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for a in coco.get("annotations", []):
+        by_image[int(a["image_id"])].append(a)
+    return by_image
+
+
+def _image_size(img: dict[str, Any], images_dir: Path | None) -> tuple[int, int]:
+    h, w = img.get("height"), img.get("width")
+    if h and w:
+        return int(h), int(w)
+    if images_dir is None:
+        raise DataError(f"image {img.get('id')}: no height/width in the JSON and no image folder")
+    from PIL import Image
+
+    path = images_dir / str(img["file_name"])
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except OSError as exc:
+        raise DataError(f"image {img.get('id')}: cannot read {path}: {exc}") from None
+    return int(h), int(w)
+
+
+def measure_image(
+    img: dict[str, Any],
+    anns: list[dict[str, Any]],
+    *,
+    images_dir: Path | None = None,
+    max_side: int = 0,
+) -> dict[str, Any]:
+    """Measures of one image: ``{"image": row, "entities": {field: array}, "names": [...],
+    "category_ids": array}``. Crowd annotations are ignored."""
+    h, w = _image_size(img, images_dir)
+    anns = [a for a in anns if not a.get("iscrowd", 0)]
+    rles = []
+    for a in anns:
+        try:
+            rles.append(rle_utils.to_compressed(a["segmentation"], h, w))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"annotation {a.get('id')}: bad segmentation ({exc!r})") from None
+    res = rle_measures(rles, h, w, max_side=max_side)
+    n = len(rles)
+    with np.errstate(invalid="ignore"):
+        mean_cvx = float(np.nanmean(res["convexity"])) if n else float("nan")
+        mean_smp = float(np.nanmean(res["simplicity"])) if n else float("nan")
+    row = {
+        "image_id": int(img["id"]),
+        "file_name": str(img.get("file_name", "")),
+        "height": h,
+        "width": w,
+        "megapixels": h * w / 1e6,
+        "source": img.get("img_source") or img.get("source"),
+        "n_entities": n,
+        "valid_area": res["covered"] / float(h * w),
+        "mean_convexity": mean_cvx,
+        "mean_simplicity": mean_smp,
+    }
+    ents = {k: np.asarray(res[k]) for k in ENTITY_FIELDS}
+    ents["image_id"] = np.full(n, int(img["id"]), np.int64)
+    return {
+        "image": row,
+        "entities": ents,
+        "names": [a.get("name") or a.get("category_id_ori") for a in anns],
+        "category_ids": np.asarray([int(a.get("category_id", 0)) for a in anns], np.int64),
+    }
+
+
+def _job(args: tuple[dict[str, Any], list[dict[str, Any]], Path | None, int]) -> dict[str, Any]:
+    img, anns, images_dir, max_side = args
+    try:
+        return measure_image(img, anns, images_dir=images_dir, max_side=max_side)
+    except DataError as exc:
+        return {
+            "error": {
+                "image_id": img.get("id"),
+                "file_name": img.get("file_name"),
+                "error": str(exc),
+            }
+        }
+
+
+def compute_stats(
+    coco: str | Path | dict[str, Any],
+    *,
+    name: str = "dataset",
+    images_dir: str | Path | None = None,
+    config: StatsConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
+) -> DatasetStats:
+    """Statistics of a COCO/EntitySeg annotation file or dict.
+
+    Args:
+        coco: a COCO dict or the path of a COCO JSON (RLE or polygon segmentations).
+        name: dataset name used in tables and plots.
+        images_dir: folder the ``file_name`` entries are relative to; only read when the JSON
+            lacks an image's height/width.
+        config: ``max_side`` (measure shapes on a downscaled label map, 0 = full resolution) and
+            ``workers`` (processes; 0/1 = in this process).
+        progress: called with 1 after each image (e.g. ``tqdm.update``).
+        limit: only the first ``limit`` images (quick looks).
+
+    Images that fail (bad RLE, size mismatch) are skipped and listed in ``errors``.
+    """
+    cfg = config or StatsConfig()
+    data = load_coco(coco)
+    by_image = group_annotations(data)
+    imgs = list(data.get("images", []))
+    if limit is not None:
+        imgs = imgs[: int(limit)]
+    root = Path(images_dir) if images_dir is not None else None
+    out = DatasetStats(name=name)
+    out.categories = {int(c["id"]): dict(c) for c in data.get("categories", []) if "id" in c}
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    cat_parts: list[np.ndarray] = []
+
+    jobs: Iterator[tuple[Any, ...]] = (
+        (img, by_image.get(int(img["id"]), []), root, int(cfg.max_side)) for img in imgs
+    )
+    if cfg.workers and cfg.workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(int(cfg.workers))
+        results: Iterator[dict[str, Any]] = pool.imap(_job, jobs, chunksize=1)
+    else:
+        pool = None
+        results = map(_job, jobs)
+    try:
+        for res in results:
+            if "error" in res:
+                out.errors.append(res["error"])
+                log.warning("skipped image %s: %s", res["error"]["image_id"], res["error"]["error"])
+            else:
+                out.images.append(res["image"])
+                for k, v in res["entities"].items():
+                    parts[k].append(v)
+                out.names.extend(res["names"])
+                cat_parts.append(res["category_ids"])
+            if progress is not None:
+                progress(1)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    for k in (*ENTITY_FIELDS, "image_id"):
+        dtype = np.int64 if k in ("area", "image_id") else np.float64
+        out.entities[k] = np.concatenate(parts[k]).astype(dtype) if parts[k] else np.zeros(0, dtype)
+    out.category_ids = np.concatenate(cat_parts) if cat_parts else np.zeros(0, np.int64)
+    log.info(
+        "%s: %d images, %d entities, %d skipped",
+        name,
+        out.n_images,
+        out.n_entities,
+        len(out.errors),
+    )
+    return out
+
+
+def workspace_stats(
+    workspace: Any,
+    *,
+    name: str | None = None,
+    stage: int = 1,
+    statuses: tuple[str, ...] | None = ("approved",),
+    config: StatsConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> DatasetStats:
+    """:func:`compute_stats` of a workspace's approved annotations (through
+    :func:`~entityseg_data.masks.store.workspace_to_coco`); names come from stage 2 when it has
+    approved annotations of the same images."""
+    from entityseg_data.masks.store import workspace_to_coco
+
+    coco = workspace_to_coco(workspace, stage=stage, statuses=statuses)
+    if stage == 1:
+        named = workspace_to_coco(workspace, stage=2, statuses=statuses)
+        names = {(a["image_id"], a["entity_id"]): a.get("name") for a in named["annotations"]}
+        for a in coco["annotations"]:
+            a["name"] = names.get((a["image_id"], a["entity_id"]), a.get("name"))
+    return compute_stats(
+        coco,
+        name=name or Path(workspace.root).name,
+        images_dir=workspace.root,
+        config=config,
+        progress=progress,
+    )

@@ -1,0 +1,334 @@
+"""Shape measures of entity masks: area, convex-hull area, perimeter, convexity, simplicity.
+
+Definitions (all in pixels of the mask's own resolution):
+
+- **area** ``A``: number of pixels of the mask.
+- **convex-hull area** ``A_hull``: area of the convex hull of the union of the mask's pixel
+  *squares* (pixel ``(r, c)`` is the unit square ``[c, c+1] x [r, r+1]``). So ``A_hull >= A``
+  always, a one-pixel line has a finite hull, and an axis-aligned rectangle has ``A_hull == A``.
+- **convexity** (the paper's "entity complexity" column) = ``A / A_hull`` in (0, 1]; 1 for convex
+  shapes, lower for rings, stars, thin curved wires and fragmented (occluded) entities.
+- **perimeter** ``P``: the Crofton estimate with 4 directions (0, 45, 90, 135 degrees): count the
+  boundary crossings ``T_d`` along every pixel line of each direction (outside the image counts as
+  background) and set ``P = pi/8 * (T_0 + T_90 + (T_45 + T_135) / sqrt(2))``. It is unbiased for
+  isotropic outlines (a digital disk of radius r gives ``2 pi r`` within ~1%) and is identical to
+  ``skimage.measure.perimeter_crofton(mask, directions=4)`` for a single mask; straight
+  axis-aligned edges are under-estimated by ~5% (a square of side a gives 3.79a).
+  Crossings between two entities count for both of them.
+- **simplicity** = ``sqrt(4 pi A) / P``: 1 for a disk, ~0.94 for an axis-aligned square (0.886
+  with the exact perimeter), -> 0 for thin or ragged shapes.
+
+Everything is computed for all entities of an image at once on a label map (one pass per
+direction), so a 12 MP image with dozens of entities costs a few hundred milliseconds. Label maps
+are built straight from the compressed RLE run lengths (no per-mask decode); overlapping masks
+(COCO instances) fall back to a per-mask computation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.spatial import ConvexHull, QhullError
+
+from entityseg_data.errors import DataError
+
+RLE = dict[str, Any]
+
+_CROFTON = math.pi / 8.0
+
+
+# ----------------------------------------------------------------------------- RLE run lengths
+def rle_counts(rle: RLE) -> np.ndarray:
+    """Uncompressed run lengths (int64) of a COCO RLE (compressed string or counts list).
+
+    Vectorised port of the pycocotools string format: 5-bit groups with a continuation bit,
+    sign-extended, each count from the 4th on stored as a delta to the count two before it.
+    """
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return np.asarray(counts, dtype=np.int64)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    more = (c & 0x20) != 0
+    ends = np.flatnonzero(~more)
+    if ends.size == 0 or ends[-1] != c.size - 1:
+        raise DataError("corrupt compressed RLE string (unterminated count)")
+    # position of each char within its number
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    group = np.repeat(np.arange(ends.size), ends - starts + 1)
+    k = np.arange(c.size) - starts[group]
+    vals = np.zeros(ends.size, dtype=np.int64)
+    np.add.at(vals, group, (c & 0x1F) << (5 * k))
+    neg = (c[ends] & 0x10) != 0
+    nbits = 5 * (ends - starts + 1)
+    vals[neg] |= -(np.int64(1) << nbits[neg])
+    out = vals.copy()
+    if out.size > 3:
+        # counts[m] += counts[m-2] for m > 2: prefix sums over odd and even positions
+        odd = out[1::2].copy()
+        out[1::2] = np.cumsum(odd)
+        even = out[2::2].copy()
+        out[2::2] = np.cumsum(even)
+    return out
+
+
+def _runs(rle: RLE) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the foreground runs, as flat column-major (Fortran) pixel indices."""
+    cnt = rle_counts(rle)
+    pos = np.cumsum(cnt)
+    # runs alternate 0s, 1s, 0s, ...: foreground run j spans [pos[2j], pos[2j+1])
+    starts = pos[0:-1:2]
+    ends = pos[1::2]
+    n = min(starts.size, ends.size)
+    starts, ends = starts[:n], ends[:n]
+    keep = ends > starts
+    return starts[keep], ends[keep]
+
+
+def label_map_t(rles: Sequence[RLE], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Transposed label map ``(W, H)`` uint16 (value i+1 = ``rles[i]``) of non-overlapping RLEs,
+    built from run lengths in one ``np.repeat``.
+
+    Returns ``(lm_t, overlapped)``: ``overlapped`` is a bool array, True for entities that share
+    pixels with another one; their pixels go to the later entity (like painting in order) and
+    callers should measure them on their own masks.
+    """
+    n = len(rles)
+    if n >= 65535:
+        raise DataError(f"too many entities in one image ({n})")
+    total = int(height) * int(width)
+    overlapped = np.zeros(n, dtype=bool)
+    if n == 0:
+        return np.zeros((width, height), np.uint16), overlapped
+    all_s, all_e, all_l = [], [], []
+    for i, r in enumerate(rles):
+        h, w = int(r["size"][0]), int(r["size"][1])
+        if (h, w) != (height, width):
+            raise DataError(f"entity {i}: RLE size {h}x{w} differs from the image {height}x{width}")
+        s, e = _runs(r)
+        all_s.append(s)
+        all_e.append(e)
+        all_l.append(np.full(s.size, i + 1, dtype=np.int64))
+    s = np.concatenate(all_s)
+    e = np.concatenate(all_e)
+    lab = np.concatenate(all_l)
+    order = np.argsort(s, kind="stable")
+    s, e, lab = s[order], e[order], lab[order]
+    if s.size and e.max() > total:
+        raise DataError(f"RLE runs exceed the image size {height}x{width}")
+    if s.size > 1 and bool((s[1:] < np.maximum.accumulate(e)[:-1]).any()):
+        # some pixels are covered twice: find the entities involved, paint in order (later wins)
+        diff = np.zeros(total + 1, np.int32)
+        np.add.at(diff, s, 1)
+        np.add.at(diff, e, -1)
+        multi = np.cumsum(diff[:-1]) > 1
+        pref = np.concatenate(([0], np.cumsum(multi)))
+        hit = (pref[e] - pref[s]) > 0
+        overlapped[np.unique(lab[hit]) - 1] = True
+        flat = np.zeros(total, np.uint16)
+        for j in np.argsort(lab, kind="stable"):
+            flat[s[j] : e[j]] = lab[j]
+        return flat.reshape(width, height), overlapped
+    # gaps (label 0) interleaved with runs
+    gap_starts = np.concatenate(([0], e))
+    gap_ends = np.concatenate((s, [total]))
+    values = np.zeros(2 * s.size + 1, dtype=np.uint16)
+    values[1::2] = lab
+    lengths = np.empty(2 * s.size + 1, dtype=np.int64)
+    lengths[0::2] = gap_ends - gap_starts
+    lengths[1::2] = e - s
+    flat = np.repeat(values, lengths)
+    return flat.reshape(width, height), overlapped
+
+
+# ----------------------------------------------------------------------------- measures
+def _bincount2(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(a, minlength=n)[:n] + np.bincount(b, minlength=n)[:n]
+
+
+def crofton_perimeters(label_map: np.ndarray, n_labels: int) -> np.ndarray:
+    """Crofton perimeter (4 directions, see the module doc) of labels 0..n_labels.
+
+    Args:
+        label_map: (H, W) integer label map (0 = background; works transposed too).
+        n_labels: highest label.
+
+    Returns:
+        float64 array of length ``n_labels + 1`` (index 0 = background, meaningless).
+    """
+    n = int(n_labels) + 1
+    lm = np.pad(label_map, 1, mode="constant", constant_values=0)
+    t_axis = np.zeros(n, np.int64)
+    t_diag = np.zeros(n, np.int64)
+    for a, b, diag in (
+        (lm[:, :-1], lm[:, 1:], False),
+        (lm[:-1, :], lm[1:, :], False),
+        (lm[:-1, :-1], lm[1:, 1:], True),
+        (lm[:-1, 1:], lm[1:, :-1], True),
+    ):
+        d = a != b
+        counts = _bincount2(a[d].astype(np.int64), b[d].astype(np.int64), n)
+        if diag:
+            t_diag += counts
+        else:
+            t_axis += counts
+    return _CROFTON * (t_axis + t_diag / math.sqrt(2.0))
+
+
+def _hull_area(points: np.ndarray) -> float:
+    if len(points) < 3:
+        return 0.0
+    try:
+        return float(ConvexHull(points).volume)
+    except QhullError:  # degenerate (collinear) input
+        return 0.0
+
+
+def convex_hull_areas(label_map: np.ndarray, n_labels: int) -> np.ndarray:
+    """Convex-hull area of the pixel squares of each label 1..n_labels (index 0 unused).
+
+    Uses the row extents of every label: the hull of the corners of the leftmost and rightmost
+    pixel of each row equals the hull of all the label's pixel squares.
+    """
+    n = int(n_labels) + 1
+    out = np.zeros(n, np.float64)
+    lm = label_map
+    h, w = lm.shape
+    if h == 0 or w == 0:
+        return out
+    change = lm[:, 1:] != lm[:, :-1]
+    rows, cols = np.nonzero(change)
+    # run starts: column 0 of every row plus col+1 after every change
+    start_r = np.concatenate((np.arange(h), rows))
+    start_c = np.concatenate((np.zeros(h, np.int64), cols + 1))
+    end_r = np.concatenate((rows, np.arange(h)))
+    end_c = np.concatenate((cols, np.full(h, w - 1, np.int64)))
+    # sort starts and ends in the same (row, col) order: the k-th start pairs with the k-th end
+    so = np.lexsort((start_c, start_r))
+    eo = np.lexsort((end_c, end_r))
+    r = start_r[so]
+    c0 = start_c[so]
+    c1 = end_c[eo]
+    lab = lm[r, c0].astype(np.int64)
+    fg = lab > 0
+    r, c0, c1, lab = r[fg], c0[fg], c1[fg], lab[fg]
+    if lab.size == 0:
+        return out
+    # per (label, row): min start, max end
+    key = lab * h + r
+    order = np.argsort(key, kind="stable")
+    key, c0, c1 = key[order], c0[order], c1[order]
+    first = np.concatenate(([0], np.flatnonzero(np.diff(key)) + 1))
+    kmin = np.minimum.reduceat(c0, first)
+    kmax = np.maximum.reduceat(c1, first) + 1
+    krow = key[first] % h
+    klab = key[first] // h
+    bounds = np.concatenate((np.flatnonzero(np.diff(klab)) + 1, [klab.size]))
+    lo = 0
+    for hi in bounds:
+        rr = krow[lo:hi].astype(np.float64)
+        pts = np.concatenate(
+            (
+                np.stack((kmin[lo:hi], rr), 1),
+                np.stack((kmin[lo:hi], rr + 1), 1),
+                np.stack((kmax[lo:hi], rr), 1),
+                np.stack((kmax[lo:hi], rr + 1), 1),
+            )
+        ).astype(np.float64)
+        out[int(klab[lo])] = _hull_area(pts)
+        lo = hi
+    return out
+
+
+def label_measures(label_map: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
+    """Measures of labels 1..n_labels of an (H, W) label map (or its transpose: the values are
+    the same). Arrays of length ``n_labels`` (label i at index i-1): ``area`` (int64),
+    ``convex_area``, ``perimeter``, ``convexity``, ``simplicity`` (float64; NaN when empty)."""
+    n = int(n_labels)
+    area = np.bincount(label_map.ravel(), minlength=n + 1)[1 : n + 1].astype(np.int64)
+    hull = convex_hull_areas(label_map, n)[1:]
+    per = crofton_perimeters(label_map, n)[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        convexity = np.where((area > 0) & (hull > 0), area / np.maximum(hull, 1e-12), np.nan)
+        simplicity = np.where(
+            (area > 0) & (per > 0), np.sqrt(4 * math.pi * area) / np.maximum(per, 1e-12), np.nan
+        )
+    return {
+        "area": area,
+        "convex_area": hull,
+        "perimeter": per,
+        "convexity": convexity,
+        "simplicity": simplicity,
+    }
+
+
+def mask_measures(mask: np.ndarray) -> dict[str, float]:
+    """Measures of one (H, W) binary mask: ``area, convex_area, perimeter, convexity,
+    simplicity`` (see the module doc)."""
+    if mask.ndim != 2:
+        raise DataError(f"mask must be (H, W), got shape {mask.shape}")
+    m = (mask != 0).astype(np.uint8)
+    ys, xs = np.nonzero(m)
+    if ys.size == 0:
+        return {
+            "area": 0,
+            "convex_area": 0.0,
+            "perimeter": 0.0,
+            "convexity": float("nan"),
+            "simplicity": float("nan"),
+        }
+    crop = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    res = label_measures(crop, 1)
+    return {k: (int(v[0]) if k == "area" else float(v[0])) for k, v in res.items()}
+
+
+def rle_measures(
+    rles: Sequence[RLE], height: int, width: int, max_side: int = 0
+) -> dict[str, np.ndarray]:
+    """Measures of every entity of one image given as compressed RLEs (see :func:`label_measures`
+    for the keys; arrays in ``rles`` order) plus ``covered`` (int: pixels covered by any entity)
+    and ``overlapped`` (bool per entity).
+
+    Non-overlapping masks are measured together on one label map built from the run lengths;
+    entities overlapping another one are measured alone on their decoded mask.
+    ``max_side`` > 0 measures shapes (hull, perimeter) on a nearest-neighbour downscaled label map
+    whose long side is at most ``max_side`` (areas stay full resolution).
+    """
+    from entityseg_data.masks import rle as rle_utils
+
+    n = len(rles)
+    lm_t, overlapped = label_map_t(rles, height, width)
+    covered = int(np.count_nonzero(lm_t))
+    full_area = rle_utils.areas(list(rles)) if n else np.zeros(0, np.int64)
+
+    def shrink(lm: np.ndarray) -> np.ndarray:
+        if max_side and max(lm.shape) > max_side:
+            s = max_side / max(lm.shape)
+            a = np.minimum((np.arange(round(lm.shape[0] * s)) + 0.5) / s, lm.shape[0] - 1)
+            b = np.minimum((np.arange(round(lm.shape[1] * s)) + 0.5) / s, lm.shape[1] - 1)
+            return lm[np.ix_(a.astype(np.int64), b.astype(np.int64))]
+        return lm
+
+    res = label_measures(shrink(lm_t), n)
+    if max_side:
+        # ratios from the small map, areas at full resolution
+        res["area"] = full_area.astype(np.int64)
+    if overlapped.any():
+        for i in np.flatnonzero(overlapped):
+            one = label_map_t([rles[i]], height, width)[0]
+            single = label_measures(shrink(one), 1)
+            for k in res:
+                res[k][i] = single[k][0]
+            res["area"][i] = full_area[i]
+        # union of overlapping masks
+        covered = rle_utils.area(rle_utils.merge(list(rles))) if n else 0
+    out: dict[str, Any] = dict(res)
+    out["covered"] = covered
+    out["overlapped"] = overlapped
+    return out
