@@ -1,0 +1,113 @@
+"""Pre-annotations carried over from a source's own masks (COCO instances / panoptic).
+
+A payload is written to ``predictions/<model_version>/<image_id>.json`` as::
+
+    {"image_id": catalog_id, "height": H, "width": W,
+     "entities": [{"id": k, "segmentation": <compressed COCO RLE>, "score": 1.0, "name": str}]}
+
+in the upright (EXIF-applied) geometry of the stored image, with non-overlapping masks (stage 1
+wants one entity per pixel). A row in the catalog ``predictions`` table points to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from entityseg_data.errors import DataError
+from entityseg_data.masks import rle as rle_ops
+
+
+@dataclass(frozen=True)
+class PreAnnotation:
+    """Entities of one image in upright geometry. ``entities`` as in the module docstring
+    (without ``image_id``, which the pipeline adds once the catalog id is known)."""
+
+    model_version: str
+    height: int
+    width: int
+    entities: list[dict[str, Any]]
+
+    def payload(self, image_id: int) -> dict[str, Any]:
+        return {
+            "image_id": image_id,
+            "height": self.height,
+            "width": self.width,
+            "entities": self.entities,
+        }
+
+
+def orient_array(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF ``orientation`` (1-8) to an (H, W, ...) array the way
+    ``PIL.ImageOps.exif_transpose`` applies it to pixels. Returns a view when possible."""
+    if orientation in (0, 1, None):
+        return a
+    ops = {
+        2: lambda x: x[:, ::-1],
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: np.swapaxes(x, 0, 1),
+        6: lambda x: np.rot90(x, k=-1),
+        7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1),
+        8: lambda x: np.rot90(x, k=1),
+    }
+    if orientation not in ops:
+        raise DataError(f"invalid EXIF orientation {orientation}")
+    return ops[orientation](a)
+
+
+def label_map_from_rles(rles: Sequence[dict[str, Any]], height: int, width: int) -> np.ndarray:
+    """Non-overlapping (H, W) uint16 label map: entity ``i+1`` for ``rles[i]``.
+
+    Where masks overlap the smaller one wins (painted last), so small objects lying on large
+    ones survive."""
+    areas = rle_ops.areas(rles) if rles else np.zeros(0)
+    order = np.argsort(-areas, kind="stable")
+    lm = np.zeros((height, width), np.uint16)
+    for i in order:
+        lm[rle_ops.decode(rles[i]).astype(bool)] = i + 1
+    return lm
+
+
+def build(
+    label_map: np.ndarray,
+    names: Sequence[str | None],
+    *,
+    ann_height: int,
+    ann_width: int,
+    raw_height: int,
+    raw_width: int,
+    orientation: int,
+    model_version: str,
+) -> PreAnnotation:
+    """Entities of ``label_map`` (ids 1..len(names), annotated at ``ann_height x ann_width``)
+    brought into the upright geometry of the stored image.
+
+    When the annotation size equals the raw (pre-EXIF) pixel size the EXIF orientation is
+    applied to the masks as well; when it already equals the upright size it is kept.
+    Raises DataError for any other size."""
+    swaps = orientation in (5, 6, 7, 8)
+    upright = (raw_width, raw_height) if swaps else (raw_height, raw_width)
+    if (ann_height, ann_width) == (raw_height, raw_width):
+        lm = orient_array(label_map, orientation)
+    elif (ann_height, ann_width) == upright:
+        lm = label_map
+    else:
+        raise DataError(
+            f"annotation size {ann_height}x{ann_width} does not match the image "
+            f"({raw_height}x{raw_width}, EXIF orientation {orientation})"
+        )
+    rles = rle_ops.label_map_to_rles(np.ascontiguousarray(lm))
+    entities = []
+    for k, (i, r) in enumerate(sorted(rles.items()), start=1):
+        ent: dict[str, Any] = {"id": k, "segmentation": r, "score": 1.0}
+        name = names[i - 1] if 0 < i <= len(names) else None
+        if name:
+            ent["name"] = name
+        entities.append(ent)
+    return PreAnnotation(
+        model_version=model_version, height=upright[0], width=upright[1], entities=entities
+    )
