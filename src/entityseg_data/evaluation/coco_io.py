@@ -1,0 +1,263 @@
+"""Load and validate evaluation inputs.
+
+Ground truth: a COCO / EntitySeg instance JSON (path or dict). Categories are ignored
+(class-agnostic evaluation). Segmentations may be compressed RLE, uncompressed RLE or polygons;
+every RLE's size must equal its image's ``height x width``.
+
+Predictions, either:
+
+* a COCO results JSON: a list of ``{"image_id", "segmentation", "score"}`` (``category_id`` and
+  ``bbox`` are ignored), or a dict with such a list under ``"annotations"``;
+* a folder of label-map PNGs, one per image, named after the GT ``file_name`` stem or the image
+  id (``<stem>.png`` / ``<id>.png``): pixel value k > 0 = entity k (8/16/32-bit grey, or RGB
+  with k = R + 256 G + 65536 B), 0 = no entity. Scores come from an optional ``scores.json`` in the
+  folder, ``{"<stem or id>": {"<k>": score}}``; missing scores are 1.0.
+
+Any problem raises one :class:`~entityseg_data.errors.DataError` naming the file and record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from entityseg_data.errors import DataError
+from entityseg_data.evaluation import runs
+from entityseg_data.evaluation.image_eval import GTImage, PredImage
+from entityseg_data.masks import rle as rle_utils
+
+
+@dataclass(frozen=True)
+class GTSet:
+    """Validated ground truth: images by ascending id."""
+
+    images: dict[int, GTImage]
+    file_names: dict[int, str]
+    source: str
+
+    @property
+    def image_ids(self) -> list[int]:
+        return sorted(self.images)
+
+
+def read_json(source: str | Path | Any, what: str) -> tuple[Any, str]:
+    """(parsed JSON, name for messages) of a path, or the object itself."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+        try:
+            return json.loads(text), str(path)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: malformed JSON ({exc})") from None
+    return source, f"<{what}>"
+
+
+def _int(value: Any, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise DataError(f"{where}: '{name}' must be an integer, got {value!r}")
+    return int(value)
+
+
+def _segmentation(seg: Any, h: int, w: int, where: str) -> dict[str, Any]:
+    try:
+        rle = rle_utils.to_compressed(seg, h, w)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise DataError(f"{where}: malformed segmentation ({exc})") from None
+    try:
+        size = rle["size"]
+        rh, rw = int(size[0]), int(size[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise DataError(f"{where}: malformed RLE size {rle.get('size')!r}") from None
+    if (rh, rw) != (h, w):
+        raise DataError(f"{where}: RLE size {rh}x{rw} differs from the image size {h}x{w}")
+    try:
+        c = runs.counts(rle)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    if int(c.sum()) != h * w or (c.size and c.min() < 0):
+        raise DataError(f"{where}: RLE counts cover {int(c.sum())} pixels, image has {h * w}")
+    return rle
+
+
+def load_gt(source: str | Path | Mapping[str, Any]) -> GTSet:
+    """Validated GT of a COCO/EntitySeg JSON file or dict."""
+    data, name = read_json(source, "ground truth")
+    if not isinstance(data, Mapping) or not isinstance(data.get("images"), list):
+        raise DataError(f"{name}: not a COCO instance file (needs an 'images' list)")
+    anns = data.get("annotations", [])
+    if not isinstance(anns, list):
+        raise DataError(f"{name}: 'annotations' must be a list")
+    sizes: dict[int, tuple[int, int]] = {}
+    file_names: dict[int, str] = {}
+    for i, img in enumerate(data["images"]):
+        where = f"{name}: images[{i}]"
+        if not isinstance(img, Mapping) or "id" not in img:
+            raise DataError(f"{where}: image record needs 'id', 'height', 'width'")
+        iid = _int(img["id"], where, "id")
+        try:
+            h, w = _int(img["height"], where, "height"), _int(img["width"], where, "width")
+        except KeyError as exc:
+            raise DataError(f"{where} (id {iid}): missing {exc}") from None
+        if h <= 0 or w <= 0:
+            raise DataError(f"{where} (id {iid}): non-positive size {h}x{w}")
+        if iid in sizes:
+            raise DataError(f"{where}: duplicate image id {iid}")
+        sizes[iid] = (h, w)
+        file_names[iid] = str(img.get("file_name", iid))
+    per: dict[int, list[tuple[dict[str, Any], bool, float]]] = {i: [] for i in sizes}
+    for i, a in enumerate(anns):
+        where = f"{name}: annotations[{i}]"
+        if not isinstance(a, Mapping):
+            raise DataError(f"{where}: not an object")
+        if "id" in a:
+            where += f" (id {a['id']})"
+        if "image_id" not in a or "segmentation" not in a:
+            raise DataError(f"{where}: needs 'image_id' and 'segmentation'")
+        iid = _int(a["image_id"], where, "image_id")
+        if iid not in sizes:
+            raise DataError(f"{where}: unknown image id {iid}")
+        h, w = sizes[iid]
+        rle = _segmentation(a["segmentation"], h, w, where)
+        crowd = bool(a.get("iscrowd", 0))
+        if "area" in a and a["area"] is not None:
+            area = a["area"]
+            if (
+                isinstance(area, bool)
+                or not isinstance(area, int | float)
+                or not math.isfinite(area)
+            ):
+                raise DataError(f"{where}: 'area' must be a finite number, got {area!r}")
+            area = float(area)
+        else:
+            area = float(rle_utils.area(rle))
+        per[iid].append((rle, crowd, area))
+    images = {}
+    for iid, (h, w) in sizes.items():
+        items = per[iid]
+        images[iid] = GTImage(
+            image_id=iid,
+            height=h,
+            width=w,
+            rles=tuple(r for r, _, _ in items),
+            crowd=np.array([c for _, c, _ in items], dtype=bool),
+            areas=np.array([a for _, _, a in items], dtype=np.float64),
+        )
+    return GTSet(images=images, file_names=file_names, source=name)
+
+
+def _score(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where}: 'score' must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise DataError(f"{where}: score is {value} (must be finite)")
+    return float(value)
+
+
+def load_predictions(
+    source: str | Path | list[Any] | Mapping[str, Any], gt: GTSet
+) -> dict[int, PredImage]:
+    """Predictions by image id (every GT image present, possibly empty), validated against
+    ``gt``. ``source``: results JSON path/list/dict or a label-map PNG folder."""
+    if isinstance(source, str | Path) and Path(source).is_dir():
+        return load_label_map_folder(Path(source), gt)
+    data, name = read_json(source, "predictions")
+    if isinstance(data, Mapping) and isinstance(data.get("annotations"), list):
+        data = data["annotations"]
+    if not isinstance(data, list):
+        raise DataError(f"{name}: predictions must be a list of results (COCO results format)")
+    per: dict[int, tuple[list, list]] = {i: ([], []) for i in gt.images}
+    for i, p in enumerate(data):
+        where = f"{name}: prediction [{i}]"
+        if not isinstance(p, Mapping):
+            raise DataError(f"{where}: not an object")
+        if "image_id" not in p or "segmentation" not in p or "score" not in p:
+            raise DataError(f"{where}: needs 'image_id', 'segmentation' and 'score'")
+        iid = _int(p["image_id"], where, "image_id")
+        where += f" (image_id {iid})"
+        if iid not in gt.images:
+            raise DataError(f"{where}: unknown image id {iid} (not in the ground truth)")
+        g = gt.images[iid]
+        rle = _segmentation(p["segmentation"], g.height, g.width, where)
+        score = _score(p["score"], where)
+        per[iid][0].append(rle)
+        per[iid][1].append(score)
+    return {
+        iid: PredImage(rles=tuple(r), scores=np.asarray(s, dtype=np.float64))
+        for iid, (r, s) in per.items()
+    }
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """(H, W) int64 label map of a PNG (grey 8/16/32 bit, palette indices, or RGB ids)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "RGBA"):
+                a = np.asarray(im.convert("RGB")).astype(np.int64)
+                return a[..., 0] + 256 * a[..., 1] + 65536 * a[..., 2]
+            return np.asarray(im).astype(np.int64)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read label map ({exc})") from None
+
+
+def label_map_predictions(
+    label_map: np.ndarray, scores: Mapping[int, float] | None = None, where: str = "label map"
+) -> PredImage:
+    """Predictions of an (H, W) label map (k > 0 = entity k), in ascending k; ``scores`` by k
+    (missing = 1.0)."""
+    if label_map.ndim != 2:
+        raise DataError(f"{where}: label map must be (H, W), got shape {label_map.shape}")
+    h, w = label_map.shape
+    flat = np.ascontiguousarray(label_map.T).reshape(-1)
+    labels = [int(k) for k in np.unique(flat) if k > 0]
+    rles = runs.label_map_t_to_rles(flat, labels, h, w)
+    sc = []
+    for k in labels:
+        s = 1.0 if scores is None else scores.get(k, 1.0)
+        sc.append(_score(s, f"{where}: label {k}"))
+    return PredImage(rles=tuple(rles[k] for k in labels), scores=np.asarray(sc, np.float64))
+
+
+def load_label_map_folder(folder: Path, gt: GTSet) -> dict[int, PredImage]:
+    """Predictions from a folder of label-map PNGs (see the module docstring)."""
+    by_key: dict[str, int] = {}
+    for iid, fn in gt.file_names.items():
+        by_key.setdefault(Path(fn).stem, iid)
+        by_key.setdefault(str(iid), iid)
+    scores_all: dict[str, Any] = {}
+    sp = folder / "scores.json"
+    if sp.exists():
+        scores_all, _ = read_json(sp, "scores")
+        if not isinstance(scores_all, Mapping):
+            raise DataError(f"{sp}: must map file stems to {{label: score}} objects")
+    out = {iid: PredImage() for iid in gt.images}
+    for png in sorted(folder.glob("*.png")):
+        if png.stem not in by_key:
+            raise DataError(f"{png}: matches no ground-truth image (unknown image id/file name)")
+        iid = by_key[png.stem]
+        g = gt.images[iid]
+        lm = read_label_map(png)
+        if lm.shape != (g.height, g.width):
+            raise DataError(
+                f"{png}: label map size {lm.shape[0]}x{lm.shape[1]} differs from the image size "
+                f"{g.height}x{g.width}"
+            )
+        raw = scores_all.get(png.stem, scores_all.get(str(iid), {}))
+        try:
+            sc = {int(k): v for k, v in dict(raw).items()}
+        except (TypeError, ValueError):
+            raise DataError(f"{sp}: scores of {png.stem!r} must map labels to numbers") from None
+        out[iid] = label_map_predictions(lm, sc, where=str(png))
+    return out
