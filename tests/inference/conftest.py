@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
-
-PAIRS = [
-    ("tiny", "img_a_480x640"),
-    ("tiny", "img_b_600x400"),
-    ("tiny_hornet", "img_a_480x640"),
-    ("tiny_hornet", "img_b_600x400"),
-]
-
-
-def load_pair(oracle_dir: Path, model: str, image: str, prefix: str = "outputs") -> dict:
-    data = dict(np.load(oracle_dir / model / f"{prefix}_{image}.npz"))
-    data["meta"] = json.loads((oracle_dir / model / f"{prefix}_{image}.json").read_text())
-    return data
-
-
-def unpack_masks(data: dict) -> np.ndarray:
-    """(Q, H, W) bool final masks of an oracle capture."""
-    h, w = (int(x) for x in data["original_hw"])
-    q = data["final_scores"].shape[0]
-    bits = np.unpackbits(data["final_masks_packbits"], count=q * h * w)
-    return bits.reshape(q, h, w).astype(bool)
+from inference_helpers import PAIRS, load_pair
 
 
 @pytest.fixture(params=PAIRS, ids=[f"{m}-{i}" for m, i in PAIRS])
 def oracle_pair(request, oracle_dir):
     model, image = request.param
     return load_pair(oracle_dir, model, image)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, parallel kernels on small tiles wait for
+    descheduled workers (10-20x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,262 @@
+"""Memory-bounded fusion of per-view mask logits into one non-overlapping label map.
+
+Computes the same pixels as the official post-processing (:mod:`.reference`, REFERENCE.md 6.1):
+per query and view, mask logits at 1/4 of the padded input are upsampled to the padded size, cut
+to the view, resized to the view's region in original pixels, passed through a sigmoid and
+averaged over the views covering each pixel (crops in order, then the full view); a query owns a
+pixel where its fused probability is ``> 0.5`` and no higher-scoring query does.
+
+What it does NOT do is hold ``Q x H x W`` float maps. The original frame is processed in tiles;
+for each tile only the "active" queries are computed: a query whose low-resolution logits feeding
+the tile are all ``<= 0`` in every covering view cannot exceed 0.5 there (bilinear weights are
+non-negative and sum to 1, the sigmoid is monotone), so skipping it is exact. Active queries are
+handled in chunks sized to a memory budget, in descending score order, and the winner of each
+pixel is written straight into a ``uint16`` label map, accumulating each query's area and
+probability sums for the scores. Peak memory: the label map (2 bytes per pixel) + one tile x one
+chunk of float maps (``tile_budget_mb``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from entityseg_data.errors import DataError
+from entityseg_data.model.inference.interp import Axis, apply_cols, apply_rows, linear_axis
+from entityseg_data.model.inference.views import ViewGeometry
+
+log = logging.getLogger(__name__)
+
+MAX_CANDIDATES = np.iinfo(np.uint16).max
+
+
+@dataclass(frozen=True, eq=False)
+class Painted:
+    """Fusion output for K candidate queries (candidate ``k`` has label value ``k + 1``).
+
+    ``label_map`` (H, W) uint16, 0 = no query; ``areas`` (K,) int64 pixels won;
+    ``sum_prob`` / ``sum_sig_prob`` (K,) float64: sums over the pixels won of the fused
+    probability ``p`` and of ``sigmoid(p)`` (the official double sigmoid); ``boxes`` (K, 4) int64
+    ``(x0, y0, x1, y1)`` (exclusive ends) of the pixels won (zeros when none).
+    """
+
+    label_map: np.ndarray
+    areas: np.ndarray
+    sum_prob: np.ndarray
+    sum_sig_prob: np.ndarray
+    boxes: np.ndarray
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    index: int
+    box: tuple[int, int, int, int]
+    s1r: Axis
+    s1c: Axis
+    s2r: Axis
+    s2c: Axis
+
+
+def fusion_order(geometry: ViewGeometry) -> list[int]:
+    """Addition order of the official fusion: every view that is not the full image, in order,
+    then the full view(s)."""
+    h, w = geometry.original_hw
+    full = [v for v in range(geometry.num_views) if geometry.regions[v] == (0, 0, w, h)]
+    return [v for v in range(geometry.num_views) if v not in full] + full
+
+
+def _plans(geometry: ViewGeometry, low_hw: tuple[int, int]) -> list[_ViewPlan]:
+    h4, w4 = low_hw
+    s1r, s1c = linear_axis(h4, h4 * 4), linear_axis(w4, w4 * 4)
+    plans = []
+    for v in fusion_order(geometry):
+        hv, wv = geometry.resized_hw[v]
+        oh, ow = geometry.region_hw(v)
+        if hv > h4 * 4 or wv > w4 * 4:
+            raise DataError(
+                f"view {v} is {hv}x{wv} but the mask logits cover only {h4 * 4}x{w4 * 4} pixels"
+            )
+        plans.append(
+            _ViewPlan(v, geometry.regions[v], s1r, s1c, linear_axis(hv, oh), linear_axis(wv, ow))
+        )
+    return plans
+
+
+def fuse_and_paint(
+    mask_logits,
+    order,
+    geometry: ViewGeometry,
+    *,
+    threshold_logits: bool = False,
+    tile: int = 512,
+    tile_budget_mb: float = 256.0,
+) -> Painted:
+    """Fuse and paint candidate queries into a label map.
+
+    ``mask_logits``: (K, V, Hp/4, Wp/4) torch float32 logits of the K candidates, V views in
+    ``geometry`` order. ``order``: (K,) candidate indices sorted by DESCENDING priority (the first
+    one wins a contested pixel). ``threshold_logits``: Mask2Former's single-view rule (pixel in
+    the mask where the resized logit is ``> 0``) instead of ``fused probability > 0.5``.
+    """
+    import torch
+
+    if mask_logits.ndim != 4 or mask_logits.shape[1] != geometry.num_views:
+        raise DataError(
+            f"mask logits of shape {tuple(mask_logits.shape)} do not match "
+            f"{geometry.num_views} views"
+        )
+    k_all = int(mask_logits.shape[0])
+    if k_all > MAX_CANDIDATES:
+        raise DataError(f"{k_all} candidate masks exceed the uint16 label map ({MAX_CANDIDATES})")
+    h, w = geometry.original_hw
+    dev = mask_logits.device
+    masks = mask_logits.float()
+    plans = _plans(geometry, (int(masks.shape[2]), int(masks.shape[3])))
+    order_t = torch.as_tensor(np.asarray(order, dtype=np.int64), device=dev)
+
+    label_map = np.zeros((h, w), dtype=np.uint16)
+    areas = torch.zeros(k_all, dtype=torch.float64, device=dev)
+    sum_prob = torch.zeros(k_all, dtype=torch.float64, device=dev)
+    sum_sig = torch.zeros(k_all, dtype=torch.float64, device=dev)
+    big = max(h, w) + 1
+    lo_x = torch.full((k_all,), big, dtype=torch.int64, device=dev)
+    lo_y = torch.full((k_all,), big, dtype=torch.int64, device=dev)
+    hi_x = torch.full((k_all,), -1, dtype=torch.int64, device=dev)
+    hi_y = torch.full((k_all,), -1, dtype=torch.int64, device=dev)
+    tile = max(16, int(tile))
+    bytes_per_query = tile * tile * 4 * 5
+    chunk = max(1, int(tile_budget_mb * 2**20 // bytes_per_query))
+
+    for r0 in range(0, h, tile):
+        r1 = min(h, r0 + tile)
+        for c0 in range(0, w, tile):
+            c1 = min(w, c0 + tile)
+            windows = _tile_windows(plans, r0, r1, c0, c1)
+            if not windows:
+                continue
+            active = torch.zeros(k_all, dtype=torch.bool, device=dev)
+            for plan, win in windows:
+                patch = masks[:, plan.index, win.la : win.lb, win.lc : win.ld]
+                active |= patch.flatten(1).amax(1) > 0
+            if not bool(active.any()):
+                continue
+            act = order_t[active[order_t]]  # active candidates, descending priority
+            claimed = torch.zeros((r1 - r0, c1 - c0), dtype=torch.bool, device=dev)
+            for s in range(0, int(act.numel()), chunk):
+                ids = act[s : s + chunk]
+                value, sig = _fused_tile(
+                    masks, ids, windows, r0, r1, c0, c1, threshold_logits=threshold_logits
+                )
+                inside = value > 0 if threshold_logits else value > 0.5
+                inside &= ~claimed
+                has = inside.any(0)
+                if not bool(has.any()):
+                    continue
+                first = inside.to(torch.uint8).argmax(0)
+                winner = ids[first]
+                wmask = has
+                wid = winner[wmask]
+                p = sig.gather(0, first[None])[0][wmask].double()
+                areas += torch.bincount(wid, minlength=k_all).double()
+                sum_prob += torch.bincount(wid, weights=p, minlength=k_all)
+                sum_sig += torch.bincount(
+                    wid, weights=torch.sigmoid(p.float()).double(), minlength=k_all
+                )
+                ys, xs = torch.nonzero(wmask, as_tuple=True)
+                lo_y.scatter_reduce_(0, wid, ys + r0, "amin")
+                hi_y.scatter_reduce_(0, wid, ys + r0, "amax")
+                lo_x.scatter_reduce_(0, wid, xs + c0, "amin")
+                hi_x.scatter_reduce_(0, wid, xs + c0, "amax")
+                claimed |= has
+                tile_lm = label_map[r0:r1, c0:c1]
+                wm = wmask.cpu().numpy()
+                tile_lm[wm] = (wid + 1).cpu().numpy().astype(np.uint16)
+    found = hi_x >= 0
+    boxes = torch.stack([lo_x, lo_y, hi_x + 1, hi_y + 1], 1) * found[:, None]
+    return Painted(
+        label_map=label_map,
+        boxes=boxes.cpu().numpy(),
+        areas=areas.round().long().cpu().numpy(),
+        sum_prob=sum_prob.cpu().numpy(),
+        sum_sig_prob=sum_sig.cpu().numpy(),
+    )
+
+
+@dataclass(frozen=True)
+class _Win:
+    """One view's part of a tile: output rows/cols ``[a, b) x [c, d)`` in region coordinates,
+    the padded-resolution window ``[pa, pb) x [pc, pd)`` and the low-resolution window
+    ``[la, lb) x [lc, ld)`` they read, and the tile part ``[ya, yb) x [xa, xb)`` in original
+    coordinates."""
+
+    a: int
+    b: int
+    c: int
+    d: int
+    pa: int
+    pb: int
+    pc: int
+    pd: int
+    la: int
+    lb: int
+    lc: int
+    ld: int
+    ya: int
+    yb: int
+    xa: int
+    xb: int
+
+
+def _tile_windows(plans, r0, r1, c0, c1) -> list[tuple[_ViewPlan, _Win]]:
+    """The views covering the tile ``[r0, r1) x [c0, c1)``, in fusion order, with their windows."""
+    out = []
+    for plan in plans:
+        x0, y0, x1, y1 = plan.box
+        ya, yb = max(r0, y0), min(r1, y1)
+        xa, xb = max(c0, x0), min(c1, x1)
+        if ya >= yb or xa >= xb:
+            continue
+        a, b, c, d = ya - y0, yb - y0, xa - x0, xb - x0
+        pa, pb = plan.s2r.window(a, b)
+        pc, pd = plan.s2c.window(c, d)
+        la, lb = plan.s1r.window(pa, pb)
+        lc, ld = plan.s1c.window(pc, pd)
+        out.append((plan, _Win(a, b, c, d, pa, pb, pc, pd, la, lb, lc, ld, ya, yb, xa, xb)))
+    return out
+
+
+def _fused_tile(masks, ids, windows, r0, r1, c0, c1, *, threshold_logits: bool):
+    """``(value, prob)`` of the tile for candidates ``ids``, each (n, th, tw) float32.
+
+    CropFormer: value = prob = fused probability (crops in order, then the full view, divided by
+    the coverage count started at 1e-16). Mask2Former (``threshold_logits``): value = resized logit
+    of the single view, prob = its sigmoid.
+    """
+    import torch
+
+    n = int(ids.numel())
+    th, tw = r1 - r0, c1 - c0
+    dev = masks.device
+    num = torch.zeros((n, th, tw), dtype=torch.float32, device=dev)
+    den = torch.full((th, tw), 1e-16, dtype=torch.float32, device=dev)
+    logit_out = (
+        torch.full((n, th, tw), -1.0, dtype=torch.float32, device=dev) if threshold_logits else None
+    )
+    for plan, win in windows:
+        a, b, c, d = win.a, win.b, win.c, win.d
+        low = masks[:, plan.index, win.la : win.lb, win.lc : win.ld].index_select(0, ids)
+        x = apply_cols(low, plan.s1c, win.pc, win.pd, win.lc)
+        x = apply_rows(x, plan.s1r, win.pa, win.pb, win.la)
+        x = apply_cols(x, plan.s2c, c, d, win.pc)
+        x = apply_rows(x, plan.s2r, a, b, win.pa)
+        ys, ye, xs, xe = win.ya - r0, win.yb - r0, win.xa - c0, win.xb - c0
+        if logit_out is not None:
+            logit_out[:, ys:ye, xs:xe] = x
+        num[:, ys:ye, xs:xe] += torch.sigmoid(x)
+        den[ys:ye, xs:xe] += 1
+    prob = num / den
+    if threshold_logits:
+        return logit_out, prob
+    return prob, prob

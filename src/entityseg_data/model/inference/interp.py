@@ -1,0 +1,68 @@
+"""Separable bilinear interpolation that can be evaluated on any window of the output.
+
+``F.interpolate(x, size, mode="bilinear", align_corners=False)`` computes every output pixel
+from its two nearest source rows and columns: ``out = (x00*w0 + x01*w1)*h0 + (x10*w0 + x11*w1)*h1``
+(width first, then height, as PyTorch's CPU kernel does). Keeping the per-axis index and weight
+tables lets the post-processing evaluate exactly those values on a tile, for a few queries at a
+time, instead of materialising ``Q x H x W`` maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Axis:
+    """Index/weight table of one axis: ``out[i] = src[i0[i]] * w0[i] + src[i1[i]] * w1[i]``."""
+
+    i0: np.ndarray  # (out,) int64
+    i1: np.ndarray  # (out,) int64
+    w0: np.ndarray  # (out,) float32
+    w1: np.ndarray  # (out,) float32
+
+    def window(self, start: int, stop: int) -> tuple[int, int]:
+        """Source range ``[lo, hi)`` that outputs ``[start, stop)`` read."""
+        return int(self.i0[start]), int(self.i1[stop - 1]) + 1
+
+
+def linear_axis(in_size: int, out_size: int) -> Axis:
+    """PyTorch's ``align_corners=False`` source indices and weights (float32 arithmetic):
+    ``src = max(scale * (i + 0.5) - 0.5, 0)``, ``scale = in / out``."""
+    f = np.float32
+    scale = f(in_size) / f(out_size)
+    dst = np.arange(out_size, dtype=np.float32)
+    src = scale * (dst + f(0.5)) - f(0.5)
+    src = np.maximum(src, f(0.0)).astype(np.float32)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    lam = np.clip(src - i0.astype(np.float32), f(0.0), f(1.0)).astype(np.float32)
+    i1 = i0 + (i0 < in_size - 1).astype(np.int64)
+    return Axis(i0=i0, i1=i1, w0=(f(1.0) - lam).astype(np.float32), w1=lam)
+
+
+def apply_cols(x, axis: Axis, start: int, stop: int, offset: int):
+    """Interpolate the last dim of ``x`` (torch, ``x[..., k]`` = source column ``k + offset``)
+    for output columns ``[start, stop)``."""
+    import torch
+
+    dev = x.device
+    i0 = torch.from_numpy(axis.i0[start:stop] - offset).to(dev)
+    i1 = torch.from_numpy(axis.i1[start:stop] - offset).to(dev)
+    w0 = torch.from_numpy(axis.w0[start:stop]).to(dev)
+    w1 = torch.from_numpy(axis.w1[start:stop]).to(dev)
+    return x.index_select(-1, i0) * w0 + x.index_select(-1, i1) * w1
+
+
+def apply_rows(x, axis: Axis, start: int, stop: int, offset: int):
+    """Interpolate dim -2 of ``x`` for output rows ``[start, stop)`` (source row ``k + offset``
+    is ``x[..., k, :]``)."""
+    import torch
+
+    dev = x.device
+    i0 = torch.from_numpy(axis.i0[start:stop] - offset).to(dev)
+    i1 = torch.from_numpy(axis.i1[start:stop] - offset).to(dev)
+    w0 = torch.from_numpy(axis.w0[start:stop]).to(dev)[:, None]
+    w1 = torch.from_numpy(axis.w1[start:stop]).to(dev)[:, None]
+    return x.index_select(-2, i0) * w0 + x.index_select(-2, i1) * w1

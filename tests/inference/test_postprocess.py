@@ -1,0 +1,192 @@
+"""Memory-bounded fusion/post-processing against the oracle and the full-resolution reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from inference_helpers import load_pair, unpack_masks
+
+from entityseg_data.errors import ConfigError
+from entityseg_data.model.inference.postprocess import (
+    PostprocessOptions,
+    postprocess_batch,
+    postprocess_single,
+)
+from entityseg_data.model.inference.reference import reference_fused_probs, reference_postprocess
+from entityseg_data.model.inference.views import ViewGeometry, view_geometry
+
+ALL = dict(score_thresh=0.0, min_area=0, max_entities=None)
+
+
+def oracle_geometry(d) -> ViewGeometry:
+    h, w = (int(x) for x in d["original_hw"])
+    crops = tuple(tuple(int(v) for v in b) for b in d["crop_regions_xyxy"])
+    sizes = tuple(tuple(int(v) for v in s) for s in d["view_resized_hw"])
+    return ViewGeometry((h, w), ((0, 0, w, h), *crops), sizes)
+
+
+def compare_with(ref_masks, ref_scores, ref_query, result, score_tol=1e-5):
+    """(mismatching pixels, max score difference) of a result against official rows."""
+    by_query = {int(q): i for i, q in enumerate(result.query_index)}
+    mismatch, worst = 0, 0.0
+    for row, q in enumerate(ref_query):
+        ref = ref_masks[row]
+        if q in by_query:
+            i = by_query[int(q)]
+            mismatch += int((result.mask(i + 1) != ref).sum())
+            worst = max(worst, abs(float(result.scores[i]) - float(ref_scores[row])))
+        else:
+            mismatch += int(ref.sum())
+    return mismatch, worst
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("tile", [512, 61])
+def test_reference_mode_reproduces_the_oracle(oracle_pair, tile):
+    d = oracle_pair
+    geo = oracle_geometry(d)
+    opts = PostprocessOptions(score_mode="reference", tile=tile, **ALL)
+    res = postprocess_single(
+        torch.from_numpy(d["dec3d_pred_logits"][0]),
+        torch.from_numpy(d["dec3d_pred_masks"][0]),
+        geo,
+        opts,
+    )
+    masks = unpack_masks(d)
+    mismatch, worst = compare_with(masks, d["final_scores"], d["final_query_index"], res)
+    # README 4: a count of mismatching pixels near the 0.5 cut; we get none on these captures
+    assert mismatch <= 5
+    assert worst <= 1e-5
+    nonempty = masks.reshape(len(masks), -1).any(1)
+    assert len(res) == int(nonempty.sum())
+    assert sorted(res.query_index.tolist()) == sorted(d["final_query_index"][nonempty].tolist())
+    # class scores of the kept rows equal the official sorted class scores
+    cls = dict(zip(d["final_query_index"].tolist(), d["final_class_scores_sorted"].tolist()))
+    np.testing.assert_allclose(res.class_scores, [cls[int(q)] for q in res.query_index], atol=1e-6)
+    # ids are 1..N by descending score and the map is the union of the official masks
+    assert np.all(np.diff(res.scores) <= 0)
+    assert res.label_map.dtype == np.uint16
+    assert ((res.label_map > 0) == masks.any(0)).mean() > 0.9999
+    assert res.areas.tolist() == [int((res.label_map == i + 1).sum()) for i in range(len(res))]
+
+
+@pytest.mark.parity
+def test_reference_reimplementation_is_bitwise_on_masks(oracle_pair):
+    d = oracle_pair
+    ref = reference_postprocess(
+        torch.from_numpy(d["dec3d_pred_logits"][0]),
+        torch.from_numpy(d["dec3d_pred_masks"][0]),
+        oracle_geometry(d),
+    )
+    np.testing.assert_array_equal(ref.masks, unpack_masks(d))
+    np.testing.assert_array_equal(ref.query_index, d["final_query_index"])
+    np.testing.assert_allclose(ref.scores, d["final_scores"], atol=1e-6)
+    np.testing.assert_array_equal(ref.class_scores, d["final_class_scores_sorted"])
+
+
+def _random_case(seed, h, w, q=12, grid=((0.7, 0.6))):
+    g = torch.Generator().manual_seed(seed)
+    geo = view_geometry(h, w, min_size=64, max_size=96, side_ratio=grid[0], stride_ratio=grid[1])
+    hp = -(-max(s[0] for s in geo.resized_hw) // 32) * 32
+    wp = -(-max(s[1] for s in geo.resized_hw) // 32) * 32
+    # smooth blobs: low-frequency noise, mostly negative
+    low = torch.randn((q, geo.num_views, 4, 4), generator=g) * 4 - 1.5
+    masks = torch.nn.functional.interpolate(low, size=(hp // 4, wp // 4), mode="bilinear")
+    logits = torch.randn((q, 2), generator=g)
+    return logits, masks, geo
+
+
+@pytest.mark.parametrize(
+    "seed,h,w,grid",
+    [
+        (0, 97, 131, (0.7, 0.6)),
+        (1, 150, 61, (0.7, 0.6)),
+        (2, 80, 200, ((0.7, 0.4), (0.6, 0.25))),
+        (3, 64, 64, (0.5, 0.25)),
+    ],
+)
+def test_tiled_equals_reference_on_random_logits(seed, h, w, grid):
+    logits, masks, geo = _random_case(seed, h, w, grid=grid)
+    ref = reference_postprocess(logits, masks, geo)
+    for tile, budget in [(512, 256.0), (23, 0.001)]:  # one query per chunk in the second case
+        res = postprocess_single(
+            logits,
+            masks,
+            geo,
+            PostprocessOptions(score_mode="reference", tile=tile, tile_budget_mb=budget, **ALL),
+        )
+        mismatch, worst = compare_with(ref.masks, ref.scores, ref.query_index, res)
+        assert mismatch == 0 and worst < 1e-5
+
+
+def test_decoder_choices_match_the_reference_on_view_subsets(oracle_dir):
+
+    d = load_pair(oracle_dir, "tiny_hornet", "img_b_600x400")
+    geo = oracle_geometry(d)
+    logits = torch.from_numpy(d["dec3d_pred_logits"])  # (1, Q, 2)
+    masks = torch.from_numpy(d["dec3d_pred_masks"])  # (1, Q, V, h, w)
+    img_logits = torch.from_numpy(d["dec2d_pred_logits"])[None]  # (1, V, Q, 2)
+    img_masks = masks.transpose(1, 2)  # stand-in image-level masks (1, V, Q, h, w)
+
+    from entityseg_data.model.outputs import DecoderOutput, LevelPrediction, ModelOutput
+
+    out = ModelOutput(
+        image_level=DecoderOutput(LevelPrediction(img_logits, img_masks)),
+        batch_level=DecoderOutput(LevelPrediction(logits, masks)),
+    )
+    cases = {
+        "crops_only": (logits[0], masks[0][:, 1:], geo.select([1, 2, 3, 4])),
+        "full_only": (logits[0], masks[0][:, :1], geo.select([0])),
+        "image_full_only": (img_logits[0, 0], masks[0][:, :1], geo.select([0])),
+        "batch_full_crops": (logits[0], masks[0], geo),
+    }
+    for decoder, (lg, mk, g) in cases.items():
+        ref = reference_postprocess(lg, mk, g)
+        (res,) = postprocess_batch(
+            out, [geo], PostprocessOptions(decoder=decoder, score_mode="reference", **ALL)
+        )
+        mismatch, worst = compare_with(ref.masks, ref.scores, ref.query_index, res)
+        assert mismatch == 0 and worst < 1e-5, decoder
+    # Mask2Former: no batch level -> single view, top-k, logits > 0
+    m2f = ModelOutput(image_level=out.image_level, batch_level=None)
+    ref = reference_postprocess(
+        img_logits[0, 0], masks[0][:, :1], geo.select([0]), mask2former=True, topk=10
+    )
+    (res,) = postprocess_batch(
+        m2f, [geo], PostprocessOptions(score_mode="reference", mask2former_topk=10, **ALL)
+    )
+    mismatch, worst = compare_with(ref.masks, ref.scores, ref.query_index, res)
+    assert mismatch == 0 and worst < 1e-5
+    assert set(res.query_index.tolist()) <= set(ref.query_index.tolist())
+    assert len(ref.query_index) == 10
+
+
+def test_calibrated_scores_and_filters():
+    logits, masks, geo = _random_case(5, 90, 120, q=16)
+    fused = reference_fused_probs(masks, geo).numpy()
+    s = logits.softmax(-1)[:, 0].numpy()
+    res = postprocess_single(logits, masks, geo, PostprocessOptions(**ALL))
+    assert res.score_mode == "calibrated" and len(res) > 3
+    for i in range(len(res)):
+        m = res.mask(i + 1)
+        q = int(res.query_index[i])
+        assert res.mask_quality[i] == pytest.approx(fused[q][m].mean(), abs=1e-5)
+        assert res.scores[i] == pytest.approx(s[q] * fused[q][m].mean(), abs=1e-5)
+        assert res.areas[i] == m.sum()
+        ys, xs = np.nonzero(m)
+        assert res.boxes[i].tolist() == [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1]
+    # filters: thresholds drop entities and leave their pixels empty; ids stay 1..N
+    cut = float(np.median(res.scores))
+    area_cut = int(np.median(res.areas))
+    f = postprocess_single(
+        logits, masks, geo, PostprocessOptions(score_thresh=cut, min_area=area_cut)
+    )
+    keep = (res.scores >= cut) & (res.areas >= area_cut)
+    assert f.query_index.tolist() == res.query_index[keep].tolist()
+    assert int(f.label_map.max()) == len(f)
+    assert (f.label_map > 0).sum() == res.areas[keep].sum()
+    top = postprocess_single(logits, masks, geo, PostprocessOptions(max_entities=2))
+    assert top.query_index.tolist() == res.query_index[:2].tolist()
+    with pytest.raises(ConfigError):
+        PostprocessOptions(decoder="nope")
