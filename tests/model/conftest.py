@@ -1,0 +1,45 @@
+"""Fixtures of the model tests: oracle models and their exact input views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+ORACLES = {"tiny": "tiny_swin", "tiny_hornet": "tiny_hornet"}
+IMAGES = ("outputs_img_a_480x640", "outputs_img_b_600x400")
+
+
+def views_tensor(npz, pixel_mean, pixel_std) -> torch.Tensor:
+    """(1, 5, 3, Hp, Wp) normalised, zero-padded views from the stored uint8 inputs."""
+    views = np.concatenate([npz["input_full_rgb_u8"][None], npz["input_crops_rgb_u8"]])
+    x = torch.from_numpy(views.astype(np.float32))
+    mean = torch.tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    hp, wp = (int(v) for v in npz["padded_hw"])
+    x = torch.nn.functional.pad(x, (0, wp - x.shape[-1], 0, hp - x.shape[-2]))
+    return x[None]
+
+
+@pytest.fixture(scope="session")
+def oracle_model(oracle_dir):
+    """oracle_model(sub) -> (model in eval mode, cfg, report), cached per oracle folder."""
+    from entityseg_data.model.loading import load_checkpoint
+
+    cache: dict[str, tuple] = {}
+
+    def get(sub: str):
+        if sub not in cache:
+            cache[sub] = load_checkpoint(oracle_dir / sub / "weights.npz", preset=ORACLES[sub])
+        return cache[sub]
+
+    return get
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
