@@ -112,7 +112,7 @@ class TrainConfig:
     ``entityseg_data.model.presets.PRESETS``; ``model_overrides`` are ``key=value`` strings applied
     to that ModelConfig. ``init`` is an official or converted checkpoint to start from.
     ``amp``: ``auto`` = bf16 on CPUs with native bf16 support and fp16 (+ GradScaler) on CUDA,
-    else fp32.
+    else fp32 (``fp32`` = no autocast).
     """
 
     model: str = "tiny_cpu"
@@ -124,7 +124,7 @@ class TrainConfig:
     ims_per_batch: int = 2
     grad_accum: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     deterministic: bool = False
     checkpoint_period: int = 5000
     keep_checkpoints: int = 2
