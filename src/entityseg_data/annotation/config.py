@@ -18,6 +18,16 @@ class LabelStudioConfig:
     password: str = secret_field(env="LABEL_STUDIO_PASSWORD")
     port: int = 8080
     host: str = "127.0.0.1"
+    # data dir of a server started by `annotate server`, relative to the workspace
+    data_dir: str = "labelstudio"
+    # "" = serve images through Local Files storage (document root = the workspace); otherwise a
+    # URL prefix (e.g. a static server) to which the image path relative to the workspace is added
+    image_base_url: str = ""
+    # Local Files document root of the server ("" = the workspace root, as `annotate server` sets)
+    document_root: str = ""
+    # e-mail domain of annotator accounts: annotator "alice" logs in as alice@<domain>
+    email_domain: str = "entityseg.local"
+    start_timeout: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -34,3 +44,33 @@ class AnnotationConfig:
     stage1_project: str = "EntitySeg stage 1: entity masks"
     stage2_project: str = "EntitySeg stage 2: entity names"
     polygon_tool: bool = True
+    # stage-2 '<supercategory>_other' choices
+    supercategories: tuple[str, ...] = (
+        "person",
+        "animal",
+        "vehicle",
+        "furniture",
+        "food",
+        "plant",
+        "building",
+        "structure",
+        "appliance",
+        "electronic",
+        "kitchenware",
+        "accessory",
+        "sports",
+        "tool",
+        "textile",
+        "sky",
+        "ground",
+        "water",
+        "terrain",
+        "wall",
+        "floor",
+        "ceiling",
+    )
+    # overlap_policy: reject | smaller_wins | later_wins (pixels drawn by several masks)
+    max_uncovered_fraction: float = 0.2  # QA warning above this unlabelled share of the image
+    model_version: str = ""  # stage-1 predictions to push ("" = the newest per image)
+    vocab_mapping: str = ""  # user mapping file (raw name -> class), relative to the workspace
+    push_batch: int = 50  # tasks per import request

@@ -119,8 +119,9 @@ def encode_brush(mask: np.ndarray) -> list[int]:
     return _pack(_header(num), field, nbits).tolist()
 
 
-def decode_brush_values(rle: list[int] | bytes | np.ndarray) -> np.ndarray:
-    """All N decoded words (the flattened RGBA array) of a brush RLE, as uint8/16/32."""
+def decode_brush_runs(rle: list[int] | bytes | np.ndarray) -> tuple[np.ndarray, np.ndarray, type]:
+    """Runs of a brush RLE: (lengths, values, dtype) with ``lengths.sum() == N`` (the number of
+    values in the stream); literal words become runs of length 1."""
     data = np.asarray(rle, dtype=np.int64)
     if data.size < 7:
         raise DataError(f"brush RLE too short ({data.size} bytes)")
@@ -167,8 +168,10 @@ def decode_brush_values(rle: list[int] | bytes | np.ndarray) -> np.ndarray:
         raise DataError(f"malformed brush RLE at bit {p}: {exc}") from None
     lengths = np.asarray(run_len, np.int64)
     values = np.asarray(run_val, np.int64)
+    if i < num:
+        raise DataError(f"brush RLE ends after {i} of {num} values")
     if not lit_pos:
-        return np.repeat(values.astype(dtype), lengths)
+        return lengths, values, dtype
     # literal blocks: expand to one record per word, read every word with vectorised bit math
     is_lit = np.zeros(lengths.size, bool)
     is_lit[lit_at] = True
@@ -185,26 +188,46 @@ def decode_brush_values(rle: list[int] | bytes | np.ndarray) -> np.ndarray:
     lit_slots = (first_of_run[is_lit][:, None] + 0).ravel()
     slots = (np.repeat(lit_slots, lit_cnt_a) + offs).astype(np.int64)
     rec_val[slots] = words
-    return np.repeat(rec_val.astype(dtype), rec_len)
+    return rec_len, rec_val, dtype
+
+
+def decode_brush_values(rle: list[int] | bytes | np.ndarray) -> np.ndarray:
+    """All N decoded words (the flattened RGBA array) of a brush RLE, as uint8/16/32."""
+    lengths, values, dtype = decode_brush_runs(rle)
+    return np.repeat(values.astype(dtype), lengths)
+
+
+def _alpha_runs(rle: list[int] | bytes | np.ndarray, height: int, width: int):
+    lengths, values, dtype = decode_brush_runs(rle)
+    num = int(lengths.sum())
+    if num != height * width * 4:
+        raise DataError(
+            f"brush RLE holds {num} values, expected {height}x{width}x4 = "
+            f"{height * width * 4} (original_width/original_height do not match the mask)"
+        )
+    # pixel i's alpha is value 4i+3: it lies in the run whose end E (exclusive) first exceeds
+    # 4i+3, so run k covers the pixels [E_{k-1} // 4, E_k // 4)
+    pix_end = np.cumsum(lengths) // 4
+    pix_len = np.diff(pix_end, prepend=0)
+    return pix_len, values, dtype
 
 
 def decode_brush(rle: list[int] | bytes | np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W) uint8 mask (0/1; 1 where the alpha channel is nonzero) of a brush RLE."""
-    values = decode_brush_values(rle)
-    if values.size != height * width * 4:
-        raise DataError(
-            f"brush RLE holds {values.size} values, expected {height}x{width}x4 = "
-            f"{height * width * 4} (original_width/original_height do not match the mask)"
-        )
-    return (values[3::4] != 0).view(np.uint8).reshape(height, width)
+    """(H, W) uint8 mask (0/1; 1 where the alpha channel is nonzero, as the editor reads it)."""
+    pix_len, values, _ = _alpha_runs(rle, height, width)
+    return np.repeat((values != 0).view(np.uint8), pix_len).reshape(height, width)
 
 
 def decode_brush_alpha(rle: list[int] | bytes | np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W) alpha channel as stored (what the SDK's ``decode_from_annotation`` returns)."""
-    values = decode_brush_values(rle)
-    if values.size != height * width * 4:
-        raise DataError(f"brush RLE holds {values.size} values, expected {height * width * 4}")
-    return np.ascontiguousarray(values[3::4]).reshape(height, width)
+    pix_len, values, dtype = _alpha_runs(rle, height, width)
+    return np.repeat(values.astype(dtype), pix_len).reshape(height, width)
 
 
-__all__ = ["decode_brush", "decode_brush_alpha", "decode_brush_values", "encode_brush"]
+__all__ = [
+    "decode_brush",
+    "decode_brush_alpha",
+    "decode_brush_runs",
+    "decode_brush_values",
+    "encode_brush",
+]

@@ -1,0 +1,225 @@
+"""A workspace's Label Studio: start it, connect to it, manage annotator accounts, annotate.
+
+Credentials (secrets) live in ``<workspace>/labelstudio/entityseg_credentials.json`` (mode 0600)
+and in the environment; never in the YAML config, argv or logs::
+
+    {"url": "http://127.0.0.1:8080",
+     "admin": {"email": ..., "password": ..., "token": ...},
+     "annotators": {"alice": {"email": "alice@entityseg.local", "password": ..., "token": ...}}}
+
+Token precedence for the admin: ``LABEL_STUDIO_API_KEY`` (env / config) > the credentials file >
+a new personal access token made by logging in with ``LABEL_STUDIO_PASSWORD`` (and stored).
+
+Annotators are Label Studio users signed up through the organisation's invite link (users made with
+``POST /api/users/`` cannot log in); each gets a personal access token, so every annotation is
+written by its own account.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from entityseg_data.annotation.client import LabelStudioClient
+from entityseg_data.annotation.server import (
+    CREDENTIALS_FILE,
+    LabelStudioError,
+    LabelStudioServer,
+    load_credentials,
+    personal_access_token,
+    save_credentials,
+    signup_user,
+)
+
+log = logging.getLogger(__name__)
+
+
+def data_dir(workspace: Any) -> Path:
+    cfg = workspace.config().labelstudio
+    return Path(workspace.root) / cfg.data_dir
+
+
+def credentials_path(workspace: Any) -> Path:
+    return data_dir(workspace) / CREDENTIALS_FILE
+
+
+def read_credentials(workspace: Any) -> dict[str, Any]:
+    return load_credentials(credentials_path(workspace))
+
+
+def write_credentials(workspace: Any, creds: Mapping[str, Any]) -> None:
+    path = credentials_path(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_credentials(path, dict(creds))
+
+
+def start_local_server(
+    workspace: Any,
+    *,
+    port: int | None = None,
+    host: str | None = None,
+    timeout: float | None = None,
+) -> tuple[LabelStudioServer, LabelStudioClient]:
+    """Start Label Studio on the workspace's data dir and return (server, admin client).
+
+    The admin account comes from the config (``labelstudio.username``) and
+    ``LABEL_STUDIO_PASSWORD``; without a password one is generated and stored in the credentials
+    file. The admin's personal access token is created on first start and stored there too.
+    """
+    cfg = workspace.config().labelstudio
+    creds = read_credentials(workspace)
+    admin = dict(creds.get("admin") or {})
+    password = cfg.password or admin.get("password") or secrets.token_urlsafe(16)
+    email = admin.get("email") or cfg.username
+    server = LabelStudioServer(
+        data_dir=data_dir(workspace),
+        document_root=Path(workspace.root),
+        host=host or cfg.host,
+        port=cfg.port if port is None else port,
+        username=email,
+        password=password,
+    )
+    server.start(timeout=timeout or cfg.start_timeout)
+    try:
+        token = cfg.api_key or admin.get("token")
+        if not token:
+            token = personal_access_token(server.url, email, password)
+        client = LabelStudioClient(url=server.url, token=token)
+        client.whoami()
+    except BaseException:
+        server.stop()
+        raise
+    creds["url"] = server.url
+    creds["admin"] = {"email": email, "password": password, "token": token}
+    write_credentials(workspace, creds)
+    return server, client
+
+
+def connect(workspace: Any, url: str | None = None) -> LabelStudioClient:
+    """The admin client for the workspace's server (URL from the argument, the credentials file
+    or the config; token from ``LABEL_STUDIO_API_KEY`` or the credentials file)."""
+    cfg = workspace.config().labelstudio
+    creds = read_credentials(workspace)
+    url = url or creds.get("url") or cfg.url
+    token = cfg.api_key or (creds.get("admin") or {}).get("token")
+    if not token and cfg.password:
+        token = personal_access_token(url, cfg.username, cfg.password)
+        admin = {"email": cfg.username, "password": cfg.password, "token": token}
+        creds.update({"url": url, "admin": admin})
+        write_credentials(workspace, creds)
+    if not token:
+        raise LabelStudioError(
+            f"no API token for {url}: set LABEL_STUDIO_API_KEY (a personal access token from "
+            "Account & Settings) or start the server with 'entityseg-data annotate server'"
+        )
+    return LabelStudioClient(url=url, token=token)
+
+
+def annotator_email(workspace: Any, name: str) -> str:
+    return f"{name}@{workspace.config().labelstudio.email_domain}"
+
+
+def create_annotators(
+    workspace: Any, names: Iterable[str], admin: LabelStudioClient | None = None
+) -> dict[str, str]:
+    """Sign annotators up (idempotent) and return ``{name: token}``; stored in the credentials.
+
+    Passwords are generated and stored in the credentials file (annotators can log in to the UI
+    with them)."""
+    admin = admin or connect(workspace)
+    creds = read_credentials(workspace)
+    team = dict(creds.get("annotators") or {})
+    out = {}
+    for name in names:
+        entry = dict(team.get(name) or {})
+        if not entry.get("token"):
+            email = entry.get("email") or annotator_email(workspace, name)
+            password = entry.get("password") or secrets.token_urlsafe(12)
+            token = signup_user(admin.url, admin._token, email, password)
+            entry = {"email": email, "password": password, "token": token}
+            team[name] = entry
+            creds["annotators"] = team
+            write_credentials(workspace, creds)
+            log.info("annotator %s signed up as %s", name, email)
+        out[name] = entry["token"]
+    return out
+
+
+def annotator_client(workspace: Any, name: str, url: str | None = None) -> LabelStudioClient:
+    """A client acting as annotator ``name`` (from the credentials file)."""
+    creds = read_credentials(workspace)
+    entry = (creds.get("annotators") or {}).get(name)
+    if not entry or not entry.get("token"):
+        raise LabelStudioError(
+            f"no account for annotator {name!r}; create it with "
+            f"'entityseg-data annotate users {name}'"
+        )
+    return LabelStudioClient(
+        url=url or creds.get("url") or connect(workspace).url, token=entry["token"]
+    )
+
+
+def user_emails(client: LabelStudioClient) -> dict[int, str]:
+    return {int(u["id"]): str(u.get("email") or "") for u in client.users()}
+
+
+def tasks_for(workspace: Any, stage: int, annotator: str) -> list[dict[str, Any]]:
+    """The catalog rows of the tasks assigned to ``annotator`` at ``stage`` (image_id,
+    ls_project_id, ls_task_id, status)."""
+    with workspace.catalog() as cat:
+        return [r for r in cat.annotations(stage=stage, annotator=annotator) if r["ls_task_id"]]
+
+
+def submit_annotation(
+    workspace: Any,
+    *,
+    stage: int,
+    annotator: str,
+    image_id: int,
+    results: Sequence[dict[str, Any]] | None = None,
+    annotation: Any = None,
+    lead_time: float | None = None,
+    client: LabelStudioClient | None = None,
+) -> dict[str, Any]:
+    """Submit an annotation for ``image_id`` in ``annotator``'s project, as that annotator.
+
+    Pass Label Studio ``results`` directly, or an :class:`~entityseg_data.masks.store.
+    ImageAnnotation` (its entities become brush results with their ids; stage 2 adds each
+    entity's ``name`` as the per-region name, or as the flag when it is 'unknown', 'blurred' or
+    '<supercategory>_other')."""
+    from entityseg_data.annotation import configs
+    from entityseg_data.annotation.convert import annotation_to_results
+
+    with workspace.catalog() as cat:
+        rows = [
+            r
+            for r in cat.annotations(stage=stage, annotator=annotator)
+            if r["image_id"] == image_id
+        ]
+    if not rows or not rows[0]["ls_task_id"]:
+        raise LabelStudioError(f"image {image_id} was not pushed to {annotator} for stage {stage}")
+    if results is None:
+        if annotation is None:
+            raise ValueError("pass results or annotation")
+        flags = configs.flag_choices(workspace.config().annotation.supercategories)
+        results = annotation_to_results(annotation, with_names=stage == 2, flags=flags)
+    client = client or annotator_client(workspace, annotator)
+    extra = {} if lead_time is None else {"lead_time": float(lead_time)}
+    return client.create_annotation(int(rows[0]["ls_task_id"]), list(results), **extra)
+
+
+__all__ = [
+    "annotator_client",
+    "annotator_email",
+    "connect",
+    "create_annotators",
+    "credentials_path",
+    "read_credentials",
+    "start_local_server",
+    "submit_annotation",
+    "tasks_for",
+    "user_emails",
+]

@@ -1,0 +1,196 @@
+"""A real Label Studio for the test session (fixture ``labelstudio``, session scope).
+
+The first session builds a migrated template data dir (first boot: ~30-70 s on 2 cores) with an
+admin account and its personal access token, under ``$ENTITYSEG_LS_TEMPLATE`` or
+``~/.cache/entityseg-data/ls-template-<version>``; every session copies it to a temporary folder
+and starts Label Studio on a free loopback port (~6-10 s), then stops it at teardown. Tests that
+use it are marked ``labelstudio`` (and skipped when label-studio is not installed).
+
+Other test areas can use it too::
+
+    @pytest.mark.labelstudio
+    def test_x(labelstudio, tmp_path):
+        ws = labelstudio.workspace("mine")          # a workspace wired to the server
+        client = labelstudio.admin                  # LabelStudioClient as the admin
+        tok = labelstudio.user_token("alice")       # signs alice up via the invite link
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ADMIN_EMAIL = "admin@entityseg.test"
+ADMIN_PASSWORD = "entityseg-admin-pw"
+
+
+def _template_dir() -> Path:
+    env = os.environ.get("ENTITYSEG_LS_TEMPLATE")
+    if env:
+        return Path(env)
+    try:
+        from importlib.metadata import version
+
+        v = version("label-studio")
+    except Exception:
+        v = "unknown"
+    return Path.home() / ".cache" / "entityseg-data" / f"ls-template-{v}"
+
+
+def _build_template(dest: Path) -> dict:
+    from entityseg_data.annotation.server import LabelStudioServer, personal_access_token
+
+    tmp = dest.with_name(dest.name + f".building-{uuid.uuid4().hex[:6]}")
+    server = LabelStudioServer(data_dir=tmp, username=ADMIN_EMAIL, password=ADMIN_PASSWORD, port=0)
+    server.start(timeout=600)
+    try:
+        token = personal_access_token(server.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    finally:
+        server.stop()
+    meta = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "token": token}
+    (tmp / "template.json").write_text(json.dumps(meta))
+    os.chmod(tmp / "template.json", 0o600)
+    if dest.exists():  # another session won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(dest)
+    return json.loads((dest / "template.json").read_text())
+
+
+@dataclass
+class LabelStudioSession:
+    """The session's running server and helpers."""
+
+    server: object
+    root: Path  # Local Files document root: create workspaces under it
+    admin_token: str = field(repr=False)
+    _users: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def admin(self):
+        from entityseg_data.annotation.client import LabelStudioClient
+
+        return LabelStudioClient(url=self.url, token=self.admin_token)
+
+    def user_token(self, name: str) -> str:
+        """Personal access token of user ``name@entityseg.local`` (signed up on first use)."""
+        from entityseg_data.annotation.server import signup_user
+
+        if name not in self._users:
+            self._users[name] = signup_user(
+                self.url, self.admin_token, f"{name}@entityseg.local", f"pw-{name}-12345"
+            )
+        return self._users[name]
+
+    def workspace(self, name: str, overrides: tuple[str, ...] = ()):
+        """A new workspace under the document root, with credentials for this server."""
+        from entityseg_data.annotation.session import write_credentials
+        from entityseg_data.config import WorkspaceConfig, apply_overrides
+        from entityseg_data.workspace import Workspace
+
+        cfg = apply_overrides(
+            WorkspaceConfig(name=name),
+            [f"labelstudio.document_root={self.root}", f"labelstudio.url={self.url}", *overrides],
+        )
+        ws = Workspace.create(self.root / f"{name}-{uuid.uuid4().hex[:6]}", cfg)
+        creds = {
+            "url": self.url,
+            "admin": {"email": ADMIN_EMAIL, "token": self.admin_token},
+            "annotators": {},
+        }
+        for user, tok in self._users.items():
+            creds["annotators"][user] = {"email": f"{user}@entityseg.local", "token": tok}
+        write_credentials(ws, creds)
+        return ws
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory):
+    """A running Label Studio (loopback, free port) for the whole test session."""
+    pytest.importorskip("label_studio")
+    from entityseg_data.annotation.server import LabelStudioServer, copy_data_dir
+
+    template = _template_dir()
+    if not (template / "template.json").exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        meta = _build_template(template)
+    else:
+        meta = json.loads((template / "template.json").read_text())
+    base = tmp_path_factory.mktemp("labelstudio")
+    data = copy_data_dir(template, base / "data")
+    root = base / "root"
+    root.mkdir()
+    server = LabelStudioServer(data_dir=data, document_root=root, port=0)
+    server.start(timeout=300)
+    try:
+        yield LabelStudioSession(server=server, root=root, admin_token=meta["token"])
+    finally:
+        server.stop()
+
+
+def add_test_images(ws, sizes, *, seed=0, with_predictions=True, model_version="source:test"):
+    """Add synthetic images (PNG, sizes as (h, w)) to the workspace catalog, each with a
+    prediction file of non-overlapping blocks; returns the image ids."""
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from entityseg_data.io import atomic_write_json
+    from entityseg_data.masks import rle as rle_utils
+
+    rng = np.random.default_rng(seed)
+    ids = []
+    with ws.catalog() as cat:
+        for k, (h, w) in enumerate(sizes):
+            arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            path = ws.images_dir / f"tmp{k}.png"
+            Image.fromarray(arr).save(path)
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            final = ws.images_dir / f"{sha}.png"
+            path.rename(final)
+            iid = cat.add_image(
+                sha256=sha,
+                source="test",
+                source_id=str(k),
+                width=w,
+                height=h,
+                file_path=ws.relpath(final),
+                mime="image/png",
+                bytes=final.stat().st_size,
+            )
+            ids.append(iid)
+            if with_predictions:
+                lm = np.zeros((h, w), np.uint16)
+                lm[: h // 2, : w // 2] = 1
+                lm[h // 2 :, :] = 2
+                lm[: h // 3, w // 2 :] = 3
+                rles = rle_utils.label_map_to_rles(lm)
+                data = {
+                    "image_id": iid,
+                    "height": h,
+                    "width": w,
+                    "entities": [
+                        {"id": str(i), "segmentation": r, "score": 0.5 + 0.1 * i}
+                        for i, r in rles.items()
+                    ],
+                }
+                rel = f"predictions/{iid}.json"
+                atomic_write_json(ws.root / rel, data)
+                with cat.transaction() as conn:
+                    conn.execute(
+                        "INSERT INTO predictions(image_id, model_version, path, n_entities) "
+                        "VALUES (?, ?, ?, ?)",
+                        (iid, model_version, rel, len(rles)),
+                    )
+    return ids
