@@ -36,7 +36,7 @@ from entityseg_data.ingest.magic import sniff_mime
 log = logging.getLogger(__name__)
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
-TRANSIENT_KINDS = frozenset({"timeout", "connection", "truncated", "http_429", "http_5xx"})
+TRANSIENT_KINDS = frozenset({"timeout", "connection", "truncated", "http_429"})  # + http_5xx
 _GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream", "application/binary", "")
 
 
@@ -65,11 +65,6 @@ class FetchError(Exception):
     @property
     def transient(self) -> bool:
         return self.kind in TRANSIENT_KINDS or self.kind.startswith("http_5")
-
-
-def error_group(kind: str) -> str:
-    """Kinds as reported: ``http_503`` stays, but transient checks use ``http_5xx``."""
-    return kind
 
 
 class HostRateLimiter:
@@ -161,12 +156,12 @@ class Downloader:
                     redirect=False,
                     timeout=urllib3.Timeout(connect=cfg.connect_timeout, read=cfg.timeout),
                 )
+            except NameResolutionError as exc:  # (subclass of NewConnectionError)
+                raise FetchError("dns", f"{current}: {exc}") from None
+            except (NewConnectionError, ProtocolError) as exc:  # (before ConnectTimeoutError)
+                raise FetchError("connection", f"{current}: {exc}") from None
             except (ConnectTimeoutError, ReadTimeoutError) as exc:
                 raise FetchError("timeout", f"{current}: {exc}") from None
-            except NameResolutionError as exc:
-                raise FetchError("dns", f"{current}: {exc}") from None
-            except (NewConnectionError, ProtocolError) as exc:
-                raise FetchError("connection", f"{current}: {exc}") from None
             except HTTPError as exc:
                 raise FetchError("connection", f"{current}: {exc}") from None
             try:

@@ -139,6 +139,14 @@ def to_rgb(im: Image.Image) -> tuple[Image.Image, list[str]]:
     return im.convert("RGB"), changes
 
 
+def _is_16bit_rgb(im: Image.Image) -> bool:
+    """True for 16-bit-per-channel RGB(A) files, which PIL opens as 8-bit RGB(A)."""
+    try:
+        return any(";16" in str(getattr(t, "args", "")) for t in (im.tile or []))
+    except (IndexError, TypeError):
+        return False
+
+
 def phash_hex(im: Image.Image) -> str:
     """64-bit DCT perceptual hash (imagehash.phash) of an upright image, as 16 hex digits.
 
@@ -160,13 +168,15 @@ def decode(data: bytes, *, max_pixels: int, quality: int = 95) -> Decoded:
         raise ImageRejected("not_image", "not a known image format (magic number)")
     im = open_image(data, max_pixels=max_pixels)
     raw_w, raw_h = im.size
+    deep = _is_16bit_rgb(im)  # before getexif(), which loads PNGs
     orientation = orientation_of(im)
     mode = im.mode
-    needs_norm = orientation != 1 or mode != "RGB" or getattr(im, "n_frames", 1) > 1
+    needs_norm = orientation != 1 or mode != "RGB" or deep or getattr(im, "n_frames", 1) > 1
     if not needs_norm and mime == "image/jpeg":
         # reduced DCT decode: still reads every entropy-coded byte (catches truncation) at a
         # fraction of the cost, and is all the pHash needs
-        im.draft("RGB", (max(1, raw_w // 8), max(1, raw_h // 8)))
+        scale = max(1, min(8, min(raw_w, raw_h) // PHASH_SIDE))
+        im.draft("RGB", (max(1, raw_w // scale), max(1, raw_h // scale)))
         _load(im)
         return Decoded(
             mime=mime,
@@ -184,6 +194,8 @@ def decode(data: bytes, *, max_pixels: int, quality: int = 95) -> Decoded:
         )
     _load(im)
     rgb, changes = to_rgb(im)
+    if deep:
+        changes.append("16bit->8bit")
     if getattr(im, "n_frames", 1) > 1:
         changes.append("first_frame")
     if orientation != 1:

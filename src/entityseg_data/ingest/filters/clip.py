@@ -97,6 +97,15 @@ def resolve_pretrained(model_name: str, pretrained: str, *, allow_random: bool) 
     """What to pass as ``pretrained`` to open_clip: a local file, a tag to download (only when
     the hub is reachable), or None for random weights. Raises ConfigError / OfflineError."""
     if model_name.startswith("local-dir:"):
+        folder = Path(model_name[len("local-dir:") :])
+        if not (folder / "open_clip_config.json").is_file():
+            raise ConfigError(f"{folder}: no open_clip_config.json (ingest.clip_model=local-dir:)")
+        weights = [p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext)]
+        if not weights and not allow_random:
+            raise ConfigError(
+                f"{folder}: no weights file (open_clip_model.safetensors) beside the config; "
+                f"set ingest.allow_random_clip=true to use an untrained model"
+            )
         return None
     tag = (pretrained or "").strip()
     if tag.lower() in RANDOM_TAGS:
