@@ -1,0 +1,192 @@
+"""``EntitySegmenter``: images in, non-overlapping entities out.
+
+>>> seg = EntitySegmenter.from_pretrained("cropformer_hornet_3x", device="cuda")
+>>> res = seg("photo.jpg")                # SegmentationResult
+>>> res.label_map, res.scores, res.boxes  # (H, W) uint16, (N,), (N, 4) [x, y, w, h]
+>>> results = seg(["a.jpg", "b.png"], batch_size=2)
+>>> res.save("out/{stem}", formats=("png", "json", "coco"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from entityseg_data.errors import ConfigError
+from entityseg_data.model.inference.images import DEFAULT_MAX_PIXELS, as_rgb_array
+from entityseg_data.model.inference.postprocess import PostprocessOptions, postprocess_batch
+from entityseg_data.model.inference.preprocess import stack_views
+from entityseg_data.model.inference.result import SegmentationResult
+from entityseg_data.model.inference.views import ViewGeometry, build_views, view_geometry
+
+log = logging.getLogger(__name__)
+
+MODES = ("cropformer", "mask2former")
+
+
+class EntitySegmenter:
+    """A loaded model plus its view and post-processing settings.
+
+    ``model``: a CropFormer/Mask2Former module (eval mode); ``config``: its ``ModelConfig``
+    (views from ``config.views``, post-processing defaults from ``config.inference``);
+    ``options`` overrides the post-processing; ``min_size``/``max_size`` override the view
+    resize; ``crops=False`` runs the full view only (V = 1).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        config: Any,
+        device: str = "cpu",
+        options: PostprocessOptions | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        model_version: str = "entityseg-data",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.device = device
+        inf = getattr(config, "inference", None)
+        self.options = options or (
+            PostprocessOptions.from_config(inf) if inf is not None else PostprocessOptions()
+        )
+        views = config.views
+        self.min_size = int(min_size or views.min_size)
+        self.max_size = int(max_size or views.max_size)
+        self.side_ratio = views.crop_side_ratio
+        self.stride_ratio = views.crop_stride_ratio
+        self.model_version = model_version
+        self.max_pixels = max_pixels
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        device: str = "cpu",
+        mode: str | None = None,
+        preset: str | None = None,
+        config: Any = None,
+        trust_pickle: bool = False,
+        cache_dir: str | Path | None = None,
+        **option_changes: Any,
+    ) -> EntitySegmenter:
+        """Load a released model by name (downloaded once from the Hugging Face hub and cached
+        as safetensors), a converted folder, or an official checkpoint file.
+
+        ``mode``: "cropformer" or "mask2former"; with a bare backbone name (``"hornet_3x"``)
+        it picks the model family, with a full name it must agree with it. Remaining keyword
+        arguments change :class:`PostprocessOptions` fields (``score_thresh=0.5``...) or the
+        view size (``min_size``, ``max_size``).
+        """
+        from entityseg_data.model.inference.hub import resolve_model
+        from entityseg_data.model.loading import load_checkpoint
+
+        if mode is not None and mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        path, preset_name = resolve_model(
+            name_or_path, mode=mode, preset=preset, config=config, cache_dir=cache_dir
+        )
+        model, cfg, _ = load_checkpoint(
+            path,
+            preset=preset_name if not Path(path).is_dir() else None,
+            config=config if not Path(path).is_dir() else None,
+            trust_pickle=trust_pickle,
+            device=device,
+        )
+        if mode is not None and (mode == "cropformer") != bool(cfg.batch_level):
+            raise ConfigError(
+                f"{name_or_path}: is a {'CropFormer' if cfg.batch_level else 'Mask2Former'} "
+                f"model, but mode={mode!r} was asked for"
+            )
+        view_changes = {
+            k: option_changes.pop(k) for k in ("min_size", "max_size") if k in option_changes
+        }
+        opts = PostprocessOptions.from_config(cfg.inference, **option_changes)
+        version = preset_name or Path(str(name_or_path)).name
+        return cls(
+            model=model,
+            config=cfg,
+            device=device,
+            options=opts,
+            model_version=version,
+            **view_changes,
+        )
+
+    def with_options(self, **changes: Any) -> EntitySegmenter:
+        """A copy sharing the model with some post-processing options changed."""
+        new = object.__new__(EntitySegmenter)
+        new.__dict__.update(self.__dict__)
+        new.options = dataclasses.replace(self.options, **changes)
+        return new
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def uses_crops(self) -> bool:
+        return bool(self.config.batch_level)
+
+    def geometry(self, height: int, width: int) -> ViewGeometry:
+        return view_geometry(
+            height,
+            width,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            side_ratio=self.side_ratio,
+            stride_ratio=self.stride_ratio,
+            crops=self.uses_crops,
+        )
+
+    # ------------------------------------------------------------------ prediction
+    def __call__(self, images: Any, *, batch_size: int = 1):
+        """Segment one image (path, PIL image, (H, W, 3) array) -> :class:`SegmentationResult`,
+        or a list/tuple of them -> a list of results (``batch_size`` images per forward)."""
+        if isinstance(images, (list, tuple)):
+            out: list[SegmentationResult] = []
+            for s in range(0, len(images), max(1, batch_size)):
+                out.extend(self.predict_batch(images[s : s + max(1, batch_size)]))
+            return out
+        return self.predict_batch([images])[0]
+
+    def predict_batch(self, images: Sequence[Any]) -> list[SegmentationResult]:
+        """Segment several images in one forward pass (views padded together)."""
+        arrays, sources = [], []
+        for im in images:
+            arr, src = as_rgb_array(im, max_pixels=self.max_pixels)
+            arrays.append(arr)
+            sources.append(src)
+        return self.predict_arrays(arrays, sources=sources)
+
+    def predict_arrays(
+        self, arrays: Sequence[np.ndarray], *, sources: Sequence[str | None] | None = None
+    ) -> list[SegmentationResult]:
+        """Segment (H, W, 3) uint8 RGB arrays (one forward pass for all of them)."""
+        import torch
+
+        if not arrays:
+            return []
+        geos = [self.geometry(a.shape[0], a.shape[1]) for a in arrays]
+        views = [build_views(a, g) for a, g in zip(arrays, geos)]
+        cfg = self.config
+        x, _ = stack_views(
+            views,
+            pixel_mean=cfg.pixel_mean,
+            pixel_std=cfg.pixel_std,
+            size_divisibility=cfg.size_divisibility,
+            device=self.device,
+        )
+        del views
+        with torch.inference_mode():
+            out = self.model(x, aux=False)
+            results = postprocess_batch(out, geos, self.options)
+        sources = list(sources) if sources is not None else [None] * len(arrays)
+        return [r.with_source(s, self.model_version) for r, s in zip(results, sources)]
+
+
