@@ -104,7 +104,7 @@ def test_entity_crop_validity_flags(tmp_path):
     for pos in range(40):
         s = mapper(rec, *sample_rng(1, pos))
         flipped = s.masks[0][0][:, -1].any()
-        (x0, y0, x1, y1) = s.crop_boxes[0]
+        (x0, y0, x1, _) = s.crop_boxes[0]
         # in the flipped frame the square is top-right
         contains = (y0 == 0) and ((x1 == w) if flipped else (x0 == 0))
         assert s.valid[0, 1] == contains and s.valid[0, 0] and s.valid[1].all()
@@ -122,7 +122,7 @@ def test_lsj_mapper(stripes):
         assert s.views[0].shape == (96, 96, 3)
         assert s.masks[0].shape[1:] == (96, 96) and s.valid.shape == (s.masks[0].shape[0], 1)
         assert all(m.any() for m in s.masks[0])  # empty instances removed
-        flip, hw, off = mapper.geometry(rec.height, rec.width, sample_rng(0, pos)[0])
+        _, hw, _ = mapper.geometry(rec.height, rec.width, sample_rng(0, pos)[0])
         sizes.add(hw)
         if hw[0] < 96:  # padded with 128 below the image
             assert (s.views[0][hw[0] :] == 128).all()
@@ -150,7 +150,7 @@ def test_collate_shapes_and_normalisation(stripes):
     mapper = EntityCropMapper(config=DataConfig(min_sizes=(50,), max_size=1000))
     samples = [mapper(rec, *sample_rng(0, p)) for p in range(2)]
     b = collate(samples)
-    h, w = samples[0].views[0].shape[:2]
+    h = samples[0].views[0].shape[0]
     assert b.images.shape[:3] == (2, 2, 3)
     assert b.images.shape[3] == -(-max(v.shape[0] for s in samples for v in s.views) // 32) * 32
     assert b.images.shape[3] % 32 == 0 and b.images.shape[4] % 32 == 0

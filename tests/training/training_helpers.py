@@ -86,3 +86,59 @@ def tiny_overrides(json_path: Path, out_dir: Path, **extra) -> list[str]:
     }
     base.update({k.replace("__", "."): str(v) for k, v in extra.items()})
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def grads_of(trainer) -> dict:
+    """{name: grad clone} of every parameter with a gradient."""
+    return {
+        n: p.grad.detach().clone()
+        for n, p in trainer.model.named_parameters()
+        if p.grad is not None
+    }
+
+
+def ddp_worker(rank: int, world: int, port: int, json_path: str, out_dir: str) -> None:
+    """One gloo rank: forward/backward its share of the first batch, rank 0 saves the gradients
+    (already all-reduced by DDP)."""
+    import os
+
+    import torch
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    from entityseg_data.model.training.config import load_train_config
+    from entityseg_data.model.training.distributed import init_distributed
+    from entityseg_data.model.training.trainer import Trainer
+
+    dist = init_distributed("cpu")
+    try:
+        trainer = Trainer(config=ddp_config(json_path, out_dir), dist=dist)
+        batch = next(iter(trainer._loader()))
+        trainer.forward_backward([batch])
+        if rank == 0:
+            torch.save(grads_of(trainer), Path(out_dir) / "ddp_grads.pt")
+            torch.save(batch.image_ids, Path(out_dir) / f"ids_{rank}.pt")
+        else:
+            torch.save(batch.image_ids, Path(out_dir) / f"ids_{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def ddp_config(json_path, out_dir):
+    from entityseg_data.model.training.config import load_train_config
+
+    return load_train_config(
+        None,
+        tiny_overrides(
+            Path(json_path),
+            Path(out_dir),
+            ims_per_batch=4,
+            model_overrides=('["num_queries=8", "dec_layers=2", "backbone.drop_path_rate=0.0"]'),
+        ),
+    )

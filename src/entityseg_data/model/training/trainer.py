@@ -10,6 +10,7 @@ the same hardware and thread count, the losses) an uninterrupted run would have 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -88,7 +89,21 @@ def build_model_config(cfg: TrainConfig):
     """The ModelConfig of the run: preset ``cfg.model`` with ``cfg.model_overrides``."""
     from entityseg_data.model.presets import get_preset
 
-    return apply_overrides(get_preset(cfg.model), list(cfg.model_overrides))
+    from entityseg_data.config import parse_override
+
+    model_cfg = get_preset(cfg.model)
+    backbone, rest = [], []
+    for text in cfg.model_overrides:
+        key, value = parse_override(text)
+        if key.startswith("backbone."):
+            backbone.append(f"{key[len('backbone.') :]}={value}")
+        else:
+            rest.append(text)
+    if backbone:  # the backbone field is a union of configs: override inside the chosen one
+        model_cfg = dataclasses.replace(
+            model_cfg, backbone=apply_overrides(model_cfg.backbone, backbone)
+        )
+    return apply_overrides(model_cfg, rest)
 
 
 class MetricsWriter:
