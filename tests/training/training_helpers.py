@@ -112,7 +112,6 @@ def ddp_worker(rank: int, world: int, port: int, json_path: str, out_dir: str) -
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    from entityseg_data.model.training.config import load_train_config
     from entityseg_data.model.training.distributed import init_distributed
     from entityseg_data.model.training.trainer import Trainer
 

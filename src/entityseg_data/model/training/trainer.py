@@ -87,9 +87,8 @@ def resolve_amp(mode: str, device: str) -> torch.dtype | None:
 
 def build_model_config(cfg: TrainConfig):
     """The ModelConfig of the run: preset ``cfg.model`` with ``cfg.model_overrides``."""
-    from entityseg_data.model.presets import get_preset
-
     from entityseg_data.config import parse_override
+    from entityseg_data.model.presets import get_preset
 
     model_cfg = get_preset(cfg.model)
     backbone, rest = [], []
