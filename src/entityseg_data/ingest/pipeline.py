@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -249,8 +250,10 @@ class _Run:
     def run_source(self, source: Source, executor: ThreadPoolExecutor) -> None:
         cfg = self.config
         counts = self.report.counts(source.label, source.kind)
-        in_flight: dict[Future, Item] = {}
-        max_in_flight = max(2, 2 * cfg.workers)
+        # results are committed in source order (deterministic keep/drop decisions whatever
+        # the thread timing); the window bounds memory to ~4 * workers originals
+        in_flight: deque[tuple[Future, Item]] = deque()
+        max_in_flight = max(2, 4 * cfg.workers)
         new = 0
         done = False
         for chunk in _batched(source.items(), 256):
@@ -276,7 +279,7 @@ class _Run:
                     self.emit(source.label, "rejected")
                     continue
                 fut = executor.submit(process_item, item, cfg, self.downloader)
-                in_flight[fut] = item
+                in_flight.append((fut, item))
                 while len(in_flight) >= max_in_flight:
                     self._drain(in_flight, source.label)
             if done:
@@ -284,16 +287,15 @@ class _Run:
         while in_flight:
             self._drain(in_flight, source.label)
 
-    def _drain(self, in_flight: dict[Future, Item], label: str) -> None:
-        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-        for fut in finished:
-            item = in_flight.pop(fut)
-            try:
-                out = fut.result()
-            except Exception as exc:  # a bug or an unforeseen decoder error: report, go on
-                log.exception("%s %s: unexpected error", item.source, item.source_id)
-                out = _Outcome(False, "internal_error", f"{type(exc).__name__}: {exc}")
-            self.handle(item, label, out)
+    def _drain(self, in_flight: deque[tuple[Future, Item]], label: str) -> None:
+        """Commit the oldest in-flight item (waiting for it)."""
+        fut, item = in_flight.popleft()
+        try:
+            out = fut.result()
+        except Exception as exc:  # a bug or an unforeseen decoder error: report, go on
+            log.exception("%s %s: unexpected error", item.source, item.source_id)
+            out = _Outcome(False, "internal_error", f"{type(exc).__name__}: {exc}")
+        self.handle(item, label, out)
 
     # ------------------------------------------------------------------ commit one item
     def handle(self, item: Item, label: str, out: _Outcome) -> None:
