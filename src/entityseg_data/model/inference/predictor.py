@@ -188,5 +188,3 @@ class EntitySegmenter:
             results = postprocess_batch(out, geos, self.options)
         sources = list(sources) if sources is not None else [None] * len(arrays)
         return [r.with_source(s, self.model_version) for r, s in zip(results, sources)]
-
-

@@ -1,0 +1,304 @@
+"""``predict``: segment images into non-overlapping entities (CropFormer / Mask2Former)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from entityseg_data.cli.common import get_workspace, set_option
+
+FORMAT_CHOICES = ("png", "json", "coco", "overlay", "cutouts", "npz")
+
+
+@click.command("predict")
+@click.argument("inputs", nargs=-1)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Output folder, or a path template without extension using {stem} {name} {parent} "
+    "{relpath} {index} (e.g. 'out/{parent}/mask/{stem}'). Folder = 'OUT/{relpath}'.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(FORMAT_CHOICES),
+    help="Output formats (repeatable; default png + json): png = uint16 label map, json = "
+    "sidecar, coco = COCO/SAM RLE records, overlay, cutouts = RGBA per entity, npz.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Released model name, e.g. "
+    "cropformer_hornet_3x (downloaded once), or the preset of --weights.",
+)
+@click.option(
+    "--weights",
+    default=None,
+    type=click.Path(exists=True),
+    help="Official checkpoint file (.pth/.pkl/.npz) or converted model folder.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["cropformer", "mask2former"]),
+    default=None,
+    help="Model family (with a bare name such as hornet_3x it picks the family).",
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="torch device (cpu, cuda, cuda:1, or 'auto' = cuda:$LOCAL_RANK when CUDA is available).",
+)
+@click.option(
+    "--batch-size", default=1, show_default=True, type=int, help="Images per forward pass."
+)
+@click.option(
+    "--stride", default=1, show_default=True, type=int, help="Use every N-th input (video frames)."
+)
+@click.option(
+    "--resize",
+    default=None,
+    help="Resize inputs first: HxW (e.g. 480x640) or a short side N; outputs are at that size.",
+)
+@click.option("--score-thresh", type=float, default=None, help="Drop entities scoring below.")
+@click.option("--min-area", type=int, default=None, help="Drop entities smaller (pixels).")
+@click.option("--max-entities", type=int, default=None, help="Keep at most N entities.")
+@click.option(
+    "--score-mode",
+    type=click.Choice(["calibrated", "reference"]),
+    default=None,
+    help="calibrated = entity prob x mean mask prob (default); reference = official.",
+)
+@click.option(
+    "--decoder",
+    default=None,
+    type=click.Choice(["batch_full_crops", "crops_only", "full_only", "image_full_only"]),
+    help="Which decoder outputs feed the result (paper ablation).",
+)
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Skip images whose outputs all exist (resume a killed run).",
+)
+@click.option(
+    "--shard",
+    default=None,
+    help="i/n: process the i-th of n interleaved parts; 'auto' = torchrun's RANK/WORLD_SIZE.",
+)
+@click.option(
+    "--failures",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Failure records (JSON lines; default OUTPUT/failures[.i-of-n].jsonl).",
+)
+@click.option(
+    "--workspace-images",
+    is_flag=True,
+    help="Predict the workspace's accepted "
+    "images and store them as stage-1 pre-annotations (predictions table).",
+)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickled checkpoints (trusted files).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@set_option
+@click.pass_context
+def predict(
+    ctx: click.Context,
+    inputs: tuple[str, ...],
+    output: str | None,
+    formats: tuple[str, ...],
+    model_name: str | None,
+    weights: str | None,
+    mode: str | None,
+    device: str,
+    batch_size: int,
+    stride: int,
+    resize: str | None,
+    score_thresh: float | None,
+    min_area: int | None,
+    max_entities: int | None,
+    score_mode: str | None,
+    decoder: str | None,
+    skip_existing: bool,
+    shard: str | None,
+    failures: str | None,
+    workspace_images: bool,
+    threads: int | None,
+    trust_pickle: bool,
+    no_progress: bool,
+    overrides: tuple[str, ...],
+) -> None:
+    """Segment INPUT images (files, folders, globs, .txt lists) into non-overlapping entities.
+
+    Writes one uint16 label-map PNG per image (0 = none, ids 1..N by descending score) plus a
+    JSON sidecar (id, score, area, bbox), and optionally COCO/SAM RLE records, overlays, RGBA
+    cut-outs and .npz. A bad image is reported (summary + failures file) and the run goes on;
+    the exit code is 1 only if some image failed. --set takes inference.* and views.* keys of
+    the model config (e.g. --set views.min_size=640).
+
+    \b
+    Example:
+      entityseg-data predict photos/ -o out/ --model cropformer_hornet_3x --device cuda
+      entityseg-data predict 'scene0/color/*.jpg' -o 'scene0/mask/{stem}' --stride 10 \\
+          --resize 480x640 --score-thresh 0.5 --min-area 400 \\
+          --weights CropFormer_hornet_3x_03823a.pth
+      torchrun --nproc-per-node 4 -m entityseg_data predict frames/ -o out/ --shard auto \\
+          --device auto --model cropformer_hornet_3x --skip-existing
+      entityseg-data -w my_set predict --workspace-images --model cropformer_hornet_3x
+    """
+    import os
+
+    from entityseg_data.model.inference.batch import Job, run_predictions
+    from entityseg_data.model.inference.inputs import (
+        InputItem,
+        expand_inputs,
+        parse_resize,
+        parse_shard,
+        select,
+    )
+    from entityseg_data.model.inference.outputs import check_formats, template_fields
+
+    if not inputs and not workspace_images:
+        raise click.UsageError(
+            "give INPUT images (files, folders, globs, lists) or --workspace-images"
+        )
+    if output is None and not workspace_images:
+        raise click.UsageError("-o/--output is required (unless --workspace-images)")
+    if model_name is None and weights is None:
+        raise click.UsageError("pass --model NAME or --weights PATH")
+    if output is not None:
+        template_fields(output)
+    fmts = check_formats(formats or ("png", "json"))
+    size = parse_resize(resize)
+    shard_i, shard_n = parse_shard(shard)
+
+    workspace = get_workspace(ctx) if workspace_images else None
+    jobs: list[Job] = []
+    if workspace is not None:
+        from entityseg_data.model.inference.workspace_io import workspace_images as ws_images
+
+        for image_id, path in ws_images(workspace):
+            jobs.append(Job(InputItem(path, path.parent), image_id))
+    if inputs:
+        jobs += [Job(it) for it in expand_inputs(inputs)]
+    picked = select([j.item for j in jobs], stride=stride, shard=(shard_i, shard_n))
+    keep = {id(it) for it in picked}
+    jobs = [j for j in jobs if id(j.item) in keep]
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if device == "auto":
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+
+    from entityseg_data.model.inference.predictor import EntitySegmenter
+
+    option_changes = {
+        k: v
+        for k, v in dict(
+            score_thresh=score_thresh, min_area=min_area, score_mode=score_mode, decoder=decoder
+        ).items()
+        if v is not None
+    }
+    seg = EntitySegmenter.from_pretrained(
+        weights or model_name,
+        device=device,
+        mode=mode,
+        preset=model_name if weights else None,
+        trust_pickle=trust_pickle,
+    )
+    if overrides:
+        seg = _apply_sets(seg, overrides)
+    if max_entities is not None:
+        option_changes["max_entities"] = max_entities
+    seg = seg.with_options(**option_changes)
+
+    failures_path = failures
+    if failures_path is None and output is not None:
+        root = _output_root(output)
+        suffix = f".{shard_i}-of-{shard_n}" if shard_n > 1 else ""
+        failures_path = str(root / f"failures{suffix}.jsonl")
+
+    bar = None
+    if not no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="img", desc="predict", file=sys.stderr, dynamic_ncols=True)
+    try:
+        summary = run_predictions(
+            seg,
+            jobs,
+            output=output,
+            formats=fmts,
+            batch_size=batch_size,
+            skip_existing=skip_existing,
+            resize=size,
+            failures_path=failures_path,
+            workspace=workspace,
+            on_progress=bar.update if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    info = summary.as_dict()
+    click.echo(
+        f"predicted {info['done']} image(s), skipped {info['skipped']}, failed {info['failed']}; "
+        f"{info['entities']} entities; {info['seconds']} s ({info['images_per_second']} img/s)"
+    )
+    if output is not None:
+        from entityseg_data.io import atomic_write_text
+
+        suffix = f".{shard_i}-of-{shard_n}" if shard_n > 1 else ""
+        atomic_write_text(_output_root(output) / f"summary{suffix}.json", json.dumps(info))
+    if summary.failures:
+        for f in summary.failures[:10]:
+            click.echo(f"  failed: {f['path']}: {f['error']}", err=True)
+        if len(summary.failures) > 10:
+            click.echo(f"  ... and {len(summary.failures) - 10} more", err=True)
+        if failures_path:
+            click.echo(f"failures written to {failures_path}", err=True)
+        ctx.exit(1)
+
+
+def _output_root(output: str):
+    """The fixed folder part of an output template."""
+    from pathlib import Path
+
+    parts = []
+    for part in Path(output).parts:
+        if "{" in part:
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _apply_sets(seg, overrides):
+    """Apply ``--set inference.*`` / ``views.*`` to a loaded segmenter."""
+    import dataclasses
+
+    from entityseg_data.config import apply_overrides
+    from entityseg_data.errors import ConfigError
+    from entityseg_data.model.inference.postprocess import PostprocessOptions
+
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if not key.startswith(("inference.", "views.")):
+            raise ConfigError(f"--set {key}: predict accepts inference.* and views.* keys")
+    cfg = apply_overrides(seg.config, list(overrides))
+    new = seg.with_options()
+    new.config = cfg
+    new.options = dataclasses.replace(
+        PostprocessOptions.from_config(cfg.inference),
+        **{k: getattr(seg.options, k) for k in ("tile", "tile_budget_mb")},
+    )
+    new.min_size, new.max_size = cfg.views.min_size, cfg.views.max_size
+    new.side_ratio, new.stride_ratio = cfg.views.crop_side_ratio, cfg.views.crop_stride_ratio
+    return new
