@@ -58,8 +58,7 @@ def _snapshot(ws: Path) -> dict:
             for r in cat.query("SELECT * FROM images")
         }
         dups = sorted(
-            (r["dropped_source_id"], r["kind"])
-            for r in cat.query("SELECT * FROM duplicates")
+            (r["dropped_source_id"], r["kind"]) for r in cat.query("SELECT * FROM duplicates")
         )
         n_items = cat.scalar("SELECT COUNT(*) FROM items")
         n_images = cat.scalar("SELECT COUNT(*) FROM images")
