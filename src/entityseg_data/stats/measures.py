@@ -78,9 +78,25 @@ def rle_counts(rle: RLE) -> np.ndarray:
     return out
 
 
+def checked_counts(rle: RLE) -> np.ndarray:
+    """:func:`rle_counts` that raises DataError unless every count is >= 0 and they add up to
+    ``size[0] * size[1]`` (pycocotools does not check, and loops on such strings)."""
+    try:
+        h, w = int(rle["size"][0]), int(rle["size"][1])
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise DataError(f"RLE without a valid size: {str(rle)[:80]}") from None
+    cnt = rle_counts(rle)
+    if (cnt < 0).any() or int(cnt.sum()) != h * w:
+        raise DataError(
+            f"corrupt RLE: run lengths add up to {int(cnt.sum())} (negative: "
+            f"{bool((cnt < 0).any())}) for a {h}x{w} mask"
+        )
+    return cnt
+
+
 def _runs(rle: RLE) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the foreground runs, as flat column-major (Fortran) pixel indices."""
-    cnt = rle_counts(rle)
+    cnt = checked_counts(rle)
     pos = np.cumsum(cnt)
     # runs alternate 0s, 1s, 0s, ...: foreground run j spans [pos[2j], pos[2j+1])
     starts = pos[0:-1:2]
@@ -255,7 +271,9 @@ def label_measures(label_map: np.ndarray, n_labels: int) -> dict[str, np.ndarray
     hull = convex_hull_areas(label_map, n)[1:]
     per = crofton_perimeters(label_map, n)[1:]
     with np.errstate(divide="ignore", invalid="ignore"):
-        convexity = np.where((area > 0) & (hull > 0), area / np.maximum(hull, 1e-12), np.nan)
+        convexity = np.where(
+            (area > 0) & (hull > 0), np.minimum(area / np.maximum(hull, 1e-12), 1.0), np.nan
+        )
         simplicity = np.where(
             (area > 0) & (per > 0), np.sqrt(4 * math.pi * area) / np.maximum(per, 1e-12), np.nan
         )
