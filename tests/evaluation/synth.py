@@ -56,7 +56,7 @@ def make_dataset(seed: int, n_images: int = 12, overlapping: bool = True, many: 
             lm[m > 0] = k + 1
         gt_masks = [(lm == k + 1).astype(np.uint8) for k in range(n_gt)]
         gt_masks = [m for m in gt_masks if m.any()]
-        for j, m in enumerate(gt_masks):
+        for _j, m in enumerate(gt_masks):
             rle = rle_utils.encode(m)
             crowd = int(rng.random() < 0.12)
             area = float(rle_utils.area(rle))

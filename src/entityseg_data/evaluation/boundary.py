@@ -39,7 +39,7 @@ RLE = dict[str, Any]
 def band_width(height: int, width: int, dilation_ratio: float = 0.02) -> int:
     """Band width ``d`` in pixels: ``max(1, round(dilation_ratio * diagonal))`` (the official
     tool's Python ``round``)."""
-    d = int(round(dilation_ratio * math.sqrt(height * height + width * width)))
+    d = round(dilation_ratio * math.sqrt(height * height + width * width))
     return max(d, 1)
 
 
@@ -53,7 +53,8 @@ def reference_band(mask: np.ndarray, d: int) -> np.ndarray:
 
 
 def interior_from_crop(crop: np.ndarray, d: int) -> np.ndarray:
-    """Interior (eroded mask) of a binary crop (uint8 0/1, any 2-D shape) whose outside is 0."""
+    """Interior (eroded mask) of a binary crop (uint8 0/1, any 2-D shape) whose outside is 0:
+    a separable min filter of size 2d+1 with zero padding."""
     size = 2 * d + 1
     out = ndi.minimum_filter1d(crop, size, axis=1, mode="constant", cval=0)
     return ndi.minimum_filter1d(out, size, axis=0, mode="constant", cval=0)
@@ -74,30 +75,25 @@ def band_of_rle(rle: RLE, d: int) -> RLE:
     if y1 - y0 <= 2 * d:
         return rle
     crop = block[:, y0:y1]
-    interior = interior_from_crop(crop, d)
+    interior = runs.interior_t(np.ascontiguousarray(crop), d)  # (h_c, w_c)
     if not interior.any():
         return rle
-    crop -= interior  # interior is inside the mask: crop - interior = band (in place on block)
+    crop -= interior.T  # interior is inside the mask: crop - interior = band (in place on block)
     return runs.block_to_rle(block, x0, h, w)
 
 
 def _bands_label_map(
     all_runs: Sequence[tuple[np.ndarray, np.ndarray]], height: int, width: int, d: int
 ) -> list[RLE]:
-    lm, _ = runs.paint_disjoint(all_runs, height, width)
     n = len(all_runs)
-    dtype = np.uint16 if n < 65535 else np.int32
-    lm_t = lm.astype(dtype).reshape(width, height)
-    del lm
-    size = 2 * d + 1
-    mn = ndi.minimum_filter(lm_t, size=size, mode="constant", cval=0)
-    interior = mn == lm_t
-    del mn
-    mx = ndi.maximum_filter(lm_t, size=size, mode="constant", cval=0)
-    interior &= mx == lm_t
-    del mx
-    band = np.where(interior, 0, lm_t).reshape(-1)
+    flat = runs.paint_runs(all_runs, height, width)
+    if flat is None:
+        raise ValueError("the label-map band method needs disjoint masks")
+    lm_t = flat.reshape(width, height)
+    interior = runs.interior_t(lm_t, d)  # (H, W)
+    band = lm_t - runs.transpose(interior)  # interior is lm_t or 0 pixelwise: exact
     del interior
+    band = band.reshape(-1)
     rles = runs.label_map_t_to_rles(band, range(1, n + 1), height, width)
     return [rles[i + 1] for i in range(n)]
 

@@ -1,0 +1,228 @@
+"""``entityseg-data eval`` and ``entityseg-data consistency`` (cheap imports at module level)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from entityseg_data.cli.common import echo_table
+
+
+class _MultiValueCommand(click.Command):
+    """Lets ``--max-dets 1 10 100 1000`` take several values (rewritten to one value)."""
+
+    multi_options = ("--max-dets",)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a in self.multi_options:
+                vals = []
+                i += 1
+                while i < len(args) and not args[i].startswith("-"):
+                    vals.append(args[i])
+                    i += 1
+                out += [a, ",".join(vals)]
+                continue
+            out.append(a)
+            i += 1
+        return super().parse_args(ctx, out)
+
+
+def _parse_max_dets(value: str | None) -> tuple[int, ...]:
+    if not value:
+        return (1, 10, 100)
+    try:
+        dets = tuple(int(v) for v in value.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(
+            f"expected integers, got {value!r}", param_hint="--max-dets"
+        ) from None
+    if not dets or list(dets) != sorted(set(dets)) or dets[0] < 1:
+        raise click.BadParameter("expected increasing positive integers", param_hint="--max-dets")
+    return dets
+
+
+@click.command(
+    "eval",
+    cls=_MultiValueCommand,
+    epilog="""\b
+Example:
+  entityseg-data eval --gt val.json --pred coco_instances_results.json
+  entityseg-data eval --gt val.json --pred label_maps/ --boundary --out metrics.json
+  entityseg-data eval --gt val.json --pred results.json --max-dets 1 10 100 1000 --fix-overlaps
+""",
+)
+@click.option(
+    "--gt",
+    "gt",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Ground truth: COCO/EntitySeg instance JSON (categories are ignored).",
+)
+@click.option(
+    "--pred",
+    "pred",
+    required=True,
+    type=click.Path(exists=True),
+    help="Predictions: COCO results JSON, or a folder of label-map PNGs.",
+)
+@click.option("--boundary", is_flag=True, help="Also compute boundary AP (same breakdown).")
+@click.option(
+    "--max-dets",
+    "max_dets",
+    default=None,
+    metavar="N [N ...]",
+    help="Detections per image for AR (default 1 10 100; AP uses 100).",
+)
+@click.option(
+    "--dilation-ratio",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Boundary band width as a fraction of the image diagonal.",
+)
+@click.option(
+    "--fix-overlaps",
+    is_flag=True,
+    help="Make each image's predictions disjoint by score first (AP^e protocol).",
+)
+@click.option(
+    "--workers", type=int, default=0, show_default=True, help="Worker processes (0 = this process)."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the metrics JSON here (keys: see docs/evaluation.md).",
+)
+def eval_(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, workers, out):
+    """Class-agnostic COCO mask AP (AP^e on non-overlapping predictions), AR and boundary AP.
+
+    Prints AP, AP50, AP75, APs/m/l, AR@1/10/100 (more with --max-dets), ARs/m/l and AR@100 at
+    IoU 0.5 (AR50@100) as percentages; the JSON holds fractions. Overlapping predictions are
+    reported (AP^e needs non-overlapping entities); --fix-overlaps resolves them by score.
+    """
+    from entityseg_data.evaluation.evaluator import evaluate_files
+    from entityseg_data.evaluation.metrics import format_table
+    from entityseg_data.io import atomic_write_json
+
+    dets = _parse_max_dets(max_dets)
+    metrics = evaluate_files(
+        gt,
+        pred,
+        boundary=boundary,
+        max_dets=dets,
+        dilation_ratio=dilation_ratio,
+        fix_overlaps=fix_overlaps,
+        workers=workers,
+        progress=True,
+    )
+    echo_table(format_table(metrics))
+    info = metrics["info"]
+    click.echo(
+        f"{info['num_images']} images, {info['num_gt']} GT, {info['num_predictions']} predictions"
+    )
+    if info["images_with_overlaps"] and not fix_overlaps:
+        click.echo(
+            f"warning: {info['images_with_overlaps']} image(s) have overlapping predictions "
+            f"({info['overlapping_pixels']} pixels): this is AP, not AP^e (see --fix-overlaps)",
+            err=True,
+        )
+    if out:
+        atomic_write_json(Path(out), metrics)
+        click.echo(f"wrote {out}")
+
+
+@click.command(
+    "consistency",
+    epilog="""\b
+Example:
+  entityseg-data consistency ann_a.json ann_b.json ann_c.json
+  entityseg-data consistency ls_export.json --format csv --out pairs.csv
+  entityseg-data -w my_set consistency ws:alice ws:bob --per-image disagreements.csv
+""",
+)
+@click.argument("sources", nargs=-1, required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "csv", "json"]),
+    default="md",
+    show_default=True,
+    help="Output format (csv: one row per annotator pair).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the report here instead of printing it.",
+)
+@click.option(
+    "--per-image",
+    "per_image",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the per-image breakdown (.csv or .json) to find disagreeing images.",
+)
+@click.option(
+    "--stage",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="Annotation stage of Label Studio exports and workspace files (2 = names).",
+)
+@click.option(
+    "--iou",
+    "iou",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Mask match threshold for category accuracy.",
+)
+@click.option(
+    "--plain-names",
+    is_flag=True,
+    help="Compare names by case/spacing only (skip the vocabulary and WordNet).",
+)
+@click.pass_context
+def consistency(ctx, sources, fmt, out, per_image, stage, iou, plain_names):
+    """Inter-annotator consistency: pairwise mask mAP and category accuracy (paper Table 1).
+
+    SOURCES are COCO/EntitySeg JSON files, Label Studio JSON exports (each annotator in an
+    export counts separately) or workspace annotator ids written ws:NAME. Each annotator is
+    taken as ground truth against each other one (predictions with score 1); category accuracy
+    compares the names of masks matched at IoU >= --iou, normalised with the vocabulary.
+    """
+    from entityseg_data.cli.common import get_workspace
+    from entityseg_data.evaluation.consistency import consistency as run
+    from entityseg_data.evaluation.consistency import to_csv, to_markdown
+    from entityseg_data.io import atomic_write_text
+
+    ws = get_workspace(ctx, required=False) if any(s.startswith("ws:") for s in sources) else None
+    canonical = None
+    if plain_names:
+        from entityseg_data.evaluation.consistency import plain_canonical as canonical
+    report = run(list(sources), workspace=ws, stage=stage, iou_threshold=iou, canonical=canonical)
+    if fmt == "md":
+        text = to_markdown(report)
+    elif fmt == "csv":
+        text = to_csv(report["pairs"])
+    else:
+        text = json.dumps(report, indent=1, default=str) + "\n"
+    if out:
+        atomic_write_text(Path(out), text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+    if per_image:
+        p = Path(per_image)
+        if p.suffix.lower() == ".json":
+            atomic_write_text(p, json.dumps(report["per_image"], indent=1, default=str) + "\n")
+        else:
+            atomic_write_text(p, to_csv(report["per_image"]))
+        click.echo(f"wrote {per_image}")

@@ -1,0 +1,140 @@
+"""Consistency on crafted annotator files with hand-computed values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from entityseg_data.evaluation.consistency import consistency, match_pairs, to_csv, to_markdown
+from entityseg_data.masks import rle as rle_utils
+
+H, W = 20, 30
+
+
+def _m(y0, y1, x0, x1):
+    m = np.zeros((H, W), np.uint8)
+    m[y0:y1, x0:x1] = 1
+    return rle_utils.encode(m)
+
+
+A1, A2, A3 = _m(0, 10, 0, 15), _m(10, 20, 0, 15), _m(0, 20, 0, 30)
+SPURIOUS = _m(0, 5, 20, 30)
+
+
+def _coco(entries, use_categories=False):
+    images = [{"id": i, "height": H, "width": W, "file_name": f"im{i}.jpg"} for i in (1, 2)]
+    anns, cats = [], {}
+    for k, (iid, rle, name) in enumerate(entries):
+        a = {"id": k + 1, "image_id": iid, "segmentation": rle, "area": rle_utils.area(rle)}
+        if use_categories and name is not None:
+            cats.setdefault(name, len(cats) + 1)
+            a["category_id"] = cats[name]
+        else:
+            a["category_id"] = 1
+            a["name"] = name
+        anns.append(a)
+    categories = [{"id": v, "name": k} for k, v in cats.items()] or [{"id": 1, "name": None}]
+    return {"images": images, "annotations": anns, "categories": categories}
+
+
+@pytest.fixture()
+def files(tmp_path):
+    a = _coco([(1, A1, "Dog"), (1, A2, "tree"), (2, A3, "sky")])
+    b = _coco([(1, SPURIOUS, "car"), (1, A1, "dog "), (1, A2, "Car"), (2, A3, "Sky")], True)
+    c = _coco([(1, A1, None), (1, A2, None), (2, A3, None)])
+    paths = []
+    for name, d in (("alice", a), ("bob", b), ("carol", c)):
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps(d))
+        paths.append(str(p))
+    return paths
+
+
+def test_hand_computed_table(files):
+    rep = consistency(files, canonical=lambda s: s.strip().lower())
+    assert rep["annotators"] == ["alice", "bob", "carol"] and rep["num_images"] == 2
+    mm = rep["mask_map"]
+    # alice as GT (3 masks), bob's 4 masks with score 1 in file order: FP, TP, TP, TP
+    # -> precision envelope 3/4 at every recall: AP = 0.75 at every IoU threshold
+    assert mm["alice"]["bob"] == pytest.approx(0.75, abs=1e-12)
+    # bob as GT (4 masks), alice's 3 all TP: precision 1 up to recall 3/4: 76 of 101 points
+    assert mm["bob"]["alice"] == pytest.approx(76 / 101, abs=1e-12)
+    assert mm["alice"]["carol"] == mm["carol"]["alice"] == pytest.approx(1.0)
+    assert mm["carol"]["bob"] == pytest.approx(0.75) and mm["bob"]["carol"] == pytest.approx(
+        76 / 101
+    )
+    ca = rep["category_accuracy"]
+    # matched pairs: Dog/dog (agree), tree/Car (disagree), sky/Sky (agree)
+    assert ca["alice"]["bob"] == ca["bob"]["alice"] == pytest.approx(2 / 3)
+    assert ca["alice"]["carol"] is None  # carol named nothing
+    assert rep["matched_pairs"]["alice"]["bob"] == 3
+    per = {(r["image"], r["gt"], r["pred"]): r for r in rep["per_image"]}
+    assert per[(1, "alice", "bob")]["ap"] == pytest.approx(2 / 3)  # FP, TP, TP of 2 GT
+    assert per[(2, "alice", "bob")]["ap"] == pytest.approx(1.0)
+    assert per[(1, "alice", "bob")]["category_accuracy"] == pytest.approx(0.5)
+    md = to_markdown(rep)
+    assert "| alice |  | 75.0 | 100.0 |" in md
+    assert "66.7" in md
+    csv_text = to_csv(rep["pairs"])
+    assert csv_text.splitlines()[0].startswith("gt,pred,mask_map")
+    assert len(csv_text.splitlines()) == 1 + 6
+
+
+def test_match_pairs_one_to_one():
+    ious = np.array([[0.9, 0.6], [0.7, 0.5], [0.2, 0.55]])
+    assert match_pairs(ious, 0.5) == [(0, 0, 0.9), (2, 1, 0.55)]
+
+
+def test_by_file_name_when_ids_differ(tmp_path, files):
+    d = json.loads(Path(files[1]).read_text())
+    for im in d["images"]:
+        im["id"] += 100
+    for a in d["annotations"]:
+        a["image_id"] += 100
+    p = tmp_path / "bob2.json"
+    p.write_text(json.dumps(d))
+    rep = consistency([files[0], str(p)], canonical=str.lower)
+    assert rep["image_key"] == "file_name" and rep["num_images"] == 2
+    assert rep["mask_map"]["alice"]["bob2"] == pytest.approx(0.75)
+
+
+def test_workspace_annotators(workspace):
+    from entityseg_data.masks.store import Entity, ImageAnnotation, save_annotation
+
+    for ann, ents in (("ann1", [(A1, "dog"), (A2, "tree")]), ("ann2", [(A1, "Dog"), (A2, "bush")])):
+        save_annotation(
+            workspace.root,
+            ImageAnnotation(
+                image_id=1,
+                height=H,
+                width=W,
+                stage=2,
+                annotator=ann,
+                entities=tuple(
+                    Entity(id=str(i), segmentation=r, name=n) for i, (r, n) in enumerate(ents)
+                ),
+            ),
+        )
+    rep = consistency(["ws:ann1", "ws:ann2"], workspace=workspace, stage=2, canonical=str.lower)
+    assert rep["mask_map"]["ann1"]["ann2"] == pytest.approx(1.0)
+    assert rep["category_accuracy"]["ann1"]["ann2"] == pytest.approx(0.5)
+
+
+def test_needs_two(files):
+    from entityseg_data.errors import DataError
+
+    with pytest.raises(DataError, match="at least two"):
+        consistency(files[:1])
+
+
+@pytest.mark.slow
+def test_vocabulary_synonyms_count_as_agreement(tmp_path):
+    """Default normaliser = the vocabulary (WordNet load: ~30 s on a busy 2-core machine)."""
+    a = _coco([(1, A1, "couch"), (1, A2, "Trees"), (2, A3, "sky")])
+    b = _coco([(1, A1, "sofa"), (1, A2, "tree"), (2, A3, "car")])
+    rep = consistency([a, b])
+    x, y = rep["annotators"]
+    assert rep["category_accuracy"][x][y] == pytest.approx(2 / 3)
