@@ -166,7 +166,8 @@ class Evaluator:
         self.dilation_ratio = float(dilation_ratio)
         self.fix_overlaps = bool(fix_overlaps)
         self.cache_gt_bands = bool(cache_gt_bands)
-        self._band_cache: dict[int, tuple[Any, ...]] = {}
+        # (image id, size, hash of the GT RLEs) -> GT band RLEs
+        self._band_cache: dict[tuple[int, int, int, int], tuple[Any, ...]] = {}
         self._results: dict[int, PairResult] = {}
 
     @classmethod
@@ -191,9 +192,8 @@ class Evaluator:
         )
         if self.fix_overlaps:
             pred = _fix_overlaps(pred, gt.height, gt.width)
-        bands = self._band_cache.get(gt.image_id) if self.cache_gt_bands else None
-        if bands is not None and len(bands) != len(gt.rles):
-            bands = None
+        key = (gt.image_id, gt.height, gt.width, hash(tuple(r["counts"] for r in gt.rles)))
+        bands = self._band_cache.get(key) if self.cache_gt_bands else None
         res = evaluate_pair(
             gt,
             pred,
@@ -203,7 +203,7 @@ class Evaluator:
             gt_bands=bands,
         )
         if self.boundary and self.cache_gt_bands and res.gt_bands is not None:
-            self._band_cache[gt.image_id] = res.gt_bands
+            self._band_cache[key] = res.gt_bands
         slim = PairResult(
             image_id=res.image_id,
             segm=res.segm,
