@@ -1,0 +1,96 @@
+"""EntitySegmenter end to end with the tiny oracle checkpoints (official-format weights.npz)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from inference_helpers import load_pair, unpack_masks
+from PIL import Image
+
+from entityseg_data.model.inference.predictor import EntitySegmenter
+
+PRESET = {"tiny": "tiny_swin", "tiny_hornet": "tiny_hornet"}
+ALL = dict(score_thresh=0.0, min_area=0, max_entities=None)
+
+
+@pytest.fixture(scope="module")
+def segmenters(oracle_dir):
+    import torch
+
+    torch.set_num_threads(1)
+    return {
+        m: EntitySegmenter.from_pretrained(
+            oracle_dir / m / "weights.npz", preset=p, score_mode="reference", min_size=320,
+            max_size=512, **ALL,
+        )
+        for m, p in PRESET.items()
+    }
+
+
+def check_against_oracle(res, d, max_mismatch):
+    masks = unpack_masks(d)
+    by_query = {int(q): i for i, q in enumerate(res.query_index)}
+    mismatch, worst = 0, 0.0
+    for row, q in enumerate(d["final_query_index"]):
+        if int(q) in by_query:
+            i = by_query[int(q)]
+            mismatch += int((res.mask(i + 1) != masks[row]).sum())
+            worst = max(worst, abs(float(res.scores[i]) - float(d["final_scores"][row])))
+        else:
+            mismatch += int(masks[row].sum())
+    assert mismatch <= max_mismatch
+    assert worst <= 1e-5
+    assert len(res) == int(masks.reshape(len(masks), -1).any(1).sum())
+
+
+CASES = [
+    pytest.param("tiny", "img_a_480x640", marks=pytest.mark.parity),
+    pytest.param("tiny_hornet", "img_b_600x400", marks=pytest.mark.parity),
+    pytest.param("tiny", "img_b_600x400", marks=[pytest.mark.parity, pytest.mark.slow]),
+    pytest.param("tiny_hornet", "img_a_480x640", marks=[pytest.mark.parity, pytest.mark.slow]),
+]
+
+
+@pytest.mark.parametrize("model,image", CASES)
+def test_reference_mode_end_to_end_equals_the_oracle(segmenters, oracle_dir, model, image):
+    d = load_pair(oracle_dir, model, image)
+    res = segmenters[model](oracle_dir / "images" / f"{image}.png")
+    # README 4: thread-count noise alone flips up to 2 pixels per image for HorNet
+    check_against_oracle(res, d, max_mismatch=20)
+    assert res.source.endswith(f"{image}.png") and res.model_version == PRESET[model]
+
+
+@pytest.mark.slow
+@pytest.mark.parity
+@pytest.mark.parametrize("model", ["tiny", "tiny_hornet"])
+def test_default_size_end_to_end(segmenters, oracle_dir, model):
+    d = load_pair(oracle_dir, model, "img_a_480x640", prefix="default_size")
+    seg = segmenters[model]
+    seg800 = EntitySegmenter(model=seg.model, config=seg.config, options=seg.options,
+                             min_size=800, max_size=1333, model_version="x")
+    res = seg800(oracle_dir / "images" / "img_a_480x640.png")
+    check_against_oracle(res, d, max_mismatch=50)
+
+
+def test_inputs_kinds_and_batches(segmenters, oracle_dir):
+    base = segmenters["tiny"]
+    seg = EntitySegmenter(model=base.model, config=base.config, min_size=96, max_size=160,
+                          model_version="tiny")
+    path = oracle_dir / "images" / "img_b_600x400.png"
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    a = seg(path)
+    b = seg(Image.open(path))
+    c = seg(arr)
+    np.testing.assert_array_equal(a.label_map, b.label_map)
+    np.testing.assert_array_equal(a.label_map, c.label_map)
+    assert c.source is None and a.score_mode == "calibrated"
+    # a list with batch_size=1 equals single calls; batch_size=2 pads both images together
+    small = np.asarray(Image.fromarray(arr).resize((100, 150)))
+    singles = [seg(small), seg(arr)]
+    listed = seg([small, arr], batch_size=1)
+    for s, l in zip(singles, listed):
+        np.testing.assert_array_equal(s.label_map, l.label_map)
+    batched = seg([small, arr], batch_size=2)
+    assert [r.label_map.shape for r in batched] == [(150, 100), (600, 400)]
+    for r in batched:
+        assert r.label_map.max() == len(r) and np.all(np.diff(r.scores) <= 0)
