@@ -237,6 +237,22 @@ def compute_stats(
     return out
 
 
+def named_workspace_coco(
+    workspace: Any, *, stage: int = 1, statuses: tuple[str, ...] | None = ("approved",)
+) -> dict[str, Any]:
+    """:func:`~entityseg_data.masks.store.workspace_to_coco` of ``stage`` with each entity's
+    stage-2 name (matched by image id and entity id) when stage 2 has one."""
+    from entityseg_data.masks.store import workspace_to_coco
+
+    coco = workspace_to_coco(workspace, stage=stage, statuses=statuses)
+    if stage == 1:
+        named = workspace_to_coco(workspace, stage=2, statuses=statuses)
+        names = {(a["image_id"], a["entity_id"]): a.get("name") for a in named["annotations"]}
+        for a in coco["annotations"]:
+            a["name"] = names.get((a["image_id"], a["entity_id"]), a.get("name"))
+    return coco
+
+
 def workspace_stats(
     workspace: Any,
     *,
@@ -246,19 +262,10 @@ def workspace_stats(
     config: StatsConfig | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> DatasetStats:
-    """:func:`compute_stats` of a workspace's approved annotations (through
-    :func:`~entityseg_data.masks.store.workspace_to_coco`); names come from stage 2 when it has
-    approved annotations of the same images."""
-    from entityseg_data.masks.store import workspace_to_coco
-
-    coco = workspace_to_coco(workspace, stage=stage, statuses=statuses)
-    if stage == 1:
-        named = workspace_to_coco(workspace, stage=2, statuses=statuses)
-        names = {(a["image_id"], a["entity_id"]): a.get("name") for a in named["annotations"]}
-        for a in coco["annotations"]:
-            a["name"] = names.get((a["image_id"], a["entity_id"]), a.get("name"))
+    """:func:`compute_stats` of a workspace's approved annotations, with stage-2 names
+    (:func:`named_workspace_coco`); image files are relative to the workspace root."""
     return compute_stats(
-        coco,
+        named_workspace_coco(workspace, stage=stage, statuses=statuses),
         name=name or Path(workspace.root).name,
         images_dir=workspace.root,
         config=config,

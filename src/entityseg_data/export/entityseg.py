@@ -1,0 +1,284 @@
+"""EntitySeg-format COCO JSON export (hr + lr, train/val splits).
+
+Output folder (mirrors the official ``datasets/entityseg`` layout)::
+
+    out/images/<file_name>                 hr images (hard links when possible, else copies)
+    out/images_lr/<file_name>              the lr copy (export/lr.py)
+    out/annotations/entityseg_{split}.json      and entityseg_{split}_lr.json
+    out/export.json                        what was written: counts, splits, settings
+
+JSON fields (REFERENCE 1.2): ``images[]`` ``{id, file_name, height, width, img_source, url_flag,
+url_dataset, url_image, license, attribution, split}``; ``annotations[]`` ``{id, image_id, bbox,
+area, segmentation (compressed RLE), category_id, iscrowd, category_id_ori (the open-vocabulary
+name, "unknown" when unnamed), attribute, name}``; ``categories[]``: class-agnostic
+``[{"id": 1, "name": "entity"}]`` by default (the entity task ignores classes), or one category
+per name (``class_agnostic=False``, ids by descending frequency); ``vocabulary[]``: every name
+with its entity count and thing/stuff flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from entityseg_data.errors import DataError
+from entityseg_data.export.config import ExportConfig
+from entityseg_data.export.lr import make_lr
+from entityseg_data.export.splits import assign_splits, split_coco
+from entityseg_data.io import atomic_write_json
+from entityseg_data.masks import rle as rle_utils
+
+log = logging.getLogger(__name__)
+
+
+def _flag_from_categories(coco: dict[str, Any]) -> dict[int, bool]:
+    return {int(c["id"]): bool(c["isthing"]) for c in coco.get("categories", []) if "isthing" in c}
+
+
+def entity_name(ann: dict[str, Any], categories: dict[int, str] | None = None) -> str:
+    """The open-vocabulary name of an annotation (``name``, ``category_id_ori``, else the
+    category name when it is not the class-agnostic ``entity``, else ``unknown``)."""
+    name = ann.get("name") or ann.get("category_id_ori")
+    if not name and categories is not None:
+        cat = categories.get(int(ann.get("category_id", -1)))
+        if cat and cat not in ("entity", "thing"):
+            name = cat
+    return str(name) if name else "unknown"
+
+
+def to_entityseg(
+    coco: dict[str, Any],
+    *,
+    class_agnostic: bool = True,
+    is_thing: Callable[[str], bool | None] | None = None,
+    file_name_of: Callable[[dict[str, Any]], str] | None = None,
+    splits: dict[int, str] | None = None,
+) -> dict[str, Any]:
+    """An EntitySeg-format COCO dict from any COCO instance dict (RLE or polygons; crowd kept
+    with ``iscrowd`` 1). Segmentations become compressed RLE; area and bbox are recomputed."""
+    cat_names = {int(c["id"]): str(c.get("name", "")) for c in coco.get("categories", [])}
+    cat_flag = _flag_from_categories(coco)
+    sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in coco["images"]}
+    names: Counter[str] = Counter()
+    flags: dict[str, bool | None] = {}
+    anns = []
+    for a in coco["annotations"]:
+        iid = int(a["image_id"])
+        if iid not in sizes:
+            raise DataError(f"annotation {a.get('id')}: image {iid} is not in 'images'")
+        h, w = sizes[iid]
+        seg = rle_utils.to_compressed(a["segmentation"], h, w)
+        rle_utils.check_size(seg, h, w, where=f"annotation {a.get('id')}")
+        name = entity_name(a, cat_names)
+        names[name] += 1
+        if flags.get(name) is None:
+            flag = is_thing(name) if is_thing is not None else None
+            if flag is None:
+                flag = cat_flag.get(int(a.get("category_id", -1)))
+            flags[name] = flag
+        anns.append(
+            {
+                "id": len(anns) + 1,
+                "image_id": iid,
+                "bbox": rle_utils.bbox(seg),
+                "area": rle_utils.area(seg),
+                "segmentation": seg,
+                "category_id": 1,
+                "iscrowd": int(a.get("iscrowd", 0) or 0),
+                "category_id_ori": name,
+                "attribute": a.get("attribute", []),
+                "name": name,
+            }
+        )
+    order = sorted(names, key=lambda n: (-names[n], n))
+    if class_agnostic:
+        categories = [{"id": 1, "name": "entity", "supercategory": "entity", "isthing": 1}]
+    else:
+        ids = {n: i + 1 for i, n in enumerate(order)}
+        for a in anns:
+            a["category_id"] = ids[a["name"]]
+        categories = [
+            {
+                "id": ids[n],
+                "name": n,
+                "supercategory": "entity",
+                "isthing": int(bool(flags.get(n))) if flags.get(n) is not None else 1,
+            }
+            for n in order
+        ]
+    images = []
+    for im in coco["images"]:
+        url = im.get("url_image") or im.get("url") or ""
+        images.append(
+            {
+                "id": int(im["id"]),
+                "file_name": file_name_of(im) if file_name_of else str(im["file_name"]),
+                "height": int(im["height"]),
+                "width": int(im["width"]),
+                "img_source": im.get("img_source") or im.get("source") or "",
+                "url_flag": int(bool(url)),
+                "url_dataset": im.get("url_dataset") or "",
+                "url_image": url,
+                "license": im.get("license"),
+                "attribution": im.get("attribution"),
+                "split": (splits or {}).get(int(im["id"]), im.get("split")),
+            }
+        )
+    vocabulary = [{"name": n, "entities": names[n], "isthing": flags.get(n)} for n in order]
+    return {
+        "info": {"description": "EntitySeg-format export by entityseg_data", "version": "1.0"},
+        "images": images,
+        "annotations": anns,
+        "categories": categories,
+        "vocabulary": vocabulary,
+    }
+
+
+def _place(src: Path, dst: Path, link: bool) -> None:
+    if dst.exists():
+        return
+    if not src.is_file():
+        raise DataError(f"{src}: image file not found")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_entityseg` wrote."""
+
+    out_dir: Path
+    annotation_files: dict[str, Path] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    splits: dict[int, str] = field(default_factory=dict)
+
+
+def export_entityseg(
+    source: Any,
+    out_dir: str | Path,
+    *,
+    images_dir: str | Path | None = None,
+    config: ExportConfig | None = None,
+    seed: int = 0,
+    split: bool = True,
+    lr: bool = True,
+    class_agnostic: bool = True,
+    link: bool = True,
+    is_thing: Callable[[str], bool | None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Export a workspace (its approved stage-1 masks with stage-2 names) or a COCO dict/JSON
+    with its image folder to the EntitySeg layout.
+
+    Args:
+        source: a :class:`~entityseg_data.workspace.Workspace`, a COCO dict or a JSON path.
+        out_dir: output folder (created; existing images are reused, so a re-run resumes).
+        images_dir: folder of the COCO ``file_name`` entries (a workspace uses its root).
+        config: ``val_fraction``, ``stratify_by_source``, ``lr_short_side``, ``lr_max_side``.
+        seed: split seed.
+        split: write train/val files (False: one ``entityseg_all`` file).
+        lr: also write the lr copy.
+        class_agnostic: one ``entity`` category (default) or one category per name.
+        link: hard-link hr images instead of copying when the filesystem allows.
+    Workspace splits are kept when the catalog has them and newly assigned ones are written back.
+    """
+    from entityseg_data.stats.engine import load_coco, named_workspace_coco
+
+    cfg = config or ExportConfig()
+    out = Path(out_dir)
+    ws = source if hasattr(source, "catalog") and hasattr(source, "root") else None
+    existing: dict[int, str] = {}
+    if ws is not None:
+        coco = named_workspace_coco(ws)
+        root = Path(ws.root)
+        with ws.catalog() as cat:
+            existing = {r["id"]: r["split"] for r in cat.images(status=None) if r["split"]}
+
+        def file_name_of(im: dict[str, Any]) -> str:
+            src = str(im.get("img_source") or "images").replace("/", "_")
+            return f"{src}/{Path(str(im['file_name'])).name}"
+
+    else:
+        coco = load_coco(source)
+        if images_dir is None:
+            raise DataError("export_entityseg: images_dir is required for a COCO file")
+        root = Path(images_dir)
+        file_name_of = None  # type: ignore[assignment]
+    if split:
+        splits = assign_splits(
+            coco["images"],
+            val_fraction=cfg.val_fraction,
+            seed=seed,
+            stratify_by_source=cfg.stratify_by_source,
+            existing=existing,
+        )
+    else:
+        splits = {int(im["id"]): "all" for im in coco["images"]}
+    es = to_entityseg(
+        coco,
+        class_agnostic=class_agnostic,
+        is_thing=is_thing,
+        file_name_of=file_name_of,
+        splits=splits if split else None,
+    )
+    hr_root = out / "images"
+    src_names = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
+    for im in es["images"]:
+        _place(root / src_names[im["id"]], hr_root / im["file_name"], link)
+        if progress is not None:
+            progress(1)
+    result = ExportResult(out_dir=out, splits=splits)
+    parts = split_coco(es, splits)
+    for name, sub in parts.items():
+        path = out / "annotations" / f"entityseg_{name}.json"
+        atomic_write_json(path, sub)
+        result.annotation_files[name] = path
+        result.counts[name] = {"images": len(sub["images"]), "annotations": len(sub["annotations"])}
+        if lr:
+            lr_coco, counts = make_lr(
+                sub,
+                hr_root,
+                out / "images_lr",
+                short=cfg.lr_short_side,
+                max_side=cfg.lr_max_side,
+            )
+            lr_path = out / "annotations" / f"entityseg_{name}_lr.json"
+            atomic_write_json(lr_path, lr_coco)
+            result.annotation_files[f"{name}_lr"] = lr_path
+            result.counts[f"{name}_lr"] = counts
+    if ws is not None and split:
+        new = {i: s for i, s in splits.items() if existing.get(i) != s}
+        if new:
+            with ws.catalog() as cat, cat.transaction() as conn:
+                conn.executemany(
+                    "UPDATE images SET split = ? WHERE id = ?", [(s, i) for i, s in new.items()]
+                )
+    atomic_write_json(
+        out / "export.json",
+        {
+            "counts": result.counts,
+            "files": {k: str(v.relative_to(out)) for k, v in result.annotation_files.items()},
+            "seed": seed,
+            "val_fraction": cfg.val_fraction,
+            "stratify_by_source": cfg.stratify_by_source,
+            "lr": {"short_side": cfg.lr_short_side, "max_side": cfg.lr_max_side} if lr else None,
+            "class_agnostic": class_agnostic,
+        },
+        indent=2,
+    )
+    log.info("EntitySeg export in %s: %s", out, result.counts)
+    return result

@@ -1,0 +1,145 @@
+"""The lr copy, made the way the official EntitySeg ``images_lr`` / ``*_lr.json`` were made.
+
+Size rule (detectron2 ``ResizeShortestEdge(800, max_size=1333)``): ``scale = 800 / min(h, w)``;
+if ``max(h, w) * scale > 1333`` then ``scale = 1333 / max(h, w)``; each side becomes
+``int(side * scale + 0.5)``. (Like the official copy, images smaller than 800 px are enlarged.)
+Images: PIL ``resize(BILINEAR)`` of the EXIF-upright RGB image. Masks: PIL ``NEAREST`` resize;
+non-overlapping masks are resized together as one label map (identical to resizing each mask,
+since nearest picks the same source pixel for every mask), overlapping ones one by one; then
+re-encoded as compressed RLE with ``area``/``bbox`` recomputed. Entities that vanish at lr (tiny
+or thin ones) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from entityseg_data.errors import DataError
+from entityseg_data.io import atomic_open
+from entityseg_data.masks import rle as rle_utils
+from entityseg_data.stats.measures import label_map_t
+
+log = logging.getLogger(__name__)
+
+
+def lr_size(height: int, width: int, short: int = 800, max_side: int = 1333) -> tuple[int, int]:
+    """(new_height, new_width) of the official lr resize."""
+    h, w = int(height), int(width)
+    scale = short / min(h, w)
+    if max(h, w) * scale > max_side:
+        scale = max_side / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def resize_image(img: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
+    """PIL bilinear resize of an RGB image to (H, W)."""
+    return img.resize((size_hw[1], size_hw[0]), Image.BILINEAR)
+
+
+def resize_label_map(label_map: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """PIL nearest resize of an (H, W) integer label map; returns (h, w) of the input dtype."""
+    im = Image.fromarray(label_map.astype(np.int32), mode="I")
+    out = np.asarray(im.resize((size_hw[1], size_hw[0]), Image.NEAREST))
+    return out.astype(label_map.dtype)
+
+
+def resize_rles(
+    rles: list[dict[str, Any]], height: int, width: int, size_hw: tuple[int, int]
+) -> list[dict[str, Any] | None]:
+    """Nearest-resized compressed RLEs (None for masks that become empty)."""
+    if not rles:
+        return []
+    lm_t, overlapped = label_map_t(rles, height, width)
+    small = resize_label_map(np.ascontiguousarray(lm_t.T), size_hw)
+    found = rle_utils.label_map_to_rles(small)
+    out: list[dict[str, Any] | None] = [found.get(i + 1) for i in range(len(rles))]
+    for i in np.flatnonzero(overlapped):
+        m = rle_utils.decode(rles[i])
+        one = resize_label_map(m, size_hw)
+        out[i] = rle_utils.encode(one) if one.any() else None
+    return out
+
+
+def open_upright(path: Path) -> Image.Image:
+    """The EXIF-upright RGB image (one clear error when unreadable)."""
+    try:
+        with Image.open(path) as im:
+            return ImageOps.exif_transpose(im).convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image: {exc}") from None
+
+
+def save_image(img: Image.Image, path: Path, jpeg_quality: int = 95) -> None:
+    """Write atomically; JPEG for .jpg/.jpeg, PNG otherwise (lossless)."""
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    with atomic_open(path, "wb") as f:
+        if fmt == "JPEG":
+            img.save(f, format="JPEG", quality=jpeg_quality)
+        else:
+            img.save(f, format="PNG")
+
+
+def make_lr(
+    coco: dict[str, Any],
+    images_dir: str | Path,
+    out_images_dir: str | Path,
+    *,
+    short: int = 800,
+    max_side: int = 1333,
+    jpeg_quality: int = 95,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Write the lr images and return ``(lr_coco, counts)``.
+
+    ``lr_coco`` is ``coco`` with lr ``height``/``width`` and resized annotations (same ids, same
+    extra fields); ``counts`` = ``{"images", "annotations", "dropped_empty", "skipped_images"}``.
+    Existing lr images are reused unless ``overwrite`` (resume).
+    """
+    src_root, dst_root = Path(images_dir), Path(out_images_dir)
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for a in coco.get("annotations", []):
+        by_image.setdefault(int(a["image_id"]), []).append(a)
+    images, anns = [], []
+    counts = {"images": 0, "annotations": 0, "dropped_empty": 0, "skipped_images": 0}
+    for img in coco.get("images", []):
+        h, w = int(img["height"]), int(img["width"])
+        nh, nw = lr_size(h, w, short, max_side)
+        dst = dst_root / str(img["file_name"])
+        try:
+            if overwrite or not dst.exists():
+                im = open_upright(src_root / str(img["file_name"]))
+                if im.size != (w, h):
+                    raise DataError(
+                        f"{src_root / img['file_name']}: image is {im.size[1]}x{im.size[0]}, "
+                        f"the JSON says {h}x{w}"
+                    )
+                save_image(resize_image(im, (nh, nw)), dst, jpeg_quality)
+            img_anns = by_image.get(int(img["id"]), [])
+            rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in img_anns]
+            small = resize_rles(rles, h, w, (nh, nw))
+        except DataError as exc:
+            log.warning("lr: skipped image %s: %s", img.get("id"), exc)
+            counts["skipped_images"] += 1
+            continue
+        images.append({**img, "height": nh, "width": nw})
+        for a, r in zip(img_anns, small):
+            if r is None:
+                counts["dropped_empty"] += 1
+                continue
+            anns.append(
+                {**a, "segmentation": r, "area": rle_utils.area(r), "bbox": rle_utils.bbox(r)}
+            )
+        counts["images"] += 1
+        if progress is not None:
+            progress(1)
+    counts["annotations"] = len(anns)
+    out = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
+    out["images"], out["annotations"] = images, anns
+    return out, counts
