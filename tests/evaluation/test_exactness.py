@@ -111,3 +111,68 @@ def test_boundary_equals_faster_coco_eval(seed, overlapping):
     np.testing.assert_allclose(
         [got["segm"][k] for k in keys], ref_segm.stats[:12], atol=TOL, rtol=0
     )
+
+
+@pytest.mark.parametrize("method", ["mask", "labelmap"])
+def test_boundary_both_band_paths_equal_faster_coco_eval(monkeypatch, method):
+    """Force each band method (label map only where the masks are disjoint)."""
+    from entityseg_data.evaluation import boundary as bmod
+
+    orig = bmod.bands
+
+    def forced(rles, h, w, d, *, disjoint=None, method_=method, **kw):
+        m = method_ if (method_ == "mask" or disjoint) else "mask"
+        return orig(rles, h, w, d, disjoint=disjoint, method=m)
+
+    monkeypatch.setattr(bmod, "bands", forced)
+    gt, res = make_dataset(17, n_images=10, overlapping=False)
+    ref = _fce(gt, res, "boundary")
+    got = evaluate_files(gt, res, boundary=True)["boundary"]
+    keys = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    np.testing.assert_allclose([got[k] for k in keys], ref.stats[:12], atol=TOL, rtol=0)
+
+
+def test_boundary_wide_band_larger_images():
+    """480x640 images: d = 16, masks larger than the band, big label maps (tiled transpose)."""
+    from entityseg_data.masks import rle as rle_utils
+
+    rng = np.random.default_rng(3)
+    h, w = 480, 640
+    images, anns, res = [], [], []
+    for iid in (1, 2, 3):
+        images.append({"id": iid, "height": h, "width": w})
+        lm = np.zeros((h, w), np.int32)
+        for k in range(1, 9):
+            y0, x0 = int(rng.integers(0, h - 40)), int(rng.integers(0, w - 40))
+            lm[y0 : y0 + int(rng.integers(20, 300)), x0 : x0 + int(rng.integers(20, 400))] = k
+        plm = np.roll(lm, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(0, 1))
+        for k in range(1, 9):
+            g = lm == k
+            if g.any():
+                r = rle_utils.encode(g)
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": iid,
+                        "segmentation": r,
+                        "area": rle_utils.area(r),
+                        "iscrowd": 0,
+                        "category_id": 1,
+                    }
+                )
+            p = plm == k
+            if p.any():
+                res.append(
+                    {
+                        "image_id": iid,
+                        "segmentation": rle_utils.encode(p),
+                        "score": float(rng.random()),
+                        "category_id": 1,
+                    }
+                )
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "e"}]}
+    ref = _fce(gt, res, "boundary")
+    got = evaluate_files(gt, res, boundary=True)["boundary"]
+    keys = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    np.testing.assert_allclose([got[k] for k in keys], ref.stats[:12], atol=TOL, rtol=0)
+    assert 0 < got["AP"] < 1

@@ -85,3 +85,16 @@ def test_corrupt_counts_and_missing_fields():
         load_predictions([{"image_id": 5, "segmentation": r}], g)
     with pytest.raises(DataError, match="not a COCO instance file"):
         load_gt({"annotations": []})
+
+
+def test_polygon_ground_truth():
+    poly = [[2.0, 2.0, 20.0, 2.0, 20.0, 15.0, 2.0, 15.0]]
+    gt = {
+        "images": [{"id": 1, "height": 20, "width": 30}],
+        "annotations": [{"id": 1, "image_id": 1, "segmentation": poly, "iscrowd": 0}],
+    }
+    g = load_gt(gt)
+    r = g.images[1].rles[0]
+    m = evaluate_files(gt, [{"image_id": 1, "segmentation": r, "score": 0.3}], boundary=True)
+    assert m["segm"]["AP"] == pytest.approx(1.0) and m["boundary"]["AP"] == pytest.approx(1.0)
+    assert g.images[1].areas[0] == rle_utils.area(r)  # no 'area' in the file: the mask area
