@@ -39,7 +39,8 @@ def oracle_model(oracle_dir):
 
 @pytest.fixture(autouse=True)
 def _threads():
+    # one thread: on a shared, oversubscribed machine OpenMP spinning makes 2 threads far slower
     old = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)

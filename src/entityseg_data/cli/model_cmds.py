@@ -99,6 +99,13 @@ def convert(
 
     if (preset is None) == (config_path is None):
         raise click.UsageError("give exactly one of --preset or --config")
+    if preset is not None:
+        from entityseg_data.model.presets import get_preset
+
+        try:
+            get_preset(preset)  # cheap check before torch is imported
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
     from entityseg_data.model.convert import convert_file
 
     try:

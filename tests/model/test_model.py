@@ -1,0 +1,180 @@
+"""Model building blocks and the views/batch contract (random weights, tiny configs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from entityseg_data.model.decoder import _mask_for_attention
+from entityseg_data.model.layers import (
+    PositionEmbeddingSine,
+    PositionEmbeddingSine3D2D,
+    ms_deform_attn_sample,
+)
+from entityseg_data.model.loading import build_model
+from entityseg_data.model.presets import PRESETS
+
+
+def _bilinear_zero_pad(img: torch.Tensor, x: float, y: float) -> torch.Tensor:
+    """img (D, H, W) sampled at normalised (x, y) in [0, 1] (align_corners=False, zeros)."""
+    d, h, w = img.shape
+    px, py = x * w - 0.5, y * h - 0.5
+    x0, y0 = math.floor(px), math.floor(py)
+    out = torch.zeros(d, dtype=torch.float64)
+    for yy, wy in ((y0, 1 - (py - y0)), (y0 + 1, py - y0)):
+        for xx, wx in ((x0, 1 - (px - x0)), (x0 + 1, px - x0)):
+            if 0 <= yy < h and 0 <= xx < w:
+                out += wy * wx * img[:, yy, xx].double()
+    return out
+
+
+def test_ms_deform_attn_matches_naive_sampling():
+    torch.manual_seed(0)
+    shapes = [(3, 4), (2, 2)]
+    n, m, d, lq, p = 1, 2, 3, 2, 2
+    value = torch.randn(n, sum(h * w for h, w in shapes), m, d)
+    loc = torch.rand(n, lq, m, len(shapes), p, 2) * 1.4 - 0.2  # some points fall outside
+    weights = torch.rand(n, lq, m, len(shapes), p)
+    out = ms_deform_attn_sample(value, shapes, loc, weights)  # (N, Lq, M*D)
+    starts = [0, shapes[0][0] * shapes[0][1]]
+    for q in range(lq):
+        for head in range(m):
+            acc = torch.zeros(d, dtype=torch.float64)
+            for lvl, (h, w) in enumerate(shapes):
+                img = value[0, starts[lvl] : starts[lvl] + h * w, head].T.reshape(d, h, w)
+                for k in range(p):
+                    x, y = loc[0, q, head, lvl, k].tolist()
+                    acc += weights[0, q, head, lvl, k].double() * _bilinear_zero_pad(img, x, y)
+            got = out[0, q, head * d : (head + 1) * d].double()
+            assert torch.allclose(got, acc, atol=1e-5), (q, head)
+
+
+def test_sine_position_encodings():
+    h, w, f = 3, 5, 8
+    pos = PositionEmbeddingSine(num_pos_feats=f).encode(1, h, w, torch.device("cpu"))
+    assert pos.shape == (1, 2 * f, h, w)
+    i, j = 2, 4
+    y = (i + 1) / (h + 1e-6) * 2 * math.pi
+    x = (j + 1) / (w + 1e-6) * 2 * math.pi
+    assert pos[0, 0, i, j].item() == pytest.approx(math.sin(y), abs=1e-6)
+    assert pos[0, 1, i, j].item() == pytest.approx(math.cos(y), abs=1e-6)
+    assert pos[0, 2, i, j].item() == pytest.approx(math.sin(y / 10000 ** (2 / f)), abs=1e-6)
+    assert pos[0, f, i, j].item() == pytest.approx(math.sin(x), abs=1e-6)
+    # 3-D: the view term depends on the number of views: z = (t+1)/(V+1e-6)*2pi
+    pe = PositionEmbeddingSine3D2D(num_pos_feats=f)
+    for views in (2, 5):
+        p2, p3 = pe.encode(2, views, h, w, torch.device("cpu"))
+        assert p2.shape == p3.shape == (2, views, 2 * f, h, w)
+        assert torch.equal(p2[1, -1], pos[0])
+        for t in range(views):
+            z = (t + 1) / (views + 1e-6) * 2 * math.pi
+            dz = p3[0, t] - p2[0, t]
+            assert dz[0, 0, 0].item() == pytest.approx(math.sin(z), abs=1e-5)
+            assert dz[1, 1, 1].item() == pytest.approx(math.cos(z), abs=1e-5)
+            k = 2  # channel 2 uses dim_t_z over 2F features
+            assert dz[k, 0, 0].item() == pytest.approx(
+                math.sin(z / 10000 ** (2 / (2 * f))), abs=1e-5
+            )
+
+
+def test_attention_mask_threshold_release_and_layout():
+    torch.manual_seed(0)
+    masks = torch.randn(2, 3, 8, 8)
+    masks[1, 2] = -5.0  # sigmoid < 0.5 everywhere: that row must be released
+    attn = _mask_for_attention(masks, (4, 4), nheads=2)
+    assert attn.shape == (4, 3, 16) and attn.dtype == torch.bool
+    small = F.interpolate(masks, size=(4, 4), mode="bilinear", align_corners=False)
+    expect = small.sigmoid().flatten(2) < 0.5
+    expect[1, 2] = False
+    for n in range(2):
+        for h in range(2):
+            assert torch.equal(attn[n * 2 + h], expect[n])  # batch-major, then heads
+    # batch-level masks (N, Q, V, H, W) flatten view-major
+    m5 = torch.randn(1, 2, 3, 8, 8)
+    a5 = _mask_for_attention(m5, (2, 2), nheads=1)
+    assert a5.shape == (1, 2, 12)
+    v1 = F.interpolate(m5[:, :, 1], size=(2, 2), mode="bilinear", align_corners=False)
+    assert torch.equal(a5[0, :, 4:8], v1.sigmoid().flatten(2)[0] < 0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model(PRESETS["tiny_swin"]).eval()
+
+
+def test_batch_of_images_equals_one_at_a_time(tiny):
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 3, 64, 96)
+    with torch.no_grad():
+        both = tiny(x)
+        singles = [tiny(x[i : i + 1]) for i in range(2)]
+    assert both.batch_level.final.pred_logits.shape == (2, 16, 2)
+    assert both.batch_level.final.pred_masks.shape == (2, 16, 3, 16, 24)
+    assert both.image_level.final.pred_masks.shape == (2, 3, 16, 16, 24)
+    for i in range(2):
+        for a, b in (
+            (both.batch_level.final.pred_logits[i], singles[i].batch_level.final.pred_logits[0]),
+            (both.batch_level.final.pred_masks[i], singles[i].batch_level.final.pred_masks[0]),
+            (both.image_level.final.pred_logits[i], singles[i].image_level.final.pred_logits[0]),
+        ):
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_any_number_of_views_and_mask2former(tiny):
+    torch.manual_seed(2)
+    for v in (1, 2, 4):
+        with torch.no_grad():
+            out = tiny(torch.randn(1, v, 3, 64, 64))
+        assert out.batch_level.final.pred_masks.shape == (1, 16, v, 16, 16)
+        assert out.image_level.aux == [] and out.batch_level.aux == []
+    torch.manual_seed(0)
+    m2f = build_model(dataclasses.replace(PRESETS["tiny_swin"], batch_level=False)).eval()
+    assert not hasattr(m2f.sem_seg_head.predictor, "make_3d")
+    x = torch.randn(1, 2, 3, 64, 64)
+    with torch.no_grad():
+        out = m2f(x, aux=True)
+        alone = m2f(x[:, 1:2])
+    assert out.batch_level is None
+    assert len(out.image_level.aux) == 3
+    # image level: every view is decoded on its own
+    assert torch.allclose(
+        out.image_level.final.pred_masks[0, 1], alone.image_level.final.pred_masks[0, 0], atol=1e-5
+    )
+
+
+def test_input_validation(tiny):
+    with pytest.raises(ValueError, match="multiple of 32"):
+        tiny(torch.zeros(1, 1, 3, 60, 64))
+    with pytest.raises(ValueError, match="B, V, 3, H, W"):
+        tiny(torch.zeros(1, 3, 64, 64))
+
+
+def test_official_key_names(oracle_dir):
+    import json
+
+    manifest = json.loads((oracle_dir / "tiny" / "manifest.json").read_text())
+    official = {k for k in manifest["perturbation_sigma"] if not k.startswith("criterion")}
+    ours = set(build_model(PRESETS["tiny_swin"], device="meta").state_dict())
+    assert ours == official
+
+
+def test_training_forward_backward_reaches_every_parameter():
+    torch.manual_seed(0)
+    model = build_model(PRESETS["tiny_cpu"]).train()
+    out = model(torch.randn(2, 2, 3, 64, 64))
+    assert (
+        len(out.image_level.aux) == len(out.batch_level.aux) == PRESETS["tiny_cpu"].dec_layers - 1
+    )
+    loss = sum(
+        p.pred_logits.sum() + p.pred_masks.mean()
+        for level in (out.image_level, out.batch_level)
+        for p in [level.final, *level.aux]
+    )
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert no_grad == [], no_grad[:5]
