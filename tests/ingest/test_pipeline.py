@@ -295,3 +295,29 @@ def test_laion_prefilter_and_limit(workspace, tmp_path, server, images):
         reasons = cat.query("SELECT error_kind, error FROM items WHERE state = 'rejected'")
         kinds = {r["error_kind"] for r in reasons}
         assert kinds == {"prefilter:laion_nsfw", "prefilter:resolution"}
+
+
+def test_iconic_heuristic(workspace, tmp_path, images):
+    """A single object on a plain background is flagged; a busy scene is not."""
+    from entityseg_data.ingest.filters.iconic import border_uniformity
+
+    product = np.full((300, 400, 3), 250, np.uint8)
+    product[80:220, 120:280] = images.smooth_rgb(160, 140, seed=41)
+    scene = images.smooth_rgb(400, 300, seed=42)
+    assert border_uniformity(product) > 0.95 and border_uniformity(scene) < 0.5
+    d = tmp_path / "iconic"
+    d.mkdir()
+    (d / "product.jpg").write_bytes(images.encode(product, "JPEG", quality=90))
+    (d / "scene.jpg").write_bytes(images.encode(scene, "JPEG", quality=90))
+    cfg = IngestConfig(nsfw_enabled=False, iconic_enabled=True, iconic_threshold=0.6)
+    rep = ingest(workspace, [FolderSource(root=d)], cfg)
+    assert dict(rep.totals().filtered) == {"iconic": 1}
+    with workspace.catalog() as cat:
+        (acc,) = cat.images()
+        assert acc["source_id"].endswith("scene.jpg")
+        (rej,) = cat.images(status="rejected")
+        (v,) = [v for v in cat.verdicts(rej["id"]) if v["filter"] == "iconic"]
+        assert v["verdict"] == "reject" and v["score"] > 0.95
+    # turning the heuristic off in a re-filter brings the product shot back
+    rep2 = refilter(workspace, IngestConfig(nsfw_enabled=False))
+    assert rep2.changes["rejected->accepted"] == 1

@@ -64,6 +64,7 @@ class Decoded:
     normalized: bytes | None
     normalized_ext: str | None
     changes: tuple[str, ...]
+    small: np.ndarray | None = None  # (h, w, 3) uint8 upright, short side in [256, 512)
 
 
 def orientation_of(im: Image.Image) -> int:
@@ -147,18 +148,22 @@ def _is_16bit_rgb(im: Image.Image) -> bool:
         return False
 
 
+def reduce_upright(im: Image.Image) -> Image.Image:
+    """Box-reduce an upright image to a short side in [256, 512) (smaller images unchanged),
+    in RGB."""
+    factor = max(1, min(im.size) // PHASH_SIDE)
+    small = im.reduce(factor) if factor > 1 else im
+    return small if small.mode == "RGB" else small.convert("RGB")
+
+
 def phash_hex(im: Image.Image) -> str:
     """64-bit DCT perceptual hash (imagehash.phash) of an upright image, as 16 hex digits.
 
-    The image is first box-reduced to a short side in [256, 512) so large and small versions
-    of one picture hash alike and the hash stays cheap."""
+    The image is first reduced by :func:`reduce_upright` so large and small versions of one
+    picture hash alike and the hash stays cheap."""
     import imagehash
 
-    factor = max(1, min(im.size) // PHASH_SIDE)
-    small = im.reduce(factor) if factor > 1 else im
-    if small.mode not in ("RGB", "L"):
-        small = small.convert("RGB")
-    return str(imagehash.phash(small))
+    return str(imagehash.phash(reduce_upright(im)))
 
 
 def decode(data: bytes, *, max_pixels: int, quality: int = 95) -> Decoded:
@@ -191,6 +196,7 @@ def decode(data: bytes, *, max_pixels: int, quality: int = 95) -> Decoded:
             normalized=None,
             normalized_ext=None,
             changes=(),
+            small=np.asarray(reduce_upright(im)),
         )
     _load(im)
     rgb, changes = to_rgb(im)
@@ -224,4 +230,5 @@ def decode(data: bytes, *, max_pixels: int, quality: int = 95) -> Decoded:
         normalized=normalized,
         normalized_ext=ext,
         changes=tuple(changes),
+        small=np.asarray(reduce_upright(rgb)),
     )

@@ -140,6 +140,10 @@ def process_item(item: Item, config: IngestConfig, downloader: Downloader | None
         check_resolution(dec.width, dec.height, config.min_side),
         check_aspect(dec.width, dec.height, config.max_aspect),
     ]
+    if config.iconic_enabled and dec.small is not None:
+        from entityseg_data.ingest.filters.iconic import check_iconic
+
+        verdicts.append(check_iconic(dec.small, config.iconic_threshold))
     pre = pre_error = None
     if item.pre_annotation is not None and all(v.passed for v in verdicts):
         try:

@@ -60,7 +60,10 @@ def refilter(workspace: Workspace, config: IngestConfig | None = None) -> Refilt
                     cat.set_verdict(int(r["id"]), v.filter, v.verdict, v.reason, v.score)
             if not config.nsfw_enabled:
                 conn.execute("DELETE FROM verdicts WHERE filter = 'nsfw'")
-            conn.execute("DELETE FROM verdicts WHERE filter = 'iconic'")
+            if not config.iconic_enabled:
+                conn.execute("DELETE FROM verdicts WHERE filter = 'iconic'")
+        if config.iconic_enabled:
+            _iconic(workspace, cat, config, rows)
         if config.nsfw_enabled and rows:
             report.nsfw_model, _ = score_nsfw(workspace, cat, config, rows)
         rejects: dict[int, list[str]] = {}
@@ -93,3 +96,22 @@ def refilter(workspace: Workspace, config: IngestConfig | None = None) -> Refilt
                 if new != before[image_id]:
                     report.changes[f"{before[image_id]}->{new}"] += 1
     return report
+
+
+def _iconic(workspace: Workspace, cat, config: IngestConfig, rows) -> None:
+    """Recompute the iconic verdicts from the stored files (reduced decode)."""
+    import numpy as np
+
+    from entityseg_data.ingest.filters.iconic import check_iconic
+    from entityseg_data.ingest.filters.nsfw import load_image_for_clip
+    from entityseg_data.ingest.normalize import reduce_upright
+
+    for r in rows:
+        path = workspace.abspath(r["norm_path"] or r["file_path"])
+        try:
+            small = np.asarray(reduce_upright(load_image_for_clip(path, min_side=256)))
+        except OSError as exc:
+            log.warning("iconic: cannot read %s: %s", path, exc)
+            continue
+        v = check_iconic(small, config.iconic_threshold)
+        cat.set_verdict(int(r["id"]), v.filter, v.verdict, v.reason, v.score)
