@@ -261,13 +261,17 @@ def summarize(acc: Accumulated, params: Params) -> dict[str, float]:
 
 
 def coco_stats(acc: Accumulated, params: Params) -> list[float]:
-    """The 12 numbers of pycocotools ``COCOeval.stats`` (segm), for the first three max_dets."""
+    """The 12 numbers of pycocotools ``COCOeval.stats`` (segm), quirks included (AP at 100
+    detections, the others at the first three max_dets)."""
     p = params
     md = p.max_dets[2] if len(p.max_dets) > 2 else p.max_dets[-1]
     m0 = p.max_dets[0]
     m1 = p.max_dets[1] if len(p.max_dets) > 1 else m0
+    # pycocotools' summarize() calls _summarize(1) with its default maxDets=100: -1 when 100 is
+    # not among maxDets
+    ap = average_precision(acc, p, None, "all", 100) if 100 in p.max_dets else -1.0
     return [
-        average_precision(acc, p, None, "all", md),
+        ap,
         average_precision(acc, p, 0.5, "all", md),
         average_precision(acc, p, 0.75, "all", md),
         average_precision(acc, p, None, "small", md),
