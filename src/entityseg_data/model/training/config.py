@@ -30,7 +30,9 @@ class DataConfig:
     ``extra_train`` (``[[json, root], ...]``), like the official three per-split sets.
     ``mapper``: ``entity_crop`` (CropFormer: full view + ``num_crops`` random corner crops, V = 2),
     ``lsj`` (Mask2Former baselines: large-scale jitter, V = 1) or ``full`` (multi-scale full view
-    only, V = 1).
+    only, V = 1). ``val_json``/``val_image_root``: the periodic evaluation set (AP^e and boundary
+    AP, predicted like ``predict`` at ``eval_min_size``/``eval_max_size``; ``eval_max_images``
+    limits it).
     """
 
     train_json: str = ""
@@ -50,6 +52,10 @@ class DataConfig:
     lsj_pad_value: int = 128
     filter_empty: bool = True
     max_images: int = 0
+    eval_min_size: int = 800
+    eval_max_size: int = 1333
+    eval_max_images: int = 0
+    eval_boundary: bool = True
     num_workers: int = 2
     size_divisibility: int = 32
 
