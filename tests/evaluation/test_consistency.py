@@ -138,3 +138,49 @@ def test_vocabulary_synonyms_count_as_agreement(tmp_path):
     rep = consistency([a, b])
     x, y = rep["annotators"]
     assert rep["category_accuracy"][x][y] == pytest.approx(2 / 3)
+
+
+def test_label_studio_export_two_annotators(tmp_path):
+    """One LS export holding two annotators' stage-2 work (brush RLE + names)."""
+    from entityseg_data.annotation.convert import annotation_to_results
+    from entityseg_data.masks.store import Entity, ImageAnnotation
+
+    def ann(uid, email, ents, image_id):
+        ia = ImageAnnotation(
+            image_id=image_id,
+            height=H,
+            width=W,
+            stage=2,
+            annotator=email,
+            entities=tuple(
+                Entity(id=f"r{uid}{i}", segmentation=r, name=n) for i, (r, n) in enumerate(ents)
+            ),
+        )
+        return {
+            "id": uid * 10 + image_id,
+            "completed_by": {"id": uid, "email": f"{email}@x.org"},
+            "updated_at": "2026-01-01T00:00:00Z",
+            "result": annotation_to_results(ia, with_names=True),
+        }
+
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image_id": 1, "height": H, "width": W},
+            "annotations": [
+                ann(1, "ann", [(A1, "dog"), (A2, "tree")], 1),
+                ann(2, "ben", [(SPURIOUS, "car"), (A1, "Dog"), (A2, "bush")], 1),
+            ],
+        },
+        {
+            "id": 2,
+            "data": {"image_id": 2, "height": H, "width": W},
+            "annotations": [ann(1, "ann", [(A3, "sky")], 2), ann(2, "ben", [(A3, "sky")], 2)],
+        },
+    ]
+    p = tmp_path / "export.json"
+    p.write_text(json.dumps(tasks))
+    rep = consistency([str(p)], stage=2, canonical=str.lower)
+    assert rep["annotators"] == ["export:ann", "export:ben"]
+    assert rep["mask_map"]["export:ann"]["export:ben"] == pytest.approx(0.75)
+    assert rep["category_accuracy"]["export:ann"]["export:ben"] == pytest.approx(2 / 3)
