@@ -1,0 +1,227 @@
+"""Hugging Face ``datasets`` export: images, entity masks as COCO RLE, names, provenance.
+
+One row per image::
+
+    image        datasets.Image (the original bytes are embedded, so Parquet files are
+                 self-contained)
+    image_id, file_name, height, width, split
+    source, url, license, attribution        provenance
+    entities     list of {id, name, rle_size [h, w], rle_counts (compressed COCO RLE string),
+                          area, bbox [x, y, w, h], iscrowd}
+
+Rows are streamed into Parquet shards with pyarrow (``rows_per_group`` rows per row group, so
+memory stays bounded at 12 MP); ``save_to_disk`` is made from those shards. ``push_to_hub`` runs
+only when a token is configured (argument, ``HF_TOKEN`` or the huggingface_hub login).
+
+Decode a mask: ``pycocotools.mask.decode({"size": e["rle_size"], "counts": e["rle_counts"]})``
+or :func:`entity_rle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from entityseg_data.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def hf_features() -> Any:
+    """The ``datasets.Features`` of an export."""
+    from datasets import Features, Image, List, Value
+
+    return Features(
+        {
+            "image": Image(),
+            "image_id": Value("int64"),
+            "file_name": Value("string"),
+            "height": Value("int32"),
+            "width": Value("int32"),
+            "split": Value("string"),
+            "source": Value("string"),
+            "url": Value("string"),
+            "license": Value("string"),
+            "attribution": Value("string"),
+            "entities": List(
+                {
+                    "id": Value("int64"),
+                    "name": Value("string"),
+                    "rle_size": List(Value("int32"), length=2),
+                    "rle_counts": Value("string"),
+                    "area": Value("int64"),
+                    "bbox": List(Value("float32"), length=4),
+                    "iscrowd": Value("int8"),
+                }
+            ),
+        }
+    )
+
+
+def entity_rle(entity: dict[str, Any]) -> dict[str, Any]:
+    """The compressed COCO RLE of one exported entity."""
+    return {"size": [int(v) for v in entity["rle_size"]], "counts": entity["rle_counts"]}
+
+
+def iter_rows(coco: dict[str, Any], images_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """Export rows of an EntitySeg/COCO dict (see the module doc), one image at a time."""
+    from entityseg_data.export.entityseg import entity_name
+    from entityseg_data.masks import rle as rle_utils
+
+    cats = {int(c["id"]): str(c.get("name", "")) for c in coco.get("categories", [])}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for a in coco.get("annotations", []):
+        by_image.setdefault(int(a["image_id"]), []).append(a)
+    root = Path(images_dir)
+    for im in coco.get("images", []):
+        h, w = int(im["height"]), int(im["width"])
+        path = root / str(im["file_name"])
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read image: {exc}") from None
+        ents = []
+        for a in by_image.get(int(im["id"]), []):
+            seg = rle_utils.to_compressed(a["segmentation"], h, w)
+            ents.append(
+                {
+                    "id": int(a["id"]),
+                    "name": entity_name(a, cats),
+                    "rle_size": [h, w],
+                    "rle_counts": seg["counts"],
+                    "area": rle_utils.area(seg),
+                    "bbox": rle_utils.bbox(seg),
+                    "iscrowd": int(a.get("iscrowd", 0) or 0),
+                }
+            )
+        yield {
+            "image": {"bytes": data, "path": str(im["file_name"])},
+            "image_id": int(im["id"]),
+            "file_name": str(im["file_name"]),
+            "height": h,
+            "width": w,
+            "split": im.get("split") or "train",
+            "source": im.get("img_source") or im.get("source"),
+            "url": im.get("url_image") or im.get("url"),
+            "license": None if im.get("license") is None else str(im.get("license")),
+            "attribution": im.get("attribution"),
+            "entities": ents,
+        }
+
+
+def _token(token: str | None) -> str | None:
+    if token:
+        return token
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    try:
+        from huggingface_hub import get_token
+
+        return get_token()
+    except Exception:  # no login
+        return None
+
+
+def export_hf(
+    source: Any,
+    out_dir: str | Path,
+    *,
+    images_dir: str | Path | None = None,
+    rows_per_group: int = 16,
+    save_to_disk: bool = True,
+    push_to_hub: str | None = None,
+    token: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``out_dir/parquet/{split}.parquet`` (self-contained) and, when ``save_to_disk``,
+    ``out_dir/hf`` (``datasets.load_from_disk``: a DatasetDict by split).
+
+    Args:
+        source: a Workspace (approved masks + stage-2 names), an EntitySeg/COCO dict or JSON path.
+        images_dir: folder of the JSON's ``file_name`` entries (a workspace uses its root).
+        push_to_hub: a repo id; needs a token (argument, ``HF_TOKEN`` or a saved login).
+    Returns ``{"parquet": {split: path}, "hf": path | None, "rows": {split: n}}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from entityseg_data.stats.engine import load_coco, named_workspace_coco
+
+    if push_to_hub and not _token(token):
+        raise ConfigError(
+            "push_to_hub needs a Hugging Face token: set HF_TOKEN or run `huggingface-cli login`"
+        )
+    if hasattr(source, "catalog") and hasattr(source, "root"):
+        coco = named_workspace_coco(source)
+        with source.catalog() as cat:
+            splits = {r["id"]: r["split"] for r in cat.images(status=None)}
+        for im in coco["images"]:
+            im["split"] = splits.get(im["id"]) or im.get("split")
+        root = Path(source.root)
+    else:
+        coco = load_coco(source)
+        if images_dir is None:
+            raise DataError("export_hf: images_dir is required for a COCO file")
+        root = Path(images_dir)
+    features = hf_features()
+    schema = features.arrow_schema
+    out = Path(out_dir)
+    (out / "parquet").mkdir(parents=True, exist_ok=True)
+    writers: dict[str, Any] = {}
+    buffers: dict[str, list[dict[str, Any]]] = {}
+    rows: dict[str, int] = {}
+    tmp_paths: dict[str, Path] = {}
+
+    def flush(split: str) -> None:
+        if buffers.get(split):
+            writers[split].write_table(pa.Table.from_pylist(buffers[split], schema=schema))
+            buffers[split] = []
+
+    try:
+        for row in iter_rows(coco, root):
+            split = str(row["split"])
+            if split not in writers:
+                tmp_paths[split] = out / "parquet" / f".{split}.parquet.tmp"
+                writers[split] = pq.ParquetWriter(tmp_paths[split], schema)
+                buffers[split] = []
+            buffers[split].append(row)
+            rows[split] = rows.get(split, 0) + 1
+            if len(buffers[split]) >= rows_per_group:
+                flush(split)
+            if progress is not None:
+                progress(1)
+        for split in writers:
+            flush(split)
+    finally:
+        for w in writers.values():
+            w.close()
+    paths = {}
+    for split, tmp in tmp_paths.items():
+        final = out / "parquet" / f"{split}.parquet"
+        os.replace(tmp, final)
+        paths[split] = final
+    result: dict[str, Any] = {"parquet": paths, "hf": None, "rows": rows}
+    if save_to_disk or push_to_hub:
+        from datasets import Dataset, DatasetDict
+
+        dd = DatasetDict(
+            {
+                s: Dataset.from_parquet(str(p), features=features, cache_dir=str(out / ".cache"))
+                for s, p in paths.items()
+            }
+        )
+        if save_to_disk:
+            dd.save_to_disk(str(out / "hf"))
+            result["hf"] = out / "hf"
+        if push_to_hub:
+            dd.push_to_hub(push_to_hub, token=_token(token))
+            result["hub"] = push_to_hub
+        del dd
+        import shutil
+
+        shutil.rmtree(out / ".cache", ignore_errors=True)
+    log.info("HF export in %s: %s", out, rows)
+    return result

@@ -1,0 +1,282 @@
+"""Class-aware subsets, like the official release's instance / semantic / panoptic subsets.
+
+Classes are the entities' open-vocabulary names (``name`` / ``category_id_ori`` / category
+name). Names that are not classes are left out: ``unknown``, ``blurred``, ``unnamed`` and any
+``*_other`` name (``exclude`` / ``exclude_suffixes``). Ties are broken by name.
+
+- **instance**: the top-K classes by *entity* frequency; a COCO instances JSON with those K
+  categories (ids 1..K by rank) and only their annotations (every image is kept).
+- **semantic**: the top-K classes by *pixel* frequency; one PNG label map per image with class
+  index 0..K-1 and ``ignore_value`` (255; 65535 when K > 255) elsewhere, plus a categories JSON.
+- **panoptic**: the top-K classes by entity frequency, COCO panoptic format: one RGB PNG per
+  image with ``segment id = R + 256 G + 256^2 B`` (0 = void) and a JSON with ``segments_info``
+  ``{id, category_id, area, bbox, iscrowd}``; the entities of one *stuff* class in an image are
+  merged into one segment (COCO panoptic convention); things stay separate. Thing/stuff comes
+  from ``is_thing(name)``, else the category's ``isthing`` flag, else thing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from entityseg_data.errors import ConfigError
+from entityseg_data.export.entityseg import entity_name
+from entityseg_data.io import atomic_open, atomic_write_json
+from entityseg_data.masks import rle as rle_utils
+
+log = logging.getLogger(__name__)
+
+EXCLUDE: tuple[str, ...] = ("unknown", "blurred", "unnamed")
+EXCLUDE_SUFFIXES: tuple[str, ...] = ("_other",)
+
+
+def _names(coco: dict[str, Any]) -> list[str]:
+    cats = {int(c["id"]): str(c.get("name", "")) for c in coco.get("categories", [])}
+    return [entity_name(a, cats) for a in coco.get("annotations", [])]
+
+
+def _is_class(name: str, exclude: Sequence[str], suffixes: Sequence[str]) -> bool:
+    return name not in exclude and not any(name.endswith(s) for s in suffixes)
+
+
+def rank_classes(
+    coco: dict[str, Any],
+    *,
+    by: str = "entities",
+    exclude: Sequence[str] = EXCLUDE,
+    exclude_suffixes: Sequence[str] = EXCLUDE_SUFFIXES,
+) -> list[tuple[str, int]]:
+    """``[(name, count)]`` by descending entity count (``by="entities"``) or pixel count
+    (``by="pixels"``), crowd annotations excluded."""
+    if by not in ("entities", "pixels"):
+        raise ConfigError(f"rank_classes: by must be 'entities' or 'pixels', got {by!r}")
+    counts: Counter[str] = Counter()
+    sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in coco["images"]}
+    for a, name in zip(coco.get("annotations", []), _names(coco)):
+        if a.get("iscrowd", 0) or not _is_class(name, exclude, exclude_suffixes):
+            continue
+        if by == "entities":
+            counts[name] += 1
+        else:
+            h, w = sizes[int(a["image_id"])]
+            counts[name] += rle_utils.area(rle_utils.to_compressed(a["segmentation"], h, w))
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _thing_flags(
+    coco: dict[str, Any], classes: Sequence[str], is_thing: Callable[[str], bool | None] | None
+) -> dict[str, bool]:
+    by_name = {str(c.get("name")): c for c in coco.get("categories", [])}
+    out = {}
+    for n in classes:
+        flag = is_thing(n) if is_thing is not None else None
+        if flag is None and n in by_name and "isthing" in by_name[n]:
+            flag = bool(by_name[n]["isthing"])
+        out[n] = True if flag is None else bool(flag)
+    return out
+
+
+def instance_subset(
+    coco: dict[str, Any],
+    k: int,
+    *,
+    is_thing: Callable[[str], bool | None] | None = None,
+    **rank_kwargs: Any,
+) -> dict[str, Any]:
+    """COCO instances dict of the top-``k`` classes by entity frequency."""
+    top = [n for n, _ in rank_classes(coco, by="entities", **rank_kwargs)[: int(k)]]
+    ids = {n: i + 1 for i, n in enumerate(top)}
+    flags = _thing_flags(coco, top, is_thing)
+    anns = []
+    for a, name in zip(coco.get("annotations", []), _names(coco)):
+        if name in ids:
+            anns.append({**a, "category_id": ids[name], "name": name})
+    cats = [
+        {"id": ids[n], "name": n, "supercategory": "entity", "isthing": int(flags[n])} for n in top
+    ]
+    return {
+        "info": {"description": f"instance subset: top {k} classes by entity frequency"},
+        "images": list(coco["images"]),
+        "annotations": anns,
+        "categories": cats,
+    }
+
+
+def _label_map(anns: list[dict[str, Any]], h: int, w: int) -> np.ndarray:
+    """(H, W) uint16 map of annotation index + 1 (later annotations win on overlaps)."""
+    from entityseg_data.stats.measures import label_map_t
+
+    if not anns:
+        return np.zeros((h, w), np.uint16)
+    rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in anns]
+    return np.ascontiguousarray(label_map_t(rles, h, w)[0].T)
+
+
+def _stem(file_name: str) -> str:
+    return Path(file_name).with_suffix("").as_posix().replace("/", "__")
+
+
+def semantic_subset(
+    coco: dict[str, Any],
+    k: int,
+    out_dir: str | Path,
+    *,
+    ignore_value: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    **rank_kwargs: Any,
+) -> dict[str, Any]:
+    """Semantic label PNGs (``out_dir/semantic/<stem>.png``) and ``semantic_categories.json``
+    for the top-``k`` classes by pixel frequency. Returns the categories JSON dict (with
+    ``files``: image id -> PNG path relative to ``out_dir``)."""
+    top = [n for n, _ in rank_classes(coco, by="pixels", **rank_kwargs)[: int(k)]]
+    dtype = np.uint8 if len(top) <= 255 else np.uint16
+    ignore = ignore_value if ignore_value is not None else (255 if dtype == np.uint8 else 65535)
+    if ignore < len(top):
+        raise ConfigError(f"ignore_value {ignore} collides with a class index (K = {len(top)})")
+    index = {n: i for i, n in enumerate(top)}
+    names = _names(coco)
+    by_image: dict[int, list[tuple[dict[str, Any], str]]] = {}
+    for a, n in zip(coco.get("annotations", []), names):
+        if not a.get("iscrowd", 0):
+            by_image.setdefault(int(a["image_id"]), []).append((a, n))
+    out = Path(out_dir)
+    files = {}
+    for im in coco["images"]:
+        h, w = int(im["height"]), int(im["width"])
+        pairs = by_image.get(int(im["id"]), [])
+        lm = _label_map([a for a, _ in pairs], h, w)
+        lut = np.full(len(pairs) + 1, ignore, dtype=dtype)
+        for i, (_, n) in enumerate(pairs):
+            if n in index:
+                lut[i + 1] = index[n]
+        sem = lut[lm]
+        rel = f"semantic/{_stem(str(im['file_name']))}.png"
+        with atomic_open(out / rel, "wb") as f:
+            Image.fromarray(sem).save(f, format="PNG")
+        files[int(im["id"])] = rel
+        if progress is not None:
+            progress(1)
+    meta = {
+        "classes": [{"index": i, "name": n} for i, n in enumerate(top)],
+        "ignore_value": int(ignore),
+        "files": files,
+    }
+    atomic_write_json(out / "semantic_categories.json", meta, indent=2)
+    return meta
+
+
+def panoptic_subset(
+    coco: dict[str, Any],
+    k: int,
+    out_dir: str | Path,
+    *,
+    is_thing: Callable[[str], bool | None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    **rank_kwargs: Any,
+) -> dict[str, Any]:
+    """COCO panoptic PNGs (``out_dir/panoptic/<stem>.png``) + ``panoptic.json`` for the top-``k``
+    classes by entity frequency. Returns the panoptic JSON dict."""
+    top = [n for n, _ in rank_classes(coco, by="entities", **rank_kwargs)[: int(k)]]
+    ids = {n: i + 1 for i, n in enumerate(top)}
+    flags = _thing_flags(coco, top, is_thing)
+    names = _names(coco)
+    by_image: dict[int, list[tuple[dict[str, Any], str]]] = {}
+    for a, n in zip(coco.get("annotations", []), names):
+        if n in ids and not a.get("iscrowd", 0):
+            by_image.setdefault(int(a["image_id"]), []).append((a, n))
+    out = Path(out_dir)
+    anns_out = []
+    for im in coco["images"]:
+        h, w = int(im["height"]), int(im["width"])
+        pairs = by_image.get(int(im["id"]), [])
+        lm = _label_map([a for a, _ in pairs], h, w)
+        # segment per thing entity; one per stuff class
+        seg_of = np.zeros(len(pairs) + 1, dtype=np.uint32)
+        segments: list[tuple[int, str]] = []
+        stuff_seg: dict[str, int] = {}
+        for i, (_, n) in enumerate(pairs):
+            if not flags[n] and n in stuff_seg:
+                seg_of[i + 1] = stuff_seg[n]
+                continue
+            segments.append((len(segments) + 1, n))
+            seg_of[i + 1] = len(segments)
+            if not flags[n]:
+                stuff_seg[n] = len(segments)
+        pan = seg_of[lm]
+        rgb = np.stack([pan & 255, (pan >> 8) & 255, (pan >> 16) & 255], axis=-1).astype(np.uint8)
+        rel = f"{_stem(str(im['file_name']))}.png"
+        with atomic_open(out / "panoptic" / rel, "wb") as f:
+            Image.fromarray(rgb).save(f, format="PNG")
+        infos = []
+        if segments:
+            rles = rle_utils.label_map_to_rles(pan, ids=[s for s, _ in segments])
+            for sid, n in segments:
+                r = rles[sid]
+                area = rle_utils.area(r)
+                if area == 0:  # fully covered by later entities
+                    continue
+                infos.append(
+                    {
+                        "id": sid,
+                        "category_id": ids[n],
+                        "area": area,
+                        "bbox": rle_utils.bbox(r),
+                        "iscrowd": 0,
+                    }
+                )
+        anns_out.append({"image_id": int(im["id"]), "file_name": rel, "segments_info": infos})
+        if progress is not None:
+            progress(1)
+    data = {
+        "info": {"description": f"panoptic subset: top {k} classes by entity frequency"},
+        "images": [
+            {k2: im[k2] for k2 in ("id", "file_name", "height", "width") if k2 in im}
+            for im in coco["images"]
+        ],
+        "annotations": anns_out,
+        "categories": [
+            {"id": ids[n], "name": n, "supercategory": "entity", "isthing": int(flags[n])}
+            for n in top
+        ],
+    }
+    atomic_write_json(out / "panoptic.json", data)
+    return data
+
+
+def export_subsets(
+    source: Any,
+    out_dir: str | Path,
+    *,
+    k_instance: int = 100,
+    k_semantic: int = 100,
+    k_panoptic: int = 100,
+    is_thing: Callable[[str], bool | None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Path]:
+    """All three subsets of a workspace (approved masks + stage-2 names) or a COCO dict/JSON.
+    A K of 0 skips that subset. Returns ``{kind: path}``."""
+    from entityseg_data.stats.engine import load_coco, named_workspace_coco
+
+    if hasattr(source, "catalog") and hasattr(source, "root"):
+        coco = named_workspace_coco(source)
+    else:
+        coco = load_coco(source)
+    out = Path(out_dir)
+    paths: dict[str, Path] = {}
+    if k_instance:
+        paths["instance"] = out / "instance.json"
+        atomic_write_json(paths["instance"], instance_subset(coco, k_instance, is_thing=is_thing))
+    if k_semantic:
+        semantic_subset(coco, k_semantic, out, progress=progress)
+        paths["semantic"] = out / "semantic_categories.json"
+    if k_panoptic:
+        panoptic_subset(coco, k_panoptic, out, is_thing=is_thing, progress=progress)
+        paths["panoptic"] = out / "panoptic.json"
+    return paths
