@@ -87,7 +87,11 @@ class FolderSource(Source):
                 author=clean(meta.get("author")) or self.author,
                 attribution=clean(meta.get("attribution")) or self.attribution,
                 domain_tags=self.domain_tags,
-                extra={k: meta[k] for k in ("caption", "key", "similarity") if k in meta},
+                extra={
+                    k: meta[k]
+                    for k in ("caption", "key", "similarity", "text", "nsfw", "punsafe")
+                    if meta.get(k) is not None
+                },
             )
 
 
@@ -100,4 +104,6 @@ def _sidecar(path: Path) -> dict:
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable sidecar %s: %s", side, exc)
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k).lower(): v for k, v in data.items()}  # img2dataset keeps column case
