@@ -41,8 +41,11 @@ def test_pairs_output_and_prompts():
     assert (lm[:5] == 1).all() and (lm[5:] == 2).all() and list(scores) == [0.9, 0.5]
     ctx = {"result": [{"type": "keypointlabels", "value": {"x": 50.0, "y": 80.0}}]}
     assert select_by_prompts(lm, ctx) == [2]
-    box = {"result": [{"type": "rectanglelabels",
-                       "value": {"x": 0, "y": 0, "width": 100, "height": 55}}]}
+    box = {
+        "result": [
+            {"type": "rectanglelabels", "value": {"x": 0, "y": 0, "width": 100, "height": 55}}
+        ]
+    }
     assert select_by_prompts(lm, box) == [1]
     assert select_by_prompts(lm, None) is None
 
@@ -63,7 +66,10 @@ def test_http_protocol(tmp_path):
         masks = [decode_brush(r["value"]["rle"], 40, 60) for r in pred["result"]]
         assert len(masks) == 2 and (sum(masks) == 1).all()  # disjoint, covering
         bad = {"id": 8, "data": {"image": "/data/local-files/?d=../../etc/passwd"}}
-        assert requests.post(srv.url + "/predict", json={"tasks": [bad]}, timeout=30).status_code == 500
+        assert (
+            requests.post(srv.url + "/predict", json={"tasks": [bad]}, timeout=30).status_code
+            == 500
+        )
 
 
 @pytest.mark.labelstudio
@@ -73,8 +79,12 @@ def test_registered_with_label_studio_and_answering(labelstudio):
     admin = labelstudio.admin
     rep = push(ws, admin, stage=1)
     project = rep.projects["alice"]
-    backend = MLBackend(segmenter=felzenszwalb_segmenter(), document_root=labelstudio.root,
-                        model_version="felz-test", min_area=1)
+    backend = MLBackend(
+        segmenter=felzenszwalb_segmenter(),
+        document_root=labelstudio.root,
+        model_version="felz-test",
+        min_area=1,
+    )
     with MLBackendServer(backend) as srv:
         ml = register(admin, project, srv.url)
         assert register(admin, project, srv.url)["id"] == ml["id"]  # idempotent
@@ -92,8 +102,9 @@ def test_registered_with_label_studio_and_answering(labelstudio):
         # interactive: a click returns the entity under it
         tid = tasks_for(ws, 1, "alice")[0]["ls_task_id"]
         ctx = {"result": [{"type": "keypointlabels", "value": {"x": 10.0, "y": 10.0}}]}
-        inter = admin.post(f"/api/ml/{ml['id']}/interactive-annotating",
-                           {"task": tid, "context": ctx})
+        inter = admin.post(
+            f"/api/ml/{ml['id']}/interactive-annotating", {"task": tid, "context": ctx}
+        )
         got = inter["data"]["result"]
         assert len(got) == 1 and got[0]["from_name"] == "mask"
         clicked = decode_brush(got[0]["value"]["rle"], 60, 80)

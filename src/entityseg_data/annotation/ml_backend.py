@@ -254,8 +254,10 @@ class MLBackend:
     def predict(self, body: Mapping[str, Any]) -> dict[str, Any]:
         tasks = body.get("tasks") or []
         context = (body.get("params") or {}).get("context") or body.get("context")
-        return {"results": [self.predict_task(t, context) for t in tasks],
-                "model_version": self.model_version}
+        return {
+            "results": [self.predict_task(t, context) for t in tasks],
+            "model_version": self.model_version,
+        }
 
 
 def _handler(backend: MLBackend) -> type[BaseHTTPRequestHandler]:
@@ -281,8 +283,14 @@ def _handler(backend: MLBackend) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = urlparse(self.path).path.rstrip("/")
             if path in ("", "/health"):
-                self._send(200, {"status": "UP", "model_class": "EntitySegMLBackend",
-                                 "model_version": backend.model_version})
+                self._send(
+                    200,
+                    {
+                        "status": "UP",
+                        "model_class": "EntitySegMLBackend",
+                        "model_version": backend.model_version,
+                    },
+                )
             else:
                 self._send(404, {"error": f"no route {path}"})
 
