@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from synth import make_dataset
 
+from entityseg_data.errors import DataError
 from entityseg_data.evaluation import Evaluator, evaluate_files
 from entityseg_data.evaluation.image_eval import PredImage
 from entityseg_data.evaluation.overlaps import fix_overlaps, overlap_pixels
@@ -92,9 +93,11 @@ def test_label_map_png_folder(tmp_path):
     m = evaluate_files(gt, str(folder), boundary=True)
     assert m["segm"]["AP"] == pytest.approx(1.0) and m["boundary"]["AP"] == pytest.approx(1.0)
     assert m["info"]["num_predictions"] == 3 and m["info"]["images_with_overlaps"] == 0
+    Image.fromarray(gt_lm[:, :-1]).save(folder / "3.png")  # by image id, wrong size
+    (folder / "photo_3.png").unlink()
+    with pytest.raises(DataError, match=r"3\.png: label map size 30x39 differs"):
+        evaluate_files(gt, str(folder))
     Image.fromarray(gt_lm).save(folder / "photo_99.png")
-    from entityseg_data.errors import DataError
-
     with pytest.raises(DataError, match="photo_99.png: matches no ground-truth image"):
         evaluate_files(gt, str(folder))
 

@@ -166,7 +166,7 @@ def _score(value: Any, where: str) -> float:
 
 def load_predictions(
     source: str | Path | list[Any] | Mapping[str, Any], gt: GTSet
-) -> dict[int, PredImage]:
+) -> dict[int, PredImage | LabelMapRef]:
     """Predictions by image id (every GT image present, possibly empty), validated against
     ``gt``. ``source``: results JSON path/list/dict or a label-map PNG folder."""
     if isinstance(source, str | Path) and Path(source).is_dir():
@@ -230,8 +230,32 @@ def label_map_predictions(
     return PredImage(rles=tuple(rles[k] for k in labels), scores=np.asarray(sc, np.float64))
 
 
-def load_label_map_folder(folder: Path, gt: GTSet) -> dict[int, PredImage]:
-    """Predictions from a folder of label-map PNGs (see the module docstring)."""
+@dataclass(frozen=True)
+class LabelMapRef:
+    """A label-map PNG not read yet (folders are read one image at a time, in the worker)."""
+
+    path: Path
+    scores: tuple[tuple[int, Any], ...]
+    scores_file: Path
+
+    def load(self, gt: GTImage) -> PredImage:
+        lm = read_label_map(self.path)
+        if lm.shape != (gt.height, gt.width):
+            raise DataError(
+                f"{self.path}: label map size {lm.shape[0]}x{lm.shape[1]} differs from the "
+                f"image size {gt.height}x{gt.width}"
+            )
+        return label_map_predictions(lm, dict(self.scores), where=str(self.path))
+
+
+def resolve(pred: PredImage | LabelMapRef, gt: GTImage) -> PredImage:
+    """The predictions of one image (reads a label-map PNG when given a reference)."""
+    return pred.load(gt) if isinstance(pred, LabelMapRef) else pred
+
+
+def load_label_map_folder(folder: Path, gt: GTSet) -> dict[int, PredImage | LabelMapRef]:
+    """Predictions from a folder of label-map PNGs (see the module docstring). File names and
+    scores are checked now; each PNG is read when its image is evaluated (:func:`resolve`)."""
     by_key: dict[str, int] = {}
     for iid, fn in gt.file_names.items():
         by_key.setdefault(Path(fn).stem, iid)
@@ -242,22 +266,17 @@ def load_label_map_folder(folder: Path, gt: GTSet) -> dict[int, PredImage]:
         scores_all, _ = read_json(sp, "scores")
         if not isinstance(scores_all, Mapping):
             raise DataError(f"{sp}: must map file stems to {{label: score}} objects")
-    out = {iid: PredImage() for iid in gt.images}
+    out: dict[int, PredImage | LabelMapRef] = {iid: PredImage() for iid in gt.images}
     for png in sorted(folder.glob("*.png")):
         if png.stem not in by_key:
             raise DataError(f"{png}: matches no ground-truth image (unknown image id/file name)")
         iid = by_key[png.stem]
-        g = gt.images[iid]
-        lm = read_label_map(png)
-        if lm.shape != (g.height, g.width):
-            raise DataError(
-                f"{png}: label map size {lm.shape[0]}x{lm.shape[1]} differs from the image size "
-                f"{g.height}x{g.width}"
-            )
         raw = scores_all.get(png.stem, scores_all.get(str(iid), {}))
         try:
-            sc = {int(k): v for k, v in dict(raw).items()}
+            sc = tuple((int(k), v) for k, v in dict(raw).items())
         except (TypeError, ValueError):
             raise DataError(f"{sp}: scores of {png.stem!r} must map labels to numbers") from None
-        out[iid] = label_map_predictions(lm, sc, where=str(png))
+        for k, v in sc:
+            _score(v, f"{sp}: {png.stem} label {k}")
+        out[iid] = LabelMapRef(path=png, scores=sc, scores_file=sp)
     return out

@@ -25,6 +25,7 @@ from entityseg_data.evaluation.coco_io import (
     label_map_predictions,
     load_gt,
     load_predictions,
+    resolve,
 )
 from entityseg_data.evaluation.config import EvaluationConfig
 from entityseg_data.evaluation.image_eval import GTImage, PairResult, PredImage, evaluate_pair
@@ -232,6 +233,7 @@ class Evaluator:
 
 def _work(args: tuple) -> PairResult:
     gt, pred, params, boundary, ratio, fix = args
+    pred = resolve(pred, gt)
     if fix:
         pred = _fix_overlaps(pred, gt.height, gt.width)
     r = evaluate_pair(gt, pred, params, boundary=boundary, dilation_ratio=ratio)
