@@ -98,6 +98,7 @@ def test_by_file_name_when_ids_differ(tmp_path, files):
     p.write_text(json.dumps(d))
     rep = consistency([files[0], str(p)], canonical=str.lower)
     assert rep["image_key"] == "file_name" and rep["num_images"] == 2
+    assert rep["images_not_shared"] == {"alice": 0, "bob2": 0}
     assert rep["mask_map"]["alice"]["bob2"] == pytest.approx(0.75)
 
 

@@ -197,6 +197,7 @@ def consistency(
 
     Returns:
         ``{"annotators": [names], "num_images", "image_key": "image_id" | "file_name",
+        "images_not_shared": {name: images left out},
         "mask_map": {gt: {pred: AP}}, "mask_ap50": {gt: {pred: AP50}},
         "category_accuracy": {a: {b: acc | None}}, "matched_pairs": {a: {b: n}},
         "pairs": [{"gt", "pred", "mask_map", "mask_ap50", "category_accuracy", "matched",
@@ -208,7 +209,11 @@ def consistency(
     sets = load_annotator_sets(sources, workspace=workspace, stage=stage)
     if len(sets) < 2:
         raise DataError("consistency needs at least two annotators")
+    all_sets = sets
     sets, keys, key_mode = _rekey(sets)
+    not_shared = {s.name: len(s.images) - len(keys) for s in all_sets}
+    if any(not_shared.values()):
+        log.info("images not annotated by every annotator are left out: %s", not_shared)
     for s in sets[1:]:
         for k in keys:
             a, b = sets[0].images[k], s.images[k]
@@ -287,6 +292,7 @@ def consistency(
         "annotators": names,
         "num_images": len(keys),
         "image_key": key_mode,
+        "images_not_shared": not_shared,
         "iou_threshold": iou_threshold,
         "mask_map": mask_map,
         "mask_ap50": ap50,
