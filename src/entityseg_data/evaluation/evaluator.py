@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
+from entityseg_data.evaluation import runs
 from entityseg_data.evaluation.coco_io import (
     _score,
     _segmentation,
@@ -129,7 +130,10 @@ def as_predictions(pred: Any, height: int, width: int, where: str = "predictions
             )
         for i, s in enumerate(scores):
             _score(float(s), f"{where}: mask {i}")
-        rles = tuple(rle_utils.encode_fortran_view(np.ascontiguousarray(m.T)) for m in masks)
+        if masks.dtype != np.uint8:
+            masks = masks.view(np.uint8) if masks.dtype == bool else (masks != 0).view(np.uint8)
+        # the encoder wants column-major masks: one tiled transpose per mask
+        rles = tuple(rle_utils.encode_fortran_view(runs.transpose(m)) for m in masks)
         return PredImage(rles=rles, scores=scores)
     if isinstance(pred, Sequence):
         rles, scores = [], []
