@@ -321,3 +321,41 @@ def test_iconic_heuristic(workspace, tmp_path, images):
     # turning the heuristic off in a re-filter brings the product shot back
     rep2 = refilter(workspace, IngestConfig(nsfw_enabled=False))
     assert rep2.changes["rejected->accepted"] == 1
+
+
+def test_img2dataset_shard_via_folder_source(workspace, tmp_path, images):
+    """img2dataset's ``files`` output (sidecar JSON as it writes it, checked with img2dataset
+    1.47): provenance is kept, and the HTML body it reports as 'success' under
+    --disable_all_reencoding is caught."""
+    shard = tmp_path / "out" / "00000"
+    shard.mkdir(parents=True)
+    rows = [
+        ("000000000", images.jpeg(300, 200, seed=51), "a cat", "CC-BY", 11),
+        ("000000001", b"<html>x</html>", "page", "?", 12),
+    ]
+    for key, body, caption, lic, sid in rows:
+        (shard / f"{key}.jpg").write_bytes(body)
+        (shard / f"{key}.txt").write_text(caption)
+        side = {
+            "LICENSE": lic,
+            "SAMPLE_ID": sid,
+            "caption": caption,
+            "url": f"http://example.org/{key}.jpg",
+            "key": key,
+            "status": "success",
+            "error_message": None,
+            "width": None,
+            "height": None,
+            "original_width": None,
+            "original_height": None,
+            "exif": "{}",
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
+        (shard / f"{key}.json").write_text(json.dumps(side))
+    rep = ingest(workspace, [parse_source(f"folder:{tmp_path / 'out'}")], CFG)
+    t = rep.totals()
+    assert t.accepted == 1 and dict(t.failed) == {"not_image": 1}
+    with workspace.catalog() as cat:
+        (img,) = cat.images()
+        assert img["url"] == "http://example.org/000000000.jpg" and img["license"] == "CC-BY"
+        assert img["extra"]["caption"] == "a cat" and img["extra"]["sample_id"] == 11

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif")
 _GLOB_CHARS = set("*?[")
+SIDECAR_EXTRA = ("caption", "key", "sample_id", "similarity", "text", "nsfw", "punsafe")
 
 
 class FolderSource(Source):
@@ -89,7 +90,15 @@ class FolderSource(Source):
                 domain_tags=self.domain_tags,
                 extra={
                     k: meta[k]
-                    for k in ("caption", "key", "similarity", "text", "nsfw", "punsafe")
+                    for k in (
+                        "caption",
+                        "key",
+                        "sample_id",
+                        "similarity",
+                        "text",
+                        "nsfw",
+                        "punsafe",
+                    )
                     if meta.get(k) is not None
                 },
             )
