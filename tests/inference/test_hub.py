@@ -50,7 +50,10 @@ def run_resolve(name, tmp_path, endpoint, files=None, offline=False):
     }
     out = subprocess.run(
         [sys.executable, "-c", SNIPPET, name, json.dumps(files or {})],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
@@ -85,8 +88,7 @@ def test_download_convert_cache_and_offline_reuse(tmp_path, oracle_dir):
     # the hub's own cache holds the official file
     assert any(p.name == "tiny_swin_000000.npz" for p in (tmp_path / "hf").rglob("*"))
     # second use: offline, from the converted cache, no notice again
-    again, log2 = run_resolve("tiny_swin", tmp_path, "http://127.0.0.1:9", files=TINY,
-                              offline=True)
+    again, log2 = run_resolve("tiny_swin", tmp_path, "http://127.0.0.1:9", files=TINY, offline=True)
     assert again["path"] == path and "CC BY-NC" not in log2
     # and the converted folder loads and predicts
     from entityseg_data.model.inference.predictor import EntitySegmenter
@@ -109,8 +111,9 @@ def _closed_port() -> int:
 def test_offline_unreachable_and_gated_give_one_clear_error_fast(tmp_path):
     # offline mode, nothing cached
     got, _ = run_resolve("cropformer_hornet_3x", tmp_path, "http://127.0.0.1:9", offline=True)
-    assert "HF_HUB_OFFLINE" in got["offline"] and "--weights CropFormer_hornet_3x_03823a.pth" in (
-        got["offline"]
+    assert (
+        "HF_HUB_OFFLINE" in got["offline"]
+        and "--weights CropFormer_hornet_3x_03823a.pth" in (got["offline"])
     )
     assert got["seconds"] < 10
     # unreachable endpoint: fails in seconds, not after ~47 s of retries

@@ -20,8 +20,12 @@ def segmenters(oracle_dir):
     torch.set_num_threads(1)
     return {
         m: EntitySegmenter.from_pretrained(
-            oracle_dir / m / "weights.npz", preset=p, score_mode="reference", min_size=320,
-            max_size=512, **ALL,
+            oracle_dir / m / "weights.npz",
+            preset=p,
+            score_mode="reference",
+            min_size=320,
+            max_size=512,
+            **ALL,
         )
         for m, p in PRESET.items()
     }
@@ -66,16 +70,23 @@ def test_reference_mode_end_to_end_equals_the_oracle(segmenters, oracle_dir, mod
 def test_default_size_end_to_end(segmenters, oracle_dir, model):
     d = load_pair(oracle_dir, model, "img_a_480x640", prefix="default_size")
     seg = segmenters[model]
-    seg800 = EntitySegmenter(model=seg.model, config=seg.config, options=seg.options,
-                             min_size=800, max_size=1333, model_version="x")
+    seg800 = EntitySegmenter(
+        model=seg.model,
+        config=seg.config,
+        options=seg.options,
+        min_size=800,
+        max_size=1333,
+        model_version="x",
+    )
     res = seg800(oracle_dir / "images" / "img_a_480x640.png")
     check_against_oracle(res, d, max_mismatch=50)
 
 
 def test_inputs_kinds_and_batches(segmenters, oracle_dir):
     base = segmenters["tiny"]
-    seg = EntitySegmenter(model=base.model, config=base.config, min_size=96, max_size=160,
-                          model_version="tiny")
+    seg = EntitySegmenter(
+        model=base.model, config=base.config, min_size=96, max_size=160, model_version="tiny"
+    )
     path = oracle_dir / "images" / "img_b_600x400.png"
     arr = np.asarray(Image.open(path).convert("RGB"))
     a = seg(path)

@@ -259,13 +259,10 @@ def predict(
         suffix = f".{shard_i}-of-{shard_n}" if shard_n > 1 else ""
         atomic_write_text(_output_root(output) / f"summary{suffix}.json", json.dumps(info))
     if summary.failures:
-        for f in summary.failures[:10]:
-            click.echo(f"  failed: {f['path']}: {f['error']}", err=True)
-        if len(summary.failures) > 10:
-            click.echo(f"  ... and {len(summary.failures) - 10} more", err=True)
+        # each failure was logged as a warning while running (path: problem)
         if failures_path:
-            click.echo(f"failures written to {failures_path}", err=True)
-        ctx.exit(1)
+            click.echo(f"{summary.failed} failure(s) written to {failures_path}", err=True)
+        sys.exit(1)
 
 
 def _output_root(output: str):

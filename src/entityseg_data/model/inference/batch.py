@@ -108,7 +108,10 @@ def run_predictions(
 
     def fail(job: Job, exc: BaseException) -> None:
         text = _error_text(exc)
-        log.warning("%s: failed: %s", job.item.path, text)
+        prefix = f"{job.item.path}: "
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+        log.warning("%s: %s", job.item.path, text)
         summary.failures.append({"path": str(job.item.path), "error": text})
 
     pending: list[tuple[int, Job]] = []

@@ -1,0 +1,247 @@
+"""``entityseg-data predict`` end to end: bad-image corpus, failures, kill-and-resume, shards."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from entityseg_data.model.inference.outputs import read_label_png
+
+FAST = ["--set", "views.min_size=64", "--set", "views.max_size=96", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, oracle_dir):
+    from entityseg_data.model.convert import convert_file
+
+    out = tmp_path_factory.mktemp("model") / "tiny_swin"
+    convert_file(oracle_dir / "tiny" / "weights.npz", out, preset="tiny_swin")
+    return out
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "entityseg_data", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def _png_with_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (a decompression-bomb stand-in)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def make_corpus(folder: Path) -> dict[str, tuple[int, int] | str]:
+    """Write the corpus; returns name -> expected (H, W) of the output, or an error fragment."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    rgb[20:40, 30:60] = (250, 20, 20)
+    Image.fromarray(rgb).save(folder / "good.png")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    jpeg = buf.getvalue()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "corrupt.jpg").write_bytes(
+        b"\xff\xd8\xff\xe0" + bytes(rng.integers(0, 255, 500, np.uint8))
+    )
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notimage.jpg").write_text("this is not an image\n")
+    Image.fromarray(rgb[..., 0]).save(folder / "gray.png")
+    Image.fromarray(np.dstack([rgb, np.full((60, 80), 128, np.uint8)])).save(folder / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(folder / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    g16 = rgb[..., 1].astype(np.uint16) * 257
+    Image.fromarray(g16).save(folder / "gray16.png")
+    Image.fromarray(rgb[..., 1]).save(folder / "gray16_as8.png")
+    # EXIF orientation 6: stored 60x80 (HxW), shown rotated -> upright 80x60
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(folder / "exif6.jpg", exif=exif.tobytes(), quality=95)
+    with Image.open(folder / "exif6.jpg") as im:
+        upright = np.asarray(im.convert("RGB")).copy()
+    Image.fromarray(np.rot90(upright, k=-1).copy()).save(folder / "exif6_upright.png")
+    Image.fromarray(rgb[:1, :1]).save(folder / "tiny.png")
+    (folder / "huge.png").write_bytes(_png_with_header(30000, 30000))
+    Image.fromarray(np.resize(rgb, (4, 900, 3))).save(folder / "aspect.png")
+    return {
+        "good": (60, 80),
+        "truncated": "truncated",
+        "corrupt": "not a readable image",
+        "empty": "empty file",
+        "notimage": "not a readable image",
+        "gray": (60, 80),
+        "rgba": (60, 80),
+        "palette": (60, 80),
+        "cmyk": (60, 80),
+        "gray16": (60, 80),
+        "gray16_as8": (60, 80),
+        "exif6": (80, 60),
+        "exif6_upright": (80, 60),
+        "tiny": (1, 1),
+        "huge": "too large",
+        "aspect": (4, 900),
+    }
+
+
+def test_bad_image_corpus_completes_and_reports(tmp_path, tiny_model):
+    expected = make_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    r = run_cli(
+        "predict",
+        str(tmp_path / "in"),
+        "-o",
+        str(out),
+        "--weights",
+        str(tiny_model),
+        "-f",
+        "png",
+        "-f",
+        "json",
+        "-f",
+        "coco",
+        "--no-progress",
+        *FAST,
+    )
+    assert r.returncode == 1, r.stderr  # something failed -> exit 1, but the batch completed
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    failed = {Path(f["path"]).stem: f["error"] for f in failures}
+    bad = {k: v for k, v in expected.items() if isinstance(v, str)}
+    assert set(failed) == set(bad)
+    for name, fragment in bad.items():
+        assert fragment in failed[name], (name, failed[name])
+        assert "\n" not in failed[name] and "Traceback" not in failed[name]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == len(bad) and summary["done"] == len(expected) - len(bad)
+    for name, hw in expected.items():
+        if isinstance(hw, str):
+            assert not (out / f"{name}.png").exists()
+            continue
+        lm = read_label_png(out / f"{name}.png")
+        assert lm.shape == hw and lm.dtype == np.uint16, name
+        side = json.loads((out / f"{name}.json").read_text())
+        assert (side["height"], side["width"]) == hw
+        assert [e["id"] for e in side["entities"]] == list(range(1, lm.max() + 1))
+    # 16-bit gray is scaled to 8 bits exactly; EXIF rotation is applied before predicting
+    np.testing.assert_array_equal(
+        read_label_png(out / "gray16.png"), read_label_png(out / "gray16_as8.png")
+    )
+    exif = read_label_png(out / "exif6.png")
+    ref = read_label_png(out / "exif6_upright.png")
+    assert (exif == ref).mean() > 0.9  # JPEG noise aside, the same picture upright
+    assert "failed 5" in r.stdout and "5 failure(s) written to" in r.stderr
+
+
+def test_kill_and_resume_with_skip_existing(tmp_path, tiny_model):
+    src = tmp_path / "frames"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+            src / f"f{i:03d}.png"
+        )
+    out = tmp_path / "out"
+    template = str(out / "{parent}" / "mask" / "{stem}")
+    args = [
+        "predict",
+        str(src),
+        "-o",
+        template,
+        "--weights",
+        str(tiny_model),
+        "--no-progress",
+        "-f",
+        "png",
+        "-f",
+        "json",
+        "-f",
+        "npz",
+        *FAST,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "entityseg_data", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    masks = out / "frames" / "mask"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(masks.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = len(list(masks.glob("*.json")))
+    assert 3 <= first < 8, "the run was not interrupted midway"
+    assert not list(masks.glob("*.tmp")) or True  # a killed write may leave a temp file only
+    r = run_cli(*args, "--skip-existing")
+    assert r.returncode == 0, r.stderr
+    assert f"skipped {first}" in r.stdout
+    for i in range(8):
+        for ext in (".png", ".json", ".npz"):
+            assert (masks / f"f{i:03d}{ext}").is_file()
+        side = json.loads((masks / f"f{i:03d}.json").read_text())
+        assert read_label_png(masks / f"f{i:03d}.png").max() == len(side["entities"])
+    # a rerun skips everything
+    r = run_cli(*args, "--skip-existing")
+    assert "skipped 8" in r.stdout and "predicted 0" in r.stdout
+
+
+def test_shards_partition_the_inputs(tmp_path, tiny_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(src / f"{i}.png")
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(f"in/{i}.png" for i in range(5)) + "\n")
+    out = tmp_path / "out"
+    from entityseg_data.cli.main import main
+
+    for shard in ("0/2", "1/2"):  # in-process (no interpreter start-up)
+        main(
+            [
+                "predict",
+                str(lst),
+                "-o",
+                str(out),
+                "--weights",
+                str(tiny_model),
+                "--shard",
+                shard,
+                "--stride",
+                "1",
+                "--no-progress",
+                *FAST,
+            ]
+        )
+    assert sorted(p.name for p in (out / "in").glob("*.png")) == [f"{i}.png" for i in range(5)]
+    assert (out / "summary.0-of-2.json").is_file() and (out / "summary.1-of-2.json").is_file()
