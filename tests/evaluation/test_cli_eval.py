@@ -6,7 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from synth import make_dataset
+from eval_synth import make_dataset
 
 from entityseg_data.cli.main import cli
 from entityseg_data.evaluation import evaluate_files

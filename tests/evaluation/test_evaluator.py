@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from eval_synth import make_dataset
 from PIL import Image
-from synth import make_dataset
 
 from entityseg_data.errors import DataError
 from entityseg_data.evaluation import Evaluator, evaluate_files

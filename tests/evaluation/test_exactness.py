@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from synth import make_dataset
+from eval_synth import make_dataset
 
 from entityseg_data.evaluation import evaluate_files
 from entityseg_data.evaluation.matching import Params, coco_stats
