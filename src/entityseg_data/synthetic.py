@@ -357,6 +357,7 @@ def write_dataset(
     label_maps: bool = False,
     json_name: str = "annotations.json",
     scene_kwargs: dict[str, Any] | None = None,
+    write_images: bool = True,
 ) -> Path:
     """Write ``n_images`` scenes as an image folder plus an EntitySeg-style COCO JSON.
 
@@ -373,7 +374,8 @@ def write_dataset(
     url_flag, url_dataset, url_image}``; ``annotations[]`` ``{id, image_id, segmentation
     (compressed RLE), area, bbox, category_id, iscrowd 0, category_id_ori (name), name}``;
     ``categories[]`` one per entity name ``{id, name, supercategory, isthing}`` (ids 1..K in name
-    order). Returns the JSON path.
+    order). ``write_images=False`` writes only the JSON (statistics benchmarks need no pixels).
+    Returns the JSON path.
     """
     from entityseg_data.masks import rle as rle_utils
 
@@ -391,11 +393,12 @@ def write_dataset(
         rgb, lm, info = make_scene(seed * 1_000_003 + i, h, w, **(scene_kwargs or {}))
         stem = f"{i:06d}"
         file_name = f"{stem}.{image_format}"
-        with atomic_open(out / "images" / file_name, "wb") as f:
-            if image_format == "jpg":
-                Image.fromarray(rgb).save(f, format="JPEG", quality=jpeg_quality)
-            else:
-                Image.fromarray(rgb).save(f, format="PNG", compress_level=1)
+        if write_images:
+            with atomic_open(out / "images" / file_name, "wb") as f:
+                if image_format == "jpg":
+                    Image.fromarray(rgb).save(f, format="JPEG", quality=jpeg_quality)
+                else:
+                    Image.fromarray(rgb).save(f, format="PNG", compress_level=1)
         if label_maps:
             with atomic_open(out / "label_maps" / f"{stem}.png", "wb") as f:
                 Image.fromarray(lm).save(f, format="PNG", compress_level=1)
