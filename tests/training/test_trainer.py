@@ -132,3 +132,27 @@ def test_optimizer_and_poly_schedule():
     assert lrs[0] == pytest.approx(1e-4)
     assert lrs[5] == pytest.approx(1e-4 * 0.5**0.9)
     assert poly_factor(10, 10, 0.9) == 0.0
+
+
+def test_mask2former_lsj_and_bf16_steps(stripes, tmp_path, tiny_overrides):
+    """The baseline path (V = 1, LSJ, 2D losses at weight 1) and bf16 autocast both train."""
+    torch.set_num_threads(1)
+    cfg = load_train_config(
+        None,
+        tiny_overrides(
+            stripes,
+            tmp_path / "m2f",
+            max_iter=2,
+            data__mapper="lsj",
+            data__lsj_size=64,
+            amp="bf16",
+            grad_accum=2,
+            model_overrides='["num_queries=8", "dec_layers=2", "batch_level=false"]',
+        ),
+    )
+    trainer = Trainer(config=cfg)
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.micro == 1
+    res = trainer.train()
+    assert len(res.losses) == 2 and all(np.isfinite(res.losses))
+    line = json.loads((tmp_path / "m2f" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "loss_ce_2d" in line and not any(k.endswith("_3d") for k in line)
