@@ -596,6 +596,13 @@ def ingest(
     :class:`ProgressEvent` per item and per NSFW batch."""
     config = config or workspace.config().ingest
     start = time.monotonic()
+    if config.nsfw_enabled:
+        # fail before fetching anything when the CLIP weights cannot be had (offline)
+        from entityseg_data.ingest.filters.clip import resolve_pretrained
+
+        resolve_pretrained(
+            config.clip_model, config.clip_pretrained, allow_random=config.allow_random_clip
+        )
     with workspace.catalog() as cat, Downloader(config=config) as downloader:
         run = _Run(workspace, cat, config, downloader, progress)
         with ThreadPoolExecutor(max_workers=max(1, config.workers)) as executor:
