@@ -161,3 +161,53 @@ def test_collate_shapes_and_normalisation(stripes):
     np.testing.assert_allclose(b.images[0, 0, :, 0, 0].numpy(), (px - mean) / std, rtol=1e-5)
     t = b.targets[0]
     assert t.valid.shape == (3, 2) and t.masks[1].shape[1:] == samples[0].masks[1].shape[1:]
+
+
+def test_workspace_records_approved_stage1_and_split(workspace):
+    from PIL import Image
+
+    from entityseg_data.masks import rle as rle_utils
+    from entityseg_data.masks.store import Entity, ImageAnnotation, save_annotation
+    from entityseg_data.model.training.data import records_from_config, workspace_records
+
+    h, w = 40, 60
+    ids = []
+    with workspace.catalog() as cat:
+        for k, (split, status) in enumerate(
+            [("train", "approved"), ("val", "approved"), ("train", "submitted")]
+        ):
+            rel = f"images/{k}.png"
+            (workspace.root / "images").mkdir(exist_ok=True)
+            Image.fromarray(np.full((h, w, 3), 40 * k, np.uint8)).save(workspace.root / rel)
+            iid = cat.add_image(
+                sha256=f"{k}" * 64,
+                source="folder",
+                source_id=str(k),
+                width=w,
+                height=h,
+                file_path=rel,
+            )
+            cat.update_image(iid, split=split)
+            cat.set_annotation(iid, 1, "alice", status=status)
+            ids.append(iid)
+    for iid in ids:
+        m = np.zeros((h, w), bool)
+        m[:, : w // 2] = True
+        ents = (
+            Entity(id="a", segmentation=rle_utils.encode(m)),
+            Entity(id="b", segmentation=rle_utils.encode(~m)),
+        )
+        save_annotation(
+            workspace.root,
+            ImageAnnotation(
+                image_id=iid, height=h, width=w, stage=1, annotator="alice", entities=ents
+            ),
+        )
+    recs = workspace_records(workspace.root, "train")
+    assert [r.image_id for r in recs] == [ids[0]]  # val split and non-approved excluded
+    assert len(recs[0].segmentations) == 2
+    assert {r.image_id for r in workspace_records(workspace.root, "")} == set(ids[:2])
+    cfg = DataConfig(workspace=str(workspace.root), workspace_split="val")
+    (rec,) = records_from_config(cfg)
+    s = EntityCropMapper(config=DataConfig(min_sizes=(40,), max_size=100))(rec, *sample_rng(0, 0))
+    assert s.valid.shape == (2, 2) and s.views[0].shape == (40, 60, 3)

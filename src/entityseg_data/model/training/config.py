@@ -28,6 +28,8 @@ class DataConfig:
     ``train_json``: an EntitySeg/COCO instance JSON (compressed RLE, polygons are converted) whose
     ``file_name`` values are relative to ``image_root``. Several pairs may be given with
     ``extra_train`` (``[[json, root], ...]``), like the official three per-split sets.
+    ``workspace``: a dataset workspace folder instead: its approved stage-1 masks, images of the
+    catalog split ``workspace_split`` (empty = every image).
     ``mapper``: ``entity_crop`` (CropFormer: full view + ``num_crops`` random corner crops, V = 2),
     ``lsj`` (Mask2Former baselines: large-scale jitter, V = 1) or ``full`` (multi-scale full view
     only, V = 1). ``val_json``/``val_image_root``: the periodic evaluation set (AP^e and boundary
@@ -38,6 +40,8 @@ class DataConfig:
     train_json: str = ""
     image_root: str = ""
     extra_train: tuple[tuple[str, str], ...] = ()
+    workspace: str = ""
+    workspace_split: str = "train"
     val_json: str = ""
     val_image_root: str = ""
     mapper: Literal["entity_crop", "lsj", "full"] = "entity_crop"

@@ -468,8 +468,36 @@ def collate(
     )
 
 
+def workspace_records(
+    path: str | os.PathLike[str], split: str = "train", *, filter_empty: bool = True
+) -> list[Record]:
+    """Records of a workspace's approved stage-1 masks, restricted to catalog ``split`` (images
+    whose ``split`` column equals it; empty = all images). File names are relative to the
+    workspace root (the upright normalised copy when the catalog has one)."""
+    from entityseg_data.masks.store import workspace_to_coco
+    from entityseg_data.workspace import Workspace
+
+    ws = Workspace.open(path)
+    coco = workspace_to_coco(ws, stage=1, statuses=("approved",))
+    if split:
+        with ws.catalog() as cat:
+            keep = {int(r["id"]) for r in cat.images(status=None, split=split)}
+        coco = dict(coco)
+        coco["images"] = [im for im in coco["images"] if int(im["id"]) in keep]
+        coco["annotations"] = [a for a in coco["annotations"] if int(a["image_id"]) in keep]
+    if not coco["images"]:
+        raise DataError(f"{path}: no approved stage-1 annotation in split {split!r}")
+    return load_records(coco, ws.root, filter_empty=filter_empty)
+
+
 def records_from_config(config: DataConfig) -> list[Record]:
-    """All training records named by a DataConfig (``train_json`` + ``extra_train``)."""
+    """All training records named by a DataConfig (``workspace`` or ``train_json`` +
+    ``extra_train``)."""
+    if config.workspace:
+        records = workspace_records(
+            config.workspace, config.workspace_split, filter_empty=config.filter_empty
+        )
+        return records[: config.max_images] if config.max_images else records
     pairs = []
     if config.train_json:
         pairs.append((config.train_json, config.image_root or str(Path(config.train_json).parent)))
