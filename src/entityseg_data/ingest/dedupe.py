@@ -1,7 +1,7 @@
 """De-duplication: exact (sha256 of the original bytes) and near (pHash Hamming distance).
 
 :class:`PhashIndex` holds the 64-bit hashes of the accepted images in one numpy array and
-answers "closest hash within ``threshold``" with one vectorised XOR + popcount (about 10 ms per
+answers "closest hash within ``threshold``" with one vectorised XOR + popcount (about 10-20 ms per
 query per million images; for much larger catalogs shard by source or use a multi-index hash).
 """
 
