@@ -84,3 +84,29 @@ def test_12mp_round_trip_bit_exact():
     rle = encode_brush(mask)
     assert rle == sdk.mask2rle(mask * 255)
     assert np.array_equal(decode_brush(rle, h, w), mask)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_run_based_encoder_and_pixel_runs(seed):
+    from entityseg_data.masks.brush import brush_pixel_runs, encode_brush_runs
+
+    rng = np.random.default_rng(100 + seed)
+    h, w = (int(v) for v in rng.integers(1, 50, 2))
+    mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+    rle = encode_brush(mask)
+    starts, lengths = brush_pixel_runs(rle, h, w)
+    dense = np.zeros(h * w, np.uint8)
+    for s0, n in zip(starts, lengths):
+        dense[s0 : s0 + n] = 1
+    assert np.array_equal(dense.reshape(h, w), mask)
+    # split the runs into touching pieces: the encoder must merge them back
+    pieces_s, pieces_l = [], []
+    for s0, n in zip(starts, lengths):
+        cut = int(rng.integers(0, n)) if n > 1 else 0
+        if cut:
+            pieces_s += [s0, s0 + cut]
+            pieces_l += [cut, n - cut]
+        else:
+            pieces_s.append(s0)
+            pieces_l.append(n)
+    assert encode_brush_runs(np.array(pieces_s), np.array(pieces_l), h * w) == rle

@@ -118,9 +118,9 @@ def test_parse_results_joins_names_and_reports_size_mismatch():
     regions, findings = parse_results(results, h, w)
     by = {r.id: r for r in regions}
     assert by["r1"].name == "Dogs" and by["r1"].flag == "animal_other"
-    assert np.array_equal(by["r1"].masks[0], m)
+    assert np.array_equal(by["r1"].mask(h, w), m)
     assert [f["check"] for f in findings] == ["size_mismatch"] and findings[0]["region"] == "r2"
-    assert by["r3"].masks == [] and by["r3"].flag == "blurred"
+    assert by["r3"].runs == [] and by["r3"].flag == "blurred"
 
 
 def test_polygon_rasterisation_pixel_centres():

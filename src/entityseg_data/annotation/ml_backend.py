@@ -34,7 +34,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from entityseg_data.annotation import configs
-from entityseg_data.annotation.convert import brush_result
+from entityseg_data.annotation.convert import label_runs
+from entityseg_data.masks.brush import encode_brush_runs
 from entityseg_data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -235,18 +236,27 @@ class MLBackend:
         if ids is None:
             ids = [i for i in range(1, len(scores) + 1) if areas[i] >= self.min_area]
             ids = sorted(ids, key=lambda i: -scores[i - 1])[: self.max_entities]
-        lm_t = np.ascontiguousarray(lm.T) if ids else None
+        # runs of every label straight from the row-major label map (no dense masks)
+        runs = label_runs(lm.ravel(), int(lm.max())) if ids else []
         results = []
         for i in ids:
-            mask = (lm_t == i).T
+            starts, lengths = runs[i - 1]
             results.append(
-                brush_result(
-                    mask,
-                    region_id=f"ml{task.get('id', 't')}_{i}",
-                    height=h,
-                    width=w,
-                    score=float(scores[i - 1]),
-                )
+                {
+                    "id": f"ml{task.get('id', 't')}_{i}",
+                    "type": "brushlabels",
+                    "from_name": configs.BRUSH,
+                    "to_name": configs.IMAGE,
+                    "original_width": int(w),
+                    "original_height": int(h),
+                    "image_rotation": 0,
+                    "score": float(scores[i - 1]),
+                    "value": {
+                        "format": "rle",
+                        "rle": encode_brush_runs(starts, lengths, h * w),
+                        "brushlabels": [configs.LABEL],
+                    },
+                }
             )
         mean = float(np.mean([scores[i - 1] for i in ids])) if ids else 0.0
         return {"model_version": self.model_version, "score": mean, "result": results}

@@ -81,17 +81,49 @@ def encode_brush(mask: np.ndarray) -> list[int]:
     if mask.ndim != 2:
         raise DataError(f"encode_brush expects an (H, W) mask, got shape {mask.shape}")
     flat = (np.asarray(mask).reshape(-1) != 0).view(np.uint8)
-    npix = flat.size
+    if flat.size == 0:
+        return _encode_pixel_runs(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    plen, pval = _runs(flat)
+    return _encode_pixel_runs(plen.astype(np.int64), pval.astype(np.int64), flat.size)
+
+
+def encode_brush_runs(starts: np.ndarray, lengths: np.ndarray, npix: int) -> list[int]:
+    """Brush RLE of a binary mask of ``npix`` pixels given its runs of ones (flat row-major
+    ``starts`` and ``lengths``, sorted, not overlapping); equal to :func:`encode_brush` of the
+    dense mask, without building it."""
+    starts = np.asarray(starts, np.int64)
+    lengths = np.asarray(lengths, np.int64)
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    if starts.size:
+        # merge touching runs so that runs are maximal, as in the dense encoder
+        ends = starts + lengths
+        new = np.ones(starts.size, bool)
+        new[1:] = starts[1:] != ends[:-1]
+        starts = starts[new]
+        ends = np.maximum.reduceat(ends, np.flatnonzero(new))
+        lengths = ends - starts
+    # alternate zero gaps and one runs
+    ends = starts + lengths
+    gaps = starts - np.concatenate([[0], ends[:-1]])
+    tail = npix - (ends[-1] if ends.size else 0)
+    plen = np.empty(2 * starts.size + 1, np.int64)
+    pval = np.zeros(2 * starts.size + 1, np.int64)
+    plen[0:-1:2] = gaps
+    plen[1::2] = lengths
+    pval[1::2] = 1
+    plen[-1] = tail
+    keep = plen > 0
+    return _encode_pixel_runs(plen[keep], pval[keep], npix)
+
+
+def _encode_pixel_runs(plen: np.ndarray, pval: np.ndarray, npix: int) -> list[int]:
+    """Brush RLE from maximal runs over the pixels (lengths, values 0/1)."""
     num = npix * 4
     if num >= 1 << 32:
         raise DataError(f"mask of {npix} pixels is too large for the brush format (32-bit count)")
-    if npix == 0:
-        lengths = np.zeros(0, np.int64)
-        values = np.zeros(0, np.uint64)
-    else:
-        plen, pval = _runs(flat)
-        lengths = plen.astype(np.int64) * 4  # every pixel repeats its value in 4 channels
-        values = pval.astype(np.uint64) * np.uint64(255)
+    lengths = plen * 4  # every pixel repeats its value in 4 channels
+    values = pval.astype(np.uint64) * np.uint64(255)
     # split runs longer than 2^16 values: (L - 1) // 2^16 full chunks, then the remainder
     n_full = np.maximum((lengths - 1) // _MAX_RUN, 0)
     rem = lengths - n_full * _MAX_RUN
@@ -212,6 +244,16 @@ def _alpha_runs(rle: list[int] | bytes | np.ndarray, height: int, width: int):
     return pix_len, values, dtype
 
 
+def brush_pixel_runs(
+    rle: list[int] | bytes | np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of inside pixels (nonzero alpha) of a brush RLE: flat row-major (starts, lengths)."""
+    pix_len, values, _ = _alpha_runs(rle, height, width)
+    ends = np.cumsum(pix_len)
+    inside = (values != 0) & (pix_len > 0)
+    return (ends - pix_len)[inside], pix_len[inside]
+
+
 def decode_brush(rle: list[int] | bytes | np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W) uint8 mask (0/1; 1 where the alpha channel is nonzero, as the editor reads it)."""
     pix_len, values, _ = _alpha_runs(rle, height, width)
@@ -225,9 +267,11 @@ def decode_brush_alpha(rle: list[int] | bytes | np.ndarray, height: int, width: 
 
 
 __all__ = [
+    "brush_pixel_runs",
     "decode_brush",
     "decode_brush_alpha",
     "decode_brush_runs",
     "decode_brush_values",
     "encode_brush",
+    "encode_brush_runs",
 ]
