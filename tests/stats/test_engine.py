@@ -156,3 +156,19 @@ def test_workers_give_identical_results(tmp_path):
     assert a.images == b.images
     for k in a.entities:
         assert np.array_equal(a.entities[k], b.entities[k], equal_nan=True)
+
+
+@pytest.mark.slow
+def test_vocabulary_classes_and_kinds():
+    from entityseg_data.stats.classes import vocabulary_lookups
+
+    found = vocabulary_lookups(["sky", "Dogs", "dog", "wall", "cars", "unknown"])
+    assert found is not None
+    is_thing, class_of = found
+    assert class_of("Dogs") == "dog" and is_thing("dog") is True
+    assert is_thing("sky") is False and is_thing("unknown") is None
+    s = compute_stats(hand_coco(), name="hand")
+    is_thing, class_of = vocabulary_lookups(s.names)  # built on the names measured
+    rows = class_counts(s, is_thing=is_thing, class_of=class_of)
+    kinds = {r["name"]: r["kind"] for r in rows}
+    assert kinds["table"] == "thing" and kinds["wall"] == "stuff"

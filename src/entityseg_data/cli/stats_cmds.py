@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from entityseg_data.cli.common import get_workspace, set_option
@@ -13,25 +11,6 @@ def _progress(total: int, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", leave=False)
-
-
-def _is_thing_from_vocab(ws: Any):
-    """``name -> bool | None`` from the workspace vocabulary, when the module and file exist."""
-    try:
-        from entityseg_data.annotation import vocab as vocab_mod  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    loader = getattr(vocab_mod, "load_workspace_vocabulary", None) or getattr(
-        getattr(vocab_mod, "Vocabulary", None), "for_workspace", None
-    )
-    if loader is None:
-        return None
-    try:
-        voc = loader(ws)
-    except Exception:  # no vocabulary yet: thing/stuff stays unknown
-        return None
-    fn = getattr(voc, "is_thing", None)
-    return fn if callable(fn) else None
 
 
 @click.command("stats")
@@ -54,6 +33,12 @@ def _is_thing_from_vocab(ws: Any):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option(
+    "--vocab",
+    is_flag=True,
+    help="Count the classes of the annotation vocabulary (merged names, thing/stuff from "
+    "WordNet; loading WordNet takes 10-30 s) instead of raw names.",
+)
 @set_option
 @click.pass_context
 def stats(
@@ -66,6 +51,7 @@ def stats(
     out_dir: str,
     limit: int | None,
     no_plots: bool,
+    vocab: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Dataset statistics: the paper's Table 2, Fig. 3 distributions and per-class counts.
@@ -97,13 +83,11 @@ def stats(
         )
     )
     results = []
-    is_thing = None
     if use_ws:
         with ws.catalog() as cat:
             total = len(cat.annotations(stage=stage, status="approved"))
         with _progress(total, f"stats {ws.root.name}") as bar:
             results.append(workspace_stats(ws, stage=stage, config=cfg, progress=bar.update))
-        is_thing = _is_thing_from_vocab(ws)
     for i, path in enumerate(json_files):
         name = names[i] if i < len(names) else Path(path).stem
         images_dir = images_dirs[i] if i < len(images_dirs) else None
@@ -123,7 +107,14 @@ def stats(
         del data
     if not results:
         raise click.UsageError("nothing to measure: give JSON files or a workspace")
-    paths = write_report(results, out_dir, is_thing=is_thing, plots=not no_plots)
+    is_thing = class_of = None
+    if vocab:
+        from entityseg_data.stats.classes import vocabulary_lookups
+
+        found = vocabulary_lookups(n for s in results for n in s.names)
+        if found is not None:
+            is_thing, class_of = found
+    paths = write_report(results, out_dir, is_thing=is_thing, class_of=class_of, plots=not no_plots)
     from entityseg_data.cli.common import echo_table
     from entityseg_data.stats.table import table2
 

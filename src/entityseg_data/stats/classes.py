@@ -7,18 +7,26 @@ vocabulary), else from the category's ``isthing`` flag, else is unknown (None).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from entityseg_data.errors import DataError
+
+log = logging.getLogger(__name__)
+
 
 def class_counts(
-    stats: Any, is_thing: Callable[[str], bool | None] | None = None
+    stats: Any,
+    is_thing: Callable[[str], bool | None] | None = None,
+    class_of: Callable[[str], str] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows ``{name, kind ("thing" | "stuff" | ""), entities, images, pixels}`` sorted by
-    entities (descending) then name, for a :class:`~entityseg_data.stats.engine.DatasetStats`."""
+    entities (descending) then name, for a :class:`~entityseg_data.stats.engine.DatasetStats`.
+    ``class_of`` maps a raw name to its class (e.g. the vocabulary's merged class)."""
     names = list(stats.names)
     cats = stats.categories
     cat_ids = np.asarray(stats.category_ids)
@@ -31,6 +39,8 @@ def class_counts(
     for i, raw in enumerate(names):
         cat = cats.get(int(cat_ids[i])) if i < cat_ids.size else None
         name = raw or (cat or {}).get("name") or "unnamed"
+        if class_of is not None:
+            name = class_of(name)
         ent[name] += 1
         pix[name] += int(area[i]) if i < area.size else 0
         imgs[name].add(int(image_ids[i]) if i < image_ids.size else -1)
@@ -64,3 +74,41 @@ def kind_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
         out[f"{k}_classes"] += 1
         out[f"{k}_entities"] += r["entities"]
     return out
+
+
+def vocabulary_lookups(
+    names: Iterable[str | None],
+) -> tuple[Callable[[str], bool | None], Callable[[str], str]] | None:
+    """``(is_thing, class_of)`` from the annotation vocabulary built on ``names``
+    (:class:`entityseg_data.annotation.vocab.Vocabulary`; WordNet when available, else its
+    rules only). None when the vocabulary cannot be built. 'special' classes (unknown,
+    blurred) have no thing/stuff flag."""
+    try:
+        from entityseg_data.annotation.vocab import Vocabulary
+    except ImportError:
+        return None
+    names = [n for n in names if n]
+    voc = None
+    for use_wordnet in (True, False):
+        try:
+            voc = Vocabulary(use_wordnet=use_wordnet).build(names)
+            break
+        except Exception as exc:  # WordNet missing or another build problem
+            log.info("vocabulary (wordnet=%s) unavailable: %s", use_wordnet, exc)
+    if voc is None:
+        return None
+
+    def is_thing(name: str) -> bool | None:
+        try:
+            kind = voc.class_of(name).kind
+        except DataError:  # a name the vocabulary cannot place
+            return None
+        return None if kind == "special" else kind == "thing"
+
+    def class_of(name: str) -> str:
+        try:
+            return voc.class_of(name).name
+        except DataError:
+            return name
+
+    return is_thing, class_of

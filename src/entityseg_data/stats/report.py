@@ -60,6 +60,7 @@ def write_report(
     out_dir: str | Path,
     *,
     is_thing: Callable[[str], bool | None] | None = None,
+    class_of: Callable[[str], str] | None = None,
     plots: bool = True,
     entity_csv: bool = True,
 ) -> dict[str, Path]:
@@ -71,7 +72,7 @@ def write_report(
     datasets = []
     class_rows = []
     for s, row in zip(stats_list, rows):
-        classes = class_counts(s, is_thing=is_thing)
+        classes = class_counts(s, is_thing=is_thing, class_of=class_of)
         class_rows.extend({"dataset": s.name, **c} for c in classes)
         datasets.append(
             {
