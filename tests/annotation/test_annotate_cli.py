@@ -24,7 +24,8 @@ def test_help_has_examples_and_stays_light():
     code = (
         "import sys; from entityseg_data.cli.main import main\n"
         f"for sub in {SUBCOMMANDS!r}:\n"
-        "    try:\n        main(['annotate', sub, '--help'])\n    except SystemExit:\n        pass\n"
+        "    try:\n        main(['annotate', sub, '--help'])\n"
+        "    except SystemExit:\n        pass\n"
         "print('HEAVY', [m for m in ('torch', 'label_studio_sdk', 'nltk') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

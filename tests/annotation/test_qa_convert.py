@@ -175,3 +175,54 @@ def test_ls_export_to_annotations_from_file(tmp_path):
 def test_unknown_policy_is_refused():
     with pytest.raises(ValueError):
         check_annotation(ann_of({"a": block(2, 2, 0, 1, 0, 1)}), policy="merge")
+
+
+def test_label_map_fast_paths_match_the_dense_ones():
+    from entityseg_data.annotation.convert import (
+        brush_runs_to_rles,
+        coco_counts,
+        rles_to_brush,
+    )
+    from entityseg_data.masks.brush import brush_pixel_runs, encode_brush
+
+    rng = np.random.default_rng(5)
+    h, w = 37, 53
+    lm = rng.integers(0, 6, (h, w))
+    lm[:, :10] = 3  # long runs
+    rles = [rle_utils.encode((lm == i).astype(np.uint8)) for i in range(1, 6)]
+    for r, i in zip(rles, range(1, 6)):
+        m = (lm == i).astype(np.uint8).ravel(order="F")
+        assert coco_counts(r).sum() == h * w
+        assert np.array_equal(np.repeat(np.arange(coco_counts(r).size) % 2, coco_counts(r)), m)
+    brushes = rles_to_brush(rles, h, w)
+    assert brushes == [encode_brush(rle_utils.decode(r)) for r in rles]
+    runs = [brush_pixel_runs(b, h, w) for b in brushes]
+    assert brush_runs_to_rles(runs, h, w) == rles
+    # overlapping regions: the fast paths refuse (callers fall back to dense masks)
+    over = [rles[0], rle_utils.encode(np.ones((h, w), np.uint8))]
+    assert rles_to_brush(over, h, w) is None
+    assert (
+        brush_runs_to_rles([runs[0], brush_pixel_runs(encode_brush(np.ones((h, w))), h, w)], h, w)
+        is None
+    )
+
+
+def test_one_region_with_brush_and_polygon_is_the_union():
+    h, w = 10, 10
+    a = block(h, w, 0, 3, 0, 3)
+    pts = [[55.0, 55.0], [95.0, 55.0], [95.0, 95.0], [55.0, 95.0]]
+    results = [
+        brush_result(a, region_id="r", height=h, width=w),
+        {
+            "id": "r",
+            "type": "polygonlabels",
+            "from_name": "poly",
+            "to_name": "image",
+            "original_width": w,
+            "original_height": h,
+            "value": {"points": pts, "polygonlabels": ["entity"]},
+        },
+    ]
+    regions, findings = parse_results(results, h, w)
+    assert not findings and regions[0].kinds == ["brush", "polygon"]
+    assert np.array_equal(regions[0].mask(h, w), a | polygon_mask(pts, h, w))

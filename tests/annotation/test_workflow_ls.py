@@ -84,7 +84,7 @@ def test_two_stage_round_trip(labelstudio):
     assert (h, w) == (img["height"], img["width"])
     expected_pred = np.zeros((h, w), np.uint8)
     expected_pred[: h // 2, : w // 2] = 1
-    first = [r for r in pred["result"] if r["id"] == f"{row['image_id']}_1"][0]
+    first = next(r for r in pred["result"] if r["id"] == f"{row['image_id']}_1")
     assert first["original_width"] == w and first["original_height"] == h
     assert np.array_equal(decode_brush(first["value"]["rle"], h, w), expected_pred)
     served = alice.request("GET", task["data"]["image"], expect_json=False)
@@ -192,11 +192,11 @@ def test_two_stage_round_trip(labelstudio):
         for r in tasks_for(ws, 2, who):
             ann2 = load_annotation(ws.root, 2, who, r["image_id"])
             with ws.catalog() as cat:
-                a1 = [
-                    x
+                a1 = next(
+                    x["annotator"]
                     for x in cat.annotations(stage=1)
                     if x["image_id"] == r["image_id"] and x["status"] == "approved"
-                ][0]["annotator"]
+                )
             ann1 = load_annotation(ws.root, 1, a1, r["image_id"])
             seg1 = {e.id: e.segmentation for e in ann1.entities}
             for e in ann2.entities:
@@ -214,3 +214,33 @@ def test_two_stage_round_trip(labelstudio):
         masks = truth[("alice", a.image_id)]
         for e in a.entities:
             assert np.array_equal(rle_utils.decode(e.segmentation), masks[e.id])
+
+
+def test_interrupted_pull_keeps_what_was_pulled(labelstudio):
+    ws = labelstudio.workspace("resume", ("annotation.annotators=[erin]",))
+    ids = add_test_images(ws, [(20, 30), (24, 32), (16, 16)])
+    admin = labelstudio.admin
+    create_annotators(ws, ["erin"], admin=admin)
+    push(ws, admin, stage=1)
+    erin = annotator_client(ws, "erin")
+    for r in tasks_for(ws, 1, "erin"):
+        task = erin.task(r["ls_task_id"])
+        erin.create_annotation(task["id"], task["predictions"][0]["result"])
+
+    def stop_after_first(stage, annotator, n):
+        if n == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pull(ws, admin, stages=(1,), progress=stop_after_first)
+    with ws.catalog() as cat:
+        done = [r for r in cat.annotations(stage=1) if r["status"] == "pulled"]
+    assert len(done) == 1 and load_annotation(ws.root, 1, "erin", done[0]["image_id"])
+    rep = pull(ws, admin, stages=(1,))[1]
+    assert rep.unchanged == 1 and rep.pulled == 2 and rep.approved == 3
+    for iid in ids:  # accepted predictions come back exactly
+        ann = load_annotation(ws.root, 1, "erin", iid)
+        pred = __import__("json").loads((ws.root / f"predictions/{iid}.json").read_text())
+        assert {e.id: e.segmentation["counts"] for e in ann.entities} == {
+            f"{iid}_{p['id']}": p["segmentation"]["counts"] for p in pred["entities"]
+        }

@@ -28,7 +28,6 @@ from entityseg_data.errors import DataError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.brush import (
     brush_pixel_runs,
-    decode_brush,
     encode_brush,
     encode_brush_runs,
 )

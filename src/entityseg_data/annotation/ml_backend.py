@@ -35,8 +35,8 @@ import numpy as np
 
 from entityseg_data.annotation import configs
 from entityseg_data.annotation.convert import label_runs
-from entityseg_data.masks.brush import encode_brush_runs
 from entityseg_data.errors import DataError
+from entityseg_data.masks.brush import encode_brush_runs
 
 log = logging.getLogger(__name__)
 

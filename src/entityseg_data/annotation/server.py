@@ -10,8 +10,8 @@ Traps handled here (see the project's LABEL_STUDIO.md):
 * ``--data-dir`` alone still writes under the home folder: the base-data-dir variable is set;
 * a busy port silently becomes port + 1: a free port is chosen first and the one that answers is
   checked;
-* plain ``HOST``, ``PORT``, ``USERNAME``, ``PASSWORD`` and ``CI`` variables are read by Label Studio:
-  they are removed from the child environment; the admin credentials are passed through
+* plain ``HOST``, ``PORT``, ``USERNAME``, ``PASSWORD`` and ``CI`` variables are read by Label
+  Studio: they are removed from the child environment; the admin credentials are passed through
   ``LABEL_STUDIO_USERNAME``/``LABEL_STUDIO_PASSWORD`` (never argv);
 * legacy API tokens are off by default: :func:`personal_access_token` logs in with a session and
   creates a personal access token (``POST /api/token/``), which the client exchanges for

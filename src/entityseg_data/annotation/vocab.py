@@ -65,7 +65,8 @@ SYNONYMS = {
 _PLURAL_KEEP = {"glasses", "pants", "jeans", "shorts", "scissors", "stairs", "clothes", "news"}
 STUFF_ROOTS = (
     "sky.n.01", "atmosphere.n.05", "cloud.n.02", "body_of_water.n.01", "water.n.01",
-    "water.n.02", "land.n.04", "ground.n.01", "earth.n.02", "soil.n.02", "geological_formation.n.01",
+    "water.n.02", "land.n.04", "ground.n.01", "earth.n.02", "soil.n.02",
+    "geological_formation.n.01",
     "vegetation.n.01", "grass.n.01", "foliage.n.01", "field.n.01", "wall.n.01", "floor.n.01",
     "ceiling.n.01", "road.n.01", "sidewalk.n.01", "pavement.n.02", "substance.n.01",
     "material.n.01", "snow.n.02", "rock.n.02", "sand.n.01", "fog.n.02", "light.n.02",
