@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import add_test_images
@@ -18,7 +21,7 @@ from entityseg_data.annotation.session import (
 )
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.brush import decode_brush
-from entityseg_data.masks.store import load_annotation
+from entityseg_data.masks.store import ImageAnnotation, load_annotation
 
 pytestmark = pytest.mark.labelstudio
 
@@ -223,7 +226,15 @@ def test_interrupted_pull_keeps_what_was_pulled(labelstudio):
     create_annotators(ws, ["erin"], admin=admin)
     push(ws, admin, stage=1)
     erin = annotator_client(ws, "erin")
-    for r in tasks_for(ws, 1, "erin"):
+    for k, r in enumerate(tasks_for(ws, 1, "erin")):
+        if k == 2:  # the ImageAnnotation path of submit_annotation (what a simulator uses)
+            pred = json.loads((ws.root / f"predictions/{r['image_id']}.json").read_text())
+            ann = ImageAnnotation.from_json({**pred, "stage": 1, "annotator": "erin"})
+            ann = replace(
+                ann, entities=tuple(replace(e, id=f"{r['image_id']}_{e.id}") for e in ann.entities)
+            )
+            submit_annotation(ws, stage=1, annotator="erin", image_id=r["image_id"], annotation=ann)
+            continue
         task = erin.task(r["ls_task_id"])
         erin.create_annotation(task["id"], task["predictions"][0]["result"])
 
@@ -240,7 +251,7 @@ def test_interrupted_pull_keeps_what_was_pulled(labelstudio):
     assert rep.unchanged == 1 and rep.pulled == 2 and rep.approved == 3
     for iid in ids:  # accepted predictions come back exactly
         ann = load_annotation(ws.root, 1, "erin", iid)
-        pred = __import__("json").loads((ws.root / f"predictions/{iid}.json").read_text())
+        pred = json.loads((ws.root / f"predictions/{iid}.json").read_text())
         assert {e.id: e.segmentation["counts"] for e in ann.entities} == {
             f"{iid}_{p['id']}": p["segmentation"]["counts"] for p in pred["entities"]
         }
