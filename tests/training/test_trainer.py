@@ -142,7 +142,7 @@ def test_mask2former_lsj_and_bf16_steps(stripes, tmp_path, tiny_overrides):
         tiny_overrides(
             stripes,
             tmp_path / "m2f",
-            max_iter=2,
+            max_iter=1,
             data__mapper="lsj",
             data__lsj_size=64,
             amp="bf16",
@@ -153,6 +153,6 @@ def test_mask2former_lsj_and_bf16_steps(stripes, tmp_path, tiny_overrides):
     trainer = Trainer(config=cfg)
     assert trainer.amp_dtype == torch.bfloat16 and trainer.micro == 1
     res = trainer.train()
-    assert len(res.losses) == 2 and all(np.isfinite(res.losses))
+    assert len(res.losses) == 1 and all(np.isfinite(res.losses))
     line = json.loads((tmp_path / "m2f" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "loss_ce_2d" in line and not any(k.endswith("_3d") for k in line)
