@@ -125,8 +125,8 @@ def test_swin_odd_input_size_pads_like_official():
 
 def test_swin_sdpa_matches_explicit_attention_with_odd_sizes():
     torch.manual_seed(1)
-    explicit = build_backbone(dataclasses.replace(SWIN_ORACLE_TINY, fused_attention=False)).eval()
-    fused = build_backbone(SWIN_ORACLE_TINY).eval()
+    explicit = build_backbone(SWIN_ORACLE_TINY).eval()
+    fused = build_backbone(dataclasses.replace(SWIN_ORACLE_TINY, fused_attention=True)).eval()
     fused.load_state_dict(explicit.state_dict())
     x = torch.randn(2, 3, 100, 76)
     a, b = _forward(explicit, x), _forward(fused, x)

@@ -111,10 +111,12 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x).reshape(b, nw, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, hd)
         bias = self.position_bias()  # (heads, N, N)
-        if self.fused:
-            if mask is not None:
-                bias = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, heads, N, N)
+        if self.fused:  # 4-D call (the 5-D one is much slower on CPU)
+            if mask is not None:  # (B*nW, heads, N, N)
+                bias = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(b, 1, 1, 1)
+            q, k, v = (t.reshape(b * nw, self.num_heads, n, self.head_dim) for t in (q, k, v))
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            out = out.view(b, nw, self.num_heads, n, self.head_dim)
         else:  # the official order of operations
             attn = (q * self.scale) @ k.transpose(-2, -1) + bias
             if mask is not None:
