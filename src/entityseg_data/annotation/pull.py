@@ -88,6 +88,7 @@ def _pull_task(
     acfg: Any,
     images: Mapping[int, Mapping[str, Any]],
     report: PullReport,
+    approved1: Mapping[int, str],
 ) -> None:
     root = Path(workspace.root)
     image_id = int((task.get("data") or {}).get("image_id", -1))
@@ -125,11 +126,8 @@ def _pull_task(
     seed_ids = None
     unnamed: list[str] = []
     if stage == 2:
-        seed = None
-        for r in cat.annotations(stage=1):
-            if r["image_id"] == image_id and r["status"] == "approved":
-                seed = load_annotation(root, 1, r["annotator"], image_id)
-                break
+        seed_by = approved1.get(image_id)
+        seed = load_annotation(root, 1, seed_by, image_id) if seed_by else None
         image_ann, seed_ids, unnamed = _stage2_merge(image_ann, regions, seed)
     qa = check_annotation(
         image_ann,
@@ -224,6 +222,7 @@ def pull(
     annotators: Iterable[str] | None = None,
     overrides: Iterable[str] = (),
     progress: Any = None,
+    page_size: int = 20,
 ) -> dict[int, PullReport]:
     """Pull, check and approve the annotations of ``stages`` (see the module docstring).
 
@@ -234,6 +233,7 @@ def pull(
         annotators: only these annotators' projects.
         overrides: ``--set`` style config overrides.
         progress: optional callable ``(stage, annotator, n_tasks_done)``.
+        page_size: tasks per tasks-API request (bounds memory).
 
     Returns ``{stage: PullReport}``.
     """
@@ -245,11 +245,16 @@ def pull(
         with workspace.catalog() as cat:
             projects = dict(cat.get_kv(projects_key(stage), {}) or {})
             images = {r["id"]: r for r in cat.images(status=None)}
+            approved1 = {
+                r["image_id"]: r["annotator"] for r in cat.annotations(stage=1, status="approved")
+            }
             wanted = set(annotators) if annotators is not None else None
             for annotator, project_id in sorted(projects.items()):
                 if wanted is not None and annotator not in wanted:
                     continue
-                for k, task in enumerate(client.iter_tasks(int(project_id))):
+                # small pages: a 12 MP task with its predictions is megabytes of JSON
+                tasks = client.iter_tasks(int(project_id), page_size=page_size)
+                for k, task in enumerate(tasks):
                     report.tasks += 1
                     try:
                         _pull_task(
@@ -262,6 +267,7 @@ def pull(
                             acfg=acfg,
                             images=images,
                             report=report,
+                            approved1=approved1,
                         )
                     except DataError as exc:
                         log.warning("task %s (%s): %s", task.get("id"), annotator, exc)
