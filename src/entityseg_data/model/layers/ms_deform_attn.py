@@ -35,21 +35,24 @@ def ms_deform_attn_sample(
     _, lq, _, num_levels, num_points, _ = sampling_locations.shape
     value_list = value.split([h * w for h, w in spatial_shapes], dim=1)
     grids = 2 * sampling_locations - 1
-    sampled = []
+    # (N, Lq, M, L, P) -> (N*M, 1, Lq, L, P)
+    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels, num_points)
+    out = None
     for lvl, (h, w) in enumerate(spatial_shapes):
         # (N, H*W, M, D) -> (N*M, D, H, W)
         value_l = value_list[lvl].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
         # (N, Lq, M, P, 2) -> (N*M, Lq, P, 2)
         grid_l = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)
-        sampled.append(
-            F.grid_sample(
-                value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
-            )
+        sampled = F.grid_sample(
+            value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
         )  # (N*M, D, Lq, P)
-    # (N, Lq, M, L, P) -> (N*M, 1, Lq, L*P)
-    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels * num_points)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1).view(n, m * d, lq)
-    return out.transpose(1, 2).contiguous()
+        # weight and reduce level by level: never materialise all levels' samples at once
+        # (the official stack-then-sum holds (N*M, D, Lq, L*P) several times; ~1e-7 apart)
+        w_l = weights[..., lvl, :]
+        term = sampled.mul_(w_l) if not torch.is_grad_enabled() else sampled * w_l
+        term = term.sum(-1)  # (N*M, D, Lq)
+        out = term if out is None else out.add_(term)
+    return out.view(n, m * d, lq).transpose(1, 2).contiguous()
 
 
 class MSDeformAttn(nn.Module):
