@@ -227,6 +227,25 @@ def _tile_windows(plans, r0, r1, c0, c1) -> list[tuple[_ViewPlan, _Win]]:
     return out
 
 
+def _upsample4_window(masks, view: int, ids, win: _Win):
+    """Padded-resolution values ``[pa, pb) x [pc, pd)`` of view ``view`` for candidates ``ids``:
+    the x4 bilinear upsampling of the low-resolution logits, computed by ``F.interpolate`` on a
+    window with a one-cell margin. With the margin every output reads the same two source cells
+    with the same weights as when the whole map is upsampled (scale exactly 1/4, offsets
+    multiples of 4), so the values are those of the full upsampling; at the map border the
+    window border IS the map border, so the clamping is the same too."""
+    import torch.nn.functional as F
+
+    h4, w4 = int(masks.shape[2]), int(masks.shape[3])
+    la, lb = max(0, win.la - 1), min(h4, win.lb + 1)
+    lc, ld = max(0, win.lc - 1), min(w4, win.ld + 1)
+    low = masks[:, view, la:lb, lc:ld].index_select(0, ids)
+    up = F.interpolate(
+        low[:, None], size=(4 * (lb - la), 4 * (ld - lc)), mode="bilinear", align_corners=False
+    )[:, 0]
+    return up[:, win.pa - 4 * la : win.pb - 4 * la, win.pc - 4 * lc : win.pd - 4 * lc]
+
+
 def _fused_tile(masks, ids, windows, r0, r1, c0, c1, *, threshold_logits: bool):
     """``(value, prob)`` of the tile for candidates ``ids``, each (n, th, tw) float32.
 
@@ -246,9 +265,7 @@ def _fused_tile(masks, ids, windows, r0, r1, c0, c1, *, threshold_logits: bool):
     )
     for plan, win in windows:
         a, b, c, d = win.a, win.b, win.c, win.d
-        low = masks[:, plan.index, win.la : win.lb, win.lc : win.ld].index_select(0, ids)
-        x = apply_cols(low, plan.s1c, win.pc, win.pd, win.lc)
-        x = apply_rows(x, plan.s1r, win.pa, win.pb, win.la)
+        x = _upsample4_window(masks, plan.index, ids, win)
         x = apply_cols(x, plan.s2c, c, d, win.pc)
         x = apply_rows(x, plan.s2r, a, b, win.pa)
         ys, ye, xs, xe = win.ya - r0, win.yb - r0, win.xa - c0, win.xb - c0

@@ -48,11 +48,14 @@ def apply_cols(x, axis: Axis, start: int, stop: int, offset: int):
     import torch
 
     dev = x.device
-    i0 = torch.from_numpy(axis.i0[start:stop] - offset).to(dev)
-    i1 = torch.from_numpy(axis.i1[start:stop] - offset).to(dev)
+    shape = (*x.shape[:-1], stop - start)
+    # torch.gather is ~7x faster than index_select along the last dim on CPU
+    i0 = torch.from_numpy(axis.i0[start:stop] - offset).to(dev).expand(shape)
+    i1 = torch.from_numpy(axis.i1[start:stop] - offset).to(dev).expand(shape)
     w0 = torch.from_numpy(axis.w0[start:stop]).to(dev)
     w1 = torch.from_numpy(axis.w1[start:stop]).to(dev)
-    return x.index_select(-1, i0) * w0 + x.index_select(-1, i1) * w1
+    out = torch.gather(x, -1, i0).mul_(w0)
+    return out.add_(torch.gather(x, -1, i1).mul_(w1))
 
 
 def apply_rows(x, axis: Axis, start: int, stop: int, offset: int):
@@ -65,4 +68,5 @@ def apply_rows(x, axis: Axis, start: int, stop: int, offset: int):
     i1 = torch.from_numpy(axis.i1[start:stop] - offset).to(dev)
     w0 = torch.from_numpy(axis.w0[start:stop]).to(dev)[:, None]
     w1 = torch.from_numpy(axis.w1[start:stop]).to(dev)[:, None]
-    return x.index_select(-2, i0) * w0 + x.index_select(-2, i1) * w1
+    out = x.index_select(-2, i0).mul_(w0)
+    return out.add_(x.index_select(-2, i1).mul_(w1))
