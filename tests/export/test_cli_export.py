@@ -36,6 +36,7 @@ def test_convert_stats_export_cli(syn_set, tmp_path):
         "--name",
         "json",
         "--with-workspace",
+        "--no-plots",
         "--out",
         str(tmp_path / "stats"),
     )
