@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from entityseg_data.masks import rle as rle_utils
-
 
 class LazyMasks:
     """Sequence of the (H, W) bool masks of a result, computed on access (``masks[i]`` is entity
@@ -93,7 +91,9 @@ class SegmentationResult:
     def rles(self) -> list[dict[str, Any]]:
         """Compressed COCO RLE of each entity (computed once, from one transpose of the map)."""
         if "rles" not in self._cache:
-            by_id = rle_utils.label_map_to_rles(self.label_map, ids=range(1, len(self) + 1))
+            from entityseg_data.model.inference.rle_fast import label_map_to_rles_fast
+
+            by_id = label_map_to_rles_fast(self.label_map, ids=range(1, len(self) + 1))
             self._cache["rles"] = [by_id[i] for i in range(1, len(self) + 1)]
         return self._cache["rles"]
 
