@@ -76,5 +76,7 @@ def test_convert_stats_export_cli(syn_set, tmp_path):
     )
     assert sub.returncode == 0, sub.stderr
     assert (tmp_path / "sub" / "instance.json").is_file()
+    val = run("-w", ws, "data", "validate")
+    assert val.returncode == 0 and "no problems found" in val.stdout
     bad = run("export", "entityseg", "--json", str(path), "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "--images is required" in bad.stderr
