@@ -230,3 +230,17 @@ def test_hf_push_needs_a_token(syn_set, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     with pytest.raises(ConfigError, match="token"):
         export_hf(path, tmp_path / "hf", images_dir=root / "images", push_to_hub="me/x")
+
+
+def test_missing_images_are_skipped_and_reported(syn_set, tmp_path):
+    root, path, coco = syn_set
+    work = tmp_path / "imgs"
+    shutil.copytree(root / "images", work)
+    gone = coco["images"][1]
+    (work / gone["file_name"]).unlink()
+    out = export_entityseg(path, tmp_path / "es", images_dir=work, split=False, lr=False)
+    assert [m["image_id"] for m in out.counts["skipped_images"]] == [gone["id"]]
+    d = json.loads(out.annotation_files["all"].read_text())
+    assert len(d["images"]) == 3 and all(a["image_id"] != gone["id"] for a in d["annotations"])
+    res = export_hf(path, tmp_path / "hf", images_dir=work, save_to_disk=False)
+    assert res["rows"] == {"train": 3} and res["skipped"][0]["image_id"] == gone["id"]

@@ -237,11 +237,22 @@ def export_entityseg(
     )
     hr_root = out / "images"
     src_names = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
+    missing: list[dict[str, Any]] = []
     for im in es["images"]:
-        _place(root / src_names[im["id"]], hr_root / im["file_name"], link)
+        try:
+            _place(root / src_names[im["id"]], hr_root / im["file_name"], link)
+        except (DataError, OSError) as exc:
+            missing.append({"image_id": im["id"], "error": str(exc)})
+            log.warning("export: skipped image %s: %s", im["id"], exc)
         if progress is not None:
             progress(1)
+    if missing:
+        bad = {m["image_id"] for m in missing}
+        es["images"] = [im for im in es["images"] if im["id"] not in bad]
+        es["annotations"] = [a for a in es["annotations"] if a["image_id"] not in bad]
+        splits = {i: v for i, v in splits.items() if i not in bad}
     result = ExportResult(out_dir=out, splits=splits)
+    result.counts["skipped_images"] = missing
     parts = split_coco(es, splits)
     for name, sub in parts.items():
         path = out / "annotations" / f"entityseg_{name}.json"
@@ -261,7 +272,7 @@ def export_entityseg(
             result.annotation_files[f"{name}_lr"] = lr_path
             result.counts[f"{name}_lr"] = counts
     if ws is not None and split:
-        new = {i: s for i, s in splits.items() if existing.get(i) != s}
+        new = {i: v for i, v in splits.items() if existing.get(i) != v}
         if new:
             with ws.catalog() as cat, cat.transaction() as conn:
                 conn.executemany(

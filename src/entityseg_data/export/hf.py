@@ -66,8 +66,13 @@ def entity_rle(entity: dict[str, Any]) -> dict[str, Any]:
     return {"size": [int(v) for v in entity["rle_size"]], "counts": entity["rle_counts"]}
 
 
-def iter_rows(coco: dict[str, Any], images_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """Export rows of an EntitySeg/COCO dict (see the module doc), one image at a time."""
+def iter_rows(
+    coco: dict[str, Any],
+    images_dir: str | Path,
+    skipped: list[dict[str, Any]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Export rows of an EntitySeg/COCO dict (see the module doc), one image at a time. Images
+    that cannot be read are left out and appended to ``skipped`` (raised when it is None)."""
     from entityseg_data.export.entityseg import entity_name
     from entityseg_data.masks import rle as rle_utils
 
@@ -82,7 +87,11 @@ def iter_rows(coco: dict[str, Any], images_dir: str | Path) -> Iterator[dict[str
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise DataError(f"{path}: cannot read image: {exc}") from None
+            if skipped is None:
+                raise DataError(f"{path}: cannot read image: {exc}") from None
+            skipped.append({"image_id": int(im["id"]), "error": f"{path}: {exc}"})
+            log.warning("hf export: skipped image %s: %s", im["id"], exc)
+            continue
         ents = []
         for a in by_image.get(int(im["id"]), []):
             seg = rle_utils.to_compressed(a["segmentation"], h, w)
@@ -143,7 +152,8 @@ def export_hf(
         source: a Workspace (approved masks + stage-2 names), an EntitySeg/COCO dict or JSON path.
         images_dir: folder of the JSON's ``file_name`` entries (a workspace uses its root).
         push_to_hub: a repo id; needs a token (argument, ``HF_TOKEN`` or a saved login).
-    Returns ``{"parquet": {split: path}, "hf": path | None, "rows": {split: n}}``.
+    Returns ``{"parquet": {split: path}, "hf": path | None, "rows": {split: n},
+    "skipped": [{image_id, error}]}`` (unreadable images are left out and listed).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -174,6 +184,7 @@ def export_hf(
     buffers: dict[str, list[dict[str, Any]]] = {}
     rows: dict[str, int] = {}
     tmp_paths: dict[str, Path] = {}
+    skipped: list[dict[str, Any]] = []
 
     def flush(split: str) -> None:
         if buffers.get(split):
@@ -181,7 +192,7 @@ def export_hf(
             buffers[split] = []
 
     try:
-        for row in iter_rows(coco, root):
+        for row in iter_rows(coco, root, skipped):
             split = str(row["split"])
             if split not in writers:
                 tmp_paths[split] = out / "parquet" / f".{split}.parquet.tmp"
@@ -203,7 +214,7 @@ def export_hf(
         final = out / "parquet" / f"{split}.parquet"
         os.replace(tmp, final)
         paths[split] = final
-    result: dict[str, Any] = {"parquet": paths, "hf": None, "rows": rows}
+    result: dict[str, Any] = {"parquet": paths, "hf": None, "rows": rows, "skipped": skipped}
     if save_to_disk or push_to_hub:
         from datasets import Dataset, DatasetDict
 

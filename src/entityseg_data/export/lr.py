@@ -124,7 +124,7 @@ def make_lr(
             img_anns = by_image.get(int(img["id"]), [])
             rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in img_anns]
             small = resize_rles(rles, h, w, (nh, nw))
-        except DataError as exc:
+        except (DataError, KeyError, TypeError, ValueError) as exc:
             log.warning("lr: skipped image %s: %s", img.get("id"), exc)
             counts["skipped_images"] += 1
             continue

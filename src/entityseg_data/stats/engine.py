@@ -150,7 +150,7 @@ def _job(args: tuple[dict[str, Any], list[dict[str, Any]], Path | None, int]) ->
     img, anns, images_dir, max_side = args
     try:
         return measure_image(img, anns, images_dir=images_dir, max_side=max_side)
-    except DataError as exc:
+    except (DataError, KeyError, TypeError, ValueError) as exc:
         return {
             "error": {
                 "image_id": img.get("id"),
