@@ -605,10 +605,14 @@ def ingest(
         )
     with workspace.catalog() as cat, Downloader(config=config) as downloader:
         run = _Run(workspace, cat, config, downloader, progress)
-        with ThreadPoolExecutor(max_workers=max(1, config.workers)) as executor:
+        executor = ThreadPoolExecutor(max_workers=max(1, config.workers))
+        try:
             for source in sources:
                 log.info("ingesting %s", source.label)
                 run.run_source(source, executor)
+        finally:
+            # on Ctrl-C / errors: drop queued items (they are not committed, the rerun does them)
+            executor.shutdown(wait=True, cancel_futures=True)
         if config.nsfw_enabled:
             run.run_nsfw()
     run.report.elapsed = time.monotonic() - start
