@@ -245,3 +245,76 @@ def test_shards_partition_the_inputs(tmp_path, tiny_model):
         )
     assert sorted(p.name for p in (out / "in").glob("*.png")) == [f"{i}.png" for i in range(5)]
     assert (out / "summary.0-of-2.json").is_file() and (out / "summary.1-of-2.json").is_file()
+
+
+def test_workspace_images_become_pre_annotations(workspace, tiny_model):
+    """``-w WS predict --workspace-images``: predictions table + files that push reads."""
+    from entityseg_data.annotation.push import load_prediction, prediction_results
+    from entityseg_data.cli.main import main
+    from entityseg_data.masks.brush import decode_brush
+
+    rng = np.random.default_rng(2)
+    ids = []
+    with workspace.catalog() as cat:
+        for k, (h, w) in enumerate([(30, 40), (36, 24)]):
+            path = workspace.images_dir / f"img{k}.png"
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+            ids.append(
+                cat.add_image(
+                    sha256=f"{k:064d}",
+                    source="test",
+                    source_id=str(k),
+                    width=w,
+                    height=h,
+                    file_path=workspace.relpath(path),
+                )
+            )
+    args = [
+        "-w",
+        str(workspace.root),
+        "predict",
+        "--workspace-images",
+        "--weights",
+        str(tiny_model),
+        "--no-progress",
+        *FAST,
+    ]
+    main(args)
+    with workspace.catalog() as cat:
+        rows = cat.query("SELECT image_id, model_version, n_entities FROM predictions")
+        assert sorted(r["image_id"] for r in rows) == ids
+        for iid, (h, w) in zip(ids, [(30, 40), (36, 24)]):
+            mv, data = load_prediction(workspace.root, cat, iid)
+            assert mv == "tiny_swin" and (data["height"], data["width"]) == (h, w)
+            results, _ = prediction_results(data, iid, h, w)
+            assert len(results) == len(data["entities"])
+            total = sum(decode_brush(r["value"]["rle"], h, w).astype(int) for r in results)
+            assert total.max() <= 1  # non-overlapping
+    main([*args, "--skip-existing"])  # nothing left to do: no error, no rewrite
+
+
+def test_sam_output_as_pre_annotation(workspace, tmp_path):
+    from entityseg_data.annotation.push import load_prediction
+    from entityseg_data.masks import rle as rle_utils
+    from entityseg_data.model.inference.sam import sam_to_result
+    from entityseg_data.model.inference.workspace_io import write_workspace_prediction
+
+    a = np.zeros((20, 30), np.uint8)
+    a[2:12, 2:20] = 1
+    b = np.zeros((20, 30), np.uint8)
+    b[8:18, 10:28] = 1
+    recs = [
+        {"segmentation": rle_utils.encode(m), "predicted_iou": s, "stability_score": 0.9}
+        for m, s in ((a, 0.7), (b, 0.8))
+    ]
+    (tmp_path / "sam.json").write_text(json.dumps(recs))
+    with workspace.catalog() as cat:
+        iid = cat.add_image(sha256="f" * 64, source="test", source_id="s", width=30, height=20)
+    res = sam_to_result(tmp_path / "sam.json")
+    write_workspace_prediction(workspace, iid, res, "sam")
+    with workspace.catalog() as cat:
+        mv, data = load_prediction(workspace.root, cat, iid)
+    assert mv == "sam" and [e["score"] for e in data["entities"]] == pytest.approx([0.8, 0.7])
+    first = rle_utils.decode(data["entities"][0]["segmentation"])
+    np.testing.assert_array_equal(first, b)  # b scores higher: it keeps the overlap
+    assert rle_utils.overlap_pixels([e["segmentation"] for e in data["entities"]]) == 0

@@ -105,3 +105,50 @@ def test_inputs_kinds_and_batches(segmenters, oracle_dir):
     assert [r.label_map.shape for r in batched] == [(150, 100), (600, 400)]
     for r in batched:
         assert r.label_map.max() == len(r) and np.all(np.diff(r.scores) <= 0)
+
+
+def test_mask2former_path_and_mode_check(segmenters, oracle_dir):
+    """A (randomly initialised) tiny Mask2Former runs the single-view path end to end."""
+    import dataclasses
+
+    import torch
+
+    from entityseg_data.errors import ConfigError
+    from entityseg_data.model.inference.postprocess import PostprocessOptions
+    from entityseg_data.model.inference.preprocess import stack_views
+    from entityseg_data.model.inference.reference import reference_postprocess
+    from entityseg_data.model.inference.views import build_views
+    from entityseg_data.model.loading import build_model
+    from entityseg_data.model.presets import get_preset
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(get_preset("tiny_swin"), batch_level=False)
+    model = build_model(cfg).eval()
+    seg = EntitySegmenter(
+        model=model,
+        config=cfg,
+        min_size=96,
+        max_size=160,
+        options=PostprocessOptions(score_mode="reference", mask2former_topk=10, **ALL),
+    )
+    image = np.asarray(Image.open(oracle_dir / "images" / "img_a_480x640.png").convert("RGB"))
+    res = seg(image)
+    geo = seg.geometry(480, 640)
+    assert geo.num_views == 1
+    x, _ = stack_views([build_views(image, geo)])
+    with torch.inference_mode():
+        out = model(x, aux=False)
+    lvl = out.image_level.final
+    ref = reference_postprocess(
+        lvl.pred_logits[0, 0], lvl.pred_masks[0, 0][:, None], geo, mask2former=True, topk=10
+    )
+    nonempty = ref.masks.reshape(len(ref.masks), -1).any(1)
+    assert sorted(res.query_index.tolist()) == sorted(ref.query_index[nonempty].tolist())
+    for i, q in enumerate(res.query_index):
+        row = int(np.nonzero(ref.query_index == q)[0][0])
+        assert (res.mask(i + 1) != ref.masks[row]).sum() == 0
+        assert abs(float(res.scores[i]) - float(ref.scores[row])) < 1e-5
+    with pytest.raises(ConfigError):
+        EntitySegmenter.from_pretrained(
+            oracle_dir / "tiny" / "weights.npz", preset="tiny_swin", mode="mask2former"
+        )
