@@ -172,6 +172,11 @@ def predict(
         raise click.UsageError("-o/--output is required (unless --workspace-images)")
     if model_name is None and weights is None:
         raise click.UsageError("pass --model NAME or --weights PATH")
+    if workspace_images and resize:
+        raise click.UsageError(
+            "--resize cannot be used with --workspace-images (pre-annotations "
+            "must have the stored image's size)"
+        )
     if output is not None:
         template_fields(output)
     fmts = check_formats(formats or ("png", "json"))
