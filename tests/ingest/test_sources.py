@@ -98,6 +98,9 @@ def test_url_lists_txt_csv_parquet(tmp_path):
         "CC-BY 4.0",
         "Ann",
     )
+    bom = tmp_path / "bom.csv"
+    bom.write_text("url\nhttp://h/f.jpg\n", encoding="utf-8-sig")  # as Excel saves it
+    assert [i.url for i in UrlListSource(path=bom).items()] == ["http://h/f.jpg"]
     pq_path = tmp_path / "urls.parquet"
     pq.write_table(pa.table({"url": ["http://h/d.jpg"], "caption": ["a dog"]}), pq_path)
     (item,) = UrlListSource(path=pq_path).items()

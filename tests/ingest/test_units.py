@@ -100,3 +100,8 @@ def test_prefilter_uses_declared_metadata_only():
     assert prefilter(unsure, cfg) is None
     strict = IngestConfig(laion_reject_tags=("NSFW", "UNSURE"))
     assert prefilter(unsure, strict).filter == "prefilter:laion_nsfw"
+    risky = Item(source="laion", source_id="6", url="u", declared_flags={"punsafe": 0.7})
+    assert prefilter(risky, cfg) is None  # off by default
+    v = prefilter(risky, IngestConfig(laion_max_punsafe=0.5))
+    assert v.filter == "prefilter:laion_nsfw" and v.score == pytest.approx(0.7)
+    assert prefilter(risky, IngestConfig(laion_max_punsafe=0.8)) is None

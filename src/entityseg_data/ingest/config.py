@@ -58,6 +58,7 @@ class IngestConfig:
             replaces it by a bigger near-duplicate while it has no annotations.
         prefilter: use sizes/tags declared by a source (LAION, Unsplash) to skip downloads.
         laion_reject_tags: LAION ``NSFW`` column values rejected before download.
+        laion_max_punsafe: reject before download when LAION-5B's ``punsafe`` >= this (0: off).
         normalized_quality: JPEG quality of normalised copies of JPEG originals (others: PNG).
         domain_tags: extra domain tags recorded on every image of the run.
         nsfw_enabled / nsfw_threshold: reject when the NSFW score is >= the threshold.
@@ -101,6 +102,7 @@ class IngestConfig:
     near_duplicate_keep: Literal["first", "largest"] = "first"
     prefilter: bool = True
     laion_reject_tags: tuple[str, ...] = ("NSFW",)
+    laion_max_punsafe: float = 0.0
     normalized_quality: int = 95
     domain_tags: tuple[str, ...] = ()
     nsfw_enabled: bool = True

@@ -92,6 +92,14 @@ def prefilter(item: Item, config: IngestConfig) -> Verdict | None:
     value = item.declared_flags.get("NSFW")
     if value is not None and str(value).upper() in reject_tags:
         return Verdict("prefilter:laion_nsfw", False, f"source tag NSFW={value}")
+    punsafe = item.declared_flags.get("punsafe")
+    if punsafe is not None and 0 < config.laion_max_punsafe <= float(punsafe):
+        return Verdict(
+            "prefilter:laion_nsfw",
+            False,
+            f"source punsafe {float(punsafe):.3f} >= {config.laion_max_punsafe}",
+            float(punsafe),
+        )
     w, h = item.declared_width, item.declared_height
     if w and h and w > 0 and h > 0:
         v = check_resolution(w, h, config.min_side)

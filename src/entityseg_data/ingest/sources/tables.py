@@ -52,7 +52,7 @@ def _txt(path: Path) -> Iterator[dict[str, Any]]:
 
 def _delimited(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, encoding="utf-8", newline="") as fh:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
         if not reader.fieldnames:
             raise DataError(f"{path}: no header row")
