@@ -75,6 +75,23 @@ def test_phash_index_nearest_and_remove():
     assert hamming("ff00000000000000", "0f00000000000000") == 4
 
 
+def test_stale_temp_files_removed(workspace):
+    import os
+    import time
+
+    from entityseg_data.ingest.pipeline import remove_stale_temp_files
+
+    d = workspace.path("images", "ab")
+    d.mkdir(parents=True)
+    old, fresh, real = d / ".abc.jpg.x1.tmp", d / ".abd.jpg.x2.tmp", d / "abc.jpg"
+    for p in (old, fresh, real):
+        p.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    os.utime(real, (time.time() - 3600, time.time() - 3600))
+    assert remove_stale_temp_files(workspace) == 1
+    assert not old.exists() and fresh.exists() and real.exists()
+
+
 def test_resolution_and_aspect_verdicts():
     v = check_resolution(3000, 999, 1000)
     assert not v.passed and v.score == 999 and v.verdict == "reject"

@@ -173,6 +173,23 @@ def process_item(item: Item, config: IngestConfig, downloader: Downloader | None
     )
 
 
+def remove_stale_temp_files(ws: Workspace, min_age: float = 600.0) -> int:
+    """Delete temporary files a killed run left in images/ and images_norm/ (atomic writes use
+    ``.<name>.*.tmp`` siblings); only files older than ``min_age`` seconds, so a concurrent
+    writer is never disturbed. Returns the number removed."""
+    now = time.time()
+    removed = 0
+    for folder in ("images", "images_norm"):
+        for path in ws.path(folder).glob("*/.*.tmp"):
+            try:
+                if now - path.stat().st_mtime >= min_age:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+    return removed
+
+
 def image_relpath(sha256: str, ext: str, folder: str = "images") -> str:
     """Content-addressed path of an image file, relative to the workspace."""
     return f"{folder}/{sha256[:2]}/{sha256}{ext}"
@@ -611,6 +628,9 @@ def ingest(
         resolve_pretrained(
             config.clip_model, config.clip_pretrained, allow_random=config.allow_random_clip
         )
+    stale = remove_stale_temp_files(workspace)
+    if stale:
+        log.info("removed %d temporary files left by an interrupted run", stale)
     with workspace.catalog() as cat, Downloader(config=config) as downloader:
         run = _Run(workspace, cat, config, downloader, progress)
         executor = ThreadPoolExecutor(max_workers=max(1, config.workers))
