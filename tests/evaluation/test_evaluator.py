@@ -67,6 +67,8 @@ def test_dense_masks_and_label_maps_equal_rles():
         ],
     )
     ma, mb, mc = a.evaluate(), b.evaluate(), c.evaluate()
+    with pytest.raises(DataError, match="masks must be binary"):
+        c.process(gt, {"masks": masks.astype(np.float32), "scores": scores[1:]})
     assert ma["segm"] == mb["segm"] == mc["segm"]
     assert ma["boundary"] == mb["boundary"] == mc["boundary"]
     assert 0 < ma["segm"]["AP"] <= 1

@@ -106,7 +106,8 @@ def as_predictions(pred: Any, height: int, width: int, where: str = "predictions
     """Normalise one image's predictions.
 
     Accepts a :class:`PredImage`; a list of ``{"segmentation": RLE, "score": float}``; a mapping
-    ``{"masks": (N, H, W) bool/uint8 array or tensor, "scores": (N,)}``; or a mapping
+    ``{"masks": (N, H, W) bool/uint8 array or tensor (binary; float masks are refused),
+    "scores": (N,)}``; or a mapping
     ``{"label_map": (H, W) ints, "scores": {k: score} | (K+1,) array indexed by k}``.
     """
     if isinstance(pred, PredImage):
@@ -130,6 +131,8 @@ def as_predictions(pred: Any, height: int, width: int, where: str = "predictions
             )
         for i, s in enumerate(scores):
             _score(float(s), f"{where}: mask {i}")
+        if masks.dtype.kind == "f":
+            raise DataError(f"{where}: masks must be binary (bool/uint8), got {masks.dtype}")
         if masks.dtype != np.uint8:
             masks = masks.view(np.uint8) if masks.dtype == bool else (masks != 0).view(np.uint8)
         # the encoder wants column-major masks: one tiled transpose per mask
