@@ -177,6 +177,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", args[0])
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif kind == "drip":  # headers at once, then the body in slow pieces
+            pause, body, ctype = args
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            step = max(1, len(body) // 10)
+            try:
+                for i in range(0, len(body), step):
+                    self.wfile.write(body[i : i + step])
+                    self.wfile.flush()
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
         elif kind == "huge_header":
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")

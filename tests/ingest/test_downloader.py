@@ -89,6 +89,16 @@ def test_retry_then_success_and_429(server, images):
     assert exc.value.kind == "http_502" and exc.value.attempts == 2
 
 
+def test_total_timeout_cuts_slow_drip(server, images):
+    body = images.jpeg(200, 150, seed=6)
+    url = server.route("/drip.jpg", "drip", 0.15, body, "image/jpeg")
+    cfg = IngestConfig(timeout=1.0, total_timeout=0.5, retries=0, per_host_rps=0)
+    with Downloader(config=cfg) as dl:
+        assert _kind(dl, url) == "timeout"  # every read is fast enough, the whole is not
+    with Downloader(config=IngestConfig(timeout=1.0, retries=0, per_host_rps=0)) as dl:
+        assert dl.fetch(url).data == body
+
+
 def test_size_limit_while_streaming(server, images):
     body = images.jpeg(400, 300, seed=4)
     url = server.route("/big.jpg", "ok", body, "image/jpeg")
