@@ -123,6 +123,7 @@ class _State:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "FaultyImageServer/1"
+    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is exercised
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass

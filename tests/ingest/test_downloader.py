@@ -74,6 +74,22 @@ def test_fault_kinds(server, images):
     assert hits["/nope"] == 1 and hits["/403"] == 1 and hits["/html-as-jpeg"] == 1
 
 
+def test_connections_reused_safely_after_unread_bodies(server, images):
+    """With keep-alive, a connection whose body was refused unread must not be reused (its
+    leftover bytes would be parsed as the next response)."""
+    body = images.jpeg(64, 48, seed=8)
+    good = server.route("/good.jpg", "ok", body, "image/jpeg")
+    page = server.route("/page", "ok", b"<html>" + b"x" * 50_000 + b"</html>", "text/html")
+    err = server.url("/404-with-body")
+    cfg = IngestConfig(workers=1, per_host_rps=0, retries=0)
+    with Downloader(config=cfg) as dl:
+        for _ in range(3):
+            assert _kind(dl, page) == "content_type"
+            assert dl.fetch(good).data == body
+            assert _kind(dl, err) == "http_404"
+            assert dl.fetch(good).data == body
+
+
 def test_retry_then_success_and_429(server, images):
     body = images.jpeg(64, 48, seed=3)
     flaky = server.route("/flaky", "flaky", 2, 503, body, "image/jpeg")

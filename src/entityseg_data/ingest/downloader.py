@@ -174,8 +174,12 @@ class Downloader:
                         raise FetchError("redirect_loop", f"{url}: redirect loop at {nxt}")
                     seen.add(nxt)
                     current = nxt
+                    resp.drain_conn()
                     continue
                 return self._read(resp, current, deadline)
+            except FetchError:
+                resp.close()  # a body may be left unread: never reuse this connection
+                raise
             finally:
                 resp.release_conn()
         raise FetchError("too_many_redirects", f"{url}: more than {cfg.max_redirects} redirects")
@@ -185,7 +189,6 @@ class Downloader:
         if resp.status != 200:
             retry_after = _retry_after(resp.headers.get("Retry-After"))
             kind = f"http_{resp.status}"
-            resp.drain_conn()
             raise FetchError(kind, f"{url}: HTTP {resp.status}", retry_after=retry_after)
         ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype not in _GENERIC_TYPES and ctype not in cfg.allowed_mime:
