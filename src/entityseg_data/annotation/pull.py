@@ -1,7 +1,8 @@
 """Pull annotations from Label Studio into the workspace, check them, and approve.
 
-For each stage and each annotator project (see :mod:`entityseg_data.annotation.push`), the tasks
-API is read page by page (full results with region ids). For every task the newest submitted
+For each stage and each annotator project (see :mod:`entityseg_data.annotation.push`), the task
+list is read page by page and then each task's annotations (``/api/tasks/{id}/annotations/``: full
+results with region ids, without the predictions, so memory stays flat at 12 MP). For every task the newest submitted
 annotation of the project's annotator is converted (brush RLE -> COCO RLE exactly, polygons
 rasterised, per-region names joined on the region id), checked (:mod:`.qa`), written with
 :func:`~entityseg_data.masks.store.save_annotation` to ``masks/stage{s}/{annotator}/{id}.json``
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,21 @@ def _pull_task(
     )
 
 
+def _tasks_with_annotations(
+    client: LabelStudioClient, project_id: int, page_size: int
+) -> Iterator[dict[str, Any]]:
+    """Tasks of a project (id, data, project) each with its ``annotations`` list."""
+    for t in client.iter_tasks(project_id, page_size=page_size, fields="task_only"):
+        task = {"id": t["id"], "data": t.get("data") or {}, "project": project_id}
+        n = t.get("total_annotations")
+        task["annotations"] = (
+            client.task_annotations(int(t["id"]))
+            if n is None or n > 0 or t.get("is_labeled")
+            else []
+        )
+        yield task
+
+
 def approve(cat: Any, stage: int) -> int:
     """Apply the approval rule to every image of ``stage``; returns the number approved."""
     assignment = {int(k): v for k, v in (cat.get_kv(assignment_key(stage), {}) or {}).items()}
@@ -222,7 +238,7 @@ def pull(
     annotators: Iterable[str] | None = None,
     overrides: Iterable[str] = (),
     progress: Any = None,
-    page_size: int = 20,
+    page_size: int = 100,
 ) -> dict[int, PullReport]:
     """Pull, check and approve the annotations of ``stages`` (see the module docstring).
 
@@ -233,7 +249,7 @@ def pull(
         annotators: only these annotators' projects.
         overrides: ``--set`` style config overrides.
         progress: optional callable ``(stage, annotator, n_tasks_done)``.
-        page_size: tasks per tasks-API request (bounds memory).
+        page_size: tasks per task-list request.
 
     Returns ``{stage: PullReport}``.
     """
@@ -252,9 +268,12 @@ def pull(
             for annotator, project_id in sorted(projects.items()):
                 if wanted is not None and annotator not in wanted:
                     continue
-                # small pages: a 12 MP task with its predictions is megabytes of JSON
-                tasks = client.iter_tasks(int(project_id), page_size=page_size)
-                for k, task in enumerate(tasks):
+                # the task list without results, then each task's annotations alone: a 12 MP
+                # task with its predictions (and the API's duplicated *_results strings) is
+                # megabytes of JSON, so whole pages of full tasks cost gigabytes of memory
+                for k, task in enumerate(
+                    _tasks_with_annotations(client, int(project_id), page_size)
+                ):
                     report.tasks += 1
                     try:
                         _pull_task(
