@@ -83,6 +83,23 @@ def test_pixel_decoder_from_stored_backbone(oracle_dir, oracle_model):
         assert _maxdiff(out.multi_scale[k], z[f"pixdec_multi_scale_{k}"]) <= 1e-5
 
 
+def test_fast_paths_keep_parity(oracle_dir, oracle_model):
+    """inference_mode + fused (SDPA) decoder attention + channels_last stay within tolerance."""
+    model, cfg, _ = oracle_model("tiny")
+    z = np.load(oracle_dir / "tiny" / f"{IMAGES[0]}.npz")
+    x = views_tensor(z, cfg.pixel_mean, cfg.pixel_std)
+    model.set_fused_attention(True)
+    model.to(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            res = model(x)
+    finally:
+        model.set_fused_attention(False)
+        model.to(memory_format=torch.contiguous_format)
+    assert _maxdiff(res.batch_level.final.pred_logits, z["dec3d_pred_logits"]) <= TOL
+    assert _maxdiff(res.batch_level.final.pred_masks, z["dec3d_pred_masks"]) <= TOL
+
+
 @pytest.mark.parametrize("sub", list(ORACLES))
 @pytest.mark.parametrize("img", IMAGES)
 def test_final_masks_and_scores(runs, sub, img):
