@@ -235,3 +235,16 @@ def test_cli_errors_are_one_line(oracle_dir, tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "tiny_swin" in proc.stderr
+
+
+def test_cli_presets_lists_every_preset_with_parameter_counts():
+    from click.testing import CliRunner
+
+    from entityseg_data.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["model", "presets", "--params"])
+    assert res.exit_code == 0, res.output
+    for name in PRESETS:
+        assert name in res.output
+    assert "48,980,092" in res.output  # CropFormer Swin-T, REFERENCE 3.8
+    assert "222,151,746" in res.output  # CropFormer HorNet-L
