@@ -89,8 +89,16 @@ def test_zero_shot_and_probe_math():
 
 
 def test_nsfw_filter_in_pipeline_and_cached_refilter(workspace, photo_dir, tiny_clip):
-    report = ingest(workspace, [FolderSource(root=photo_dir)], _cfg(tiny_clip, nsfw_threshold=1.1))
+    events = []
+    report = ingest(
+        workspace,
+        [FolderSource(root=photo_dir)],
+        _cfg(tiny_clip, nsfw_threshold=1.1),
+        progress=events.append,
+    )
     assert report.nsfw_scored == 6 and report.totals().accepted == 6
+    assert sum(e.n for e in events if e.stage == "nsfw") == 6
+    assert [e.outcome for e in events if e.stage == "item"] == ["accepted"] * 6
     key = clip_mod.cache_key(tiny_clip, "")
     assert report.nsfw_model == key
     with workspace.catalog() as cat:

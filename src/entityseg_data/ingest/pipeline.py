@@ -19,28 +19,38 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 from entityseg_data.catalog import Catalog
-from entityseg_data.errors import DataError
 from entityseg_data.ingest import normalize
 from entityseg_data.ingest.config import IngestConfig
-from entityseg_data.ingest.dedupe import PhashIndex, sha256_hex
-from entityseg_data.ingest.downloader import TRANSIENT_KINDS, Downloader, FetchError
-from entityseg_data.ingest.filters import Verdict, check_aspect, check_resolution
+from entityseg_data.ingest.dedupe import PhashIndex
+from entityseg_data.ingest.downloader import Downloader
+from entityseg_data.ingest.filters import Verdict
+from entityseg_data.ingest.nsfw_stage import score_nsfw
 from entityseg_data.ingest.preannotations import PreAnnotation
 from entityseg_data.ingest.report import IngestReport
 from entityseg_data.ingest.sources.base import Item, Source
+from entityseg_data.ingest.storage import image_relpath, remove_stale_temp_files
+from entityseg_data.ingest.worker import Outcome, is_transient, prefilter, process_item
 from entityseg_data.io import atomic_write_bytes, atomic_write_json
 from entityseg_data.workspace import Workspace
+
+__all__ = [
+    "ProgressEvent",
+    "image_relpath",
+    "ingest",
+    "prefilter",
+    "process_item",
+    "remove_stale_temp_files",
+    "score_nsfw",
+]
 
 log = logging.getLogger(__name__)
 
 FINAL_STATES = ("done", "duplicate", "rejected")
-NSFW_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -58,141 +68,10 @@ class ProgressEvent:
 ProgressFn = Callable[[ProgressEvent], None]
 
 
-@dataclass
-class _Outcome:
-    ok: bool
-    kind: str = ""
-    message: str = ""
-    attempts: int = 1
-    data: bytes = b""
-    sha256: str = ""
-    decoded: normalize.Decoded | None = None
-    verdicts: list[Verdict] = field(default_factory=list)
-    pre: PreAnnotation | None = None
-    pre_error: str | None = None
-    final_url: str | None = None
-    content_type: str | None = None
-
-
 def _batched(it: Iterable[Item], n: int) -> Iterator[list[Item]]:
     it = iter(it)
     while chunk := list(islice(it, n)):
         yield chunk
-
-
-def is_transient(kind: str | None) -> bool:
-    return bool(kind) and (kind in TRANSIENT_KINDS or kind.startswith("http_5"))
-
-
-def prefilter(item: Item, config: IngestConfig) -> Verdict | None:
-    """A rejection decided from the source's metadata alone (no download), or None."""
-    if not config.prefilter:
-        return None
-    reject_tags = {t.upper() for t in config.laion_reject_tags}
-    value = item.declared_flags.get("NSFW")
-    if value is not None and str(value).upper() in reject_tags:
-        return Verdict("prefilter:laion_nsfw", False, f"source tag NSFW={value}")
-    punsafe = item.declared_flags.get("punsafe")
-    if punsafe is not None and 0 < config.laion_max_punsafe <= float(punsafe):
-        return Verdict(
-            "prefilter:laion_nsfw",
-            False,
-            f"source punsafe {float(punsafe):.3f} >= {config.laion_max_punsafe}",
-            float(punsafe),
-        )
-    w, h = item.declared_width, item.declared_height
-    if w and h and w > 0 and h > 0:
-        v = check_resolution(w, h, config.min_side)
-        if not v.passed:
-            return Verdict("prefilter:resolution", False, f"declared {v.reason}", v.score)
-        v = check_aspect(w, h, config.max_aspect)
-        if not v.passed:
-            return Verdict("prefilter:aspect", False, f"declared {v.reason}", v.score)
-    return None
-
-
-def process_item(item: Item, config: IngestConfig, downloader: Downloader | None) -> _Outcome:
-    """Fetch, decode, normalise and run the cheap filters on one item (thread-safe, no catalog
-    access). Failures come back as ``_Outcome(ok=False, kind=...)``, never as exceptions."""
-    final_url = content_type = None
-    attempts = 1
-    try:
-        if item.path is not None:
-            path = Path(item.path)
-            size = path.stat().st_size
-            if config.max_bytes > 0 and size > config.max_bytes:
-                return _Outcome(False, "too_large", f"{path}: {size} bytes > max_bytes")
-            data = path.read_bytes()
-        else:
-            if downloader is None:
-                raise DataError("a URL item needs a downloader")
-            res = downloader.fetch(item.url or "")
-            data, final_url, content_type, attempts = (
-                res.data,
-                res.url,
-                res.content_type,
-                res.attempts,
-            )
-    except FetchError as exc:
-        return _Outcome(False, exc.kind, exc.message, attempts=exc.attempts)
-    except OSError as exc:
-        return _Outcome(False, "io_error", f"{item.path}: {exc}")
-    sha = sha256_hex(data)
-    try:
-        dec = normalize.decode(
-            data, max_pixels=config.max_pixels, quality=config.normalized_quality
-        )
-    except normalize.ImageRejected as exc:
-        return _Outcome(False, exc.kind, exc.message, attempts=attempts)
-    verdicts = [
-        check_resolution(dec.width, dec.height, config.min_side),
-        check_aspect(dec.width, dec.height, config.max_aspect),
-    ]
-    if config.iconic_enabled and dec.small is not None:
-        from entityseg_data.ingest.filters.iconic import check_iconic
-
-        verdicts.append(check_iconic(dec.small, config.iconic_threshold))
-    pre = pre_error = None
-    if item.pre_annotation is not None and all(v.passed for v in verdicts):
-        try:
-            pre = item.pre_annotation(dec.raw_height, dec.raw_width, dec.orientation)
-        except (DataError, OSError, ValueError, KeyError) as exc:
-            pre_error = str(exc)
-            log.warning("%s %s: pre-annotation skipped: %s", item.source, item.source_id, exc)
-    return _Outcome(
-        True,
-        attempts=attempts,
-        data=data,
-        sha256=sha,
-        decoded=dec,
-        verdicts=verdicts,
-        pre=pre,
-        pre_error=pre_error,
-        final_url=final_url,
-        content_type=content_type,
-    )
-
-
-def remove_stale_temp_files(ws: Workspace, min_age: float = 600.0) -> int:
-    """Delete temporary files a killed run left in images/ and images_norm/ (atomic writes use
-    ``.<name>.*.tmp`` siblings); only files older than ``min_age`` seconds, so a concurrent
-    writer is never disturbed. Returns the number removed."""
-    now = time.time()
-    removed = 0
-    for folder in ("images", "images_norm"):
-        for path in ws.path(folder).glob("*/.*.tmp"):
-            try:
-                if now - path.stat().st_mtime >= min_age:
-                    path.unlink()
-                    removed += 1
-            except OSError:
-                continue
-    return removed
-
-
-def image_relpath(sha256: str, ext: str, folder: str = "images") -> str:
-    """Content-addressed path of an image file, relative to the workspace."""
-    return f"{folder}/{sha256[:2]}/{sha256}{ext}"
 
 
 class _Run:
@@ -323,11 +202,11 @@ class _Run:
             out = fut.result()
         except Exception as exc:  # a bug or an unforeseen decoder error: report, go on
             log.exception("%s %s: unexpected error", item.source, item.source_id)
-            out = _Outcome(False, "internal_error", f"{type(exc).__name__}: {exc}")
+            out = Outcome(False, "internal_error", f"{type(exc).__name__}: {exc}")
         self.handle(item, label, out)
 
     # ------------------------------------------------------------------ commit one item
-    def handle(self, item: Item, label: str, out: _Outcome) -> None:
+    def handle(self, item: Item, label: str, out: Outcome) -> None:
         counts = self.report.counts(label, item.source)
         cfg = self.config
         with self.cat.transaction() as conn:
@@ -398,7 +277,7 @@ class _Run:
         self.emit(label, "accepted" if passed else "rejected")
 
     def _duplicate(
-        self, conn, item: Item, label: str, kept_id: int, out: _Outcome, kind: str, dist: int
+        self, conn, item: Item, label: str, kept_id: int, out: Outcome, kind: str, dist: int
     ) -> None:
         conn.execute(
             "INSERT OR REPLACE INTO duplicates(kept_image_id, dropped_source, dropped_source_id, "
@@ -435,7 +314,7 @@ class _Run:
         self.index.remove(old_id)
         self.report.counts(label).duplicates["replaced"] += 1
 
-    def _insert_image(self, conn, item: Item, out: _Outcome, status: str) -> int:
+    def _insert_image(self, conn, item: Item, out: Outcome, status: str) -> int:
         dec = out.decoded
         assert dec is not None
         rel = image_relpath(out.sha256, dec.ext)
@@ -531,80 +410,6 @@ class _Run:
         key, n = score_nsfw(self.ws, self.cat, self.config, rows, on_scored, self.progress)
         self.report.nsfw_model = key
         self.report.nsfw_scored += n
-
-
-def score_nsfw(
-    ws: Workspace,
-    cat: Catalog,
-    config: IngestConfig,
-    rows: Sequence[Any],
-    on_scored: Callable[[int, Verdict], None] | None = None,
-    progress: ProgressFn | None = None,
-) -> tuple[str, int]:
-    """Score ``rows`` (image rows with id, sha256, file_path, norm_path) for NSFW, store the
-    verdicts and set rejected images' status; returns (model key, number scored)."""
-    import numpy as np
-
-    from entityseg_data.ingest.filters import nsfw
-    from entityseg_data.ingest.filters.clip import load_clip
-    from entityseg_data.ingest.filters.embedding_cache import EmbeddingCache
-
-    clip = load_clip(
-        config.clip_model,
-        config.clip_pretrained,
-        allow_random=config.allow_random_clip,
-        device=config.clip_device,
-    )
-    cache = EmbeddingCache(ws.cache_dir / "clip" / f"{clip.key}.sqlite")
-    scored = 0
-    try:
-        if config.nsfw_method == "probe":
-            if not config.nsfw_probe:
-                raise DataError("nsfw_method=probe needs ingest.nsfw_probe=/path/to/probe.npz")
-            weight, bias = nsfw.load_probe(config.nsfw_probe)
-        else:
-            nsfw_text = nsfw.embed_texts(clip, cache, list(config.nsfw_prompts))
-            safe_text = nsfw.embed_texts(clip, cache, list(config.safe_prompts))
-            scale = nsfw.logit_scale(clip)
-        for i in range(0, len(rows), NSFW_BATCH):
-            batch = rows[i : i + NSFW_BATCH]
-            items = [
-                (r["sha256"], str(ws.abspath(r["norm_path"] or r["file_path"]))) for r in batch
-            ]
-            emb = nsfw.embed_images(clip, cache, items, batch_size=config.clip_batch_size)
-            have = [r for r in batch if r["sha256"] in emb]
-            if not have:
-                continue
-            mat = np.stack([emb[r["sha256"]] for r in have])
-            if config.nsfw_method == "probe":
-                scores = nsfw.probe_scores(mat, weight, bias)
-            else:
-                scores = nsfw.zero_shot_scores(mat, nsfw_text, safe_text, scale)
-            verdicts = nsfw.verdicts(
-                scores,
-                config.nsfw_threshold,
-                method=config.nsfw_method,
-                model_key=clip.key,
-                random=clip.random,
-            )
-            with cat.transaction():
-                for r, v in zip(have, verdicts):
-                    cat.set_verdict(int(r["id"]), v.filter, v.verdict, v.reason, v.score)
-                    if not v.passed:
-                        cat.conn.execute(
-                            "UPDATE images SET status = 'rejected' WHERE id = ? AND status = "
-                            "'accepted'",
-                            (int(r["id"]),),
-                        )
-            for r, v in zip(have, verdicts):
-                if on_scored is not None:
-                    on_scored(int(r["id"]), v)
-            scored += len(have)
-            if progress is not None:
-                progress(ProgressEvent("nsfw", "nsfw", "scored", len(have)))
-    finally:
-        cache.close()
-    return clip.key, scored
 
 
 def ingest(

@@ -40,7 +40,7 @@ class RefilterReport:
 
 def refilter(workspace: Workspace, config: IngestConfig | None = None) -> RefilterReport:
     """Recompute every filter verdict of the accepted and rejected images (see module doc)."""
-    from entityseg_data.ingest.pipeline import score_nsfw
+    from entityseg_data.ingest.nsfw_stage import score_nsfw
 
     config = config or workspace.config().ingest
     report = RefilterReport()

@@ -1,0 +1,90 @@
+"""The NSFW stage: score catalog images with CLIP (cached embeddings), store verdicts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from entityseg_data.catalog import Catalog
+from entityseg_data.errors import DataError
+from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.ingest.filters import Verdict
+from entityseg_data.workspace import Workspace
+
+NSFW_BATCH = 256
+
+
+def score_nsfw(
+    ws: Workspace,
+    cat: Catalog,
+    config: IngestConfig,
+    rows: Sequence[Any],
+    on_scored: Callable[[int, Verdict], None] | None = None,
+    progress: Callable[[Any], None] | None = None,
+) -> tuple[str, int]:
+    """Score ``rows`` (image rows with id, sha256, file_path, norm_path) for NSFW, store the
+    verdicts and set rejected images' status; returns (model key, number scored)."""
+    import numpy as np
+
+    from entityseg_data.ingest.filters import nsfw
+    from entityseg_data.ingest.filters.clip import load_clip
+    from entityseg_data.ingest.filters.embedding_cache import EmbeddingCache
+
+    clip = load_clip(
+        config.clip_model,
+        config.clip_pretrained,
+        allow_random=config.allow_random_clip,
+        device=config.clip_device,
+    )
+    cache = EmbeddingCache(ws.cache_dir / "clip" / f"{clip.key}.sqlite")
+    scored = 0
+    try:
+        if config.nsfw_method == "probe":
+            if not config.nsfw_probe:
+                raise DataError("nsfw_method=probe needs ingest.nsfw_probe=/path/to/probe.npz")
+            weight, bias = nsfw.load_probe(config.nsfw_probe)
+        else:
+            nsfw_text = nsfw.embed_texts(clip, cache, list(config.nsfw_prompts))
+            safe_text = nsfw.embed_texts(clip, cache, list(config.safe_prompts))
+            scale = nsfw.logit_scale(clip)
+        for i in range(0, len(rows), NSFW_BATCH):
+            batch = rows[i : i + NSFW_BATCH]
+            items = [
+                (r["sha256"], str(ws.abspath(r["norm_path"] or r["file_path"]))) for r in batch
+            ]
+            emb = nsfw.embed_images(clip, cache, items, batch_size=config.clip_batch_size)
+            have = [r for r in batch if r["sha256"] in emb]
+            if not have:
+                continue
+            mat = np.stack([emb[r["sha256"]] for r in have])
+            if config.nsfw_method == "probe":
+                scores = nsfw.probe_scores(mat, weight, bias)
+            else:
+                scores = nsfw.zero_shot_scores(mat, nsfw_text, safe_text, scale)
+            verdicts = nsfw.verdicts(
+                scores,
+                config.nsfw_threshold,
+                method=config.nsfw_method,
+                model_key=clip.key,
+                random=clip.random,
+            )
+            with cat.transaction():
+                for r, v in zip(have, verdicts):
+                    cat.set_verdict(int(r["id"]), v.filter, v.verdict, v.reason, v.score)
+                    if not v.passed:
+                        cat.conn.execute(
+                            "UPDATE images SET status = 'rejected' WHERE id = ? AND status = "
+                            "'accepted'",
+                            (int(r["id"]),),
+                        )
+            for r, v in zip(have, verdicts):
+                if on_scored is not None:
+                    on_scored(int(r["id"]), v)
+            scored += len(have)
+            if progress is not None:
+                from entityseg_data.ingest.pipeline import ProgressEvent
+
+                progress(ProgressEvent("nsfw", "nsfw", "scored", len(have)))
+    finally:
+        cache.close()
+    return clip.key, scored
