@@ -92,6 +92,29 @@ def test_cli_errors(tmp_path):
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 
+def test_cli_errors_listing(tmp_path, server, images):
+    ws = Workspace.create(tmp_path / "ws")
+    urls = tmp_path / "u.txt"
+    urls.write_text(server.url("/gone.jpg") + "\n")
+    res = CliRunner().invoke(
+        cli,
+        [
+            "-w",
+            str(ws.root),
+            "ingest",
+            f"urls:{urls}",
+            "--no-nsfw",
+            "--errors",
+            "--set",
+            "ingest.per_host_rps=0",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "http_404: 1" in res.output and "/gone.jpg: " in res.output
+    res = CliRunner().invoke(cli, ["-w", str(ws.root), "ingest", "--errors", "--json"])
+    assert json.loads(res.output)["failures"]["http_404"]["count"] == 1
+
+
 def test_cli_table_output(tmp_path, images):
     ws = Workspace.create(tmp_path / "ws")
     photos = _photos(tmp_path, images, n=2)

@@ -134,6 +134,18 @@ def test_ingest_folder_and_urls(workspace, corpus):
         assert sorted(r["error_kind"] for r in failed) == sorted(
             ["truncated", "content_type", "http_404", "http_500", "too_many_pixels", "truncated"]
         )
+    from entityseg_data.ingest.report import failures_by_kind
+
+    with workspace.catalog() as cat:
+        fails = failures_by_kind(cat)
+    assert {k: v["count"] for k, v in fails.items()} == {
+        "truncated": 2,
+        "content_type": 1,
+        "http_404": 1,
+        "http_500": 1,
+        "too_many_pixels": 1,
+    }
+    assert fails["http_404"]["examples"][0]["url"].endswith("/missing.jpg")
     # a rerun skips everything final; the transient failures (500, truncated) are retried
     again = ingest(workspace, [folder_src, url_src], CFG)
     total = again.totals()

@@ -24,6 +24,12 @@ from entityseg_data.cli.common import echo_table, get_workspace, set_option
     is_flag=True,
     help="Re-apply the filters to the images already in the catalog (cached embeddings).",
 )
+@click.option(
+    "--errors",
+    "show_errors",
+    is_flag=True,
+    help="Also list failed items by kind (from the ledger, all runs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @set_option
 @click.pass_context
@@ -38,6 +44,7 @@ def ingest(
     workers: int | None,
     tags: tuple[str, ...],
     refilter: bool,
+    show_errors: bool,
     as_json: bool,
     overrides: tuple[str, ...],
 ) -> None:
@@ -61,13 +68,14 @@ def ingest(
       entityseg-data -w my_set ingest urls:urls.txt laion:part-00000.parquet --workers 16
       entityseg-data -w my_set ingest coco:annotations/instances_val2017.json:val2017 --no-nsfw
       entityseg-data -w my_set ingest --refilter --nsfw-threshold 0.3
+      entityseg-data -w my_set ingest --errors
       entityseg-data -w my_set ingest folder:demo/ --set ingest.allow_random_clip=true \\
           --set ingest.clip_pretrained=''
     """
     from entityseg_data.errors import ConfigError
 
-    if not sources and not refilter:
-        raise click.UsageError("give at least one SOURCE (or --refilter)")
+    if not sources and not refilter and not show_errors:
+        raise click.UsageError("give at least one SOURCE (or --refilter / --errors)")
     ws = get_workspace(ctx)
     cfg = ws.config(overrides).ingest
     changes = {
@@ -90,9 +98,10 @@ def ingest(
         raise ConfigError("--workers must be >= 1")
     if refilter:
         _refilter(ws, cfg, as_json)
-        if not sources:
-            return
-    _ingest(ctx, ws, cfg, sources, as_json)
+    if sources:
+        _ingest(ctx, ws, cfg, sources, as_json)
+    if show_errors:
+        _errors(ws, as_json)
 
 
 def _ingest(ctx, ws, cfg, specs, as_json: bool) -> None:
@@ -148,3 +157,19 @@ def _refilter(ws, cfg, as_json: bool) -> None:
     if rep.rejected_by:
         body = ", ".join(f"{k}={v}" for k, v in sorted(rep.rejected_by.items()))
         click.echo(f"  rejected by: {body}")
+
+
+def _errors(ws, as_json: bool) -> None:
+    from entityseg_data.ingest.report import failures_by_kind
+
+    with ws.catalog() as cat:
+        report = failures_by_kind(cat)
+    if as_json:
+        click.echo(json.dumps({"failures": report}, indent=2))
+        return
+    if not report:
+        click.echo("no failed items")
+    for kind, entry in report.items():
+        click.echo(f"{kind}: {entry['count']}")
+        for e in entry["examples"][:5]:
+            click.echo(f"  {e['source']} {e['url'] or e['source_id']}: {e['error']}")

@@ -106,3 +106,21 @@ class IngestReport:
                 }
             )
         return rows
+
+
+def failures_by_kind(catalog, limit: int = 20) -> dict[str, dict[str, Any]]:
+    """The error report from the ledger: for each failure kind its count and up to ``limit``
+    examples ``{"source", "source_id", "url", "error", "attempts"}`` (all runs, current state)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in catalog.query(
+        "SELECT error_kind, COUNT(*) AS n FROM items WHERE state = 'failed' GROUP BY error_kind "
+        "ORDER BY n DESC, error_kind"
+    ):
+        kind = row["error_kind"] or "unknown"
+        examples = catalog.query(
+            "SELECT source, source_id, url, error, attempts FROM items WHERE state = 'failed' "
+            "AND error_kind IS ? ORDER BY id LIMIT ?",
+            (row["error_kind"], limit),
+        )
+        out[kind] = {"count": int(row["n"]), "examples": [dict(e) for e in examples]}
+    return out
