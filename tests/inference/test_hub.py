@@ -108,20 +108,34 @@ def _closed_port() -> int:
     return port
 
 
-def test_offline_unreachable_and_gated_give_one_clear_error_fast(tmp_path):
+def test_offline_unreachable_and_gated_give_one_clear_error_fast(tmp_path, monkeypatch):
+    """In-process: huggingface_hub's offline switch (read at its import) is set per case."""
+    import huggingface_hub.constants as hf_constants
+
+    from entityseg_data.errors import OfflineError
+    from entityseg_data.model.inference.hub import download_official
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+
+    def attempt(name, endpoint, offline):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", offline)
+        t = time.time()
+        with pytest.raises(OfflineError) as err:
+            download_official(name)
+        return str(err.value), time.time() - t
+
     # offline mode, nothing cached
-    got, _ = run_resolve("cropformer_hornet_3x", tmp_path, "http://127.0.0.1:9", offline=True)
-    assert (
-        "HF_HUB_OFFLINE" in got["offline"]
-        and "--weights CropFormer_hornet_3x_03823a.pth" in (got["offline"])
-    )
-    assert got["seconds"] < 10
+    msg, seconds = attempt("cropformer_hornet_3x", "http://127.0.0.1:9", True)
+    assert "HF_HUB_OFFLINE" in msg and "--weights CropFormer_hornet_3x_03823a.pth" in msg
+    assert seconds < 10
     # unreachable endpoint: fails in seconds, not after ~47 s of retries
-    got, _ = run_resolve("cropformer_hornet_3x", tmp_path, f"http://127.0.0.1:{_closed_port()}")
-    assert "not reachable" in got["offline"] and got["seconds"] < 10
+    msg, seconds = attempt("cropformer_hornet_3x", f"http://127.0.0.1:{_closed_port()}", False)
+    assert "not reachable" in msg and seconds < 10
     # gated repo without access
     with FakeHub({}, gated=True) as hub:
-        t = time.time()
-        got, _ = run_resolve("mask2former_hornet_3x", tmp_path, hub.url)
-        assert time.time() - t < 60
-    assert "gated" in got["offline"] and "Mask2Former_hornet_3x_576d0b.pth" in got["offline"]
+        msg, seconds = attempt("mask2former_hornet_3x", hub.url, False)
+        assert hub.requests
+    assert "gated" in msg and "Mask2Former_hornet_3x_576d0b.pth" in msg and seconds < 60
