@@ -1,0 +1,1 @@
+"""The whole curation loop on bundled samples (``entityseg-data demo``)."""
