@@ -244,6 +244,8 @@ def test_shards_partition_the_inputs(tmp_path, tiny_model):
                 shard,
                 "--stride",
                 "1",
+                "--batch-size",
+                "2",
                 "--no-progress",
                 *FAST,
             ]
