@@ -183,8 +183,13 @@ class EntitySegmenter:
             device=self.device,
         )
         del views
-        with torch.inference_mode():
-            out = self.model(x, aux=False)
-            results = postprocess_batch(out, geos, self.options)
+        was_training = bool(getattr(self.model, "training", False))
+        self.model.eval()  # a model handed over mid-training (drop path) is put in eval mode
+        try:
+            with torch.inference_mode():
+                out = self.model(x, aux=False)
+                results = postprocess_batch(out, geos, self.options)
+        finally:
+            self.model.train(was_training)
         sources = list(sources) if sources is not None else [None] * len(arrays)
         return [r.with_source(s, self.model_version) for r, s in zip(results, sources)]
