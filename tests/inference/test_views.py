@@ -93,3 +93,53 @@ def test_stack_views_normalises_and_pads_across_the_batch():
     np.testing.assert_allclose(x[1, 0, 2, :33, :2].numpy(), (10 - 103.53) / 57.375, rtol=1e-6)
     with pytest.raises(DataError):
         stack_views([a, a[:1]])
+
+
+def test_separable_interpolation_equals_f_interpolate():
+    import torch
+    import torch.nn.functional as F
+
+    from entityseg_data.model.inference.interp import apply_cols, apply_rows, linear_axis
+
+    g = torch.Generator().manual_seed(0)
+    for (h, w), (oh, ow) in [
+        ((5, 7), (13, 3)),
+        ((8, 8), (32, 32)),
+        ((9, 4), (9, 4)),
+        ((1, 6), (4, 11)),
+        ((20, 27), (7, 5)),
+    ]:
+        x = torch.randn((3, h, w), generator=g)
+        ref = F.interpolate(x[:, None], size=(oh, ow), mode="bilinear", align_corners=False)[:, 0]
+        ax_r, ax_c = linear_axis(h, oh), linear_axis(w, ow)
+        full = apply_rows(apply_cols(x, ax_c, 0, ow, 0), ax_r, 0, oh, 0)
+        # the same two source cells and weights as PyTorch's kernel; its rounding may differ
+        # by an ulp (fused multiply-adds), nothing more
+        assert float((full - ref).abs().max()) <= 1e-6 * max(1.0, float(ref.abs().max()))
+        # any window of the output from the matching window of the input
+        a, b, c, d = oh // 3, oh, ow // 2, max(ow // 2 + 1, ow - 1)
+        ra, rb = ax_r.window(a, b)
+        ca, cb = ax_c.window(c, d)
+        part = apply_rows(apply_cols(x[:, ra:rb, ca:cb], ax_c, c, d, ca), ax_r, a, b, ra)
+        assert torch.equal(part, full[:, a:b, c:d])  # windows are bitwise the full map
+
+
+def test_x4_window_upsampling_equals_the_full_map():
+    import torch
+    import torch.nn.functional as F
+
+    from entityseg_data.model.inference.fusion import _upsample4_window, _Win
+    from entityseg_data.model.inference.interp import linear_axis
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn((4, 2, 50, 68), generator=g)
+    full = F.interpolate(m, size=(200, 272), mode="bilinear", align_corners=False)
+    ar, ac = linear_axis(50, 200), linear_axis(68, 272)
+    for pa, pb, pc, pd in [(0, 200, 0, 272), (17, 93, 5, 201), (150, 200, 260, 272), (3, 4, 9, 10)]:
+        la, lb = ar.window(pa, pb)
+        lc, ld = ac.window(pc, pd)
+        win = _Win(0, 0, 0, 0, pa, pb, pc, pd, la, lb, lc, ld, 0, 0, 0, 0)
+        out = _upsample4_window(m, 1, torch.tensor([0, 2, 3]), win)
+        ref = full[[0, 2, 3], 1, pa:pb, pc:pd]
+        assert out.shape == ref.shape
+        assert float((out - ref).abs().max()) <= 1e-6

@@ -1,6 +1,8 @@
 """Memory-bounded fusion of per-view mask logits into one non-overlapping label map.
 
-Computes the same pixels as the official post-processing (:mod:`.reference`, REFERENCE.md 6.1):
+Computes the official post-processing (:mod:`.reference`, REFERENCE.md 6.1) up to float32
+rounding (the separable interpolation can differ from PyTorch's kernel by an ulp, which flips a
+pixel only where the fused probability is within ~1e-7 of the 0.5 cut):
 per query and view, mask logits at 1/4 of the padded input are upsampled to the padded size, cut
 to the view, resized to the view's region in original pixels, passed through a sigmoid and
 averaged over the views covering each pixel (crops in order, then the full view); a query owns a
@@ -232,8 +234,9 @@ def _upsample4_window(masks, view: int, ids, win: _Win):
     the x4 bilinear upsampling of the low-resolution logits, computed by ``F.interpolate`` on a
     window with a one-cell margin. With the margin every output reads the same two source cells
     with the same weights as when the whole map is upsampled (scale exactly 1/4, offsets
-    multiples of 4), so the values are those of the full upsampling; at the map border the
-    window border IS the map border, so the clamping is the same too."""
+    multiples of 4); at the map border the window border IS the map border, so the clamping is
+    the same too. The values equal the full upsampling's up to an ulp (the kernel's vectorised
+    and scalar paths round differently)."""
     import torch.nn.functional as F
 
     h4, w4 = int(masks.shape[2]), int(masks.shape[3])
