@@ -258,3 +258,50 @@ def test_sam_png_folder(tmp_path):
     assert len(pre["result"]) == 3
     with pytest.raises(DataError):
         load_sam_output(tmp_path)  # no metadata.csv
+
+
+def test_predict_from_sam_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from entityseg_data.cli.main import cli
+
+    _masks, recs = _sam_records()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "frame1.json").write_text(json.dumps(recs))
+    (tmp_path / "in" / "broken.json").write_text("{not json")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--from-sam",
+            str(tmp_path / "in" / "frame1.json"),
+            str(tmp_path / "in" / "broken.json"),
+            "-o",
+            str(out / "{stem}"),
+            "-f",
+            "png",
+            "-f",
+            "json",
+            "-f",
+            "coco",
+        ],
+    )
+    assert r.exit_code == 1 and "converted 1" in r.output and "broken.json" in r.output
+    lm = read_label_png(out / "frame1.png")
+    np.testing.assert_array_equal(lm, sam_to_result(recs).label_map)
+    side = json.loads((out / "frame1.json").read_text())
+    assert side["score_mode"] == "sam:predicted_iou" and len(side["entities"]) == 1
+    assert len(json.loads((out / "frame1.coco.json").read_text())) == 1
+    # writing next to the input would overwrite it: refused
+    r = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--from-sam",
+            str(tmp_path / "in" / "frame1.json"),
+            "-o",
+            str(tmp_path / "in" / "{stem}"),
+        ],
+    )
+    assert r.exit_code != 0 and (tmp_path / "in" / "frame1.json").read_text() == json.dumps(recs)

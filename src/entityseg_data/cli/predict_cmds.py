@@ -103,6 +103,14 @@ FORMAT_CHOICES = ("png", "json", "coco", "overlay", "cutouts", "npz")
     help="Predict the workspace's accepted "
     "images and store them as stage-1 pre-annotations (predictions table).",
 )
+@click.option(
+    "--from-sam",
+    "from_sam",
+    is_flag=True,
+    help="INPUTs are SAM automatic-mask-generator outputs (COCO-RLE JSON files or mask folders "
+    "with metadata.csv): make them non-overlapping (higher predicted_iou wins) and write the "
+    "same outputs. No model is loaded.",
+)
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickled checkpoints (trusted files).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -129,6 +137,7 @@ def predict(
     shard: str | None,
     failures: str | None,
     workspace_images: bool,
+    from_sam: bool,
     threads: int | None,
     trust_pickle: bool,
     no_progress: bool,
@@ -170,6 +179,9 @@ def predict(
         )
     if output is None and not workspace_images:
         raise click.UsageError("-o/--output is required (unless --workspace-images)")
+    if from_sam:
+        _convert_sam(inputs, output, formats, min_area, skip_existing)
+        return
     if model_name is None and weights is None:
         raise click.UsageError("pass --model NAME or --weights PATH")
     if workspace_images and resize:
@@ -267,6 +279,47 @@ def predict(
         # each failure was logged as a warning while running (path: problem)
         if failures_path:
             click.echo(f"{summary.failed} failure(s) written to {failures_path}", err=True)
+        sys.exit(1)
+
+
+def _convert_sam(inputs, output, formats, min_area, skip_existing) -> None:
+    """``--from-sam``: SAM outputs -> non-overlapping label maps and sidecars."""
+    from pathlib import Path
+
+    from entityseg_data.errors import EntitySegError
+    from entityseg_data.model.inference.outputs import (
+        check_formats,
+        output_base,
+        output_paths,
+        outputs_exist,
+        save_result,
+    )
+    from entityseg_data.model.inference.sam import sam_to_result
+
+    if output is None:
+        raise click.UsageError("-o/--output is required with --from-sam")
+    fmts = check_formats(formats or ("png", "json"))
+    if set(fmts) & {"overlay", "cutouts"}:
+        raise click.UsageError("--from-sam writes png, json, coco and npz (no image is read)")
+    done = skipped = 0
+    failed = []
+    for k, item in enumerate(inputs):
+        path = Path(item)
+        try:
+            base = output_base(output, path, root=path.parent, index=k)
+            if path.resolve() in {p.resolve() for p in output_paths(base, fmts).values()}:
+                raise click.UsageError(f"{path}: the outputs would overwrite this input")
+            if skip_existing and outputs_exist(base, fmts):
+                skipped += 1
+                continue
+            res = sam_to_result(path, min_area=min_area or 0)
+            save_result(res, output, formats=fmts, root=path.parent, index=k)
+            done += 1
+        except (EntitySegError, OSError, ValueError) as exc:
+            failed.append(f"{path}: {exc}")
+            click.echo(f"failed: {path}: {exc}", err=True)
+    click.echo(f"converted {done} SAM output(s), skipped {skipped}, failed {len(failed)}")
+    if failed:
         sys.exit(1)
 
 
