@@ -122,8 +122,13 @@ print(json.dumps({"seconds": dt, "pulled": rep.pulled, "rejected": rep.rejected,
 
 
 def bench_pull(n_images: int, h: int, w: int, n_entities: int) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
     sys.path.insert(0, str(ROOT / "tests" / "annotation"))
-    from conftest import _build_template, _template_dir
+    try:
+        from labelstudio_support import build_template as _build_template
+        from labelstudio_support import template_dir as _template_dir
+    except ImportError:
+        from conftest import _build_template, _template_dir
 
     from entityseg_data.annotation.server import LabelStudioServer, copy_data_dir, signup_user
     from entityseg_data.annotation.session import write_credentials

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import _template_dir, add_test_images
+from conftest import add_test_images
 
 from entityseg_data.cli.main import cli
 from entityseg_data.masks import rle as rle_utils
@@ -100,8 +100,15 @@ def test_start_local_server_on_a_copied_data_dir(labelstudio, tmp_path):
     from entityseg_data.annotation import session
     from entityseg_data.workspace import Workspace
 
-    template = _template_dir()
-    meta = json.loads((template / "template.json").read_text())
+    try:  # the shared template helper (tests/labelstudio_support.py)
+        from labelstudio_support import ensure_template
+
+        template, meta = ensure_template()
+    except ImportError:
+        from conftest import _template_dir
+
+        template = _template_dir()
+        meta = json.loads((template / "template.json").read_text())
     ws = Workspace.create(tmp_path / "ws")
     shutil.copytree(template, ws.root / "labelstudio", dirs_exist_ok=True)
     session.write_credentials(
