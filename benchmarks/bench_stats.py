@@ -28,6 +28,13 @@ from pathlib import Path
 
 BASELINE = r"""
 import json, sys, time
+def peak_mb():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's peak,
+    # since Linux keeps it across fork + exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 import numpy as np
 from pycocotools import mask as M
 from skimage.measure import perimeter_crofton
@@ -49,14 +56,20 @@ for a in data["annotations"]:
     p = perimeter_crofton(np.pad(crop, 1), directions=4)
     conv.append(area / hull)
     simp.append(np.sqrt(4 * np.pi * area) / p)
-import resource
 print(json.dumps({"seconds": time.perf_counter() - t, "entities": len(conv),
                   "complexity": float(np.mean(conv)), "simplicity": float(np.mean(simp)),
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": peak_mb()}))
 """
 
 OURS = r"""
 import json, sys, time
+def peak_mb():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's peak,
+    # since Linux keeps it across fork + exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 from entityseg_data.stats.config import StatsConfig
 from entityseg_data.stats.engine import compute_stats
 from entityseg_data.stats.table import table_row
@@ -64,14 +77,20 @@ t = time.perf_counter()
 s = compute_stats(sys.argv[1], config=StatsConfig(workers=int(sys.argv[3])), limit=int(sys.argv[2]))
 dt = time.perf_counter() - t
 row = table_row(s)
-import resource
 print(json.dumps({"seconds": dt, "entities": s.n_entities, "complexity": row["complexity"],
                   "simplicity": row["simplicity"],
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": peak_mb()}))
 """
 
 CLI_CODE = r"""
-import json, resource, sys, time
+import json, sys, time
+def peak_mb():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's peak,
+    # since Linux keeps it across fork + exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 from entityseg_data.cli.main import main
 t = time.perf_counter()
 try:
@@ -79,7 +98,7 @@ try:
 except SystemExit as exc:
     assert not exc.code, exc.code
 print(json.dumps({"seconds": time.perf_counter() - t,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": peak_mb()}))
 """
 
 
@@ -147,7 +166,7 @@ def main() -> None:
         print(f"{name:34s} {n:6d} {sec:9.1f} {sec / n:8.3f} {t['peak_mb']:8.0f} {c} {sm}")
     ratio = base["seconds"] / ours_small["seconds"]
     print(f"\nper-image speed-up over the per-mask skimage baseline: {ratio:.1f}x")
-    print("peak MB = max RSS of that run's process (with 2 workers: the parent only).")
+    print("peak MB = VmHWM (peak RSS) of that run's process (with 2 workers: the parent only).")
 
 
 if __name__ == "__main__":
