@@ -156,3 +156,32 @@ def test_mask2former_lsj_and_bf16_steps(stripes, tmp_path, tiny_overrides):
     assert len(res.losses) == 1 and all(np.isfinite(res.losses))
     line = json.loads((tmp_path / "m2f" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "loss_ce_2d" in line and not any(k.endswith("_3d") for k in line)
+
+
+def test_init_from_official_files(oracle_dir, stripes, tmp_path, tiny_overrides):
+    """--init with an official-format file (the oracle's tiny Swin CropFormer weights.npz), and a
+    Mask2Former-format file (same weights without make_3d) initialising a CropFormer: only the
+    association module keeps its fresh initialisation (REFERENCE 4.5)."""
+    torch.set_num_threads(1)
+    src = oracle_dir / "tiny" / "weights.npz"
+    official = dict(np.load(src))
+    m2f = tmp_path / "m2f.npz"
+    np.savez(m2f, **{k: v for k, v in official.items() if ".make_3d." not in k})
+    for path, expect_missing in ((src, False), (m2f, True)):
+        cfg = load_train_config(
+            None,
+            tiny_overrides(
+                stripes,
+                tmp_path / path.stem,
+                max_iter=1,
+                model="tiny_swin",
+                model_overrides="[]",
+                init=path,
+            ),
+        )
+        t = Trainer(config=cfg)
+        state = t.model.state_dict()
+        k = "sem_seg_head.predictor.query_feat.weight"
+        np.testing.assert_array_equal(state[k].numpy(), official[k])
+        assert bool(t.init_report["missing"]) == expect_missing
+        assert all(".make_3d." in m for m in t.init_report["missing"])
