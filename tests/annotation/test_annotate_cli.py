@@ -72,21 +72,21 @@ def test_vocab_and_status_commands(workspace):
 
 @pytest.mark.labelstudio
 def test_push_pull_through_the_cli(labelstudio):
-    ws = labelstudio.workspace("cli", ("annotation.annotators=[carol]",))
+    ws = labelstudio.workspace("cli", ("annotation.annotators=[frank]",))
     (iid,) = add_test_images(ws, [(30, 40)])
     runner = CliRunner()
     base = ["-w", str(ws.root), "annotate"]
-    res = runner.invoke(cli, [*base, "users", "carol"])
-    assert res.exit_code == 0 and "carol@entityseg.local" in res.output, res.output
+    res = runner.invoke(cli, [*base, "users", "frank"])
+    assert res.exit_code == 0 and "frank@entityseg.local" in res.output, res.output
     res = runner.invoke(cli, [*base, "push", "--stage", "1", "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output[res.output.index("{") :])
-    assert rep["tasks"] == 1 and rep["projects"]["carol"]
+    assert rep["tasks"] == 1 and rep["projects"]["frank"]
     from entityseg_data.annotation.session import annotator_client, tasks_for
 
-    carol = annotator_client(ws, "carol")
-    task = carol.task(tasks_for(ws, 1, "carol")[0]["ls_task_id"])
-    carol.create_annotation(task["id"], task["predictions"][0]["result"])  # accept as is
+    frank = annotator_client(ws, "frank")
+    task = frank.task(tasks_for(ws, 1, "frank")[0]["ls_task_id"])
+    frank.create_annotation(task["id"], task["predictions"][0]["result"])  # accept as is
     res = runner.invoke(cli, [*base, "pull", "--stage", "1", "--report", str(ws.root / "r.json")])
     assert res.exit_code == 0, res.output
     assert "1 pulled (0 rejected)" in res.output and "1 approved" in res.output

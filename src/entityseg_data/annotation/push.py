@@ -1,15 +1,18 @@
 """Push catalog images to Label Studio as stage-1 or stage-2 tasks, with pre-annotations.
 
 Assignment convention (the Community edition has no task assignment): **one project per stage and
-annotator**, titled ``"<stage title> · <annotator>"``. Every image gets a *primary* annotator
-(a stable hash of the seed and the image id picks one of ``annotation.annotators``); a sample of
-images (the overlap sample: each image independently with probability ``overlap_fraction``, at most
-``overlap_images`` in total, like the paper's 500 images / 1.5%) is also given to the next
-``overlap_annotators - 1`` annotators in the list. An image's task is imported into the project
-of every annotator it is assigned to; the catalog gets one ``annotations`` row per (image, stage,
-annotator) with the project and task ids (status ``pushed``). The assignment (annotators in
-order, primary first) is stored in the catalog's kv table (``annotation.stage{N}.assignment``);
-stage 2 reuses the stage-1 assignment of an image so the overlap sample is the same in both stages.
+annotator**, titled ``"<stage title> · <annotator> · <workspace tag>"`` (the project ids are kept
+in the catalog's kv table, ``annotation.stage{N}.projects``; the short random workspace tag keeps
+two workspaces on one server apart and is also written into every task's data). Every image gets
+a *primary* annotator (a stable hash of the seed and the image id picks one of
+``annotation.annotators``); a sample of images (the overlap sample: each image independently
+with probability ``overlap_fraction``, at most ``overlap_images`` in total, like the paper's 500
+images / 1.5%) is also given to the next ``overlap_annotators - 1`` annotators in the list. An
+image's task is imported into the project of every annotator it is assigned to; the catalog gets
+one ``annotations`` row per (image, stage, annotator) with the project and task ids (status
+``pushed``). The assignment (annotators in order, primary first) is stored in the catalog's kv
+table (``annotation.stage{N}.assignment``); stage 2 reuses the stage-1 assignment of an image so
+the overlap sample is the same in both stages.
 
 Stage 1 tasks carry the image's row of the predictions table (``annotation.model_version``, or the
 newest) as a Label Studio prediction of brush regions. Stage 2 tasks are made for images with an
@@ -188,9 +191,27 @@ class PushReport:
         return dict(self.__dict__)
 
 
-def project_title(stage: int, annotator: str, cfg: Any) -> str:
+TITLE_MAX = 50  # Label Studio's limit on project titles
+
+
+def project_title(stage: int, annotator: str, cfg: Any, tag: str = "") -> str:
+    """``"<stage title> · <annotator> · <workspace tag>"`` cut to Label Studio's 50 characters
+    (the tag keeps projects of two workspaces on one server apart)."""
     base = cfg.stage1_project if stage == 1 else cfg.stage2_project
-    return f"{base} · {annotator}"
+    suffix = f" · {annotator}" + (f" · {tag}" if tag else "")
+    return (base[: max(0, TITLE_MAX - len(suffix))].rstrip() + suffix)[:TITLE_MAX]
+
+
+def workspace_tag(cat: Any) -> str:
+    """A short random id of the workspace, made on first use (kv ``annotation.workspace_tag``);
+    it goes into project titles and task data."""
+    tag = cat.get_kv("annotation.workspace_tag")
+    if not tag:
+        import secrets
+
+        tag = secrets.token_hex(3)
+        cat.set_kv("annotation.workspace_tag", tag)
+    return str(tag)
 
 
 def ensure_project(
@@ -199,10 +220,19 @@ def ensure_project(
     title: str,
     label_config: str,
     storage_paths: Sequence[Path] = (),
+    project_id: int | None = None,
 ) -> dict[str, Any]:
-    """Find the project by title (updating its labeling config when it changed) or create it;
-    register Local Files storages (not synced) for ``storage_paths``."""
-    project = client.project_by_title(title)
+    """The project ``project_id`` (when it still exists), else the one titled ``title``, else a
+    new one; its labeling config is updated when it changed, and Local Files storages (not
+    synced) are registered for ``storage_paths``."""
+    project = None
+    if project_id is not None:
+        try:
+            project = client.project(int(project_id))
+        except Exception:  # deleted on the server: find or create it again
+            project = None
+    if project is None:
+        project = client.project_by_title(title)
     settings = {
         "show_collab_predictions": True,
         "show_skip_button": True,
@@ -223,14 +253,14 @@ def ensure_project(
     return project
 
 
-def _existing_tasks(client: LabelStudioClient, project_id: int) -> dict[int, int]:
-    """image_id -> task id of a project's tasks (recovers a push interrupted before the catalog
-    write)."""
+def _existing_tasks(client: LabelStudioClient, project_id: int, tag: str) -> dict[int, int]:
+    """image_id -> task id of this workspace's tasks in a project (recovers a push interrupted
+    before the catalog write)."""
     out = {}
     for t in client.iter_tasks(project_id, fields="task_only"):
-        iid = (t.get("data") or {}).get("image_id")
-        if iid is not None:
-            out.setdefault(int(iid), int(t["id"]))
+        data = t.get("data") or {}
+        if data.get("image_id") is not None and data.get("workspace") == tag:
+            out.setdefault(int(data["image_id"]), int(t["id"]))
     return out
 
 
@@ -321,12 +351,14 @@ def push(
         )
         cat.set_kv(assignment_key(stage), {str(k): v for k, v in sorted(assignment.items())})
         projects = dict(cat.get_kv(projects_key(stage), {}) or {})
+        tag = workspace_tag(cat)
 
     needed = sorted({a for i in eligible for a in assignment[i]})
     for annotator in needed:
         proj = ensure_project(
             client,
-            title=project_title(stage, annotator, acfg),
+            title=project_title(stage, annotator, acfg, tag),
+            project_id=projects.get(annotator),
             label_config=label_config,
             storage_paths=storage,
         )
@@ -334,7 +366,7 @@ def push(
     with workspace.catalog() as cat:
         cat.set_kv(projects_key(stage), projects)
     report.projects = {a: projects[a] for a in needed}
-    existing = {a: _existing_tasks(client, projects[a]) for a in needed}
+    existing = {a: _existing_tasks(client, projects[a], tag) for a in needed}
     model_versions: dict[str, set[str]] = defaultdict(set)
 
     batch = max(1, acfg.push_batch)
@@ -356,6 +388,7 @@ def push(
                         "height": h,
                         "width": w,
                         "stage": stage,
+                        "workspace": tag,
                     }
                     predictions = []
                     if stage == 1:
@@ -459,6 +492,7 @@ __all__ = [
     "load_prediction",
     "prediction_results",
     "project_title",
+    "workspace_tag",
     "projects_key",
     "push",
 ]

@@ -344,6 +344,13 @@ def signup_user(url: str, admin_token: str, email: str, password: str) -> str:
     if r.status_code not in (302, 303):
         m = re.search(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', r.text or "")
         log.debug("signup of %s answered %s (%s)", email, r.status_code, m and m.group(1))
+        try:  # the account may exist already with this password
+            return personal_access_token(url, email, password)
+        except LabelStudioError as exc:
+            raise LabelStudioError(
+                f"could not sign {email} up (the account probably exists with another password) "
+                f"and could not log in: {exc}; use the account's stored token or another name"
+            ) from None
     return personal_access_token(url, email, password)
 
 
