@@ -226,3 +226,21 @@ def test_one_region_with_brush_and_polygon_is_the_union():
     regions, findings = parse_results(results, h, w)
     assert not findings and regions[0].kinds == ["brush", "polygon"]
     assert np.array_equal(regions[0].mask(h, w), a | polygon_mask(pts, h, w))
+
+
+def test_12mp_label_map_paths_are_bit_exact_against_the_sdk():
+    sdk = pytest.importorskip("label_studio_sdk.converter.brush")
+    from entityseg_data.annotation.convert import brush_runs_to_rles, rles_to_brush
+    from entityseg_data.masks.brush import brush_pixel_runs
+
+    h, w = 3000, 4000
+    rng = np.random.default_rng(0)
+    small = rng.integers(1, 9, (h // 50, w // 50))
+    lm = np.repeat(np.repeat(small, 50, 0), 50, 1).astype(np.uint16)
+    lm[1000:1003, :] = 9  # thin full-width stripe: runs longer than 2^16 values
+    rles = [rle_utils.encode((lm == i).astype(np.uint8)) for i in range(1, 10)]
+    brushes = rles_to_brush(rles, h, w)
+    for i in (1, 9):  # the SDK is slow: two of the nine
+        assert brushes[i - 1] == sdk.mask2rle((lm == i).astype(np.uint8) * 255)
+    runs = [brush_pixel_runs(b, h, w) for b in brushes]
+    assert brush_runs_to_rles(runs, h, w) == rles

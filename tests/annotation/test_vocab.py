@@ -121,3 +121,10 @@ def test_user_mapping_overrides(wn, tmp_path):
     bad.write_text("dog,canine,animalish\n")
     with pytest.raises(vocab.DataError, match="kind must be"):
         vocab.load_mapping(bad)
+
+
+def test_every_name_has_a_category(wn):
+    v = vocab.Vocabulary().build(["dog", "dog", "sky"])
+    names = {c["name"]: c for c in v.class_list()}
+    assert names["unknown"]["count"] == 0 and names["unknown"]["kind"] == "special"
+    assert v.category_of(None)[1] == "unknown" and v.category_of("zzzqqq")[1] == "unknown"

@@ -425,6 +425,10 @@ class Vocabulary:
                 i["synset"] = row["synset"]
             # an override's kind decides; otherwise the majority of the members' kinds
             i["kinds"][row["kind"]] += n * (10**9 if row["source"] == "override" else 1)
+        # 'unknown' always exists, so every name (also an empty one) has a category
+        info.setdefault(
+            "unknown", {"synset": None, "kinds": Counter({"special": 1}), "names": set()}
+        )
         rows = []
         for cname, i in info.items():
             kind = i["kinds"].most_common(1)[0][0]
