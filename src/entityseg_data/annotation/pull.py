@@ -1,14 +1,15 @@
 """Pull annotations from Label Studio into the workspace, check them, and approve.
 
 For each stage and each annotator project (see :mod:`entityseg_data.annotation.push`), the task
-list is read page by page and then each task's annotations (``/api/tasks/{id}/annotations/``: full
-results with region ids, without the predictions, so memory stays flat at 12 MP). For every task the newest submitted
-annotation of the project's annotator is converted (brush RLE -> COCO RLE exactly, polygons
-rasterised, per-region names joined on the region id), checked (:mod:`.qa`), written with
-:func:`~entityseg_data.masks.store.save_annotation` to ``masks/stage{s}/{annotator}/{id}.json``
-and recorded in the catalog (status ``pulled`` or ``rejected``, QA findings, Label Studio ids) in
-one transaction per task. An annotation already pulled (same Label Studio id and ``updated_at``)
-is skipped, so an interrupted pull loses nothing and a re-run only does the rest.
+list is read page by page and then each task's annotations (``/api/tasks/{id}/annotations/``:
+full results with region ids, without the predictions, so memory stays flat at 12 MP). For every
+task the newest submitted annotation of the project's annotator is converted (brush RLE -> COCO
+RLE exactly, polygons rasterised, per-region names joined on the region id), checked
+(:mod:`.qa`), written with :func:`~entityseg_data.masks.store.save_annotation` to
+``masks/stage{s}/{annotator}/{id}.json`` and recorded in the catalog (status ``pulled`` or
+``rejected``, QA findings, Label Studio ids) in one transaction per task. An annotation already
+pulled (same Label Studio id and ``updated_at``) is skipped, so an interrupted pull loses nothing
+and a re-run only does the rest.
 
 Approval rule: after the pull, for each image of the stage, the annotation of the first annotator
 in the image's assignment order (the primary annotator first) whose annotation passed QA becomes
