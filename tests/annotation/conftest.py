@@ -17,50 +17,12 @@ Other test areas can use it too::
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-ADMIN_EMAIL = "admin@entityseg.test"
-ADMIN_PASSWORD = "entityseg-admin-pw"
-
-
-def _template_dir() -> Path:
-    env = os.environ.get("ENTITYSEG_LS_TEMPLATE")
-    if env:
-        return Path(env)
-    try:
-        from importlib.metadata import version
-
-        v = version("label-studio")
-    except Exception:
-        v = "unknown"
-    return Path.home() / ".cache" / "entityseg-data" / f"ls-template-{v}"
-
-
-def _build_template(dest: Path) -> dict:
-    from entityseg_data.annotation.server import LabelStudioServer, personal_access_token
-
-    tmp = dest.with_name(dest.name + f".building-{uuid.uuid4().hex[:6]}")
-    server = LabelStudioServer(data_dir=tmp, username=ADMIN_EMAIL, password=ADMIN_PASSWORD, port=0)
-    server.start(timeout=600)
-    try:
-        token = personal_access_token(server.url, ADMIN_EMAIL, ADMIN_PASSWORD)
-    finally:
-        server.stop()
-    meta = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "token": token}
-    (tmp / "template.json").write_text(json.dumps(meta))
-    os.chmod(tmp / "template.json", 0o600)
-    if dest.exists():  # another session won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.rename(dest)
-    return json.loads((dest / "template.json").read_text())
+from labelstudio_support import ADMIN_EMAIL, ensure_template
 
 
 @dataclass
@@ -120,12 +82,7 @@ def labelstudio(tmp_path_factory):
     pytest.importorskip("label_studio")
     from entityseg_data.annotation.server import LabelStudioServer, copy_data_dir
 
-    template = _template_dir()
-    if not (template / "template.json").exists():
-        template.parent.mkdir(parents=True, exist_ok=True)
-        meta = _build_template(template)
-    else:
-        meta = json.loads((template / "template.json").read_text())
+    template, meta = ensure_template()
     base = tmp_path_factory.mktemp("labelstudio")
     data = copy_data_dir(template, base / "data")
     root = base / "root"

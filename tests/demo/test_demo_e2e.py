@@ -1,0 +1,175 @@
+"""The README's main job as a test: `entityseg-data demo DIR --simulate`, killed in the middle
+and rerun, must complete without duplicates and leave the expected artefacts.
+
+The demo starts its own Label Studio in the workspace (its real code path); to skip the first
+boot's minute of migrations the workspace's Label Studio data dir is seeded with the test
+session's migrated template (tests/labelstudio_support.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.labelstudio
+
+KILL_AT = "== stage 1 annotation (SIMULATED)"
+
+
+def _seed_labelstudio(ws_dir: Path) -> None:
+    from labelstudio_support import ensure_template
+
+    template, meta = ensure_template()
+    data = ws_dir / "labelstudio"
+    shutil.copytree(template, data, ignore=shutil.ignore_patterns("template.json", "*.log"))
+    creds = {"admin": {"email": meta["email"], "password": meta["password"],
+                       "token": meta["token"]}}
+    path = data / "entityseg_credentials.json"
+    path.write_text(json.dumps(creds))
+    os.chmod(path, 0o600)
+
+
+def _demo_cmd(ws_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "entityseg_data", "demo", str(ws_dir), "--simulate",
+            "--synthetic", "2", "--train-steps", "2"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("LABEL_STUDIO_API_KEY", None)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["HF_DATASETS_OFFLINE"] = "1"
+    return env
+
+
+def _run_until_killed(ws_dir: Path, marker: str, timeout: float = 900) -> str:
+    """Start the demo, SIGKILL its whole process group right after ``marker`` is printed."""
+    proc = subprocess.Popen(
+        _demo_cmd(ws_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=_env(), start_new_session=True,
+    )
+    out = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.append(line)
+        if marker in line:
+            time.sleep(3.0)  # let some annotations be written, not all
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("demo did not reach the kill point in time:\n" + "".join(out[-40:]))
+    proc.wait(timeout=60)
+    text = "".join(out)
+    assert marker in text, text[-3000:]
+    return text
+
+
+def _ls_counts(ws_dir: Path) -> dict[str, tuple[int, int]]:
+    """project title -> (tasks, annotations) read back from Label Studio."""
+    from entityseg_data.annotation import session
+    from entityseg_data.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    server, client = session.start_local_server(ws)
+    try:
+        out = {}
+        for p in client.projects():
+            tasks = list(client.iter_tasks(int(p["id"])))
+            n_ann = sum(len(client.task_annotations(int(t["id"]))) for t in tasks)
+            out[p["title"]] = (len(tasks), n_ann)
+            image_ids = [t["data"].get("image_id") for t in tasks]
+            assert len(image_ids) == len(set(image_ids)), f"duplicate tasks in {p['title']}"
+        return out
+    finally:
+        server.stop()
+
+
+def test_demo_killed_then_rerun_completes_without_duplicates(tmp_path):
+    pytest.importorskip("label_studio")
+    ws_dir = tmp_path / "demo"
+    ws_dir.mkdir()
+    _seed_labelstudio(ws_dir)
+
+    _run_until_killed(ws_dir, KILL_AT)
+
+    rerun = subprocess.run(_demo_cmd(ws_dir), capture_output=True, text=True, env=_env(),
+                           timeout=1500)
+    assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
+    out = rerun.stdout
+    assert "stopping the Label Studio left running by an interrupted demo" in out
+    assert "== done" in out
+
+    from entityseg_data.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    with ws.catalog() as cat:
+        images = cat.images()
+        # 3 photos + rocket + 2 synthetic scenes; the copy, the re-encode and the small one out
+        assert len(images) == 6
+        assert cat.scalar("SELECT COUNT(*) FROM images") == 7  # + the too-small one, rejected
+        dups = {r["kind"] for r in cat.query("SELECT kind FROM duplicates")}
+        assert dups == {"exact", "near"}
+        failed = cat.query("SELECT error_kind FROM items WHERE state = 'failed'")
+        assert [r["error_kind"] for r in failed] == ["http_404"]
+        for stage in (1, 2):
+            rows = cat.annotations(stage=stage)
+            # every image annotated by both simulated annotators, one approved
+            assert len(rows) == 2 * len(images)
+            approved = [r for r in rows if r["status"] == "approved"]
+            assert len(approved) == len(images)
+        bob_qa = [r["qa"] for r in cat.annotations(stage=1, annotator="bob")]
+        assert any("overlap" in json.dumps(q) for q in bob_qa)  # the planted overlap is found
+        n_pred = cat.query(
+            "SELECT model_version, COUNT(*) AS n FROM predictions GROUP BY model_version"
+        )
+        assert {r["model_version"]: r["n"] for r in n_pred} == {
+            "baseline-felzenszwalb": 6,
+            "cropformer-tiny-demo": 6,
+        }
+
+    summary = json.loads((ws_dir / "exports" / "reports" / "demo_summary.json").read_text())
+    numbers = summary["numbers"]
+    # alice moves one boundary; bob moves two, merges, splits, misses one and overlaps one
+    assert 0.25 < numbers["mask_map"] < 0.95
+    # the same approved masks, names drawn per annotator from realistic variants
+    assert 0.2 < numbers["category_accuracy"] < 1.0
+
+    # Label Studio: one task per image per annotator project, one annotation per task
+    counts = _ls_counts(ws_dir)
+    assert len(counts) == 4  # 2 stages x 2 annotators
+    for title, (n_tasks, n_ann) in counts.items():
+        assert n_tasks == len(images), title
+        assert n_ann == n_tasks, title
+
+    # exports readable by pycocotools and by datasets
+    from pycocotools.coco import COCO
+
+    ann_dir = ws_dir / "exports" / "entityseg" / "annotations"
+    hr = sorted(p for p in ann_dir.glob("*.json") if not p.stem.endswith("_lr"))
+    lr = sorted(ann_dir.glob("*_lr.json"))
+    assert hr and lr
+    n_images = 0
+    for path in hr:
+        coco = COCO(str(path))
+        n_images += len(coco.getImgIds())
+        for ann in coco.loadAnns(coco.getAnnIds()[:5]):
+            m = coco.annToMask(ann)
+            assert m.sum() == ann["area"]
+    assert n_images == len(images)
+    import datasets
+
+    dd = datasets.load_from_disk(str(ws_dir / "exports" / "hf" / "hf"))
+    assert sum(len(split) for split in dd.values()) == len(images)
+    for key in ("fig3", "table_md"):
+        assert Path(summary["reports"][f"stats_{key}"]).exists()
+    assert (Path(summary["reports"]["model"]) / "model.safetensors").exists()
