@@ -128,3 +128,15 @@ def test_every_name_has_a_category(wn):
     names = {c["name"]: c for c in v.class_list()}
     assert names["unknown"]["count"] == 0 and names["unknown"]["kind"] == "special"
     assert v.category_of(None)[1] == "unknown" and v.category_of("zzzqqq")[1] == "unknown"
+
+
+def test_object_names_are_not_read_as_slang_for_people():
+    """'mug' is the drinking vessel, not chump.n.01 (its first physical sense in WordNet 3.0)."""
+    pytest.importorskip("nltk")
+    from entityseg_data.annotation.vocab import _wordnet, canonical_name
+
+    if _wordnet() is None:
+        pytest.skip("offline WordNet not installed")
+    assert canonical_name("mug") == "mug"
+    assert canonical_name("Mugs") == "mug"
+    assert canonical_name("man") == "person"

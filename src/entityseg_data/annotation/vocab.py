@@ -171,18 +171,32 @@ def _correct_spelling(phrase: str, wn: Any) -> str:
 
 
 def physical_synset(name: str, wn: Any) -> Any:
-    """The first noun synset of ``name`` under physical_entity.n.01 (else the first one)."""
+    """The first noun synset of ``name`` under physical_entity.n.01 (else the first one).
+
+    Exception: when that first physical sense is a person or a body part (slang senses such as
+    'mug' = chump.n.01 or countenance.n.03) and ``name`` heads another physical synset that is
+    neither, that one is taken ('mug' the drinking vessel, mug.n.04)."""
     if wn is None:
         return None
-    synsets = wn.synsets(name.replace(" ", "_"), "n")
+    key = name.replace(" ", "_")
+    synsets = wn.synsets(key, "n")
     if not synsets:
         return None
     phys = wn.synset("physical_entity.n.01")
-    for s in synsets:
-        for path in s.hypernym_paths():
-            if phys in path:
+    animate = (wn.synset("person.n.01"), wn.synset("body_part.n.01"))
+
+    def under(s: Any, roots: Any) -> bool:
+        return any(r in path for path in s.hypernym_paths() for r in roots)
+
+    physical = [s for s in synsets if under(s, (phys,))]
+    if not physical:
+        return synsets[0]
+    first = physical[0]
+    if under(first, animate):
+        for s in physical[1:]:
+            if s.lemmas()[0].name().lower() == key.lower() and not under(s, animate):
                 return s
-    return synsets[0]
+    return first
 
 
 def canonical_name(raw: str) -> str:
