@@ -121,6 +121,7 @@ class Demo:
         finally:
             if self.server is not None and not self.opts.keep_server:
                 self.server.stop()
+                self._pid_file().unlink(missing_ok=True)
 
     def _heading(self, text: str) -> None:
         self.echo("")
@@ -281,13 +282,45 @@ class Demo:
                 "starting a local Label Studio in the workspace (first start: about a minute of "
                 "database migrations)"
             )
+            self._stop_stale_server()
             self.server, self.client = session.start_local_server(
                 self.ws, port=self.opts.port or free_port()
             )
+            atomic_write_json(self._pid_file(), {"pid": self.server.process.pid})
             self.echo(f"Label Studio is up at {self.server.url}")
         self.result.labelstudio_url = self.client.url
         if self.opts.simulate:
             session.create_annotators(self.ws, ANNOTATORS, admin=self.client)
+
+    def _pid_file(self) -> Path:
+        return self.ws.root / "labelstudio" / "demo_server.json"
+
+    def _stop_stale_server(self) -> None:
+        """A killed demo leaves its Label Studio running (own process group): stop it so the
+        rerun does not start a second server on the same database."""
+        import os
+        import signal
+        import time
+
+        path = self._pid_file()
+        if not path.exists():
+            return
+        pid = int(json.loads(path.read_text())["pid"])
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            path.unlink(missing_ok=True)
+            return
+        self.echo(f"stopping the Label Studio left running by an interrupted demo (pid {pid})")
+        for _ in range(100):
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        path.unlink(missing_ok=True)
 
     def step_push(self, stage: int) -> None:
         from entityseg_data.annotation.push import push
@@ -549,11 +582,13 @@ class Demo:
         )
         res = trainer.train()
         self.model_dir = res.model_dir
-        last = res.losses[-1] if res.losses else float("nan")
-        self.echo(
-            f"{res.iteration} steps on CPU (from {res.start_iteration}), last loss {last:.3f}; "
-            f"model: {res.model_dir}"
-        )
+        if res.losses:
+            self.echo(
+                f"{res.iteration} steps on CPU (from {res.start_iteration}), last loss "
+                f"{res.losses[-1]:.3f}; model: {res.model_dir}"
+            )
+        else:
+            self.echo(f"already trained ({res.iteration} steps); model: {res.model_dir}")
         self.result.reports["model"] = str(res.model_dir)
         self.result.numbers["train_steps"] = res.iteration
 
