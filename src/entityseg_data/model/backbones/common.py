@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from entityseg_data.model.backbones.config import OUT_FEATURES, OUT_STRIDES
 
@@ -71,3 +74,11 @@ class LayerNorm2d(nn.Module):
         s = (x - u).pow(2).mean(1, keepdim=True)
         x = (x - u) / torch.sqrt(s + self.eps)
         return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+def maybe_checkpoint(fn: Callable[..., torch.Tensor], *args: object, enabled: bool) -> torch.Tensor:
+    """``fn(*args)``, recomputed in backward (non-reentrant checkpoint) when ``enabled`` and
+    gradients are being recorded."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)

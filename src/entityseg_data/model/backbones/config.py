@@ -42,6 +42,8 @@ class SwinConfig:
     #: official ops on the oracle); off by default: with 49-token windows it is not faster on CPU
     #: (docs/benchmarks.md), and the official ops reproduce the oracle bitwise
     fused_attention: bool = False
+    #: recompute each block in the backward pass (official USE_CHECKPOINT; training memory only)
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         _check_four("swin", self.depths, "depths")
@@ -80,6 +82,8 @@ class HorNetConfig:
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.6
     layer_scale_init_value: float = 1e-6
+    #: recompute each block in the backward pass (training memory only; same results)
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         _check_four("hornet", self.depths, "depths")

@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from entityseg_data.model.backbones.common import Backbone, DropPath, LayerNorm2d
+from entityseg_data.model.backbones.common import (
+    Backbone,
+    DropPath,
+    LayerNorm2d,
+    maybe_checkpoint,
+)
 from entityseg_data.model.backbones.config import OUT_FEATURES, HorNetConfig
 
 
@@ -182,7 +187,9 @@ class HorNet(Backbone):
             raise ValueError(f"HorNet expects (N, 3, H, W), got {tuple(x.shape)}")
         outs: dict[str, torch.Tensor] = {}
         for i in range(4):
-            x = self.stages[i](self.downsample_layers[i](x))
+            x = self.downsample_layers[i](x)
+            for block in self.stages[i]:
+                x = maybe_checkpoint(block, x, enabled=self.cfg.gradient_checkpointing)
             outs[OUT_FEATURES[i]] = getattr(self, f"norm{i}")(x)
         return outs
 

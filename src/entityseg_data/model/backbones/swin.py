@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from entityseg_data.errors import CheckpointError
-from entityseg_data.model.backbones.common import Backbone, DropPath
+from entityseg_data.model.backbones.common import Backbone, DropPath, maybe_checkpoint
 from entityseg_data.model.backbones.config import OUT_FEATURES, SwinConfig
 
 
@@ -211,9 +211,11 @@ class BasicLayer(nn.Module):
         drop_paths: list[float],
         downsample: bool,
         fused: bool,
+        checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.window = window
+        self.checkpointing = checkpointing
         self.shift = window // 2
         self.blocks = nn.ModuleList(
             SwinTransformerBlock(
@@ -239,7 +241,7 @@ class BasicLayer(nn.Module):
         if len(self.blocks) > 1 and self.shift:
             mask = shifted_window_mask(hp, wp, ws, self.shift, device=x.device).to(x.dtype)
         for blk in self.blocks:
-            x = blk(x, mask)
+            x = maybe_checkpoint(blk, x, mask, enabled=self.checkpointing)
         down = self.downsample(x) if self.downsample is not None else x
         return x, down
 
@@ -288,6 +290,7 @@ class SwinTransformer(Backbone):
                     drop_paths=rates[start : start + depth],
                     downsample=i < len(cfg.depths) - 1,
                     fused=cfg.fused_attention,
+                    checkpointing=cfg.gradient_checkpointing,
                 )
             )
             start += depth
