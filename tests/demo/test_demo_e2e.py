@@ -30,16 +30,27 @@ def _seed_labelstudio(ws_dir: Path) -> None:
     template, meta = ensure_template()
     data = ws_dir / "labelstudio"
     shutil.copytree(template, data, ignore=shutil.ignore_patterns("template.json", "*.log"))
-    creds = {"admin": {"email": meta["email"], "password": meta["password"],
-                       "token": meta["token"]}}
+    creds = {
+        "admin": {"email": meta["email"], "password": meta["password"], "token": meta["token"]}
+    }
     path = data / "entityseg_credentials.json"
     path.write_text(json.dumps(creds))
     os.chmod(path, 0o600)
 
 
 def _demo_cmd(ws_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "entityseg_data", "demo", str(ws_dir), "--simulate",
-            "--synthetic", "2", "--train-steps", "2"]
+    return [
+        sys.executable,
+        "-m",
+        "entityseg_data",
+        "demo",
+        str(ws_dir),
+        "--simulate",
+        "--synthetic",
+        "2",
+        "--train-steps",
+        "2",
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -53,8 +64,12 @@ def _env() -> dict[str, str]:
 def _run_until_killed(ws_dir: Path, marker: str, timeout: float = 900) -> str:
     """Start the demo, SIGKILL its whole process group right after ``marker`` is printed."""
     proc = subprocess.Popen(
-        _demo_cmd(ws_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=_env(), start_new_session=True,
+        _demo_cmd(ws_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        start_new_session=True,
     )
     out = []
     deadline = time.monotonic() + timeout
@@ -102,8 +117,9 @@ def test_demo_killed_then_rerun_completes_without_duplicates(tmp_path):
 
     _run_until_killed(ws_dir, KILL_AT)
 
-    rerun = subprocess.run(_demo_cmd(ws_dir), capture_output=True, text=True, env=_env(),
-                           timeout=1500)
+    rerun = subprocess.run(
+        _demo_cmd(ws_dir), capture_output=True, text=True, env=_env(), timeout=1500
+    )
     assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
     out = rerun.stdout
     assert "stopping the Label Studio left running by an interrupted demo" in out
