@@ -82,9 +82,9 @@ def _seed(*parts: Any) -> int:
 class Demo:
     """Runs the demo steps in order; ``echo`` receives the lines to print."""
 
-    def __init__(self, options: DemoOptions, *, echo: Callable[[str], None] = print) -> None:
+    def __init__(self, options: DemoOptions, *, echo: Callable[[str], None] | None = None) -> None:
         self.opts = options
-        self.echo = echo
+        self.echo = echo or log.info
         self.result = DemoResult()
         self.ws: Any = None
         self.server: Any = None
@@ -673,6 +673,6 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-def run_demo(options: DemoOptions, *, echo: Callable[[str], None] = print) -> DemoResult:
+def run_demo(options: DemoOptions, *, echo: Callable[[str], None] | None = None) -> DemoResult:
     """Run the demo; see the module docstring."""
     return Demo(options, echo=echo).run()
