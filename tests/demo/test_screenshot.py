@@ -229,10 +229,17 @@ def _preannotated_workspace(labelstudio, tmp_path):
     return ws, image_id, len(entities)
 
 
-def test_stage1_task_screenshot(labelstudio, tmp_path):
-    browser = _browser()
-    if browser is None:
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium executable (session scope, listed before ``labelstudio`` so that a machine
+    without a browser skips before a server is started)."""
+    found = _browser()
+    if found is None:
         pytest.skip("no Chromium installed (Debian: apt-get install chromium)")
+    return found
+
+
+def test_stage1_task_screenshot(chromium, labelstudio, tmp_path):
     from PIL import Image
 
     from entityseg_data.annotation.push import push
@@ -251,7 +258,7 @@ def test_stage1_task_screenshot(labelstudio, tmp_path):
     signup_user(labelstudio.url, labelstudio.admin_token, email, password)
     web = _session_login(labelstudio.url, email, password)
     width, height = 1280, 800
-    tools = DevTools(browser, tmp_path / "chromium-profile", width=width, height=height)
+    tools = DevTools(chromium, tmp_path / "chromium-profile", width=width, height=height)
     try:
         tools.open_page()
         for cookie in web.cookies:
@@ -270,7 +277,8 @@ def test_stage1_task_screenshot(labelstudio, tmp_path):
             " && Htx.annotationStore.selected.regions.length) || 0",
             timeout=40,
         )
-        time.sleep(2)
+        # brush layers are painted asynchronously after the store has the regions
+        tools.wait_for(f"Math.max(0, ...{PAINTED_JS}) > 0.001", timeout=30)
         painted = tools.evaluate(PAINTED_JS)
         # every region has the same label colour: hide two of them (the table is the largest)
         # and select the second, so that the picture shows entity boundaries
