@@ -328,21 +328,31 @@ def load_workspace_config(
     environ: Mapping[str, str] | None = None,
 ) -> WorkspaceConfig:
     """Load file (if any) < environment < overrides, validating every key and type."""
-    import yaml
-
-    cfg = WorkspaceConfig()
-    if path is not None and os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            try:
-                data = yaml.safe_load(fh) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        try:
-            cfg = from_dict(WorkspaceConfig, data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+    exists = path is not None and os.path.exists(path)
+    cfg = load_yaml_config(WorkspaceConfig, path if exists else None)
     cfg = env_overrides(cfg, environ)
     return apply_overrides(cfg, list(overrides))
+
+
+def load_yaml_config(cls: type[T], path: str | os.PathLike[str] | None) -> T:
+    """``cls`` from a YAML file (missing keys keep their defaults; None = all defaults).
+
+    Errors name the file: not found, not valid YAML, unknown keys, wrong types."""
+    import yaml
+
+    if path is None:
+        return cls()
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return from_dict(cls, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def save_workspace_config(cfg: WorkspaceConfig, path: str | os.PathLike[str]) -> None:

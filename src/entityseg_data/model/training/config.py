@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from entityseg_data.config import apply_overrides, from_dict
+from entityseg_data.config import apply_overrides, load_yaml_config
 from entityseg_data.errors import ConfigError
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -165,20 +165,6 @@ def load_train_config(
 
     Relative data paths are relative to the current working directory.
     """
-    import yaml
-
-    cfg = TrainConfig()
-    if path is not None:
-        if not os.path.exists(path):
-            raise ConfigError(f"{path}: training config not found")
-        with open(path, encoding="utf-8") as fh:
-            try:
-                data = yaml.safe_load(fh) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        try:
-            cfg = from_dict(TrainConfig, data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+    cfg = load_yaml_config(TrainConfig, path)
     cfg = apply_overrides(cfg, overrides)
     return cfg
