@@ -98,23 +98,8 @@ def test_push_pull_through_the_cli(labelstudio):
 def test_start_local_server_on_a_copied_data_dir(labelstudio, tmp_path):
     """The `annotate server` code path (start, token reuse, stop) without a 30-70 s first boot."""
     from entityseg_data.annotation import session
-    from entityseg_data.workspace import Workspace
 
-    try:  # the shared template helper (tests/labelstudio_support.py)
-        from labelstudio_support import ensure_template
-
-        template, meta = ensure_template()
-    except ImportError:
-        from conftest import _template_dir
-
-        template = _template_dir()
-        meta = json.loads((template / "template.json").read_text())
-    ws = Workspace.create(tmp_path / "ws")
-    shutil.copytree(template, ws.root / "labelstudio", dirs_exist_ok=True)
-    session.write_credentials(
-        ws,
-        {"admin": {"email": meta["email"], "password": meta["password"], "token": meta["token"]}},
-    )
+    ws, meta = _seeded_workspace(tmp_path)
     srv, client = session.start_local_server(ws, port=0)
     try:
         assert client.whoami()["email"] == meta["email"]
@@ -126,3 +111,68 @@ def test_start_local_server_on_a_copied_data_dir(labelstudio, tmp_path):
     finally:
         srv.stop()
     assert srv.process is None
+
+
+def _seeded_workspace(tmp_path):
+    """A workspace whose Label Studio data dir is a copy of the migrated template."""
+    from labelstudio_support import ensure_template
+
+    from entityseg_data.annotation import session
+    from entityseg_data.workspace import Workspace
+
+    template, meta = ensure_template()
+    ws = Workspace.create(tmp_path / "ws")
+    shutil.copytree(template, ws.root / "labelstudio", dirs_exist_ok=True)
+    session.write_credentials(
+        ws,
+        {"admin": {"email": meta["email"], "password": meta["password"], "token": meta["token"]}},
+    )
+    return ws, meta
+
+
+@pytest.mark.labelstudio
+def test_annotate_server_stops_label_studio_on_sigterm(tmp_path):
+    """`kill PID` of `annotate server` must not leave Label Studio running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    ws, _ = _seeded_workspace(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "entityseg_data",
+            "-w",
+            str(ws.root),
+            "annotate",
+            "server",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = None
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        if "is running at" in line:
+            url = line.split("is running at", 1)[1].split()[0]
+            break
+        assert time.monotonic() < deadline
+    assert url, "server did not start"
+    assert requests.get(f"{url}/health", timeout=10).ok
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) is not None
+    for _ in range(60):
+        try:
+            requests.get(f"{url}/health", timeout=2)
+        except requests.ConnectionError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"Label Studio still answers at {url} after SIGTERM")

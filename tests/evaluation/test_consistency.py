@@ -185,3 +185,34 @@ def test_label_studio_export_two_annotators(tmp_path):
     assert rep["annotators"] == ["export:ann", "export:ben"]
     assert rep["mask_map"]["export:ann"]["export:ben"] == pytest.approx(0.75)
     assert rep["category_accuracy"]["export:ann"]["export:ben"] == pytest.approx(2 / 3)
+
+
+def test_class_agnostic_files_have_no_category_accuracy():
+    """Stage-1 (unnamed) masks: the single 'entity' category is not a name -> n/a, not 100 %."""
+    import numpy as np
+
+    from entityseg_data.evaluation.consistency import consistency
+    from entityseg_data.masks import rle
+
+    m = np.zeros((8, 8), np.uint8)
+    m[:4] = 1
+
+    def coco():
+        return {
+            "images": [{"id": 1, "height": 8, "width": 8, "file_name": "a.png"}],
+            "annotations": [
+                {
+                    "id": 1,
+                    "image_id": 1,
+                    "segmentation": rle.encode(m),
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": 32,
+                }
+            ],
+            "categories": [{"id": 1, "name": "entity"}],
+        }
+
+    rep = consistency([coco(), coco()], canonical=str.lower)
+    assert rep["mean_mask_map"] == pytest.approx(1.0)
+    assert rep["mean_category_accuracy"] is None

@@ -152,3 +152,15 @@ def test_mask2former_path_and_mode_check(segmenters, oracle_dir):
         EntitySegmenter.from_pretrained(
             oracle_dir / "tiny" / "weights.npz", preset="tiny_swin", mode="mask2former"
         )
+
+
+def test_version_name_of_a_training_run_is_the_run():
+    from pathlib import Path
+
+    from entityseg_data.model.inference.predictor import _version_name
+
+    assert _version_name(Path("runs/tiny/model")) == "tiny"
+    assert _version_name(Path("converted/cropformer_swin_tiny_3x")) == "cropformer_swin_tiny_3x"
+    assert (
+        _version_name(Path("CropFormer_hornet_3x_03823a.pth")) == "CropFormer_hornet_3x_03823a.pth"
+    )

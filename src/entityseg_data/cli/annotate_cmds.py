@@ -68,6 +68,14 @@ def server(
     srv, client = session.start_local_server(ws, port=port, host=host)
     click.echo(f"Label Studio is running at {srv.url} (admin: {client.whoami().get('email')})")
     click.echo(f"credentials: {session.credentials_path(ws)}; press Ctrl-C to stop")
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # `kill PID` (SIGTERM) and SIGHUP stop Label Studio too, not only Ctrl-C
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     try:
         srv.process.wait()
     except KeyboardInterrupt:

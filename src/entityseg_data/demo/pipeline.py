@@ -289,8 +289,8 @@ class Demo:
             atomic_write_json(self._pid_file(), {"pid": self.server.process.pid})
             self.echo(f"Label Studio is up at {self.server.url}")
         self.result.labelstudio_url = self.client.url
-        if self.opts.simulate:
-            session.create_annotators(self.ws, ANNOTATORS, admin=self.client)
+        # the annotator accounts (simulated or human): each annotates with its own login
+        session.create_annotators(self.ws, ANNOTATORS, admin=self.client)
 
     def _pid_file(self) -> Path:
         return self.ws.root / "labelstudio" / "demo_server.json"
@@ -625,18 +625,26 @@ class Demo:
     def instructions(self) -> None:
         url = self.client.url if self.client else self.opts.labelstudio_url
         ws = self.ws.root
+        a, b = ANNOTATORS
         self._heading("next: annotate by hand")
-        self.echo(f"Open {url} and annotate the stage-1 projects (one per annotator).")
-        self.echo("Credentials: " + str(ws / "labelstudio" / "entityseg_credentials.json"))
+        self.echo(
+            f"Open {url} and log in as {a}@... / {b}@... (e-mails and passwords are in "
+            f"{ws / 'labelstudio' / 'entityseg_credentials.json'}); each has a stage-1 project "
+            "with the pre-annotations: correct them so every entity has one mask, no overlaps."
+        )
         self.echo("Then continue with:")
         for cmd in (
-            f"entityseg-data -w {ws} annotate pull",
+            f"entityseg-data -w {ws} annotate pull --stage 1",
             f"entityseg-data -w {ws} annotate push --stage 2   # name the approved masks",
-            f"entityseg-data -w {ws} annotate pull",
-            f"entityseg-data -w {ws} consistency ws:annotator1 ws:annotator2",
-            f"entityseg-data -w {ws} stats --out {ws}/exports/reports/stats",
+            f"entityseg-data -w {ws} annotate pull --stage 2",
+            f"entityseg-data -w {ws} consistency ws:{a} ws:{b}",
+            f"entityseg-data -w {ws} consistency --stage 2 ws:{a} ws:{b}",
+            f"entityseg-data -w {ws} stats --with-workspace --out {ws}/exports/reports/stats",
             f"entityseg-data -w {ws} export entityseg --out {ws}/exports/entityseg",
-            f"entityseg-data train --config configs/train/tiny_cpu.yaml --set data.workspace={ws}",
+            f"entityseg-data train --set data.workspace={ws} --set model=tiny_cpu "
+            f"--set max_iter=50 --set device=cpu --set data.min_sizes=[160,192] "
+            f"--set data.max_size=320 --out {ws}/runs/tiny",
+            f"entityseg-data -w {ws} predict --workspace-images --weights {ws}/runs/tiny/model",
         ):
             self.echo(f"  {cmd}")
         self.echo("Or rerun with --simulate to let two simulated annotators do it.")

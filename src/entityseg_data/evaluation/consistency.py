@@ -67,6 +67,9 @@ def default_canonical() -> Callable[[str], str]:
 def _from_coco(data: Mapping[str, Any], name: str) -> AnnotatorSet:
     gt = load_gt(data)
     cats = {c.get("id"): c.get("name") for c in data.get("categories", []) if isinstance(c, dict)}
+    # a class-agnostic file's single category ("entity"/"thing") is not a name
+    if len(cats) <= 1 and set(cats.values()) <= {"entity", "thing", "object", None}:
+        cats = {}
     names: dict[int, list[str | None]] = {i: [] for i in gt.images}
     for a in data.get("annotations", []):
         n = a.get("name") or cats.get(a.get("category_id"))

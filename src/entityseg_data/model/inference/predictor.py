@@ -111,7 +111,7 @@ class EntitySegmenter:
             k: option_changes.pop(k) for k in ("min_size", "max_size") if k in option_changes
         }
         opts = PostprocessOptions.from_config(cfg.inference, **option_changes)
-        version = preset_name or Path(str(name_or_path)).name
+        version = preset_name or _version_name(Path(str(name_or_path)))
         return cls(
             model=model,
             config=cfg,
@@ -193,3 +193,11 @@ class EntitySegmenter:
             self.model.train(was_training)
         sources = list(sources) if sources is not None else [None] * len(arrays)
         return [r.with_source(s, self.model_version) for r, s in zip(results, sources)]
+
+
+def _version_name(path: Path) -> str:
+    """Model version of a local model: its folder or file name; a training run's ``OUT/model``
+    folder is named after the run (``OUT``), so two fine-tuned models do not share a version."""
+    if path.name == "model" and path.parent.name:
+        return path.parent.name
+    return path.name
