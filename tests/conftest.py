@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# the session-scoped `labelstudio` fixture and the Label Studio template helpers
+pytest_plugins = ["labelstudio_support"]
+
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared beside the checkout (CI: a copy of shared/ beside the clone)
 SHARED = Path(os.environ.get("ENTITYSEG_SHARED", ROOT.parent / "shared"))

@@ -1,4 +1,5 @@
-"""A real Label Studio for the test session (fixture ``labelstudio``, session scope).
+"""Annotation test helpers. The real Label Studio of the test session (fixture ``labelstudio``,
+session scope) lives in tests/labelstudio_support.py, loaded as a plugin by tests/conftest.py.
 
 The first session builds a migrated template data dir (first boot: ~30-70 s on 2 cores) with an
 admin account and its personal access token, under ``$ENTITYSEG_LS_TEMPLATE`` or
@@ -16,83 +17,6 @@ Other test areas can use it too::
 """
 
 from __future__ import annotations
-
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import pytest
-from labelstudio_support import ADMIN_EMAIL, ensure_template
-
-
-@dataclass
-class LabelStudioSession:
-    """The session's running server and helpers."""
-
-    server: object
-    root: Path  # Local Files document root: create workspaces under it
-    admin_token: str = field(repr=False)
-    _users: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def admin(self):
-        from entityseg_data.annotation.client import LabelStudioClient
-
-        return LabelStudioClient(url=self.url, token=self.admin_token)
-
-    def user_token(self, name: str) -> str:
-        """Personal access token of user ``name@entityseg.local`` (signed up on first use)."""
-        from entityseg_data.annotation.server import signup_user
-
-        if name not in self._users:
-            self._users[name] = signup_user(
-                self.url, self.admin_token, f"{name}@entityseg.local", f"pw-{name}-12345"
-            )
-        return self._users[name]
-
-    def workspace(self, name: str, overrides: tuple[str, ...] = ()):
-        """A new workspace under the document root, with credentials for this server."""
-        from entityseg_data.annotation.session import write_credentials
-        from entityseg_data.config import WorkspaceConfig, apply_overrides
-        from entityseg_data.workspace import Workspace
-
-        cfg = apply_overrides(
-            WorkspaceConfig(name=name),
-            [f"labelstudio.document_root={self.root}", f"labelstudio.url={self.url}", *overrides],
-        )
-        ws = Workspace.create(self.root / f"{name}-{uuid.uuid4().hex[:6]}", cfg)
-        creds = {
-            "url": self.url,
-            "admin": {"email": ADMIN_EMAIL, "token": self.admin_token},
-            "annotators": {},
-        }
-        for user, tok in self._users.items():
-            creds["annotators"][user] = {"email": f"{user}@entityseg.local", "token": tok}
-        write_credentials(ws, creds)
-        return ws
-
-
-@pytest.fixture(scope="session")
-def labelstudio(tmp_path_factory):
-    """A running Label Studio (loopback, free port) for the whole test session."""
-    pytest.importorskip("label_studio")
-    from entityseg_data.annotation.server import LabelStudioServer, copy_data_dir
-
-    template, meta = ensure_template()
-    base = tmp_path_factory.mktemp("labelstudio")
-    data = copy_data_dir(template, base / "data")
-    root = base / "root"
-    root.mkdir()
-    server = LabelStudioServer(data_dir=data, document_root=root, port=0)
-    server.start(timeout=300)
-    try:
-        yield LabelStudioSession(server=server, root=root, admin_token=meta["token"])
-    finally:
-        server.stop()
 
 
 def add_test_images(ws, sizes, *, seed=0, with_predictions=True, model_version="source:test"):

@@ -15,13 +15,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
-import importlib.util
 import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -47,21 +45,6 @@ PAINTED_JS = """(() => Array.from(document.querySelectorAll('canvas')).map(c => 
   for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
   return n / (w * h);
 }))()"""
-
-
-def _load_annotation_fixtures():
-    """The session-scoped ``labelstudio`` fixture lives in tests/annotation/conftest.py (it only
-    applies to that folder): load it from its file and re-export it here."""
-    path = ROOT / "tests" / "annotation" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_entityseg_ls_fixtures", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_ls = _load_annotation_fixtures()
-labelstudio = _ls.labelstudio
 
 
 def _browser() -> str | None:
