@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-setup: $(BIN)/python setup-system
+setup: setup-system $(BIN)/python
 	@if $(BIN)/python -c "import torch, torchvision" 2>/dev/null; then \
 	  echo "torch already installed: $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
 	else \
@@ -25,15 +25,20 @@ setup: $(BIN)/python setup-system
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	@echo "setup done: $(VENV)"
 
-# Offline WordNet 3.0 for the vocabulary tree (Debian packages); skipped without apt-get or root.
+# Offline WordNet 3.0 for the vocabulary tree (Debian packages; without them the WordNet tests
+# skip and names are normalised by rules only), and python3-venv where `python3 -m venv` lacks
+# ensurepip (bare Debian/Ubuntu). Skipped without apt-get or root.
 setup-system:
+	@if ! $(PY) -c "import ensurepip" 2>/dev/null && command -v apt-get >/dev/null && \
+	  [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; fi
 	@if [ -f /usr/share/wordnet/data.noun ] || [ -f /usr/share/wordnet/dict/data.noun ]; then \
 	  echo "wordnet present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get install -y -q wordnet-base wordnet-sense-index >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q wordnet-base wordnet-sense-index >/dev/null)) \
 	   && echo "installed wordnet" || echo "warning: could not install Debian wordnet packages"; \
-	else echo "note: no apt-get/root: WordNet mapping uses the bundled subset only"; fi
+	else echo "note: no apt-get/root: no WordNet (names normalised by rules only; WordNet tests skip)"; fi
 
 # The main job: the curation pipeline on bundled sample images with a local Label Studio.
 demo: setup
@@ -56,6 +61,11 @@ lint:
 format:
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+# A quick benchmark (boundary AP vs pycocotools / faster-coco-eval on 2 images of 12 MP); every
+# benchmark's full command and recorded results are in docs/benchmarks.md.
+bench: setup
+	$(BIN)/python benchmarks/bench_eval.py --images 2
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

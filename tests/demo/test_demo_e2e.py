@@ -8,6 +8,7 @@ session's migrated template (tests/labelstudio_support.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -109,10 +110,25 @@ def _ls_counts(ws_dir: Path) -> dict[str, tuple[int, int]]:
         server.stop()
 
 
-def test_demo_killed_then_rerun_completes_without_duplicates(tmp_path):
-    pytest.importorskip("label_studio")
+def _stop_leftover_server(ws_dir: Path) -> None:
+    """A failing test must not leak the Label Studio of the killed demo."""
+    pid_file = ws_dir / "labelstudio" / "demo_server.json"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError, KeyError):
+            os.killpg(int(json.loads(pid_file.read_text())["pid"]), signal.SIGKILL)
+
+
+@pytest.fixture()
+def demo_dir(tmp_path):
     ws_dir = tmp_path / "demo"
     ws_dir.mkdir()
+    yield ws_dir
+    _stop_leftover_server(ws_dir)
+
+
+def test_demo_killed_then_rerun_completes_without_duplicates(demo_dir):
+    pytest.importorskip("label_studio")
+    ws_dir = demo_dir
     _seed_labelstudio(ws_dir)
 
     _run_until_killed(ws_dir, KILL_AT)
