@@ -244,3 +244,17 @@ def test_missing_images_are_skipped_and_reported(syn_set, tmp_path):
     assert len(d["images"]) == 3 and all(a["image_id"] != gone["id"] for a in d["annotations"])
     res = export_hf(path, tmp_path / "hf", images_dir=work, save_to_disk=False)
     assert res["rows"] == {"train": 3} and res["skipped"][0]["image_id"] == gone["id"]
+
+
+def test_workspace_export_uses_the_workspace_export_config(syn_set, tmp_path):
+    """Without an explicit config, a workspace export takes its own `export` section."""
+    from entityseg_data.config import WorkspaceConfig, apply_overrides
+
+    root, _, _ = syn_set
+    cfg = apply_overrides(
+        WorkspaceConfig(), ["export.val_fraction=0.5", "export.stratify_by_source=false"]
+    )
+    ws = Workspace.create(tmp_path / "ws", cfg)
+    convert_label_maps(ws, root / "images", root / "label_maps")
+    out = export_entityseg(ws, tmp_path / "release", lr=False, seed=0)
+    assert out.counts["val"]["images"] == 2 and out.counts["train"]["images"] == 2

@@ -198,9 +198,10 @@ def export_entityseg(
     """
     from entityseg_data.stats.engine import load_coco, named_workspace_coco
 
-    cfg = config or ExportConfig()
     out = Path(out_dir)
     ws = source if hasattr(source, "catalog") and hasattr(source, "root") else None
+    # a workspace's own `export` section is the default for a workspace export
+    cfg = config or (ws.config().export if ws is not None else ExportConfig())
     existing: dict[int, str] = {}
     if ws is not None:
         coco = named_workspace_coco(ws)
