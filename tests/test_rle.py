@@ -57,3 +57,24 @@ def test_overlap_pixels():
     a[:5] = 1
     b[3:8] = 1
     assert rle.overlap_pixels([rle.encode(a), rle.encode(b)]) == 20
+
+
+def test_one_pass_label_map_encoder_equals_per_mask_encoding():
+    rng = np.random.default_rng(3)
+    cases = [
+        rng.integers(0, 301, (40, 50)),
+        rng.integers(0, 2, (1, 1)),
+        np.ones((5, 5)),
+        np.zeros((4, 6)),
+        rng.integers(0, 4, (7, 3)),
+    ]
+    blocks = np.zeros((300, 400), np.uint16)
+    for k in range(1, 40):
+        y, x = rng.integers(0, 280), rng.integers(0, 380)
+        blocks[y : y + rng.integers(5, 200), x : x + rng.integers(5, 200)] = k
+    for lm in [*cases, blocks]:
+        lm = lm.astype(np.uint16)
+        expected = {int(k): rle.encode(lm == k) for k in np.unique(lm) if k != 0}
+        assert rle.label_map_to_rles(lm) == expected
+    got = rle.label_map_to_rles(np.zeros((3, 4), np.uint16), ids=[1])
+    assert rle.area(got[1]) == 0 and rle.size(got[1]) == (3, 4)

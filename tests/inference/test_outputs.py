@@ -72,28 +72,6 @@ def test_result_records_masks_coco_and_label_studio():
         np.testing.assert_array_equal(m > 0, res.masks[i])
 
 
-def test_fast_rles_equal_the_reference_encoder():
-    from entityseg_data.model.inference.rle_fast import label_map_to_rles_fast
-
-    rng = np.random.default_rng(3)
-    cases = [
-        rng.integers(0, 301, (40, 50)),
-        rng.integers(0, 2, (1, 1)),
-        np.ones((5, 5)),
-        np.zeros((4, 6)),
-        rng.integers(0, 4, (7, 3)),
-    ]
-    blocks = np.zeros((300, 400), np.uint16)
-    for k in range(1, 40):
-        y, x = rng.integers(0, 280), rng.integers(0, 380)
-        blocks[y : y + rng.integers(5, 200), x : x + rng.integers(5, 200)] = k
-    for lm in [*cases, blocks]:
-        lm = lm.astype(np.uint16)
-        assert label_map_to_rles_fast(lm) == rle_utils.label_map_to_rles(lm)
-    got = label_map_to_rles_fast(np.zeros((3, 4), np.uint16), ids=[1])
-    assert rle_utils.area(got[1]) == 0 and rle_utils.size(got[1]) == (3, 4)
-
-
 def test_save_formats_templates_and_completion(tmp_path):
     res = make_result(n=20)
     image = np.full((40, 50, 3), 100, np.uint8)

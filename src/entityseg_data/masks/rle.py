@@ -5,7 +5,7 @@ Masks are (H, W) arrays (bool or uint8, 1 = inside). RLEs are pycocotools dicts
 
 pycocotools wants column-major (Fortran) uint8 input; copying a C-ordered 12 MP mask to Fortran
 order costs more than encoding it. :func:`label_map_to_rles` therefore transposes a label map
-once and derives every entity's Fortran view from it for free.
+once and encodes every entity from its column-major runs in one pass.
 """
 
 from __future__ import annotations
@@ -138,19 +138,52 @@ def check_size(rle: RLE, height: int, width: int, where: str = "") -> None:
 
 
 def label_map_to_rles(label_map: np.ndarray, ids: Iterable[int] | None = None) -> dict[int, RLE]:
-    """RLE of every nonzero id of an (H, W) integer label map (0 = no entity).
+    """RLE of every nonzero id of an (H, W) integer label map (0 = no entity), or of ``ids``
+    (an id without pixels gets an empty RLE).
 
-    The label map is transposed once; each entity's Fortran-ordered mask is then a free view.
+    One pass: the map is flattened once in column-major order (COCO's order) and cut into runs
+    of equal value; each id's runs become its uncompressed counts, which pycocotools compresses.
+    Cost: one pass over the pixels plus work proportional to the number of runs, whatever the
+    number of entities (a compare per id would be N passes over H x W).
     """
     if label_map.ndim != 2:
         raise DataError(f"label map must be (H, W), got shape {label_map.shape}")
-    lm_t = np.ascontiguousarray(label_map.T)
-    if ids is None:
-        ids = [int(i) for i in np.unique(lm_t) if i != 0]
-    out = {}
-    for i in ids:
-        out[int(i)] = encode_fortran_view(lm_t == i)
+    h, w = label_map.shape
+    flat = np.ascontiguousarray(label_map.T).ravel()  # column-major order of the map
+    n = flat.size
+    if n == 0:
+        return {int(i): _from_counts([0], h, w) for i in (ids or [])}
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    ends = np.concatenate([change, [n]]).astype(np.int64)
+    values = flat[starts]
+    fg = values != 0
+    starts, ends, values = starts[fg], ends[fg], values[fg]
+    order = np.argsort(values, kind="stable")
+    starts, ends, values = starts[order], ends[order], values[order]
+    uniq, first = np.unique(values, return_index=True)
+    bounds = dict(zip(uniq.tolist(), zip(first.tolist(), [*first[1:].tolist(), len(values)])))
+    wanted = [int(i) for i in uniq.tolist()] if ids is None else [int(i) for i in ids]
+    out: dict[int, RLE] = {}
+    for i in wanted:
+        if i not in bounds:
+            out[i] = _from_counts([n], h, w)
+            continue
+        a, b = bounds[i]
+        s, e = starts[a:b], ends[a:b]
+        counts = np.empty(2 * len(s) + 1, dtype=np.int64)
+        counts[0] = s[0]
+        counts[1:-1:2] = e - s
+        counts[2:-1:2] = s[1:] - e[:-1]
+        counts[-1] = n - e[-1]
+        if counts[-1] == 0:  # pycocotools writes no trailing empty run
+            counts = counts[:-1]
+        out[i] = _from_counts(counts.tolist(), h, w)
     return out
+
+
+def _from_counts(counts: list[int], h: int, w: int) -> RLE:
+    return _to_text(mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w))
 
 
 def rles_to_label_map(

@@ -91,9 +91,9 @@ class SegmentationResult:
     def rles(self) -> list[dict[str, Any]]:
         """Compressed COCO RLE of each entity (computed once, from one transpose of the map)."""
         if "rles" not in self._cache:
-            from entityseg_data.model.inference.rle_fast import label_map_to_rles_fast
+            from entityseg_data.masks.rle import label_map_to_rles
 
-            by_id = label_map_to_rles_fast(self.label_map, ids=range(1, len(self) + 1))
+            by_id = label_map_to_rles(self.label_map, ids=range(1, len(self) + 1))
             self._cache["rles"] = [by_id[i] for i in range(1, len(self) + 1)]
         return self._cache["rles"]
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from entityseg_data.errors import DataError
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks.rle import label_map_to_rles
 from entityseg_data.model.inference.result import SegmentationResult
-from entityseg_data.model.inference.rle_fast import label_map_to_rles_fast
 
 
 def load_sam_output(path: str | Path) -> list[dict[str, Any]]:
@@ -131,7 +131,7 @@ def sam_to_result(
     lut = np.zeros(len(records) + 1, dtype=np.uint16)
     lut[keep + 1] = np.arange(1, len(keep) + 1, dtype=np.uint16)
     label_map = lut[label_map]
-    rles = label_map_to_rles_fast(label_map, ids=range(1, len(keep) + 1))
+    rles = label_map_to_rles(label_map, ids=range(1, len(keep) + 1))
     boxes = np.array(
         [[round(v) for v in rle_utils.bbox(rles[i + 1])] for i in range(len(keep))], dtype=np.int64
     ).reshape(-1, 4)
