@@ -10,7 +10,7 @@ EXTRAS ?= dev,server
 DEMO_DIR ?= demo_workspace
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-system demo test test-slow test-all lint format bench clean
+.PHONY: setup setup-system demo test test-fast test-slow lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,15 +44,17 @@ setup-system:
 demo: setup
 	$(BIN)/entityseg-data demo $(DEMO_DIR) --simulate
 
-# The default test run (everything that fits in 20 minutes on 2 cores).
+# The default test run: everything, since it fits in 20 minutes on 2 cores (about 5 min on a
+# quiet machine: 492 tests in 3.4 min + the 11 `slow` ones in 1.6 min).
 test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Quicker loops while developing.
+test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)
-
-test-all: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
