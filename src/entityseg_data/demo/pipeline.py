@@ -236,23 +236,21 @@ class Demo:
         )
 
     def _predicted(self, version: str) -> set[int]:
-        with self.ws.catalog() as cat:
-            rows = cat.query(
-                "SELECT image_id, path FROM predictions WHERE model_version = ?", (version,)
-            )
-        return {int(r["image_id"]) for r in rows if self.ws.abspath(r["path"]).exists()}
+        from entityseg_data.model.inference.workspace_io import predicted_ids
+
+        return predicted_ids(self.ws, version)
 
     def _write_prediction(
         self, image_id: int, label_map: np.ndarray, scores: np.ndarray, version: str
     ) -> None:
         from entityseg_data.masks import rle
+        from entityseg_data.model.inference.workspace_io import write_prediction_payload
 
         rles = rle.label_map_to_rles(label_map)
         entities = [
             {"id": int(k), "segmentation": r, "score": float(scores[k - 1])}
             for k, r in sorted(rles.items())
         ]
-        rel = f"predictions/{version}/{int(image_id)}.json"
         payload = {
             "image_id": int(image_id),
             "height": int(label_map.shape[0]),
@@ -260,13 +258,7 @@ class Demo:
             "model_version": version,
             "entities": entities,
         }
-        atomic_write_json(self.ws.abspath(rel), payload)
-        with self.ws.catalog() as cat, cat.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO predictions(image_id, model_version, path, n_entities) "
-                "VALUES (?,?,?,?)",
-                (int(image_id), version, rel, len(entities)),
-            )
+        write_prediction_payload(self.ws, payload, version)
 
     def step_labelstudio(self) -> None:
         from entityseg_data.annotation import session

@@ -49,13 +49,21 @@ def write_workspace_prediction(
 ) -> str:
     """Write the prediction file and its catalog row; returns the file path relative to the
     workspace."""
+    return write_prediction_payload(workspace, prediction_payload(result, image_id), model_version)
+
+
+def write_prediction_payload(workspace: Any, payload: dict[str, Any], model_version: str) -> str:
+    """Write a prediction file (``{"image_id", "height", "width", "entities": [...]}``) and then
+    its catalog row in one transaction; returns the path relative to the workspace. Any
+    segmenter's output (not only CropFormer's) becomes stage-1 pre-annotations this way."""
+    image_id = int(payload["image_id"])
     rel = prediction_relpath(model_version, image_id)
-    atomic_write_json(workspace.abspath(rel), prediction_payload(result, image_id))
+    atomic_write_json(workspace.abspath(rel), payload)
     with workspace.catalog() as cat, cat.transaction() as conn:
         conn.execute(
             "INSERT OR REPLACE INTO predictions(image_id, model_version, path, n_entities) "
             "VALUES (?,?,?,?)",
-            (int(image_id), model_version, rel, len(result)),
+            (image_id, model_version, rel, len(payload.get("entities", []))),
         )
     return rel
 
