@@ -103,3 +103,27 @@ def test_yaml_errors(tmp_path):
     broken = _write(tmp_path, "c.yaml", "MODEL: [unclosed\n")
     with pytest.raises(ConfigError, match="c.yaml"):
         config_from_yaml(broken)
+
+
+def test_detections_per_image_and_entity_switch(tmp_path):
+    """TEST.DETECTIONS_PER_IMAGE becomes inference.mask2former_topk (issue 16); Mask2Former
+    without ENTITY.ENABLE (official default False: overlapping class-aware inference) is refused."""
+    _write(tmp_path, "configs/Base-Mask2Former.yaml", BASE)
+    body = (
+        '_BASE_: ../Base-Mask2Former.yaml\nMODEL:\n  META_ARCHITECTURE: "MaskFormer"\n'
+        + HEAD.format(decoder="MultiScaleMaskedTransformerDecoder", queries=200)
+    )
+    default = _write(tmp_path, "configs/entity/m2f.yaml", body)
+    assert config_from_yaml(default).inference.mask2former_topk == 100
+    d = tmp_path / "configs" / "entity"
+    seven = _write(d, "m2f7.yaml", body + "TEST:\n  DETECTIONS_PER_IMAGE: 7\n")
+    assert config_from_yaml(seven).inference.mask2former_topk == 7
+    off = _write(d, "off.yaml", "_BASE_: m2f.yaml\nENTITY:\n  ENABLE: False\n")
+    with pytest.raises(ConfigError, match="ENTITY.ENABLE"):
+        config_from_yaml(off)
+    bare = _write(tmp_path, "bare.yaml", "MODEL:\n  META_ARCHITECTURE: MaskFormer\n")
+    with pytest.raises(ConfigError, match="ENTITY.ENABLE"):
+        config_from_yaml(bare)
+    zero = _write(d, "z.yaml", "_BASE_: m2f.yaml\nTEST:\n  DETECTIONS_PER_IMAGE: 0\n")
+    with pytest.raises(ConfigError, match="DETECTIONS_PER_IMAGE"):
+        config_from_yaml(zero)

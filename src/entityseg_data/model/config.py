@@ -59,7 +59,10 @@ class InferenceConfig:
 
     score_mode: "reference" = the official double-sigmoid score, "calibrated" = class score times
     the mean mask probability. decoder: which predictions are fused ("batch_full_crops" = the
-    official batch-level masks of the full view and the crops).
+    official batch-level masks of the full view and the crops). mask2former_topk: Mask2Former
+    keeps the top-k queries by entity probability before painting (official
+    ``TEST.DETECTIONS_PER_IMAGE``; the released configs keep 100, i.e. all of Q = 100 or the best
+    100 of Q = 200); CropFormer keeps every query.
     """
 
     score_mode: Literal["calibrated", "reference"] = "calibrated"
@@ -69,8 +72,13 @@ class InferenceConfig:
     score_thresh: float = 0.0
     min_area: int = 0
     max_entities: int = 200
+    mask2former_topk: int = 100
 
     def __post_init__(self) -> None:
+        if self.mask2former_topk < 1:
+            raise ConfigError(
+                f"inference.mask2former_topk: must be >= 1, got {self.mask2former_topk}"
+            )
         if not 0.0 <= self.score_thresh <= 1.0:
             raise ConfigError(f"inference.score_thresh: must be in [0, 1], got {self.score_thresh}")
         if self.min_area < 0 or self.max_entities < 1:

@@ -5,6 +5,15 @@ whose ``_BASE_`` chain is resolved relative to each file (child values override 
 Only model-relevant keys are read; everything else (solver, datasets, ...) is ignored. Keys absent
 from the chain take the official code defaults (``add_maskformer2_config`` / CropFormer
 ``config.py``), which are listed in :data:`OFFICIAL_DEFAULTS`.
+
+Test-time settings carried into ``ModelConfig`` (what the official entity inference reads):
+``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` (view resize), ``ENTITY.CROP_AREA_RATIO`` /
+``CROP_STRIDE_RATIO`` (crop views) and ``TEST.DETECTIONS_PER_IMAGE`` (Mask2Former's top-k queries,
+``inference.mask2former_topk``). ``MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD`` /
+``OVERLAP_THRESHOLD`` are read only by the official panoptic inference and do not affect entity
+inference (REFERENCE.md 6.1); ``ENTITY.ENABLE = False`` (the overlapping, class-aware
+``instance_inference``; also the official default when no YAML of the chain sets it) is refused
+for Mask2Former because predictions here are non-overlapping.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import yaml
 
 from entityseg_data.errors import ConfigError
 from entityseg_data.model.backbones.config import HorNetConfig, ResNetConfig, SwinConfig
-from entityseg_data.model.config import ModelConfig, ViewConfig
+from entityseg_data.model.config import InferenceConfig, ModelConfig, ViewConfig
 
 #: official defaults of the keys we read, used when the YAML chain does not set them
 OFFICIAL_DEFAULTS: dict[str, Any] = {
@@ -44,6 +53,8 @@ OFFICIAL_DEFAULTS: dict[str, Any] = {
     "ENTITY.CROP_STRIDE_RATIO": 0.6,
     "INPUT.MIN_SIZE_TEST": 800,
     "INPUT.MAX_SIZE_TEST": 1333,
+    "TEST.DETECTIONS_PER_IMAGE": 100,
+    "ENTITY.ENABLE": False,
     "MODEL.RESNETS.DEPTH": 50,
 }
 
@@ -161,6 +172,14 @@ def config_from_mapping(cfg: Mapping[str, Any], *, source: str = "<config>") -> 
         raise ConfigError(f"{source}: unsupported pixel decoder {pix!r}")
     if _get(cfg, "MODEL.MASK_FORMER.PRE_NORM", False):
         raise ConfigError(f"{source}: MODEL.MASK_FORMER.PRE_NORM=True is not supported")
+    if arch == "MaskFormer" and not _get(cfg, "ENTITY.ENABLE"):
+        raise ConfigError(
+            f"{source}: ENTITY.ENABLE=False selects the official overlapping, class-aware "
+            f"instance inference; only entity (non-overlapping) inference is supported"
+        )
+    topk = int(_get(cfg, "TEST.DETECTIONS_PER_IMAGE"))
+    if topk < 1:
+        raise ConfigError(f"{source}: TEST.DETECTIONS_PER_IMAGE must be >= 1, got {topk}")
     hidden = int(_get(cfg, "MODEL.MASK_FORMER.HIDDEN_DIM"))
     fuse_hidden = _get(cfg, "ENTITY.FUSE_ENC_HIDDIEN_DIM", hidden)
     if arch == "CropFormer" and int(fuse_hidden) != hidden:
@@ -193,6 +212,7 @@ def config_from_mapping(cfg: Mapping[str, Any], *, source: str = "<config>") -> 
             min_size=_min_size(_get(cfg, "INPUT.MIN_SIZE_TEST")),
             max_size=int(_get(cfg, "INPUT.MAX_SIZE_TEST")),
         ),
+        inference=InferenceConfig(mask2former_topk=topk),
     )
 
 
