@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.pipeline import ingest
 from entityseg_data.ingest.refilter import refilter
 from entityseg_data.ingest.sources import (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.dedupe import PhashIndex, hamming
 from entityseg_data.ingest.filters import check_aspect, check_resolution
 from entityseg_data.ingest.pipeline import prefilter

@@ -72,6 +72,7 @@ def ingest(
       entityseg-data -w my_set ingest folder:demo/ --set ingest.allow_random_clip=true \\
           --set ingest.clip_pretrained=''
     """
+    from entityseg_data.config import ConfigValueError
     from entityseg_data.errors import ConfigError
 
     if not sources and not refilter and not show_errors:
@@ -93,9 +94,13 @@ def ingest(
         changes["nsfw_enabled"] = False
     if tags:
         changes["domain_tags"] = (*cfg.domain_tags, *tags)
-    cfg = dataclasses.replace(cfg, **changes)
-    if cfg.workers < 1:
-        raise ConfigError("--workers must be >= 1")
+    try:
+        cfg = dataclasses.replace(cfg, **changes)
+    except ConfigValueError as exc:  # an option out of range: name the option, not the key
+        option = "--no-nsfw" if exc.key == "nsfw_enabled" else "--" + exc.key.replace("_", "-")
+        raise ConfigError(
+            f"{option}: {exc.value!r} is out of range (allowed: {exc.allowed})"
+        ) from None
     if refilter:
         _refilter(ws, cfg, as_json)
     if sources:

@@ -1,6 +1,6 @@
 """Ingest: sources -> fetch -> normalise -> de-duplicate -> filter -> catalog.
 
-Public API (imported lazily, so ``import entityseg_data.ingest.config`` stays cheap)::
+Public API (imported lazily, so ``import entityseg_data.ingest`` stays cheap)::
 
     from entityseg_data.ingest import ingest, refilter, parse_source, IngestConfig
     report = ingest(workspace, [parse_source("folder:photos/")], IngestConfig(min_side=1000))
@@ -20,7 +20,7 @@ _EXPORTS = {
     "RefilterReport": "entityseg_data.ingest.refilter",
     "IngestReport": "entityseg_data.ingest.report",
     "SourceCounts": "entityseg_data.ingest.report",
-    "IngestConfig": "entityseg_data.ingest.config",
+    "IngestConfig": "entityseg_data.config.ingest",
     "parse_source": "entityseg_data.ingest.sources",
     "Source": "entityseg_data.ingest.sources",
     "Item": "entityseg_data.ingest.sources",

@@ -7,7 +7,7 @@ from typing import Any
 
 from entityseg_data.catalog import Catalog
 from entityseg_data.errors import DataError
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.filters import Verdict
 from entityseg_data.workspace import Workspace
 

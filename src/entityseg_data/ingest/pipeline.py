@@ -25,7 +25,7 @@ from typing import Any
 
 from entityseg_data.catalog import Catalog
 from entityseg_data.ingest import normalize
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.dedupe import PhashIndex
 from entityseg_data.ingest.downloader import Downloader
 from entityseg_data.ingest.filters import Verdict

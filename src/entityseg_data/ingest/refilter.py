@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.dedupe import PhashIndex
 from entityseg_data.ingest.filters import check_aspect, check_resolution
 from entityseg_data.workspace import Workspace

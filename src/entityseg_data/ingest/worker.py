@@ -9,7 +9,7 @@ from pathlib import Path
 
 from entityseg_data.errors import DataError
 from entityseg_data.ingest import normalize
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.dedupe import sha256_hex
 from entityseg_data.ingest.downloader import TRANSIENT_KINDS, Downloader, FetchError
 from entityseg_data.ingest.filters import Verdict, check_aspect, check_resolution

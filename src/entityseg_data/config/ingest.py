@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from entityseg_data.config_fields import Checked, bounded
+
+# a MIME type: type/subtype (lower case)
+MIME_PATTERN = r"[a-z0-9][a-z0-9.+-]*/[a-z0-9*][a-z0-9.+*-]*"
+
 DEFAULT_NSFW_PROMPTS: tuple[str, ...] = (
     "a photo of a naked person",
     "a nude photo",
@@ -30,11 +35,12 @@ DEFAULT_SAFE_PROMPTS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class IngestConfig:
+class IngestConfig(Checked):
     """How images enter the workspace.
 
     Sizes are in pixels, byte limits in bytes, times in seconds, rates in requests per second.
-    A value of 0 disables a limit unless stated otherwise.
+    A value of 0 disables a limit unless stated otherwise. Values are checked when the config
+    is built: an error names the key, the value and the allowed range.
 
     Fields:
         min_side: reject images whose upright short side is below this (resolution filter).
@@ -74,39 +80,44 @@ class IngestConfig:
             ``filters/iconic.py``); reject when the iconic score is >= the threshold.
     """
 
-    min_side: int = 0
-    max_aspect: float = 0.0
-    max_pixels: int = 178_956_970
-    max_bytes: int = 100_000_000
-    limit: int = 0
-    workers: int = 8
-    per_host_rps: float = 10.0
-    connect_timeout: float = 10.0
-    timeout: float = 30.0
-    total_timeout: float = 300.0
-    retries: int = 3
-    backoff: float = 0.5
-    max_redirects: int = 5
-    allowed_mime: tuple[str, ...] = (
-        "image/jpeg",
-        "image/png",
-        "image/webp",
-        "image/tiff",
-        "image/bmp",
-        "image/gif",
-        "image/avif",
+    min_side: int = bounded(0, ge=0)
+    max_aspect: float = bounded(0.0, ge=1, off=0)
+    max_pixels: int = bounded(178_956_970, ge=0)
+    max_bytes: int = bounded(100_000_000, ge=0)
+    limit: int = bounded(0, ge=0)
+    workers: int = bounded(8, ge=1)
+    per_host_rps: float = bounded(10.0, ge=0)
+    connect_timeout: float = bounded(10.0, gt=0)
+    timeout: float = bounded(30.0, gt=0)
+    total_timeout: float = bounded(300.0, ge=0)
+    retries: int = bounded(3, ge=0)
+    backoff: float = bounded(0.5, ge=0)
+    max_redirects: int = bounded(5, ge=0)
+    allowed_mime: tuple[str, ...] = bounded(
+        (
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "image/tiff",
+            "image/bmp",
+            "image/gif",
+            "image/avif",
+        ),
+        pattern=MIME_PATTERN,
+        nonempty=True,
+        text="a non-empty list of MIME types such as image/jpeg",
     )
     user_agent: str = "entityseg-data/0.1 (dataset ingest; +https://github.com/entityseg-data)"
     retry_failed: bool = True
-    phash_threshold: int = 6
+    phash_threshold: int = bounded(6, ge=0, le=64, off=-1)
     near_duplicate_keep: Literal["first", "largest"] = "first"
     prefilter: bool = True
     laion_reject_tags: tuple[str, ...] = ("NSFW",)
-    laion_max_punsafe: float = 0.0
-    normalized_quality: int = 95
+    laion_max_punsafe: float = bounded(0.0, ge=0, le=1)
+    normalized_quality: int = bounded(95, ge=1, le=100)
     domain_tags: tuple[str, ...] = ()
     nsfw_enabled: bool = True
-    nsfw_threshold: float = 0.5
+    nsfw_threshold: float = bounded(0.5, ge=0, le=1)
     nsfw_method: Literal["zero_shot", "probe"] = "zero_shot"
     nsfw_probe: str = ""
     nsfw_prompts: tuple[str, ...] = DEFAULT_NSFW_PROMPTS
@@ -115,6 +126,6 @@ class IngestConfig:
     clip_pretrained: str = "laion2b_s34b_b79k"
     allow_random_clip: bool = False
     clip_device: str = "cpu"
-    clip_batch_size: int = 16
+    clip_batch_size: int = bounded(16, ge=1)
     iconic_enabled: bool = False
-    iconic_threshold: float = 0.6
+    iconic_threshold: float = bounded(0.6, ge=0, le=1)

@@ -1,16 +1,15 @@
-"""Frozen dataclass configs with typed ``dotted.key=value`` overrides.
+"""Frozen dataclass configs with typed ``dotted.key=value`` overrides: the generic machinery.
 
-Every configurable part of the toolkit is a frozen dataclass; the field (its type and default) is
-the single source of truth. This module provides the generic machinery:
+Every configurable part of the toolkit is a frozen dataclass; the field (its type, default and
+allowed values) is the single source of truth. This module provides:
 
 * :func:`to_dict` / :func:`from_dict` serialise to plain JSON/YAML-able dicts, strictly (unknown
-  keys are errors naming the closest valid key);
+  keys are errors naming the closest valid key; values outside a field's allowed range are errors
+  naming the key, the value and the range: see :mod:`entityseg_data.config_fields`);
 * :func:`apply_overrides` applies ``["a.b=1", "c=[1,2]"]`` parsed against the field types;
 * :func:`env_overrides` reads ``ENTITYSEG__SECTION__KEY=value`` environment variables;
-* fields declared with ``secret_field()`` are masked by :func:`masked_dict`.
-
-The workspace configuration (:class:`WorkspaceConfig`) composes the per-stage sections, which live
-next to the code that uses them (``entityseg_data.<stage>.config``) and import nothing heavy.
+* fields declared with ``secret_field()`` are masked by :func:`masked_dict`;
+* :func:`load_yaml_config` reads a YAML file into a config class (errors name the file).
 """
 
 from __future__ import annotations
@@ -22,10 +21,9 @@ import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
-from entityseg_data.config_fields import SECRET, secret_field  # noqa: F401  (re-exported)
+from entityseg_data.config_fields import SECRET, ConfigValueError, secret_field  # noqa: F401
 from entityseg_data.errors import ConfigError
 
 T = TypeVar("T")
@@ -85,9 +83,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected a mapping for section {tp.__name__}, got {value!r}")
     if origin in (tuple, list):
         if isinstance(value, str):
-            value = _parse_scalar(value)
+            text = value
+            value = _parse_scalar(text, strict=True, key=key)
             if not isinstance(value, (list, tuple)):
-                value = [value]
+                value = [text if isinstance(value, str) else value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
@@ -148,13 +147,21 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _parse_scalar(text: str) -> Any:
-    """Parse the right-hand side of an override as YAML (so ``[1, 2]``, ``true``, ``0.5`` work)."""
+def _parse_scalar(text: str, *, strict: bool = False, key: str = "") -> Any:
+    """Parse the right-hand side of an override as YAML (so ``[1, 2]``, ``true``, ``0.5`` work).
+
+    Text that is not valid YAML stays text, unless ``strict`` (list-typed keys: ``[image/jpeg``
+    is a malformed list, not a one-item list), which raises ConfigError naming ``key``."""
     import yaml
 
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        if strict:
+            problem = str(getattr(exc, "problem", "") or "not valid YAML")
+            raise ConfigError(
+                f"{key}: {text!r} is not a valid list ({problem}); write [a, b] or a single value"
+            ) from None
         return text
 
 
@@ -172,7 +179,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
             near_full = f"{prefix}.{near}" if prefix else near
             raise ConfigError(f"unknown config key '{full}' (did you mean '{near_full}'?)")
         kwargs[k] = coerce(v, hints[k], full)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigValueError as exc:
+        raise exc.under(prefix) from None
 
 
 def to_dict(obj: Any) -> Any:
@@ -245,9 +255,14 @@ def set_key(obj: T, dotted: str, raw: Any, *, root: str = "") -> T:
         value = raw
     try:
         coerced = coerce(value, tp, full)
-    except ConfigError:
+    except ConfigError as exc:
+        if "is not a valid list" in str(exc):
+            raise
         raise ConfigError(f"{full}: expected {_type_name(tp)}, got {raw!r}") from None
-    return dataclasses.replace(obj, **{head: coerced})
+    try:
+        return dataclasses.replace(obj, **{head: coerced})
+    except ConfigValueError as exc:
+        raise exc.under(root) from None
 
 
 def parse_override(text: str) -> tuple[str, str]:
@@ -293,82 +308,32 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(to_dict(obj), indent=2, sort_keys=False)
 
 
-# --------------------------------------------------------------------------------------------
-# The workspace configuration: one section per stage, each defined beside the code that uses it.
-# --------------------------------------------------------------------------------------------
-
-from entityseg_data.annotation.config import AnnotationConfig, LabelStudioConfig  # noqa: E402
-from entityseg_data.evaluation.config import EvaluationConfig  # noqa: E402
-from entityseg_data.export.config import ExportConfig  # noqa: E402
-from entityseg_data.ingest.config import IngestConfig  # noqa: E402
-from entityseg_data.stats.config import StatsConfig  # noqa: E402
-
-
-@dataclass(frozen=True)
-class WorkspaceConfig:
-    """Everything a workspace remembers about how to build its dataset.
-
-    Precedence when loading: the workspace file < ``ENTITYSEG__*`` environment variables (and the
-    secret variables such as ``LABEL_STUDIO_API_KEY``) < ``--set`` flags on the command line.
-    """
-
-    name: str = "entityseg-workspace"
-    seed: int = 0
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    labelstudio: LabelStudioConfig = field(default_factory=LabelStudioConfig)
-    annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    stats: StatsConfig = field(default_factory=StatsConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-
-
-def load_workspace_config(
-    path: str | os.PathLike[str] | None,
-    overrides: Iterable[str] = (),
-    environ: Mapping[str, str] | None = None,
-) -> WorkspaceConfig:
-    """Load file (if any) < environment < overrides, validating every key and type."""
-    exists = path is not None and os.path.exists(path)
-    cfg = load_yaml_config(WorkspaceConfig, path if exists else None)
-    cfg = env_overrides(cfg, environ)
-    return apply_overrides(cfg, list(overrides))
-
-
 def load_yaml_config(cls: type[T], path: str | os.PathLike[str] | None) -> T:
     """``cls`` from a YAML file (missing keys keep their defaults; None = all defaults).
 
-    Errors name the file: not found, not valid YAML, unknown keys, wrong types."""
+    Errors name the file: not found, not text, not valid YAML, unknown keys, wrong types, values
+    out of range."""
     import yaml
 
     if path is None:
         return cls()
     if not os.path.exists(path):
         raise ConfigError(f"{path}: config file not found")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); a config file is YAML text"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:
         return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def save_workspace_config(cfg: WorkspaceConfig, path: str | os.PathLike[str]) -> None:
-    """Write the config as YAML atomically; secrets are never written (they come from the env)."""
-    import yaml
-
-    from entityseg_data.io import atomic_write_text
-
-    data = masked_dict(cfg)
-    _drop_masked(data)
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
-
-
-def _drop_masked(data: dict[str, Any]) -> None:
-    for k in list(data):
-        if isinstance(data[k], dict):
-            _drop_masked(data[k])
-        elif data[k] == MASK:
-            data[k] = ""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from entityseg_data.config_fields import secret_field
+from entityseg_data.config_fields import Checked, bounded, secret_field
 
 
 @dataclass(frozen=True)
-class LabelStudioConfig:
+class LabelStudioConfig(Checked):
     """Where the Label Studio server is. The token is a secret: it comes from the
     ``LABEL_STUDIO_API_KEY`` environment variable or the workspace file, never from argv."""
 
@@ -16,7 +17,7 @@ class LabelStudioConfig:
     api_key: str = secret_field(env="LABEL_STUDIO_API_KEY")
     username: str = "admin@entityseg.local"
     password: str = secret_field(env="LABEL_STUDIO_PASSWORD")
-    port: int = 8080
+    port: int = bounded(8080, ge=1, le=65535)
     host: str = "127.0.0.1"
     # data dir of a server started by `annotate server`, relative to the workspace
     data_dir: str = "labelstudio"
@@ -27,20 +28,21 @@ class LabelStudioConfig:
     document_root: str = ""
     # e-mail domain of annotator accounts: annotator "alice" logs in as alice@<domain>
     email_domain: str = "entityseg.local"
-    start_timeout: float = 300.0
+    start_timeout: float = bounded(300.0, gt=0)
 
 
 @dataclass(frozen=True)
-class AnnotationConfig:
+class AnnotationConfig(Checked):
     """Two-stage workflow settings; ``overlap_fraction``/``overlap_images`` choose the sample
     annotated by several annotators for the consistency study (the paper: 500 images, 1.5%)."""
 
     annotators: tuple[str, ...] = ("annotator1",)
-    overlap_annotators: int = 2
-    overlap_fraction: float = 0.015
-    overlap_images: int = 500
-    overlap_policy: str = "reject"
-    min_mask_area: int = 16
+    overlap_annotators: int = bounded(2, ge=1)
+    overlap_fraction: float = bounded(0.015, ge=0, le=1)
+    overlap_images: int = bounded(500, ge=0)
+    # pixels drawn by several masks: reject the annotation, or resolve them
+    overlap_policy: Literal["reject", "smaller_wins", "later_wins"] = "reject"
+    min_mask_area: int = bounded(16, ge=0)
     stage1_project: str = "EntitySeg stage 1: entity masks"
     stage2_project: str = "EntitySeg stage 2: entity names"
     polygon_tool: bool = True
@@ -69,8 +71,9 @@ class AnnotationConfig:
         "floor",
         "ceiling",
     )
-    # overlap_policy: reject | smaller_wins | later_wins (pixels drawn by several masks)
-    max_uncovered_fraction: float = 0.2  # QA warning above this unlabelled share of the image
+    max_uncovered_fraction: float = bounded(
+        0.2, ge=0, le=1
+    )  # QA warning above this unlabelled share of the image
     model_version: str = ""  # stage-1 predictions to push ("" = the newest per image)
     vocab_mapping: str = ""  # user mapping file (raw name -> class), relative to the workspace
-    push_batch: int = 50  # tasks per import request
+    push_batch: int = bounded(50, ge=1)  # tasks per import request
