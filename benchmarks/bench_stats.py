@@ -70,7 +70,7 @@ def peak_mb():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-from entityseg_data.stats.config import StatsConfig
+from entityseg_data.config.stats import StatsConfig
 from entityseg_data.stats.engine import compute_stats
 from entityseg_data.stats.table import table_row
 t = time.perf_counter()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.downloader import Downloader, FetchError, HostRateLimiter
 
 FAST = IngestConfig(

@@ -11,7 +11,7 @@ import pytest
 
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.stats.classes import class_counts, kind_totals
-from entityseg_data.stats.config import StatsConfig
+from entityseg_data.config.stats import StatsConfig
 from entityseg_data.stats.engine import compute_stats
 from entityseg_data.stats.report import write_report
 from entityseg_data.stats.table import table2, to_markdown

@@ -76,7 +76,7 @@ def entityseg(
       entityseg-data export entityseg --json ann.json --images imgs/ --out release/
     """
     from entityseg_data.config import apply_overrides
-    from entityseg_data.export.config import ExportConfig
+    from entityseg_data.config.export import ExportConfig
     from entityseg_data.export.entityseg import export_entityseg
 
     source, ws = _source(ctx, json_file, images_dir)

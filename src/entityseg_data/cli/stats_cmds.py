@@ -69,7 +69,7 @@ def stats(
     from pathlib import Path
 
     from entityseg_data.config import apply_overrides
-    from entityseg_data.stats.config import StatsConfig
+    from entityseg_data.config.stats import StatsConfig
     from entityseg_data.stats.engine import compute_stats, load_coco, workspace_stats
     from entityseg_data.stats.report import write_report
 

@@ -28,7 +28,7 @@ from entityseg_data.evaluation.coco_io import (
     load_predictions,
     resolve,
 )
-from entityseg_data.evaluation.config import EvaluationConfig
+from entityseg_data.config.evaluation import EvaluationConfig
 from entityseg_data.evaluation.image_eval import GTImage, PairResult, PredImage, evaluate_pair
 from entityseg_data.evaluation.matching import Params
 from entityseg_data.evaluation.metrics import build_metrics

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from entityseg_data.errors import DataError
-from entityseg_data.export.config import ExportConfig
+from entityseg_data.config.export import ExportConfig
 from entityseg_data.export.lr import make_lr
 from entityseg_data.export.splits import assign_splits, split_coco
 from entityseg_data.io import atomic_write_json

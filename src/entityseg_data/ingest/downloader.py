@@ -30,7 +30,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from entityseg_data.ingest.config import IngestConfig
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.magic import sniff_mime
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import numpy as np
 
 from entityseg_data.errors import DataError
 from entityseg_data.masks import rle as rle_utils
-from entityseg_data.stats.config import StatsConfig
+from entityseg_data.config.stats import StatsConfig
 from entityseg_data.stats.measures import rle_measures
 
 log = logging.getLogger(__name__)
