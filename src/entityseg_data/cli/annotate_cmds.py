@@ -276,7 +276,7 @@ def vocab_cmd(
     """
     from pathlib import Path
 
-    from entityseg_data.annotation.vocab import Vocabulary, load_mapping
+    from entityseg_data.vocab import Vocabulary, load_mapping
     from entityseg_data.masks.store import annotators as list_annotators
     from entityseg_data.masks.store import iter_annotations, load_annotation
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from entityseg_data.annotation import vocab
-from entityseg_data.annotation.wordnet import lexnames_text, load_wordnet
+from entityseg_data.vocab import vocabulary as vocab
+from entityseg_data.vocab.wordnet import lexnames_text, load_wordnet
 
 RAW = [
     "Dogs", "dog", "dog ", "puppy", "Couch", "sofas", "TV", "television", "Bicyle", "bikes",
@@ -133,7 +133,7 @@ def test_every_name_has_a_category(wn):
 def test_object_names_are_not_read_as_slang_for_people():
     """'mug' is the drinking vessel, not chump.n.01 (its first physical sense in WordNet 3.0)."""
     pytest.importorskip("nltk")
-    from entityseg_data.annotation.vocab import _wordnet, canonical_name
+    from entityseg_data.vocab.vocabulary import _wordnet, canonical_name
 
     if _wordnet() is None:
         pytest.skip("offline WordNet not installed")

@@ -81,7 +81,7 @@ STUFF_SUPERCATEGORIES = {"sky", "ground", "water", "terrain", "wall", "floor", "
 
 
 def _wordnet() -> Any:
-    from entityseg_data.annotation.wordnet import load_wordnet
+    from entityseg_data.vocab.wordnet import load_wordnet
 
     return load_wordnet()
 
