@@ -5,7 +5,7 @@ predictions, all with score 1 (ties keep B's file order), and the class-agnostic
 computed on the images both annotated. For every unordered pair, masks are matched one-to-one at
 IoU >= ``iou_threshold`` (greedy by decreasing IoU; for non-overlapping annotations any match
 above 0.5 is unique anyway) and the category accuracy is the share of matched pairs whose names
-agree after normalisation with the vocabulary (``entityseg_data.annotation.vocab.canonical_name``
+agree after normalisation with the vocabulary (``entityseg_data.vocab.canonical_name``
 when available, else lower-case / trimmed / single-spaced). Pairs where either name is missing are
 not counted.
 
@@ -57,7 +57,7 @@ def plain_canonical(raw: str) -> str:
 def default_canonical() -> Callable[[str], str]:
     """The vocabulary's ``canonical_name`` when importable, else lower-case/strip."""
     try:
-        from entityseg_data.annotation.vocab import canonical_name
+        from entityseg_data.vocab import canonical_name
     except ImportError:
         log.info("vocabulary not available: names normalised by case and spaces only")
         return plain_canonical

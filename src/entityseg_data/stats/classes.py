@@ -80,11 +80,11 @@ def vocabulary_lookups(
     names: Iterable[str | None],
 ) -> tuple[Callable[[str], bool | None], Callable[[str], str]] | None:
     """``(is_thing, class_of)`` from the annotation vocabulary built on ``names``
-    (:class:`entityseg_data.annotation.vocab.Vocabulary`; WordNet when available, else its
+    (:class:`entityseg_data.vocab.Vocabulary`; WordNet when available, else its
     rules only). None when the vocabulary cannot be built. 'special' classes (unknown,
     blurred) have no thing/stuff flag."""
     try:
-        from entityseg_data.annotation.vocab import Vocabulary
+        from entityseg_data.vocab import Vocabulary
     except ImportError:
         return None
     names = [n for n in names if n]
