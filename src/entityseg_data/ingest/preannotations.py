@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
+from entityseg_data.io.images import orient_array
 from entityseg_data.masks import rle as rle_ops
 
 
@@ -38,25 +39,6 @@ class PreAnnotation:
             "width": self.width,
             "entities": self.entities,
         }
-
-
-def orient_array(a: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply EXIF ``orientation`` (1-8) to an (H, W, ...) array the way
-    ``PIL.ImageOps.exif_transpose`` applies it to pixels. Returns a view when possible."""
-    if orientation in (0, 1, None):
-        return a
-    ops = {
-        2: lambda x: x[:, ::-1],
-        3: lambda x: x[::-1, ::-1],
-        4: lambda x: x[::-1],
-        5: lambda x: np.swapaxes(x, 0, 1),
-        6: lambda x: np.rot90(x, k=-1),
-        7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1),
-        8: lambda x: np.rot90(x, k=1),
-    }
-    if orientation not in ops:
-        raise DataError(f"invalid EXIF orientation {orientation}")
-    return ops[orientation](a)
 
 
 def label_map_from_rles(rles: Sequence[dict[str, Any]], height: int, width: int) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Training data: COCO/EntitySeg records, the CropFormer and LSJ mappers, sampler and collate.
 
 * :func:`load_records` reads an EntitySeg/COCO instance JSON (path or dict) + image root into
-  light :class:`Record` objects; masks stay encoded (compressed RLE, polygons converted lazily)
-  and are decoded one at a time inside the mapper.
+  light :class:`Record` objects; masks stay encoded (checked compressed RLE) and are decoded one
+  at a time inside the mapper.
 * :class:`EntityCropMapper` is the official ``EntityCropDatasetMapper(is_train=True)``
   (REFERENCE.md 2.2): one short side drawn from ``min_sizes`` and one horizontal flip shared by
   all views; view 0 = the flipped image resized with the ``resize_shape`` rule; views 1..
@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
+from entityseg_data.io import images as image_io
+from entityseg_data.io.coco import read_coco
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.model.inference.views import crop_boxes, resize_shape
 from entityseg_data.model.training.config import DataConfig
@@ -48,7 +49,7 @@ class Record:
     path: str
     height: int
     width: int
-    segmentations: tuple[Any, ...]  # compressed RLE dicts or polygons, decoded lazily
+    segmentations: tuple[Any, ...]  # checked compressed RLE dicts, decoded lazily
     bboxes: tuple[tuple[float, float, float, float] | None, ...]
 
 
@@ -68,19 +69,6 @@ class Sample:
     crop_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
-def _load_json(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    if isinstance(source, Mapping):
-        return dict(source), "<dict>"
-    path = str(source)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh), path
-    except FileNotFoundError:
-        raise DataError(f"{path}: annotation file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-
-
 def load_records(
     source: str | os.PathLike[str] | Mapping[str, Any],
     image_root: str | os.PathLike[str],
@@ -90,75 +78,52 @@ def load_records(
 ) -> list[Record]:
     """Records of a COCO/EntitySeg instance JSON (a path or an already-loaded dict).
 
-    Crowd annotations are dropped (REFERENCE 1.4); with ``filter_empty`` images without a
-    non-crowd annotation are removed. Annotations with ``ignore`` != 0 are rejected, as
-    detectron2's loader does. Records keep the JSON order of ``images``.
+    The file is read and validated by the toolkit's one COCO reader
+    (:func:`entityseg_data.io.coco.read_coco`: sizes, ids, RLE runs checked; segmentations kept
+    as compressed RLE). Crowd annotations are dropped (REFERENCE 1.4); with ``filter_empty``
+    images without a non-crowd annotation are removed. Annotations with ``ignore`` != 0 are
+    rejected, as detectron2's loader does, and so are empty segmentations. Records keep the
+    JSON order of ``images``.
     """
-    data, where = _load_json(source)
-    for key in ("images", "annotations"):
-        if key not in data or not isinstance(data[key], list):
-            raise DataError(f"{where}: missing '{key}' list (not a COCO instance file)")
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for k, ann in enumerate(data["annotations"]):
-        try:
-            image_id = int(ann["image_id"])
-            segm = ann["segmentation"]
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{where}: annotation #{k} lacks image_id/segmentation") from None
-        if ann.get("ignore", 0):
-            raise DataError(f"{where}: annotation id={ann.get('id')} has ignore != 0 (unsupported)")
-        if ann.get("iscrowd", 0):
+    from entityseg_data.masks import rle as rle_ops
+
+    ds = read_coco(source, what="training annotations", require_annotations=True)
+    by_image: dict[int, list[Any]] = {}
+    for ann in ds.annotations:
+        if ann.extra.get("ignore", 0):
+            raise DataError(f"{ds.source}: annotation id={ann.id} has ignore != 0 (unsupported)")
+        if ann.iscrowd:
             continue
-        if segm is None or (isinstance(segm, list) and not segm):
-            raise DataError(f"{where}: annotation id={ann.get('id')} has an empty segmentation")
-        by_image.setdefault(image_id, []).append(ann)
+        if ann.format == "polygon" and rle_ops.area(ann.segmentation) == 0:
+            raise DataError(f"{ds.source}: annotation id={ann.id} has an empty segmentation")
+        by_image.setdefault(ann.image_id, []).append(ann)
     records = []
     root = str(image_root)
-    for img in data["images"]:
-        try:
-            image_id, h, w = int(img["id"]), int(img["height"]), int(img["width"])
-            file_name = str(img["file_name"])
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{where}: image record {img!r:.120} lacks id/file_name/size") from None
-        anns = by_image.get(image_id, [])
+    for img in ds.images:
+        anns = by_image.get(img.id, [])
         if filter_empty and not anns:
             continue
         records.append(
             Record(
-                image_id=image_id,
-                path=os.path.join(root, file_name),
-                height=h,
-                width=w,
-                segmentations=tuple(a["segmentation"] for a in anns),
-                bboxes=tuple(
-                    tuple(float(v) for v in a["bbox"]) if a.get("bbox") else None for a in anns
-                ),
+                image_id=img.id,
+                path=os.path.join(root, img.file_name),
+                height=img.height,
+                width=img.width,
+                segmentations=tuple(a.segmentation for a in anns),
+                bboxes=tuple(a.bbox for a in anns),
             )
         )
         if max_images and len(records) >= max_images:
             break
     if not records:
-        raise DataError(f"{where}: no usable training image (every image lacks annotations?)")
+        raise DataError(f"{ds.source}: no usable training image (every image lacks annotations?)")
     return records
 
 
 def read_image(path: str, height: int, width: int) -> np.ndarray:
-    """(H, W, 3) uint8 RGB with EXIF orientation applied; its size must match the JSON."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            arr = np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
-    if arr.shape[:2] != (height, width):
-        raise DataError(
-            f"{path}: image is {arr.shape[0]}x{arr.shape[1]} but the JSON says {height}x{width}"
-        )
-    return arr
+    """(H, W, 3) uint8 upright RGB (the toolkit's one decoder, as ``predict`` reads images);
+    its size must match the JSON's. Raises DataError naming the file."""
+    return image_io.read_image(path, expect_hw=(height, width))
 
 
 def decode_mask(segm: Any, height: int, width: int, where: str = "") -> np.ndarray:

@@ -1,0 +1,818 @@
+"""The one strict COCO reader and validator: COCO instances, EntitySeg and COCO panoptic JSON.
+
+:func:`read_coco` turns a JSON file (or an already-parsed dict) into typed, validated records:
+:class:`CocoImage`, :class:`CocoAnnotation` (segmentation as a checked compressed RLE of the
+image size), :class:`CocoCategory` (``supercategory``, ``isthing``) and, for panoptic files,
+:class:`PanopticImage` / :class:`PanopticSegment`. Evaluation, statistics, ``data validate``,
+export, training, the ``coco:`` source, the importer and consistency all read COCO through it.
+
+What is checked (each problem names the file, the record and what is wrong):
+
+* the file: readable, UTF-8, valid JSON, not nested too deeply, a JSON object with an
+  ``images`` list (``annotations`` / ``categories`` lists when present);
+* images: ``id``, ``height``, ``width`` integers (``"20"`` is not one), sizes positive, ids
+  unique, ``file_name`` text when present; a missing size is read from the image header when an
+  ``image_root`` is given;
+* annotations: ``image_id`` of a listed image; ``id`` unique when given; ``category_id`` listed
+  in ``categories`` (when there are categories); ``iscrowd`` 0/1; ``area`` finite; ``bbox`` four
+  finite numbers; the segmentation (compressed RLE, uncompressed RLE or polygons) converts to a
+  compressed RLE whose size is the image's and whose runs cover exactly ``height x width``
+  pixels (truncated and garbage counts strings are refused, not decoded into wrong masks);
+* categories: ``id`` integer and unique, ``name`` text, ``isthing`` 0/1 when present;
+* panoptic annotations: ``image_id`` listed, ``file_name`` text, segments with unique integer
+  ids (> 0) and listed categories.
+
+Policy: ``strict=True`` (default) raises :class:`~entityseg_data.errors.DataError` on the first
+problem; ``strict=False`` drops the bad records and returns every :class:`Problem` (``data
+validate`` reports them; ``stats`` skips the images with bad annotations and lists them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from entityseg_data.errors import DataError
+from entityseg_data.io.files import read_bytes, read_json
+
+RLE = dict[str, Any]
+
+# issue keys (also used by ``data validate``)
+MALFORMED_FILE = "malformed_file"
+MALFORMED_IMAGE = "malformed_image"
+DUPLICATE_IMAGE_ID = "duplicate_image_id"
+MALFORMED_CATEGORY = "malformed_category"
+DUPLICATE_CATEGORY_ID = "duplicate_category_id"
+MALFORMED_ANNOTATION = "malformed_annotation"
+DUPLICATE_ANNOTATION_ID = "duplicate_annotation_id"
+UNKNOWN_IMAGE = "unknown_image"
+UNKNOWN_CATEGORY = "unknown_category"
+RLE_SIZE_MISMATCH = "rle_size_mismatch"
+MALFORMED_SEGMENTATION = "malformed_segmentation"
+STRUCTURAL_ISSUES = (
+    MALFORMED_FILE,
+    MALFORMED_IMAGE,
+    DUPLICATE_IMAGE_ID,
+    MALFORMED_CATEGORY,
+    DUPLICATE_CATEGORY_ID,
+)
+
+_IMAGE_KEYS = ("id", "file_name", "height", "width")
+_ANN_KEYS = ("id", "image_id", "segmentation", "category_id", "iscrowd", "area", "bbox", "name")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a COCO file: ``issue`` key, ``where`` (file and record), the
+    ``message``, and the ids it concerns."""
+
+    issue: str
+    where: str
+    message: str
+    image_id: int | None = None
+    annotation_id: Any = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    """One ``images[]`` record. Sizes in pixels as the JSON states them (COCO: the upright
+    image). ``license`` is the text of the licence (``licenses[]`` name and url) or the raw
+    value; ``url`` the first of ``coco_url``, ``url_image``, ``url``, ``flickr_url``;
+    ``extra`` every other field of the record."""
+
+    id: int
+    file_name: str
+    height: int
+    width: int
+    license: str | None = None
+    url: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        out.update(id=self.id, file_name=self.file_name, height=self.height, width=self.width)
+        return out
+
+
+@dataclass(frozen=True)
+class CocoCategory:
+    """One ``categories[]`` record; ``isthing`` None when the file does not say."""
+
+    id: int
+    name: str
+    supercategory: str | None = None
+    isthing: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str | None:
+        """``"thing"``, ``"stuff"`` or None (unknown)."""
+        return None if self.isthing is None else ("thing" if self.isthing else "stuff")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        out.update(id=self.id, name=self.name)
+        if self.supercategory is not None:
+            out["supercategory"] = self.supercategory
+        if self.isthing is not None:
+            out["isthing"] = int(self.isthing)
+        return out
+
+
+@dataclass(frozen=True)
+class CocoAnnotation:
+    """One instance annotation. ``segmentation``: compressed RLE ``{"size": [H, W], "counts":
+    str}`` of the image's size, checked; ``format``: how the file gave it (``rle``,
+    ``uncompressed_rle``, ``polygon``); ``area``/``bbox`` as the file gives them (None when
+    absent); ``name``: the open-vocabulary name (``name``, else EntitySeg's ``category_id_ori``
+    when it is text); ``extra``: every other field."""
+
+    image_id: int
+    segmentation: RLE
+    id: int | None = None
+    category_id: int | None = None
+    iscrowd: bool = False
+    area: float | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    name: str | None = None
+    format: str = "rle"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        out.update(image_id=self.image_id, segmentation=self.segmentation)
+        if self.id is not None:
+            out["id"] = self.id
+        if self.category_id is not None:
+            out["category_id"] = self.category_id
+        out["iscrowd"] = int(self.iscrowd)
+        if self.area is not None:
+            out["area"] = self.area
+        if self.bbox is not None:
+            out["bbox"] = list(self.bbox)
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True)
+class PanopticSegment:
+    """One ``segments_info[]`` record of a panoptic annotation (``id`` = R + 256 G + 256^2 B
+    of the PNG)."""
+
+    id: int
+    category_id: int
+    iscrowd: bool = False
+    area: float | None = None
+    bbox: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class PanopticImage:
+    """The panoptic annotation of one image: its PNG ``file_name`` and segments."""
+
+    image_id: int
+    file_name: str
+    segments: tuple[PanopticSegment, ...] = ()
+
+
+@dataclass(frozen=True)
+class CocoDataset:
+    """A validated COCO file. ``source`` names it in messages; ``problems`` lists what was
+    dropped (always empty after a strict read)."""
+
+    source: str
+    images: tuple[CocoImage, ...] = ()
+    annotations: tuple[CocoAnnotation, ...] = ()
+    categories: tuple[CocoCategory, ...] = ()
+    panoptic: tuple[PanopticImage, ...] = ()
+    info: Mapping[str, Any] = field(default_factory=dict)
+    licenses: tuple[Mapping[str, Any], ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def is_panoptic(self) -> bool:
+        return bool(self.panoptic)
+
+    def image_by_id(self) -> dict[int, CocoImage]:
+        return {im.id: im for im in self.images}
+
+    def category_by_id(self) -> dict[int, CocoCategory]:
+        return {c.id: c for c in self.categories}
+
+    def annotations_by_image(self) -> dict[int, list[CocoAnnotation]]:
+        """Annotations by image id (every image present, possibly empty), in file order."""
+        out: dict[int, list[CocoAnnotation]] = {im.id: [] for im in self.images}
+        for a in self.annotations:
+            out[a.image_id].append(a)
+        return out
+
+    def panoptic_by_image(self) -> dict[int, PanopticImage]:
+        return {p.image_id: p for p in self.panoptic}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain COCO dict of the validated records (compressed RLE segmentations)."""
+        out: dict[str, Any] = {
+            "images": [im.to_json() for im in self.images],
+            "annotations": [a.to_json() for a in self.annotations],
+            "categories": [c.to_json() for c in self.categories],
+        }
+        if self.info:
+            out["info"] = dict(self.info)
+        if self.licenses:
+            out["licenses"] = [dict(x) for x in self.licenses]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# field checks
+
+
+def _is_int(value: Any) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value == int(value)
+    )
+
+
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+class _Reader:
+    """One pass over a parsed COCO dict; ``report`` raises (strict) or records a problem."""
+
+    def __init__(self, name: str, strict: bool, image_root: Path | None) -> None:
+        self.name = name
+        self.strict = strict
+        self.image_root = image_root
+        self.problems: list[Problem] = []
+
+    def report(self, issue: str, where: str, message: str, **ids: Any) -> None:
+        p = Problem(
+            issue=issue,
+            where=where,
+            message=message,
+            image_id=ids.pop("image_id", None),
+            annotation_id=ids.pop("annotation_id", None),
+            detail=ids,
+        )
+        if self.strict:
+            raise DataError(str(p))
+        self.problems.append(p)
+
+    def int_field(self, rec: Mapping[str, Any], key: str, where: str, issue: str, **ids) -> int:
+        """The integer ``rec[key]``; reports and raises _Skip when missing or not an integer."""
+        if key not in rec or rec[key] is None:
+            self.report(issue, where, f"missing '{key}'", **ids)
+            raise _Skip
+        value = rec[key]
+        if not _is_int(value):
+            self.report(issue, where, f"'{key}' must be an integer, got {value!r}", **ids)
+            raise _Skip
+        return int(value)
+
+    # ---------------------------------------------------------------------------- records
+
+    def licenses(self, data: Mapping[str, Any]) -> dict[Any, str]:
+        out: dict[Any, str] = {}
+        lics = data.get("licenses") or []
+        if not isinstance(lics, list):
+            return out
+        for lic in lics:
+            if isinstance(lic, Mapping) and "id" in lic:
+                text = " ".join(str(x) for x in (lic.get("name"), lic.get("url")) if x)
+                out[_hashable(lic["id"])] = text or str(lic["id"])
+        return out
+
+    def image(self, i: int, img: Any, licenses: Mapping[Any, str]) -> CocoImage:
+        where = f"{self.name}: images[{i}]"
+        if not isinstance(img, Mapping):
+            self.report(MALFORMED_IMAGE, where, "an image record must be a JSON object")
+            raise _Skip
+        iid = self.int_field(img, "id", where, MALFORMED_IMAGE)
+        where += f" (id {iid})"
+        fn = img.get("file_name")
+        if fn is not None and not isinstance(fn, str):
+            self.report(
+                MALFORMED_IMAGE, where, f"'file_name' must be text, got {fn!r}", image_id=iid
+            )
+            raise _Skip
+        file_name = fn if fn is not None else ""
+        if (img.get("height") is None or img.get("width") is None) and self.image_root:
+            h, w = self._size_from_file(where, iid, img, file_name)
+        else:
+            h = self.int_field(img, "height", where, MALFORMED_IMAGE, image_id=iid)
+            w = self.int_field(img, "width", where, MALFORMED_IMAGE, image_id=iid)
+        if h <= 0 or w <= 0:
+            self.report(MALFORMED_IMAGE, where, f"non-positive size {h}x{w}", image_id=iid)
+            raise _Skip
+        lic = img.get("license")
+        lic_text = licenses.get(_hashable(lic)) if lic is not None else None
+        url = next(
+            (
+                _text(img.get(k))
+                for k in ("coco_url", "url_image", "url", "flickr_url")
+                if _text(img.get(k))
+            ),
+            None,
+        )
+        return CocoImage(
+            id=iid,
+            file_name=file_name,
+            height=h,
+            width=w,
+            license=lic_text or _text(lic),
+            url=url,
+            extra={k: v for k, v in img.items() if k not in _IMAGE_KEYS},
+        )
+
+    def _size_from_file(
+        self, where: str, iid: int, img: Mapping[str, Any], file_name: str
+    ) -> tuple[int, int]:
+        from entityseg_data.io.images import image_size
+
+        if not file_name:
+            self.report(MALFORMED_IMAGE, where, "no height/width and no file_name", image_id=iid)
+            raise _Skip
+        assert self.image_root is not None
+        try:
+            size = image_size(self.image_root / file_name)
+        except DataError as exc:
+            self.report(
+                MALFORMED_IMAGE, where, f"no height/width in the JSON and {exc}", image_id=iid
+            )
+            raise _Skip from None
+        h = img.get("height") if img.get("height") is not None else size.height
+        w = img.get("width") if img.get("width") is not None else size.width
+        if not _is_int(h) or not _is_int(w):
+            self.report(MALFORMED_IMAGE, where, f"size must be integers, got {h!r}x{w!r}")
+            raise _Skip
+        return int(h), int(w)
+
+    def category(self, i: int, cat: Any) -> CocoCategory:
+        where = f"{self.name}: categories[{i}]"
+        if not isinstance(cat, Mapping):
+            self.report(MALFORMED_CATEGORY, where, "a category record must be a JSON object")
+            raise _Skip
+        cid = self.int_field(cat, "id", where, MALFORMED_CATEGORY)
+        where += f" (id {cid})"
+        name = cat.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.report(MALFORMED_CATEGORY, where, f"'name' must be non-empty text, got {name!r}")
+            raise _Skip
+        isthing = cat.get("isthing")
+        if isthing is not None and (not _is_int(isthing) or int(isthing) not in (0, 1)):
+            self.report(MALFORMED_CATEGORY, where, f"'isthing' must be 0 or 1, got {isthing!r}")
+            raise _Skip
+        sup = cat.get("supercategory")
+        return CocoCategory(
+            id=cid,
+            name=name,
+            supercategory=str(sup) if sup is not None else None,
+            isthing=None if isthing is None else bool(int(isthing)),
+            extra={
+                k: v for k, v in cat.items() if k not in ("id", "name", "supercategory", "isthing")
+            },
+        )
+
+    def _bbox(self, value: Any, where: str, **ids) -> tuple[float, float, float, float] | None:
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 4
+            or not all(_number(v) for v in value)
+        ):
+            self.report(
+                MALFORMED_ANNOTATION,
+                where,
+                f"'bbox' must be 4 finite numbers, got {value!r}",
+                **ids,
+            )
+            raise _Skip
+        x, y, w, h = (float(v) for v in value)
+        return (x, y, w, h)
+
+    def _area(self, value: Any, where: str, **ids) -> float | None:
+        if value is None:
+            return None
+        if not _number(value):
+            self.report(
+                MALFORMED_ANNOTATION, where, f"'area' must be a finite number, got {value!r}", **ids
+            )
+            raise _Skip
+        return float(value)
+
+    def _crowd(self, value: Any, where: str, **ids) -> bool:
+        if value is None:
+            return False
+        if not _is_int(value) or int(value) not in (0, 1):
+            self.report(
+                MALFORMED_ANNOTATION, where, f"'iscrowd' must be 0 or 1, got {value!r}", **ids
+            )
+            raise _Skip
+        return bool(int(value))
+
+    def annotation(
+        self,
+        i: int,
+        a: Any,
+        images: Mapping[int, CocoImage],
+        categories: Mapping[int, CocoCategory],
+        seen_ids: set[int],
+    ) -> CocoAnnotation:
+        where = f"{self.name}: annotations[{i}]"
+        if not isinstance(a, Mapping):
+            self.report(MALFORMED_ANNOTATION, where, "an annotation must be a JSON object")
+            raise _Skip
+        aid = None
+        if a.get("id") is not None:
+            aid = self.int_field(a, "id", where, MALFORMED_ANNOTATION)
+            where += f" (id {aid})"
+        iid = self.int_field(a, "image_id", where, MALFORMED_ANNOTATION, annotation_id=aid)
+        ids = {"image_id": iid, "annotation_id": aid}
+        if aid is not None:
+            if aid in seen_ids:
+                self.report(DUPLICATE_ANNOTATION_ID, where, f"duplicate annotation id {aid}", **ids)
+                raise _Skip
+            seen_ids.add(aid)
+        img = images.get(iid)
+        if img is None:
+            self.report(UNKNOWN_IMAGE, where, f"unknown image id {iid} (not in 'images')", **ids)
+            raise _Skip
+        cid = None
+        if a.get("category_id") is not None:
+            cid = self.int_field(a, "category_id", where, MALFORMED_ANNOTATION, **ids)
+            if categories and cid not in categories:
+                self.report(
+                    UNKNOWN_CATEGORY, where, f"category id {cid} is not in 'categories'", **ids
+                )
+                raise _Skip
+        iscrowd = self._crowd(a.get("iscrowd"), where, **ids)
+        area = self._area(a.get("area"), where, **ids)
+        bbox = self._bbox(a.get("bbox"), where, **ids)
+        if "segmentation" not in a:
+            self.report(MALFORMED_ANNOTATION, where, "missing 'segmentation'", **ids)
+            raise _Skip
+        seg = a["segmentation"]
+        fmt = (
+            "polygon"
+            if isinstance(seg, list)
+            else "uncompressed_rle"
+            if isinstance(seg, Mapping) and isinstance(seg.get("counts"), list)
+            else "rle"
+        )
+        try:
+            rle = checked_rle(seg, img.height, img.width)
+        except _RleSizeError as exc:
+            self.report(RLE_SIZE_MISMATCH, where, str(exc), **ids)
+            raise _Skip from None
+        except DataError as exc:
+            self.report(MALFORMED_SEGMENTATION, where, str(exc), **ids)
+            raise _Skip from None
+        name = a.get("name")
+        if not isinstance(name, str) or not name.strip():
+            ori = a.get("category_id_ori")
+            name = ori if isinstance(ori, str) and ori.strip() else None
+        return CocoAnnotation(
+            image_id=iid,
+            segmentation=rle,
+            id=aid,
+            category_id=cid,
+            iscrowd=iscrowd,
+            area=area,
+            bbox=bbox,
+            name=name,
+            format=fmt,
+            extra={k: v for k, v in a.items() if k not in _ANN_KEYS},
+        )
+
+    def panoptic(
+        self,
+        i: int,
+        a: Any,
+        images: Mapping[int, CocoImage],
+        categories: Mapping[int, CocoCategory],
+    ) -> PanopticImage:
+        where = f"{self.name}: annotations[{i}]"
+        if not isinstance(a, Mapping):
+            self.report(MALFORMED_ANNOTATION, where, "an annotation must be a JSON object")
+            raise _Skip
+        iid = self.int_field(a, "image_id", where, MALFORMED_ANNOTATION)
+        where += f" (image_id {iid})"
+        if iid not in images:
+            self.report(
+                UNKNOWN_IMAGE, where, f"unknown image id {iid} (not in 'images')", image_id=iid
+            )
+            raise _Skip
+        fn = a.get("file_name")
+        if not isinstance(fn, str) or not fn:
+            self.report(
+                MALFORMED_ANNOTATION,
+                where,
+                "a panoptic annotation needs a PNG 'file_name'",
+                image_id=iid,
+            )
+            raise _Skip
+        infos = a.get("segments_info")
+        if not isinstance(infos, list):
+            self.report(MALFORMED_ANNOTATION, where, "'segments_info' must be a list", image_id=iid)
+            raise _Skip
+        segs: list[PanopticSegment] = []
+        seen: set[int] = set()
+        for k, s in enumerate(infos):
+            sw = f"{where} segments_info[{k}]"
+            if not isinstance(s, Mapping):
+                self.report(
+                    MALFORMED_ANNOTATION, sw, "a segment must be a JSON object", image_id=iid
+                )
+                raise _Skip
+            sid = self.int_field(s, "id", sw, MALFORMED_ANNOTATION, image_id=iid)
+            cid = self.int_field(s, "category_id", sw, MALFORMED_ANNOTATION, image_id=iid)
+            if sid <= 0 or sid >= 256**3:
+                self.report(
+                    MALFORMED_ANNOTATION, sw, f"segment id {sid} is not in 1..2^24-1", image_id=iid
+                )
+                raise _Skip
+            if sid in seen:
+                self.report(MALFORMED_ANNOTATION, sw, f"duplicate segment id {sid}", image_id=iid)
+                raise _Skip
+            seen.add(sid)
+            if categories and cid not in categories:
+                self.report(
+                    UNKNOWN_CATEGORY, sw, f"category id {cid} is not in 'categories'", image_id=iid
+                )
+                raise _Skip
+            segs.append(
+                PanopticSegment(
+                    id=sid,
+                    category_id=cid,
+                    iscrowd=self._crowd(s.get("iscrowd"), sw, image_id=iid),
+                    area=self._area(s.get("area"), sw, image_id=iid),
+                    bbox=self._bbox(s.get("bbox"), sw, image_id=iid),
+                )
+            )
+        return PanopticImage(image_id=iid, file_name=fn, segments=tuple(segs))
+
+
+class _Skip(Exception):
+    """The current record is dropped (its problem was reported)."""
+
+
+class _RleSizeError(DataError):
+    pass
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def checked_rle(segmentation: Any, height: int, width: int) -> RLE:
+    """A compressed RLE of ``segmentation`` (compressed RLE, uncompressed RLE or polygons)
+    checked against the image size ``height x width``: the RLE's ``size`` must be the image's
+    and its runs must cover exactly ``height * width`` pixels. Raises DataError (the RLE size
+    mismatch as a subclass) with the problem; the caller adds the file and record."""
+    from entityseg_data.masks import rle as rle_utils
+
+    if isinstance(segmentation, Mapping):
+        size = segmentation.get("size")
+        if (
+            not isinstance(size, list | tuple)
+            or len(size) != 2
+            or not all(_is_int(v) for v in size)
+        ):
+            raise DataError(f"malformed RLE size {size!r}")
+        rh, rw = int(size[0]), int(size[1])
+        if (rh, rw) != (int(height), int(width)):
+            raise _RleSizeError(f"RLE size {rh}x{rw} differs from the image size {height}x{width}")
+        counts = segmentation.get("counts")
+        if isinstance(counts, list):
+            if not all(_is_int(c) and c >= 0 for c in counts):
+                raise DataError("uncompressed RLE counts must be non-negative integers")
+            if sum(int(c) for c in counts) != rh * rw:
+                raise DataError(
+                    f"RLE counts cover {sum(int(c) for c in counts)} pixels, image has {rh * rw}"
+                )
+        elif not isinstance(counts, str | bytes):
+            raise DataError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
+    elif isinstance(segmentation, list):
+        for poly in segmentation:
+            if not isinstance(poly, list | tuple) or not all(_number(v) for v in poly):
+                raise DataError("a polygon must be a list of finite numbers")
+            if len(poly) % 2:
+                raise DataError(f"a polygon has an odd number of coordinates ({len(poly)})")
+    else:
+        raise DataError(f"unsupported segmentation of type {type(segmentation).__name__}")
+    try:
+        rle = rle_utils.to_compressed(
+            dict(segmentation) if isinstance(segmentation, Mapping) else segmentation, height, width
+        )
+    except DataError:
+        raise
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise DataError(f"malformed segmentation ({exc})") from None
+    _check_counts(rle, int(height), int(width))
+    return rle
+
+
+def _check_counts(rle: RLE, height: int, width: int) -> None:
+    """Strict check of a compressed RLE's counts: COCO alphabet, not truncated, runs
+    non-negative and covering exactly ``height * width`` pixels."""
+    # TODO(io): the masks engineer's strict decoder (STATUS 'masks API') replaces this call
+    from entityseg_data.evaluation.runs import counts
+
+    c = counts(rle)
+    if c.size and int(c.min()) < 0:
+        raise DataError("RLE counts string has a negative run")
+    total = int(c.sum())
+    if total != height * width:
+        raise DataError(f"RLE counts cover {total} pixels, image has {height * width}")
+
+
+# --------------------------------------------------------------------------------------------
+# entry points
+
+
+def _parse(source: Any, what: str) -> tuple[Any, str]:
+    if isinstance(source, str | os.PathLike):
+        return read_json(source, what), str(source)
+    return source, f"<{what}>"
+
+
+def read_coco(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    strict: bool = True,
+    what: str = "COCO annotations",
+    image_root: str | os.PathLike[str] | None = None,
+    require_annotations: bool = False,
+) -> CocoDataset:
+    """Read and validate a COCO instances / EntitySeg / COCO panoptic JSON (a path or a parsed
+    dict). See the module docstring for what is checked and the two policies.
+
+    ``image_root``: folder of the ``file_name`` entries, used only to read the size of images
+    whose record lacks ``height``/``width``. ``require_annotations``: the file must have an
+    ``annotations`` list."""
+    data, name = _parse(source, what)
+    rd = _Reader(name, strict, Path(image_root) if image_root is not None else None)
+    if not isinstance(data, Mapping):
+        kind = "a JSON list" if isinstance(data, list) else f"JSON {type(data).__name__}"
+        raise DataError(f"{name}: not a COCO file ({kind}; expected an object with 'images')")
+    if not isinstance(data.get("images"), list):
+        raise DataError(f"{name}: not a COCO file (needs an 'images' list)")
+    for key in ("annotations", "categories", "licenses"):
+        if key in data and data[key] is not None and not isinstance(data[key], list):
+            raise DataError(f"{name}: '{key}' must be a list")
+    if require_annotations and not isinstance(data.get("annotations"), list):
+        raise DataError(f"{name}: missing 'annotations' list (not a COCO annotation file)")
+    licenses = rd.licenses(data)
+    categories: dict[int, CocoCategory] = {}
+    for i, c in enumerate(data.get("categories") or []):
+        try:
+            cat = rd.category(i, c)
+        except _Skip:
+            continue
+        if cat.id in categories:
+            rd.report(
+                DUPLICATE_CATEGORY_ID, f"{name}: categories[{i}]", f"duplicate category id {cat.id}"
+            )
+            continue
+        categories[cat.id] = cat
+    images: dict[int, CocoImage] = {}
+    for i, img in enumerate(data["images"]):
+        try:
+            im = rd.image(i, img, licenses)
+        except _Skip:
+            continue
+        if im.id in images:
+            rd.report(
+                DUPLICATE_IMAGE_ID,
+                f"{name}: images[{i}]",
+                f"duplicate image id {im.id}",
+                image_id=im.id,
+            )
+            continue
+        images[im.id] = im
+    raw_anns = data.get("annotations") or []
+    anns: list[CocoAnnotation] = []
+    panoptic: list[PanopticImage] = []
+    is_panoptic = any(isinstance(a, Mapping) and "segments_info" in a for a in raw_anns)
+    seen: set[int] = set()
+    pan_seen: set[int] = set()
+    for i, a in enumerate(raw_anns):
+        try:
+            if is_panoptic:
+                p = rd.panoptic(i, a, images, categories)
+                if p.image_id in pan_seen:
+                    rd.report(
+                        MALFORMED_ANNOTATION,
+                        f"{name}: annotations[{i}]",
+                        f"a second panoptic annotation of image {p.image_id}",
+                        image_id=p.image_id,
+                    )
+                    continue
+                pan_seen.add(p.image_id)
+                panoptic.append(p)
+            else:
+                anns.append(rd.annotation(i, a, images, categories, seen))
+        except _Skip:
+            continue
+    info = data.get("info")
+    return CocoDataset(
+        source=name,
+        images=tuple(images.values()),
+        annotations=tuple(anns),
+        categories=tuple(categories.values()),
+        panoptic=tuple(panoptic),
+        info=dict(info) if isinstance(info, Mapping) else {},
+        licenses=tuple(x for x in (data.get("licenses") or []) if isinstance(x, Mapping)),
+        problems=tuple(rd.problems),
+    )
+
+
+def panoptic_ids(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) int64 segment ids ``R + 256 G + 256^2 B`` of an (H, W, 3) panoptic PNG array."""
+    a = np.asarray(rgb).astype(np.int64)
+    return a[..., 0] + 256 * a[..., 1] + 65536 * a[..., 2]
+
+
+def read_panoptic_png(
+    path: str | os.PathLike[str], height: int | None = None, width: int | None = None
+) -> np.ndarray:
+    """(H, W) int64 segment ids of a COCO panoptic PNG (RGB, ``id = R + 256 G + 256^2 B``);
+    the size must be ``height x width`` when given. Raises DataError naming the file."""
+    from entityseg_data.io.images import ImageRejected, load_pixels, open_image
+
+    data = read_bytes(path, max_bytes=1 << 30)
+    try:
+        im = open_image(data)
+        load_pixels(im)
+    except ImageRejected as exc:
+        raise DataError(f"{path}: cannot read the panoptic PNG: {exc.message}") from None
+    if im.mode not in ("RGB", "RGBA"):
+        raise DataError(f"{path}: a panoptic PNG must be RGB, got mode {im.mode}")
+    ids = panoptic_ids(np.asarray(im.convert("RGB") if im.mode != "RGB" else im))
+    if height is not None and width is not None and ids.shape != (int(height), int(width)):
+        raise DataError(
+            f"{path}: PNG is {ids.shape[0]}x{ids.shape[1]}, the image is {height}x{width}"
+        )
+    return ids
+
+
+def group_by_image(anns: Iterable[CocoAnnotation]) -> dict[int, list[CocoAnnotation]]:
+    """Annotations by image id, in order."""
+    out: dict[int, list[CocoAnnotation]] = defaultdict(list)
+    for a in anns:
+        out[a.image_id].append(a)
+    return dict(out)
+
+
+def raise_first(problems: Sequence[Problem], issues: Iterable[str] | None = None) -> None:
+    """Raise DataError for the first problem (of one of ``issues`` when given)."""
+    keep = set(issues) if issues is not None else None
+    for p in problems:
+        if keep is None or p.issue in keep:
+            raise DataError(str(p))
+
+
+__all__ = [
+    "STRUCTURAL_ISSUES",
+    "CocoAnnotation",
+    "CocoCategory",
+    "CocoDataset",
+    "CocoImage",
+    "PanopticImage",
+    "PanopticSegment",
+    "Problem",
+    "checked_rle",
+    "group_by_image",
+    "panoptic_ids",
+    "raise_first",
+    "read_coco",
+    "read_panoptic_png",
+]
