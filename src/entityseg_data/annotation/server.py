@@ -358,8 +358,7 @@ def save_credentials(path: Path, creds: dict[str, Any]) -> None:
     """Store tokens (secrets) in a file readable only by the owner."""
     from entityseg_data.io import atomic_write_text
 
-    atomic_write_text(path, json.dumps(creds, indent=1))
-    os.chmod(path, 0o600)
+    atomic_write_text(path, json.dumps(creds, indent=1), private=True)  # 0600 from the start
 
 
 def load_credentials(path: Path) -> dict[str, Any]:
