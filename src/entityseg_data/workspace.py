@@ -11,16 +11,25 @@ Layout (all paths relative to the workspace root)::
     exports/            EntitySeg/COCO JSON, Hugging Face datasets, reports
     cache/              embeddings and other re-computable caches
     labelstudio/        data dir of a local Label Studio started by ``annotate server``
+
+:class:`Workspace` is core: it imports no stage; every stage takes a ``Workspace``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from entityseg_data.catalog import Catalog
-from entityseg_data.config import WorkspaceConfig, load_workspace_config, save_workspace_config
+from entityseg_data.catalog import Catalog, ImageRecord, PredictionRecord
+from entityseg_data.catalog import predictions as _predictions
+from entityseg_data.config.workspace import (
+    WorkspaceConfig,
+    load_workspace_config,
+    save_workspace_config,
+)
 from entityseg_data.errors import WorkspaceError
 
 CONFIG_FILE = "entityseg.yaml"
@@ -119,6 +128,44 @@ class Workspace:
         """The config: file < environment < ``overrides``."""
         return load_workspace_config(self.config_path, overrides)
 
-    def catalog(self) -> Catalog:
-        """Open the catalog (migrating it forward); close it when done (it is a context manager)."""
-        return Catalog(self.catalog_path)
+    def catalog(self, *, read_only: bool | None = None) -> Catalog:
+        """Open the catalog (migrating it forward); close it when done (it is a context manager).
+
+        ``read_only=None`` opens it read-only exactly when this user cannot write the workspace
+        (an archived or shared workspace still answers ``status``, ``stats``, ``export``);
+        ``True`` forces read-only, ``False`` requires write access."""
+        if read_only is False and not self.writable:
+            raise WorkspaceError(
+                f"{self.root}: the workspace is not writable by this user; this command needs "
+                "write access to the catalog"
+            )
+        return Catalog(self.catalog_path, read_only=read_only)
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process may write the catalog (file and folder)."""
+        path = self.catalog_path
+        return os.access(self.root, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+    # ------------------------------------------------------------------ images and predictions
+    def image_path(self, image: ImageRecord) -> Path:
+        """The file to read an image's pixels from (the normalised copy when there is one)."""
+        return self.abspath(image.path)
+
+    def write_prediction(self, payload: Mapping[str, Any], model_version: str) -> str:
+        """Write a prediction file and its catalog row (see
+        :mod:`entityseg_data.catalog.predictions`); returns the path relative to the root."""
+        with self.catalog() as cat:
+            return _predictions.write_prediction(self.root, cat, payload, model_version)
+
+    def latest_prediction(
+        self, image_id: int, model_version: str | None = None
+    ) -> tuple[PredictionRecord, dict[str, Any]] | None:
+        """The newest prediction of an image (of ``model_version``) with its payload, or None."""
+        with self.catalog() as cat:
+            return _predictions.latest_prediction(self.root, cat, image_id, model_version)
+
+    def predicted_ids(self, model_version: str) -> set[int]:
+        """Ids of the images that have a prediction file of ``model_version``."""
+        with self.catalog() as cat:
+            return _predictions.predicted_ids(self.root, cat, model_version)

@@ -1,9 +1,31 @@
-"""The curated set's state in SQLite: images, provenance, verdicts, duplicates, annotation status.
+"""The curated set's state in SQLite: images, provenance, verdicts, duplicates, the ingest
+ledger, annotation state and predictions. The only place the toolkit runs SQL.
 
-See :class:`~entityseg_data.catalog.store.Catalog`.
+* :class:`Catalog` (``store.py``): the database, typed methods per table;
+* records (``records.py``): the frozen records it returns;
+* ``predictions.py``: prediction files beside their catalog rows.
 """
 
+from entityseg_data.catalog.records import (
+    AnnotationRecord,
+    DuplicateRecord,
+    ImageRecord,
+    LedgerItem,
+    PredictionRecord,
+    VerdictRecord,
+)
 from entityseg_data.catalog.schema import MIGRATIONS, SCHEMA_VERSION, Migration
 from entityseg_data.catalog.store import Catalog
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalog", "Migration"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AnnotationRecord",
+    "Catalog",
+    "DuplicateRecord",
+    "ImageRecord",
+    "LedgerItem",
+    "Migration",
+    "PredictionRecord",
+    "VerdictRecord",
+]
