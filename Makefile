@@ -10,7 +10,7 @@ EXTRAS ?= dev,server
 DEMO_DIR ?= demo_workspace
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-system demo test test-fast test-slow lint format bench clean
+.PHONY: setup setup-system demo test test-unit test-fast test-slow lint format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,17 +44,19 @@ setup-system:
 demo: setup
 	$(BIN)/entityseg-data demo $(DEMO_DIR) --simulate
 
-# The default test run: everything, since it fits in 20 minutes on 2 cores (about 5 min on a
-# quiet machine: 492 tests in 3.4 min + the 11 `slow` ones in 1.6 min).
+# The README's test command and CI: every tier (unit, labelstudio, notebook, browser, slow).
 test: setup
+	$(BIN)/python -m pytest --tier all $(PYTEST_ARGS)
+
+# Quicker loops while developing: the unit tier alone (no server, kernel or browser) is what a
+# plain `pytest` runs; pick other tiers with --tier (see tests/conftest.py).
+test-unit: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Quicker loops while developing.
-test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+test-fast: test-unit
 
 test-slow: setup
-	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --tier slow $(PYTEST_ARGS)
 
 lint:
 	$(BIN)/ruff check src tests benchmarks

@@ -1,4 +1,13 @@
-"""Shared fixtures. Each area keeps its own fixtures in tests/<area>/conftest.py."""
+"""Shared fixtures and the test tiers. Each area keeps its own fixtures in tests/<area>/conftest.py.
+
+Tiers: ``unit`` (the default: no server, kernel or browser; seconds) and the opt-in tiers
+``labelstudio`` (a real Label Studio), ``notebook`` (Jupyter kernels), ``browser`` (Chromium) and
+``slow`` (default-size parity, training convergence, kill-and-resume, DDP). A test belongs to an
+opt-in tier through its marker (a test with several runs when any of them is selected); tests
+that use the ``labelstudio`` fixture are marked automatically. ``pytest`` runs the unit tier; ``pytest --tier all`` (what ``make test`` and CI run)
+runs everything; ``--tier labelstudio --tier unit`` picks tiers; ``ENTITYSEG_TEST_TIERS=all`` does
+the same from the environment. An explicit ``-m`` expression selects by itself (tiers ignored).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +27,56 @@ ORACLE = SHARED / "oracle"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+OPT_IN_TIERS = ("labelstudio", "notebook", "browser", "slow")
+TIERS = ("unit", *OPT_IN_TIERS)
+# fixtures that put a test in a tier without a marker
+_TIER_FIXTURES = {"labelstudio": "labelstudio"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tier",
+        action="append",
+        default=None,
+        choices=(*TIERS, "all"),
+        help="test tier(s) to run (repeatable): unit (default), "
+        + ", ".join(OPT_IN_TIERS)
+        + ", or all",
+    )
+
+
+def _selected_tiers(config: pytest.Config) -> set[str]:
+    tiers = config.getoption("--tier")
+    if not tiers:
+        env = os.environ.get("ENTITYSEG_TEST_TIERS", "")
+        tiers = [t.strip() for t in env.split(",") if t.strip()] or ["unit"]
+    unknown = set(tiers) - {*TIERS, "all"}
+    if unknown:
+        raise pytest.UsageError(f"unknown test tier(s) {sorted(unknown)}; choose from {TIERS}")
+    return set(TIERS) if "all" in tiers else set(tiers)
+
+
+def item_tiers(item: pytest.Item) -> set[str]:
+    """The opt-in tiers a test belongs to ({'unit'} when none)."""
+    for fixture, tier in _TIER_FIXTURES.items():
+        if fixture in getattr(item, "fixturenames", ()) and not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))
+    tiers = {t for t in OPT_IN_TIERS if item.get_closest_marker(t)}
+    return tiers or {"unit"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selected = _selected_tiers(config)
+    explicit_m = bool(config.getoption("markexpr", ""))
+    keep, drop = [], []
+    for item in items:
+        tiers = item_tiers(item)
+        (keep if explicit_m or tiers & selected else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ DOCS_IMG = ROOT / "docs" / "img" / "labelstudio_stage1_task.png"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 VERSION = "baseline-felzenszwalb"
 
-pytestmark = pytest.mark.labelstudio
+pytestmark = [pytest.mark.labelstudio, pytest.mark.browser]
 
 # fraction of non-transparent pixels of each canvas of the editor (the image itself is an <img>;
 # Konva canvases hold the brush layers)

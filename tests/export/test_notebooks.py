@@ -49,6 +49,9 @@ def sample_ws(tmp_path_factory):
     return ws
 
 
+pytestmark = pytest.mark.notebook
+
+
 @pytest.mark.parametrize("name", ["statistics_report", "consistency_report", "dataset_browser"])
 def test_notebook_runs(name, sample_ws, tmp_path, monkeypatch):
     from nbclient import NotebookClient

@@ -162,6 +162,7 @@ def test_bad_image_corpus_completes_and_reports(tmp_path, tiny_model):
     assert "failed 5" in r.stdout and "5 failure(s) written to" in r.stderr
 
 
+@pytest.mark.slow
 def test_kill_and_resume_with_skip_existing(tmp_path, tiny_model):
     src = tmp_path / "frames"
     src.mkdir()

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from entityseg_data.workspace import Workspace
 
 N_UNIQUE = 36
@@ -77,6 +79,7 @@ def _snapshot(ws: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_kill_and_resume_url_ingest(tmp_path, server, images):
     urls = []
     bodies = [images.jpeg(240, 180, seed=100 + i) for i in range(N_UNIQUE)]

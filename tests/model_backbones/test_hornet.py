@@ -69,7 +69,11 @@ def test_hornet_large_keys_shapes_and_count_match_manifest(oracle_dir, manifest)
     assert sum(p.numel() for p in model.parameters()) == 200_272_512  # REFERENCE 3.8
 
 
-@pytest.mark.parametrize("cfg", [HORNET_ORACLE_TINY, HORNET_LARGE_GF], ids=["tiny", "L"])
+@pytest.mark.parametrize(
+    "cfg",
+    [HORNET_ORACLE_TINY, pytest.param(HORNET_LARGE_GF, marks=pytest.mark.slow)],
+    ids=["tiny", "L"],
+)
 def test_hornet_output_contract(cfg):
     torch.manual_seed(0)
     model = build_backbone(cfg).eval()

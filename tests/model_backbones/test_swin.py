@@ -90,7 +90,9 @@ def test_swin_oracle_tiny_keys_match_oracle_manifest(oracle_dir):
 
 
 @pytest.mark.parametrize(
-    "cfg", [SWIN_ORACLE_TINY, SWIN_TINY, SWIN_LARGE_W7], ids=["tiny", "T", "L"]
+    "cfg",
+    [SWIN_ORACLE_TINY, SWIN_TINY, pytest.param(SWIN_LARGE_W7, marks=pytest.mark.slow)],
+    ids=["tiny", "T", "L"],
 )
 def test_swin_output_contract(cfg):
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from entityseg_data.cli.main import cli
@@ -14,6 +15,7 @@ from entityseg_data.cli.main import cli
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_train_cli_then_predict(stripes, tmp_path):
     out = tmp_path / "run"
     args = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from training_helpers import ddp_config, ddp_worker, grads_of
@@ -17,6 +18,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(stripes, tmp_path):
     mp.spawn(
         ddp_worker,

@@ -26,6 +26,7 @@ def _crash_at(k):
     return hook
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reproduces_losses(stripes, tmp_path, tiny_overrides):
     torch.set_num_threads(1)
     common = dict(max_iter=5, checkpoint_period=2, keep_checkpoints=2)
