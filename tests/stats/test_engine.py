@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
+from entityseg_data.config.stats import StatsConfig
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.stats.classes import class_counts, kind_totals
-from entityseg_data.config.stats import StatsConfig
 from entityseg_data.stats.engine import compute_stats
 from entityseg_data.stats.report import write_report
 from entityseg_data.stats.table import table2, to_markdown
@@ -64,8 +64,12 @@ def hand_coco() -> dict:
 
 
 def test_table2_hand_computed():
-    s = compute_stats(hand_coco(), name="hand")
+    s = compute_stats(
+        hand_coco(), name="hand", config=StatsConfig(shape_measures="squares-crofton")
+    )
     row = table2([s])[0]
+    assert row["shape_measures"] == "squares-crofton"
+    assert row["image_res"] == pytest.approx((math.sqrt(200) + 4) / 2)
     assert row["images"] == 2 and row["entities"] == 3
     assert row["avg_height"] == 7 and row["avg_width"] == 12
     assert row["avg_resolution"] == "7x12"
@@ -82,7 +86,33 @@ def test_table2_hand_computed():
     assert row["valid_area"] == pytest.approx((1.0 + 0.25) / 2)
     assert list(s.entities["area"]) == [50, 150, 4]
     md = to_markdown([row])
-    assert "| hand | 2 | 3 | 7x12 | 1.5 / 2 |" in md and "62.5%" in md
+    assert "| hand | 2 | 3 | 9.1 | 7x12 | 1.5 / 2 |" in md and "62.5%" in md
+    assert "Shape measures `squares-crofton`: convexity = area / area of the convex hull" in md
+
+
+def test_table2_paper_definitions_hand_computed():
+    """The default ("paper") measures on the same set: pixel-centre hull and contour length."""
+    s = compute_stats(hand_coco(), name="hand")
+    row = table2([s])[0]
+    assert s.shape_measures == row["shape_measures"] == "paper"
+    # rectangle 5x10: centre hull 4x9 = 36 < 50 -> 1; L-shape: centre hull 171 - 25 = 146 < 150
+    # -> 1; 2x2 square: centre hull 1 < 4 -> 1
+    assert list(s.entities["convex_area"]) == pytest.approx([36.0, 146.0, 1.0])
+    assert row["complexity"] == 1.0
+    # contour lengths: rectangle 2*4 + 2*9 = 26; square 4; L-shape: 19 + 9 + 19 + 4 + 5 * sqrt 2 ...
+    assert s.entities["perimeter"][0] == pytest.approx(26.0)
+    assert s.entities["perimeter"][2] == pytest.approx(4.0)
+    simp = [
+        math.sqrt(4 * math.pi * 50) / 26,
+        min(1.0, math.sqrt(4 * math.pi * 150) / s.entities["perimeter"][1]),
+        1.0,  # sqrt(16 pi) / 4 > 1: capped
+    ]
+    assert list(s.entities["simplicity"]) == pytest.approx(simp)
+    assert row["simplicity"] == pytest.approx(sum(simp) / 3)
+    md = to_markdown([row])
+    assert "| paper |" in md and "Shape measures `paper`: convexity = min(1, area" in md
+    with pytest.raises(Exception, match="shape_measures|squares-crofton"):
+        compute_stats(hand_coco(), config=StatsConfig(shape_measures="nope"))  # type: ignore[arg-type]
 
 
 def test_class_counts_thing_stuff():

@@ -58,7 +58,9 @@ def stats(
 
     Measures a workspace (its approved annotations) and/or COCO/EntitySeg JSON files, side by
     side. Writes stats.json, table2.csv/.md, images.csv, entities.csv, classes.csv, fig3.png and
-    entity_shapes.png to --out.
+    entity_shapes.png to --out. Complexity and simplicity follow the paper's definitions
+    (pixel-centre contours); --set stats.shape_measures=squares-crofton selects the pixel-square
+    hull and Crofton perimeter instead (different numbers; docs/statistics.md).
 
     \b
     Example:
@@ -125,7 +127,7 @@ def stats(
                 "dataset": r["dataset"],
                 "images": r["images"],
                 "entities": r["entities"],
-                "resolution": r["avg_resolution"],
+                "ImageRes": f"{r['image_res']:.1f}",
                 "ent/img": f"{r['entities_per_image_avg']:.1f}/{r['entities_per_image_max']}",
                 "complexity": f"{r['complexity']:.3f}",
                 "simplicity": f"{r['simplicity']:.3f}",
@@ -134,6 +136,10 @@ def stats(
             for r in rows
         ]
     )
+    from entityseg_data.stats.measures import SHAPE_DEFINITIONS
+
+    for name in dict.fromkeys(r["shape_measures"] for r in rows):
+        click.echo(f"shape measures '{name}': {SHAPE_DEFINITIONS[name]}")
     for s in results:
         if s.errors:
             click.echo(f"{s.name}: {len(s.errors)} images skipped (see stats.json)", err=True)

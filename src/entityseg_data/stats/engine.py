@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from entityseg_data.config.stats import StatsConfig
 from entityseg_data.errors import DataError
 from entityseg_data.masks import rle as rle_utils
-from entityseg_data.config.stats import StatsConfig
-from entityseg_data.stats.measures import rle_measures
+from entityseg_data.stats.measures import DEFAULT_SHAPE_DEFINITION, check_definition, rle_measures
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class DatasetStats:
     ``perimeter`` (px), ``convex_area`` (px)), all of the same length.
     ``names``: per-entity open-vocabulary name (or None) in the same order.
     ``errors``: images skipped with the reason.
+    ``shape_measures``: the definition set of convexity / simplicity
+    (:data:`~entityseg_data.stats.measures.SHAPE_DEFINITIONS`).
     """
 
     name: str
@@ -48,6 +50,7 @@ class DatasetStats:
     categories: dict[int, dict[str, Any]] = field(default_factory=dict)
     category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     errors: list[dict[str, Any]] = field(default_factory=list)
+    shape_measures: str = DEFAULT_SHAPE_DEFINITION
 
     @property
     def n_images(self) -> int:
@@ -108,9 +111,11 @@ def measure_image(
     *,
     images_dir: Path | None = None,
     max_side: int = 0,
+    shape_measures: str = DEFAULT_SHAPE_DEFINITION,
 ) -> dict[str, Any]:
     """Measures of one image: ``{"image": row, "entities": {field: array}, "names": [...],
-    "category_ids": array}``. Crowd annotations are ignored."""
+    "category_ids": array}``. Crowd annotations are ignored. ``shape_measures``: the definition
+    set of convexity / simplicity."""
     h, w = _image_size(img, images_dir)
     anns = [a for a in anns if not a.get("iscrowd", 0)]
     rles = []
@@ -119,7 +124,7 @@ def measure_image(
             rles.append(rle_utils.to_compressed(a["segmentation"], h, w))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"annotation {a.get('id')}: bad segmentation ({exc!r})") from None
-    res = rle_measures(rles, h, w, max_side=max_side)
+    res = rle_measures(rles, h, w, max_side=max_side, definition=shape_measures)
     n = len(rles)
     with np.errstate(invalid="ignore"):
         mean_cvx = float(np.nanmean(res["convexity"])) if n else float("nan")
@@ -146,10 +151,14 @@ def measure_image(
     }
 
 
-def _job(args: tuple[dict[str, Any], list[dict[str, Any]], Path | None, int]) -> dict[str, Any]:
-    img, anns, images_dir, max_side = args
+def _job(
+    args: tuple[dict[str, Any], list[dict[str, Any]], Path | None, int, str],
+) -> dict[str, Any]:
+    img, anns, images_dir, max_side, shape_measures = args
     try:
-        return measure_image(img, anns, images_dir=images_dir, max_side=max_side)
+        return measure_image(
+            img, anns, images_dir=images_dir, max_side=max_side, shape_measures=shape_measures
+        )
     except (DataError, KeyError, TypeError, ValueError) as exc:
         return {
             "error": {
@@ -176,27 +185,30 @@ def compute_stats(
         name: dataset name used in tables and plots.
         images_dir: folder the ``file_name`` entries are relative to; only read when the JSON
             lacks an image's height/width.
-        config: ``max_side`` (measure shapes on a downscaled label map, 0 = full resolution) and
-            ``workers`` (processes; 0/1 = in this process).
+        config: ``max_side`` (measure shapes on a downscaled label map, 0 = full resolution),
+            ``workers`` (processes; 0/1 = in this process) and ``shape_measures`` (the definition
+            set of convexity / simplicity, named in the result).
         progress: called with 1 after each image (e.g. ``tqdm.update``).
         limit: only the first ``limit`` images (quick looks).
 
     Images that fail (bad RLE, size mismatch) are skipped and listed in ``errors``.
     """
     cfg = config or StatsConfig()
+    shape_measures = check_definition(cfg.shape_measures)
     data = load_coco(coco)
     by_image = group_annotations(data)
     imgs = list(data.get("images", []))
     if limit is not None:
         imgs = imgs[: int(limit)]
     root = Path(images_dir) if images_dir is not None else None
-    out = DatasetStats(name=name)
+    out = DatasetStats(name=name, shape_measures=shape_measures)
     out.categories = {int(c["id"]): dict(c) for c in data.get("categories", []) if "id" in c}
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     cat_parts: list[np.ndarray] = []
 
     jobs: Iterator[tuple[Any, ...]] = (
-        (img, by_image.get(int(img["id"]), []), root, int(cfg.max_side)) for img in imgs
+        (img, by_image.get(int(img["id"]), []), root, int(cfg.max_side), shape_measures)
+        for img in imgs
     )
     if cfg.workers and cfg.workers > 1:
         import multiprocessing as mp

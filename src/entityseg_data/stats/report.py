@@ -2,7 +2,8 @@
 
 Outputs (``out_dir``)::
 
-    stats.json            {"datasets": [{"name", "table2", "classes", "class_kinds", "errors"}]}
+    stats.json            {"datasets": [{"name", "table2", "shape_measures", "classes",
+                          "class_kinds", "errors"}]} (shape_measures = {name, definition})
     table2.csv / .md      one Table 2 row per dataset
     images.csv            one row per image (dataset, image_id, size, source, n_entities, ...)
     entities.csv          one row per entity (dataset, image_id, name, area, convexity, ...)
@@ -21,6 +22,7 @@ from typing import Any
 
 from entityseg_data.io import atomic_open, atomic_write_json, atomic_write_text
 from entityseg_data.stats.classes import class_counts, kind_totals
+from entityseg_data.stats.measures import SHAPE_DEFINITIONS
 from entityseg_data.stats.plots import plot_entity_shapes, plot_fig3
 from entityseg_data.stats.table import TABLE2_COLUMNS, table2, to_csv, to_markdown
 
@@ -78,6 +80,10 @@ def write_report(
             {
                 "name": s.name,
                 "table2": {k: _clean(v) for k, v in row.items()},
+                "shape_measures": {
+                    "name": row["shape_measures"],
+                    "definition": SHAPE_DEFINITIONS.get(row["shape_measures"]),
+                },
                 "class_kinds": kind_totals(classes),
                 "classes": classes,
                 "errors": s.errors,

@@ -3,11 +3,15 @@
 Columns (definitions in docs/statistics.md):
 
 - ``images``, ``entities``: counts (crowd annotations excluded).
+- ``image_res``: the paper's single "ImageRes (avg)" number = the mean over images of
+  ``sqrt(height * width)`` (the side of the square with the image's pixel count).
 - ``avg_height``, ``avg_width``, ``avg_resolution`` ("H x W" of the means), ``avg_megapixels``.
 - ``entities_per_image_avg``, ``entities_per_image_max``.
 - ``complexity``: mean convexity (area / convex-hull area) over all entities.
 - ``simplicity``: mean sqrt(4 pi area) / perimeter over all entities.
 - ``valid_area``: mean over images of the fraction of pixels covered by at least one entity.
+- ``shape_measures``: the definition set behind complexity / simplicity
+  (:data:`~entityseg_data.stats.measures.SHAPE_DEFINITIONS`; "paper" by default).
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from entityseg_data.stats.measures import DEFAULT_SHAPE_DEFINITION, SHAPE_DEFINITIONS
+
 TABLE2_COLUMNS: tuple[str, ...] = (
     "dataset",
     "images",
     "entities",
+    "image_res",
     "avg_resolution",
     "avg_height",
     "avg_width",
@@ -33,6 +40,7 @@ TABLE2_COLUMNS: tuple[str, ...] = (
     "complexity",
     "simplicity",
     "valid_area",
+    "shape_measures",
 )
 
 
@@ -52,6 +60,7 @@ def table_row(stats: Any) -> dict[str, Any]:
         "dataset": stats.name,
         "images": len(imgs),
         "entities": int(sum(counts)),
+        "image_res": _mean([math.sqrt(r["height"] * r["width"]) for r in imgs]),
         "avg_resolution": f"{h:.0f}x{w:.0f}" if imgs else "",
         "avg_height": h,
         "avg_width": w,
@@ -61,6 +70,7 @@ def table_row(stats: Any) -> dict[str, Any]:
         "complexity": _mean(stats.entities.get("convexity", [])),
         "simplicity": _mean(stats.entities.get("simplicity", [])),
         "valid_area": _mean([r["valid_area"] for r in imgs]),
+        "shape_measures": getattr(stats, "shape_measures", DEFAULT_SHAPE_DEFINITION),
     }
 
 
@@ -89,17 +99,24 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The paper-style table as Markdown (valid area in %)."""
+    """The paper-style table as Markdown (valid area in %), followed by one line per shape-measure
+    definition used, naming it."""
     head = (
-        "| Dataset | #Images | #Entities | Avg. resolution | Entities/img (avg / max) | "
-        "Complexity (convexity) | Simplicity | Valid area |"
+        "| Dataset | #Images | #Entities | ImageRes (avg) | Avg. H x W | Entities/img (avg / max) "
+        "| Complexity (convexity) | Simplicity | Valid area | Shape measures |"
     )
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         lines.append(
-            f"| {r['dataset']} | {r['images']} | {r['entities']} | {r['avg_resolution']} | "
+            f"| {r['dataset']} | {r['images']} | {r['entities']} | {_fmt(r['image_res'], 1)} | "
+            f"{r['avg_resolution']} | "
             f"{_fmt(r['entities_per_image_avg'], 1)} / {r['entities_per_image_max']} | "
             f"{_fmt(r['complexity'])} | {_fmt(r['simplicity'])} | "
-            f"{_fmt(100 * r['valid_area'], 1)}% |"
+            f"{_fmt(100 * r['valid_area'], 1)}% | {r['shape_measures']} |"
         )
+    used = dict.fromkeys(r["shape_measures"] for r in rows)
+    lines.append("")
+    lines.append("ImageRes = mean over images of sqrt(height x width), px.")
+    for name in used:
+        lines.append(f"Shape measures `{name}`: {SHAPE_DEFINITIONS.get(name, '?')}.")
     return "\n".join(lines) + "\n"
