@@ -10,7 +10,7 @@ EXTRAS ?= dev,server
 DEMO_DIR ?= demo_workspace
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-system demo test test-unit test-fast test-slow lint format bench clean
+.PHONY: setup setup-system demo test test-unit test-fast test-slow lint typecheck format bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -61,6 +61,10 @@ test-slow: setup
 lint:
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# The type checker on src/ (mypy; config in pyproject.toml).
+typecheck:
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff format src tests benchmarks
