@@ -29,7 +29,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from entityseg_data import procs
 from entityseg_data.errors import ConfigError, EntitySegError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def label_studio_executable() -> str:
-    """The ``label-studio`` script next to the running interpreter, or on PATH."""
+    """The ``label-studio`` program: ``$ENTITYSEG_LABEL_STUDIO`` (e.g. one installed in its own
+    environment with pipx), else the script next to the running interpreter, else on PATH."""
+    env = os.environ.get("ENTITYSEG_LABEL_STUDIO", "")
+    if env:
+        return env
     cand = Path(sys.executable).with_name("label-studio")
     if cand.exists():
         return str(cand)
@@ -115,6 +119,9 @@ class LabelStudioServer:
         username/password: the admin account created on first boot (from config/env).
         legacy_token: optionally enable legacy ``Token`` auth with this token (first boot only).
         extra_env: more environment variables for the server process.
+        die_with_parent: the server is stopped by the kernel when this process dies, even by
+            SIGKILL (``PR_SET_PDEATHSIG``, see :mod:`entityseg_data.procs`); False only for a
+            server meant to outlive it (``demo --keep-server``).
     """
 
     data_dir: Path
@@ -125,6 +132,7 @@ class LabelStudioServer:
     password: str = field(default="", repr=False)
     legacy_token: str = field(default="", repr=False)
     extra_env: dict[str, str] = field(default_factory=dict)
+    die_with_parent: bool = True
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -198,14 +206,15 @@ class LabelStudioServer:
         log.info("starting Label Studio at %s (data dir %s)", self.url, self.data_dir)
         logf = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child)
         try:
-            self.process = subprocess.Popen(
-                cmd,
-                env=self.environment(),
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            # a stop signal is held until the handle is recorded, so stop() always finds it
+            with procs.signals_deferred():
+                self.process = procs.spawn(
+                    cmd,
+                    env=self.environment(),
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    die_with_parent=self.die_with_parent,
+                )
         finally:
             logf.close()
         try:
@@ -214,6 +223,9 @@ class LabelStudioServer:
             tail = self.log_tail()
             self.stop()
             raise LabelStudioError(f"{exc}; last log lines:\n{tail}") from None
+        except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (procs.Terminated) during start-up
+            self.stop()
+            raise
         log.info("Label Studio answered after %.1f s", waited)
         return self
 
@@ -225,19 +237,10 @@ class LabelStudioServer:
         return "\n".join(lines[-n:])
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Terminate the server's process group (it spawns no detached children)."""
+        """Stop the server's process group: SIGTERM, SIGKILL after ``timeout`` seconds."""
         proc = self.process
-        if proc is None or proc.poll() is not None:
-            self.process = None
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
+        if proc is not None:
+            procs.stop_group(proc, timeout=timeout)
         self.process = None
 
     def __enter__(self) -> LabelStudioServer:

@@ -62,12 +62,15 @@ def start_local_server(
     port: int | None = None,
     host: str | None = None,
     timeout: float | None = None,
+    die_with_parent: bool = True,
 ) -> tuple[LabelStudioServer, LabelStudioClient]:
     """Start Label Studio on the workspace's data dir and return (server, admin client).
 
     The admin account comes from the config (``labelstudio.username``) and
     ``LABEL_STUDIO_PASSWORD``; without a password one is generated and stored in the credentials
     file. The admin's personal access token is created on first start and stored there too.
+    The server dies with this process unless ``die_with_parent`` is False (see
+    :class:`LabelStudioServer`); any exception, Ctrl-C or SIGTERM during start-up stops it.
     """
     cfg = workspace.config().labelstudio
     creds = read_credentials(workspace)
@@ -81,6 +84,7 @@ def start_local_server(
         port=cfg.port if port is None else port,
         username=email,
         password=password,
+        die_with_parent=die_with_parent,
     )
     server.start(timeout=timeout or cfg.start_timeout)
     try:

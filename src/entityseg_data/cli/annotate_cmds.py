@@ -55,33 +55,32 @@ def server(
       LABEL_STUDIO_API_KEY=... entityseg-data -w my_set annotate server --connect http://ls:8080
     """
     from entityseg_data.annotation import session
+    from entityseg_data.procs import terminate_on_signals
 
-    ws = get_workspace(ctx)
-    if connect_url:
-        creds = session.read_credentials(ws)
-        creds["url"] = connect_url.rstrip("/")
-        session.write_credentials(ws, creds)
-        client = session.connect(ws, url=connect_url)
-        me = client.whoami()
-        click.echo(f"connected to {client.url} as {me.get('email')}")
-        return
-    srv, client = session.start_local_server(ws, port=port, host=host)
-    click.echo(f"Label Studio is running at {srv.url} (admin: {client.whoami().get('email')})")
-    click.echo(f"credentials: {session.credentials_path(ws)}; press Ctrl-C to stop")
-    import signal
-
-    def _terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # `kill PID` (SIGTERM) and SIGHUP stop Label Studio too, not only Ctrl-C
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
-    try:
-        srv.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop()
+    # SIGTERM/SIGHUP/Ctrl-C raise from here on, also during the server's start-up, so the
+    # `finally` below (or start_local_server's own clean-up) always stops Label Studio
+    with terminate_on_signals():
+        ws = get_workspace(ctx)
+        if connect_url:
+            creds = session.read_credentials(ws)
+            creds["url"] = connect_url.rstrip("/")
+            session.write_credentials(ws, creds)
+            client = session.connect(ws, url=connect_url)
+            me = client.whoami()
+            click.echo(f"connected to {client.url} as {me.get('email')}")
+            return
+        srv, client = session.start_local_server(ws, port=port, host=host)
+        try:
+            click.echo(
+                f"Label Studio is running at {srv.url} (admin: {client.whoami().get('email')})"
+            )
+            click.echo(f"credentials: {session.credentials_path(ws)}; press Ctrl-C to stop")
+            if srv.process is not None:
+                srv.process.wait()
+        except KeyboardInterrupt:
+            click.echo("stopping Label Studio")
+        finally:
+            srv.stop()
 
 
 @annotate.command("users")

@@ -63,6 +63,7 @@ def demo(
           --labelstudio-url http://127.0.0.1:8080
     """
     from entityseg_data.demo.pipeline import DemoOptions, run_demo
+    from entityseg_data.procs import terminate_on_signals
 
     opts = DemoOptions(
         directory=directory,
@@ -74,4 +75,6 @@ def demo(
         keep_server=keep_server,
         wait=not no_wait,
     )
-    run_demo(opts, echo=lambda line: click.echo(line))
+    # SIGTERM/SIGHUP/Ctrl-C raise before Label Studio starts, so the demo always stops it
+    with terminate_on_signals():
+        run_demo(opts, echo=lambda line: click.echo(line))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -149,7 +150,12 @@ def main(argv: list[str] | None = None) -> Any:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         return cli.main(args=argv, prog_name="entityseg-data", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # SIGTERM/SIGHUP in a command that stops children (procs.Terminated): 128 + signal
+        signum = getattr(exc.__cause__, "signum", signal.SIGINT)
+        if signum != signal.SIGINT:
+            click.echo(f"stopped by {signal.Signals(signum).name}", err=True)
+            sys.exit(128 + signum)
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.UsageError as exc:

@@ -276,7 +276,9 @@ class Demo:
             )
             self._stop_stale_server()
             self.server, self.client = session.start_local_server(
-                self.ws, port=self.opts.port or free_port()
+                self.ws,
+                port=self.opts.port or free_port(),
+                die_with_parent=not self.opts.keep_server,
             )
             atomic_write_json(self._pid_file(), {"pid": self.server.process.pid})
             self.echo(f"Label Studio is up at {self.server.url}")

@@ -295,9 +295,14 @@ def evaluate_files(
 
         bar = tqdm(total=n, desc="eval", unit="img")
     if workers and workers > 0 and n > 1:
+        import os
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        from entityseg_data.procs import die_with_parent
+
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as ex:
             for r in ex.map(_work, tasks, chunksize=1):
                 results.append(r)
                 if bar:

@@ -212,8 +212,13 @@ def compute_stats(
     )
     if cfg.workers and cfg.workers > 1:
         import multiprocessing as mp
+        import os
 
-        pool = mp.get_context("spawn").Pool(int(cfg.workers))
+        from entityseg_data.procs import die_with_parent
+
+        pool = mp.get_context("spawn").Pool(
+            int(cfg.workers), initializer=die_with_parent, initargs=(os.getpid(),)
+        )
         results: Iterator[dict[str, Any]] = pool.imap(_job, jobs, chunksize=1)
     else:
         pool = None
