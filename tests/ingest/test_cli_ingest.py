@@ -69,7 +69,7 @@ def test_cli_ingest_report_refilter_and_nsfw(tmp_path, images, tiny_clip_dir):
             "--set",
             f"ingest.clip_model=local-dir:{tiny_clip_dir}",
             "--nsfw-threshold",
-            "1.01",
+            "1.0",
         ],
     )
     assert res.exit_code == 0, res.output

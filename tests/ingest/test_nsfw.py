@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from entityseg_data.errors import ConfigError, DataError, OfflineError
 from entityseg_data.config.ingest import IngestConfig
+from entityseg_data.errors import ConfigError, DataError, OfflineError
 from entityseg_data.ingest.filters import clip as clip_mod
 from entityseg_data.ingest.filters.embedding_cache import EmbeddingCache
 from entityseg_data.ingest.filters.nsfw import probe_scores, zero_shot_scores
@@ -93,7 +93,7 @@ def test_nsfw_filter_in_pipeline_and_cached_refilter(workspace, photo_dir, tiny_
     report = ingest(
         workspace,
         [FolderSource(root=photo_dir)],
-        _cfg(tiny_clip, nsfw_threshold=1.1),
+        _cfg(tiny_clip, nsfw_threshold=1.0),
         progress=events.append,
     )
     assert report.nsfw_scored == 6 and report.totals().accepted == 6
@@ -130,7 +130,7 @@ def test_nsfw_filter_in_pipeline_and_cached_refilter(workspace, photo_dir, tiny_
 
 
 def test_linear_probe_over_cached_embeddings(workspace, photo_dir, tiny_clip, tmp_path):
-    ingest(workspace, [FolderSource(root=photo_dir)], _cfg(tiny_clip, nsfw_threshold=1.1))
+    ingest(workspace, [FolderSource(root=photo_dir)], _cfg(tiny_clip, nsfw_threshold=1.0))
     rng = np.random.default_rng(0)
     weight = rng.normal(size=32).astype(np.float32)
     probe = tmp_path / "probe.npz"

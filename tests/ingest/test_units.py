@@ -9,9 +9,9 @@ from PIL import Image
 from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.dedupe import PhashIndex, hamming
 from entityseg_data.ingest.filters import check_aspect, check_resolution
-from entityseg_data.ingest.pipeline import prefilter
 from entityseg_data.ingest.preannotations import build, orient_array
 from entityseg_data.ingest.sources.base import Item
+from entityseg_data.ingest.worker import prefilter
 
 TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -79,7 +79,7 @@ def test_stale_temp_files_removed(workspace):
     import os
     import time
 
-    from entityseg_data.ingest.pipeline import remove_stale_temp_files
+    from entityseg_data.ingest.storage import remove_stale_temp_files
 
     d = workspace.path("images", "ab")
     d.mkdir(parents=True)

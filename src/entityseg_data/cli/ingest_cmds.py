@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from entityseg_data.cli.common import echo_table, get_workspace, set_option
+
+if TYPE_CHECKING:
+    from entityseg_data.config.ingest import IngestConfig
+    from entityseg_data.workspace import Workspace
 
 
 @click.command("ingest")
@@ -30,6 +35,16 @@ from entityseg_data.cli.common import echo_table, get_workspace, set_option
     is_flag=True,
     help="Also list failed items by kind (from the ledger, all runs).",
 )
+@click.option(
+    "--retry-failed",
+    "retry_failed",
+    is_flag=False,
+    flag_value="all",
+    default=None,
+    metavar="[KIND]",
+    help="Fetch failed items of the given SOURCEs again: all of them, or those of one failure "
+    "KIND (e.g. http_404), including permanent ones (see --errors).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @set_option
 @click.pass_context
@@ -45,6 +60,7 @@ def ingest(
     tags: tuple[str, ...],
     refilter: bool,
     show_errors: bool,
+    retry_failed: str | None,
     as_json: bool,
     overrides: tuple[str, ...],
 ) -> None:
@@ -61,6 +77,10 @@ def ingest(
 
     Every item lands in the catalog's resume ledger; rerunning the same command after a
     crash continues where it stopped. Every rejection is recorded with its reason and score.
+    A rerun fetches again the items that failed for a passing cause (timeouts, 5xx...) and
+    those that failed because of a setting that has changed since (max_bytes, max_pixels,
+    allowed_mime, max_redirects); failures caused by the data (404, not an image...) are
+    permanent until --retry-failed[=KIND].
 
     \b
     Examples:
@@ -69,12 +89,22 @@ def ingest(
       entityseg-data -w my_set ingest coco:annotations/instances_val2017.json:val2017 --no-nsfw
       entityseg-data -w my_set ingest --refilter --nsfw-threshold 0.3
       entityseg-data -w my_set ingest --errors
+      entityseg-data -w my_set ingest urls:urls.txt --retry-failed=http_404
       entityseg-data -w my_set ingest folder:demo/ --set ingest.allow_random_clip=true \\
           --set ingest.clip_pretrained=''
     """
     from entityseg_data.config import ConfigValueError
     from entityseg_data.errors import ConfigError
 
+    if retry_failed is not None and ":" in retry_failed:
+        # `--retry-failed urls:list.txt`: click took the SOURCE as the optional KIND (failure
+        # kinds have no ':'); it is a source, and every failed item is retried
+        sources = (retry_failed, *sources)
+        retry_failed = "all"
+    if retry_failed is not None and not sources:
+        raise click.UsageError(
+            "--retry-failed fetches failed items again from their SOURCE: give the SOURCE(s)"
+        )
     if not sources and not refilter and not show_errors:
         raise click.UsageError("give at least one SOURCE (or --refilter / --errors)")
     ws = get_workspace(ctx)
@@ -104,12 +134,19 @@ def ingest(
     if refilter:
         _refilter(ws, cfg, as_json)
     if sources:
-        _ingest(ctx, ws, cfg, sources, as_json)
+        _ingest(ctx, ws, cfg, sources, as_json, retry_failed)
     if show_errors:
         _errors(ws, as_json)
 
 
-def _ingest(ctx, ws, cfg, specs, as_json: bool) -> None:
+def _ingest(
+    ctx: click.Context,
+    ws: Workspace,
+    cfg: IngestConfig,
+    specs: tuple[str, ...],
+    as_json: bool,
+    retry_failed: str | None,
+) -> None:
     from tqdm import tqdm
 
     from entityseg_data.ingest.pipeline import ingest as run_ingest
@@ -135,7 +172,7 @@ def _ingest(ctx, ws, cfg, specs, as_json: bool) -> None:
             bar.set_postfix(counts, refresh=False)
 
     try:
-        report = run_ingest(ws, sources, cfg, progress=progress)
+        report = run_ingest(ws, sources, cfg, progress=progress, retry_failed=retry_failed)
     finally:
         for bar in bars.values():
             bar.close()
@@ -143,13 +180,17 @@ def _ingest(ctx, ws, cfg, specs, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
     click.echo(f"ingest into {ws.root} ({report.elapsed:.1f} s)")
+    if retry_failed is not None:
+        click.echo(f"retry: {report.reset} failed items ({retry_failed}) fetched again")
     echo_table(report.table_rows())
+    for message in report.totals().messages:
+        click.echo(f"warning: {message}", err=True)
     if report.nsfw_model:
         click.echo(f"nsfw: {report.nsfw_scored} images scored with {report.nsfw_model}")
     click.echo("audit: the verdicts, duplicates and items tables of the catalog")
 
 
-def _refilter(ws, cfg, as_json: bool) -> None:
+def _refilter(ws: Workspace, cfg: IngestConfig, as_json: bool) -> None:
     from entityseg_data.ingest.refilter import refilter
 
     rep = refilter(ws, cfg)
@@ -164,7 +205,7 @@ def _refilter(ws, cfg, as_json: bool) -> None:
         click.echo(f"  rejected by: {body}")
 
 
-def _errors(ws, as_json: bool) -> None:
+def _errors(ws: Workspace, as_json: bool) -> None:
     from entityseg_data.ingest.report import failures_by_kind
 
     with ws.catalog() as cat:
@@ -175,6 +216,11 @@ def _errors(ws, as_json: bool) -> None:
     if not report:
         click.echo("no failed items")
     for kind, entry in report.items():
-        click.echo(f"{kind}: {entry['count']}")
+        retry = {
+            "transient": "retried by a rerun",
+            "setting": "retried when its setting changes",
+            "permanent": f"permanent: --retry-failed={kind} fetches them again",
+        }[entry["retry"]]
+        click.echo(f"{kind}: {entry['count']} ({retry})")
         for e in entry["examples"][:5]:
             click.echo(f"  {e['source']} {e['url'] or e['source_id']}: {e['error']}")

@@ -15,7 +15,7 @@ from typing import Any
 
 _EXPORTS = {
     "ingest": "entityseg_data.ingest.pipeline",
-    "ProgressEvent": "entityseg_data.ingest.pipeline",
+    "ProgressEvent": "entityseg_data.ingest.report",
     "refilter": "entityseg_data.ingest.refilter",
     "RefilterReport": "entityseg_data.ingest.refilter",
     "IngestReport": "entityseg_data.ingest.report",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from entityseg_data.catalog import Catalog
-from entityseg_data.errors import DataError
+from entityseg_data.catalog import Catalog, ImageRecord
 from entityseg_data.config.ingest import IngestConfig
+from entityseg_data.errors import DataError
 from entityseg_data.ingest.filters import Verdict
+from entityseg_data.ingest.report import ProgressEvent, ProgressFn
 from entityseg_data.workspace import Workspace
 
 NSFW_BATCH = 256
@@ -18,12 +18,12 @@ def score_nsfw(
     ws: Workspace,
     cat: Catalog,
     config: IngestConfig,
-    rows: Sequence[Any],
+    images: Sequence[ImageRecord],
     on_scored: Callable[[int, Verdict], None] | None = None,
-    progress: Callable[[Any], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[str, int]:
-    """Score ``rows`` (image rows with id, sha256, file_path, norm_path) for NSFW, store the
-    verdicts and set rejected images' status; returns (model key, number scored)."""
+    """Score ``images`` for NSFW, store the verdicts and set rejected images' status (only
+    those still accepted); returns (model key, number scored)."""
     import numpy as np
 
     from entityseg_data.ingest.filters import nsfw
@@ -47,16 +47,14 @@ def score_nsfw(
             nsfw_text = nsfw.embed_texts(clip, cache, list(config.nsfw_prompts))
             safe_text = nsfw.embed_texts(clip, cache, list(config.safe_prompts))
             scale = nsfw.logit_scale(clip)
-        for i in range(0, len(rows), NSFW_BATCH):
-            batch = rows[i : i + NSFW_BATCH]
-            items = [
-                (r["sha256"], str(ws.abspath(r["norm_path"] or r["file_path"]))) for r in batch
-            ]
+        for i in range(0, len(images), NSFW_BATCH):
+            batch = images[i : i + NSFW_BATCH]
+            items = [(r.sha256, str(ws.image_path(r))) for r in batch]
             emb = nsfw.embed_images(clip, cache, items, batch_size=config.clip_batch_size)
-            have = [r for r in batch if r["sha256"] in emb]
+            have = [r for r in batch if r.sha256 in emb]
             if not have:
                 continue
-            mat = np.stack([emb[r["sha256"]] for r in have])
+            mat = np.stack([emb[r.sha256] for r in have])
             if config.nsfw_method == "probe":
                 scores = nsfw.probe_scores(mat, weight, bias)
             else:
@@ -70,20 +68,14 @@ def score_nsfw(
             )
             with cat.transaction():
                 for r, v in zip(have, verdicts):
-                    cat.set_verdict(int(r["id"]), v.filter, v.verdict, v.reason, v.score)
+                    cat.set_verdict(r.id, v.filter, v.verdict, v.reason, v.score)
                     if not v.passed:
-                        cat.conn.execute(
-                            "UPDATE images SET status = 'rejected' WHERE id = ? AND status = "
-                            "'accepted'",
-                            (int(r["id"]),),
-                        )
+                        cat.set_image_status(r.id, "rejected", only_if="accepted")
             for r, v in zip(have, verdicts):
                 if on_scored is not None:
-                    on_scored(int(r["id"]), v)
+                    on_scored(r.id, v)
             scored += len(have)
             if progress is not None:
-                from entityseg_data.ingest.pipeline import ProgressEvent
-
                 progress(ProgressEvent("nsfw", "nsfw", "scored", len(have)))
     finally:
         cache.close()

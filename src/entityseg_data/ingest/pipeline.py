@@ -7,6 +7,11 @@ and written atomically before the commit, so a crash at any point loses nothing 
 committed and duplicates nothing on the rerun: committed items are skipped through the
 ``items`` ledger and re-fetched bytes of an uncommitted item land on the same file name.
 
+Near duplicates are found with an in-memory pHash index that every commit first refreshes with
+the images committed since (by this run or a concurrent one), then checks against the catalog,
+inside the commit's transaction: two ingests of one workspace at the same time keep the same
+number of images as one after the other (probe 4.3).
+
 NSFW scoring runs after the stream, in batches, over the accepted images that have no NSFW
 verdict yet (so an interrupted run resumes it as well).
 """
@@ -17,61 +22,43 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from entityseg_data.catalog import Catalog
-from entityseg_data.ingest import normalize
+from entityseg_data.catalog.predictions import write_prediction
 from entityseg_data.config.ingest import IngestConfig
+from entityseg_data.ingest import normalize
 from entityseg_data.ingest.dedupe import PhashIndex
 from entityseg_data.ingest.downloader import Downloader
+from entityseg_data.ingest.failures import SETTINGS_META, settings_snapshot, should_retry
 from entityseg_data.ingest.filters import Verdict
 from entityseg_data.ingest.nsfw_stage import score_nsfw
-from entityseg_data.ingest.preannotations import PreAnnotation
-from entityseg_data.ingest.report import IngestReport
+from entityseg_data.ingest.report import IngestReport, ProgressEvent, ProgressFn
 from entityseg_data.ingest.sources.base import Item, Source
 from entityseg_data.ingest.storage import image_relpath, remove_stale_temp_files
-from entityseg_data.ingest.worker import Outcome, is_transient, prefilter, process_item
-from entityseg_data.io import atomic_write_bytes, atomic_write_json
+from entityseg_data.ingest.worker import Outcome, prefilter, process_item
+from entityseg_data.io import atomic_write_bytes
 from entityseg_data.workspace import Workspace
 
-__all__ = [
-    "ProgressEvent",
-    "image_relpath",
-    "ingest",
-    "prefilter",
-    "process_item",
-    "remove_stale_temp_files",
-    "score_nsfw",
-]
+__all__ = ["ProgressEvent", "ingest"]
 
 log = logging.getLogger(__name__)
 
 FINAL_STATES = ("done", "duplicate", "rejected")
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
-    """Passed to the ``progress`` callback once per item (``stage="item"``; ``outcome`` one of
-    accepted, rejected, duplicate, failed, skipped) and once per NSFW batch (``stage="nsfw"``,
-    ``n`` images scored)."""
-
-    stage: str
-    source: str
-    outcome: str
-    n: int = 1
-
-
-ProgressFn = Callable[[ProgressEvent], None]
-
-
 def _batched(it: Iterable[Item], n: int) -> Iterator[list[Item]]:
     it = iter(it)
     while chunk := list(islice(it, n)):
         yield chunk
+
+
+def _where(item: Item) -> str:
+    """Where an item's bytes are (its URL or local path): tells two rows with one id apart."""
+    return item.url or item.path or ""
 
 
 class _Run:
@@ -91,27 +78,38 @@ class _Run:
         self.downloader = downloader
         self.progress = progress
         self.report = IngestReport()
+        # the accepted images' pHashes; refreshed inside every commit with the images other
+        # processes accepted meanwhile (probe 4.3: concurrent ingests must de-duplicate too)
         self.index = PhashIndex()
-        for row in cat.query(
-            "SELECT id, phash FROM images WHERE status = 'accepted' AND phash IS NOT NULL"
-        ):
-            self.index.add(int(row["id"]), row["phash"])
+        self._indexed_to = 0
+        self._refresh_index()
         self.image_labels: dict[int, str] = {}
 
     def emit(self, label: str, outcome: str) -> None:
         if self.progress is not None:
             self.progress(ProgressEvent("item", label, outcome))
 
-    # ------------------------------------------------------------------ ledger
-    def _states(self, kind: str, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
-        rows = self.cat.query(
-            f"SELECT source_id, state, error_kind FROM items WHERE source = ? AND source_id IN "
-            f"({','.join('?' * len(ids))})",
-            [kind, *ids],
-        )
-        return {r["source_id"]: (r["state"], r["error_kind"]) for r in rows}
+    # ------------------------------------------------------------------ near-duplicate index
+    def _refresh_index(self) -> None:
+        """Add the accepted images committed since the last refresh (by anyone)."""
+        for image_id, phash in self.cat.phashes(after_id=self._indexed_to):
+            self.index.add(image_id, phash)
+            self._indexed_to = max(self._indexed_to, image_id)
 
-    def _is_final(self, state: str | None, kind: str | None) -> bool:
+    def _nearest(self, phash: str) -> tuple[int, int] | None:
+        """The closest accepted image within the threshold, checked against the catalog (call
+        inside the commit's transaction, which holds the write lock: what it finds stays
+        true until the commit)."""
+        self._refresh_index()
+        while True:
+            near = self.index.nearest(phash, self.config.phash_threshold)
+            if near is None or self.cat.image_status(near[0]) == "accepted":
+                return near
+            self.index.remove(near[0])  # rejected or replaced since it was indexed
+
+    # ------------------------------------------------------------------ ledger
+    def _is_final(self, state: str | None, kind: str | None, meta: Mapping[str, Any]) -> bool:
+        """Whether a ledger entry needs no new attempt (see ``failures`` for failed ones)."""
         if state is None:
             return False
         if state == "rejected" and (kind or "").startswith("prefilter:"):
@@ -119,12 +117,11 @@ class _Run:
         if state in FINAL_STATES:
             return True
         if state == "failed":
-            return not (self.config.retry_failed and is_transient(kind))
+            return not should_retry(kind, meta, self.config)
         return False
 
     def _ledger(
         self,
-        conn,
         item: Item,
         label: str,
         state: str,
@@ -134,24 +131,21 @@ class _Run:
         error: str | None = None,
         attempts: int = 0,
     ) -> None:
-        conn.execute(
-            "INSERT INTO items(source, source_id, url, state, image_id, error_kind, error, "
-            "attempts, meta) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(source, source_id) DO UPDATE "
-            "SET url=excluded.url, state=excluded.state, image_id=excluded.image_id, "
-            "error_kind=excluded.error_kind, error=excluded.error, "
-            "attempts=items.attempts+excluded.attempts, meta=excluded.meta, "
-            "updated_at=strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            (
-                item.source,
-                item.source_id,
-                item.url or item.path,
-                state,
-                image_id,
-                kind,
-                error,
-                attempts,
-                json.dumps({"label": label}),
-            ),
+        meta: dict[str, Any] = {"label": label}
+        if state == "failed":
+            settings = settings_snapshot(kind, self.config)
+            if settings:
+                meta[SETTINGS_META] = settings
+        self.cat.record_item(
+            item.source,
+            item.source_id,
+            state,
+            url=_where(item),
+            image_id=image_id,
+            error_kind=kind,
+            error=error,
+            attempts=attempts,
+            meta=meta,
         )
 
     # ------------------------------------------------------------------ one source
@@ -162,26 +156,38 @@ class _Run:
         # the thread timing); the window bounds memory to ~4 * workers originals
         in_flight: deque[tuple[Future, Item]] = deque()
         max_in_flight = max(2, 4 * cfg.workers)
+        # where each source id of this run points (probe 1.30: two rows with one id)
+        seen: dict[str, str] = {}
         new = 0
         done = False
         for chunk in _batched(source.items(), 256):
-            states = self._states(source.kind, [it.source_id for it in chunk])
+            entries = self.cat.ledger_items(source.kind, [it.source_id for it in chunk])
             for item in chunk:
                 if cfg.limit > 0 and new >= cfg.limit:
                     done = True
                     break
                 counts.seen += 1
-                state, kind = states.get(item.source_id, (None, None))
-                if self._is_final(state, kind):
+                where = _where(item)
+                first = seen.get(item.source_id)
+                if first is not None:  # the id again: a repeated row, or a conflict
+                    if first != where:
+                        self._id_conflict(source, item, first, where)
+                    else:
+                        counts.skipped += 1
+                        self.emit(source.label, "skipped")
+                    continue
+                seen[item.source_id] = where
+                entry = entries.get(item.source_id)
+                if entry is not None and self._is_final(entry.state, entry.error_kind, entry.meta):
                     counts.skipped += 1
                     self.emit(source.label, "skipped")
                     continue
                 new += 1
                 pre = prefilter(item, cfg)
                 if pre is not None:
-                    with self.cat.transaction() as conn:
+                    with self.cat.transaction():
                         self._ledger(
-                            conn, item, source.label, "rejected", kind=pre.filter, error=pre.reason
+                            item, source.label, "rejected", kind=pre.filter, error=pre.reason
                         )
                     counts.filtered[pre.filter] += 1
                     self.emit(source.label, "rejected")
@@ -195,6 +201,19 @@ class _Run:
         while in_flight:
             self._drain(in_flight, source.label)
 
+    def _id_conflict(self, source: Source, item: Item, first: str, where: str) -> None:
+        """A source id used by two different rows: the later row is not ingested (its id
+        would overwrite the first's ledger entry), and the report names both (probe 1.30)."""
+        counts = self.report.counts(source.label, source.kind)
+        message = (
+            f"{source.label}: id {item.source_id!r} is used by two rows ({first} and {where}); "
+            "the second is not ingested: give every row its own id"
+        )
+        log.warning("%s", message)
+        counts.failed["duplicate_id"] += 1
+        counts.note(message)
+        self.emit(source.label, "failed")
+
     def _drain(self, in_flight: deque[tuple[Future, Item]], label: str) -> None:
         """Commit the oldest in-flight item (waiting for it)."""
         fut, item = in_flight.popleft()
@@ -207,26 +226,20 @@ class _Run:
 
     # ------------------------------------------------------------------ commit one item
     def handle(self, item: Item, label: str, out: Outcome) -> None:
+        """Commit one processed item: ledger entry, image row, verdicts, duplicate audit and
+        pre-annotation, in one transaction (which holds the catalog's write lock, so the
+        duplicate checks see every commit of concurrent runs)."""
         counts = self.report.counts(label, item.source)
         cfg = self.config
-        with self.cat.transaction() as conn:
-            row = conn.execute(
-                "SELECT state, error_kind FROM items WHERE source = ? AND source_id = ?",
-                (item.source, item.source_id),
-            ).fetchone()
-            if row is not None and self._is_final(row["state"], row["error_kind"]):
-                counts.skipped += 1  # the same id appeared twice in the source
+        with self.cat.transaction():
+            entry = self.cat.ledger_item(item.source, item.source_id)
+            if entry is not None and self._is_final(entry.state, entry.error_kind, entry.meta):
+                counts.skipped += 1  # committed meanwhile by a concurrent run
                 self.emit(label, "skipped")
                 return
             if not out.ok:
                 self._ledger(
-                    conn,
-                    item,
-                    label,
-                    "failed",
-                    kind=out.kind,
-                    error=out.message,
-                    attempts=out.attempts,
+                    item, label, "failed", kind=out.kind, error=out.message, attempts=out.attempts
                 )
                 counts.failed[out.kind] += 1
                 self.emit(label, "failed")
@@ -235,27 +248,25 @@ class _Run:
             counts.bytes += len(out.data)
             dec = out.decoded
             assert dec is not None
-            existing = conn.execute(
-                "SELECT id FROM images WHERE sha256 = ?", (out.sha256,)
-            ).fetchone()
+            existing = self.cat.image_by_sha256(out.sha256)
             if existing is not None:
-                self._duplicate(conn, item, label, int(existing["id"]), out, "exact", 0)
+                self._duplicate(item, label, existing.id, out, "exact", 0)
                 return
             passed = all(v.passed for v in out.verdicts)
-            near = self.index.nearest(dec.phash, cfg.phash_threshold) if passed else None
+            near = self._nearest(dec.phash) if passed else None
             replace_id = None
             if near is not None:
                 kept_id, dist = near
-                if cfg.near_duplicate_keep == "largest" and self._replaceable(conn, kept_id, dec):
+                if cfg.near_duplicate_keep == "largest" and self._replaceable(kept_id, dec):
                     replace_id = kept_id
                 else:
-                    self._duplicate(conn, item, label, kept_id, out, "near", dist)
+                    self._duplicate(item, label, kept_id, out, "near", dist)
                     return
-            image_id = self._insert_image(conn, item, out, "accepted" if passed else "rejected")
+            image_id = self._insert_image(item, out, "accepted" if passed else "rejected")
             for v in out.verdicts:
                 self.cat.set_verdict(image_id, v.filter, v.verdict, v.reason, v.score)
-            if replace_id is not None:
-                self._replace(conn, replace_id, image_id, near[1], label)
+            if replace_id is not None and near is not None:
+                self._replace(replace_id, image_id, near[1], label)
             if passed:
                 self.index.add(image_id, dec.phash)
                 self.image_labels[image_id] = label
@@ -265,9 +276,9 @@ class _Run:
                     if not v.passed:
                         counts.filtered[v.filter] += 1
             if out.pre is not None and passed:
-                self._write_pre(conn, image_id, out.pre)
+                payload = out.pre.payload(image_id)
+                write_prediction(self.ws.root, self.cat, payload, out.pre.model_version)
             self._ledger(
-                conn,
                 item,
                 label,
                 "done" if passed else "rejected",
@@ -277,44 +288,32 @@ class _Run:
         self.emit(label, "accepted" if passed else "rejected")
 
     def _duplicate(
-        self, conn, item: Item, label: str, kept_id: int, out: Outcome, kind: str, dist: int
+        self, item: Item, label: str, kept_id: int, out: Outcome, kind: str, dist: int
     ) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO duplicates(kept_image_id, dropped_source, dropped_source_id, "
-            "dropped_sha256, kind, distance) VALUES (?,?,?,?,?,?)",
-            (kept_id, item.source, item.source_id, out.sha256, kind, dist),
+        self.cat.add_duplicate(
+            kept_id, item.source, item.source_id, kind, dropped_sha256=out.sha256, distance=dist
         )
-        self._ledger(conn, item, label, "duplicate", image_id=kept_id, attempts=out.attempts)
+        self._ledger(item, label, "duplicate", image_id=kept_id, attempts=out.attempts)
         self.report.counts(label, item.source).duplicates[kind] += 1
         self.emit(label, "duplicate")
 
-    def _replaceable(self, conn, kept_id: int, dec: normalize.Decoded) -> bool:
-        row = conn.execute("SELECT width, height FROM images WHERE id = ?", (kept_id,)).fetchone()
-        if row is None or (row["width"] or 0) * (row["height"] or 0) >= dec.width * dec.height:
+    def _replaceable(self, kept_id: int, dec: normalize.Decoded) -> bool:
+        kept = self.cat.image(kept_id)
+        if (kept.width or 0) * (kept.height or 0) >= dec.width * dec.height:
             return False
-        annotated = conn.execute(
-            "SELECT COUNT(*) FROM annotations WHERE image_id = ?", (kept_id,)
-        ).fetchone()[0]
-        return int(annotated) == 0
+        return self.cat.count_annotations(kept_id) == 0
 
-    def _replace(self, conn, old_id: int, new_id: int, dist: int, label: str) -> None:
-        old = conn.execute(
-            "SELECT source, source_id, sha256 FROM images WHERE id = ?", (old_id,)
-        ).fetchone()
-        conn.execute("UPDATE images SET status = 'duplicate' WHERE id = ?", (old_id,))
-        conn.execute(
-            "INSERT OR REPLACE INTO duplicates(kept_image_id, dropped_source, dropped_source_id, "
-            "dropped_sha256, kind, distance) VALUES (?,?,?,?,?,?)",
-            (new_id, old["source"], old["source_id"], old["sha256"], "near", dist),
+    def _replace(self, old_id: int, new_id: int, dist: int, label: str) -> None:
+        old = self.cat.image(old_id)
+        self.cat.set_image_status(old_id, "duplicate")
+        self.cat.add_duplicate(
+            new_id, old.source, old.source_id, "near", dropped_sha256=old.sha256, distance=dist
         )
-        conn.execute(
-            "UPDATE items SET state = 'duplicate' WHERE source = ? AND source_id = ?",
-            (old["source"], old["source_id"]),
-        )
+        self.cat.set_item_state(old.source, old.source_id, "duplicate")
         self.index.remove(old_id)
         self.report.counts(label).duplicates["replaced"] += 1
 
-    def _insert_image(self, conn, item: Item, out: Outcome, status: str) -> int:
+    def _insert_image(self, item: Item, out: Outcome, status: str) -> int:
         dec = out.decoded
         assert dec is not None
         rel = image_relpath(out.sha256, dec.ext)
@@ -348,56 +347,33 @@ class _Run:
         if out.pre_error:
             extra["pre_annotation_error"] = out.pre_error
         tags = list(dict.fromkeys((*item.domain_tags, *self.config.domain_tags)))
-        cur = conn.execute(
-            "INSERT INTO images(sha256, phash, source, source_id, url, license, author, "
-            "attribution, width, height, orig_orientation, file_path, norm_path, mime, bytes, "
-            "domain_tags, status, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                out.sha256,
-                dec.phash,
-                item.source,
-                item.source_id,
-                item.url,
-                item.license,
-                item.author,
-                item.attribution,
-                dec.width,
-                dec.height,
-                dec.orientation,
-                rel,
-                norm_rel,
-                dec.mime,
-                len(out.data),
-                json.dumps(tags),
-                status,
-                json.dumps(extra, sort_keys=True, default=str),
-            ),
-        )
-        return int(cur.lastrowid)
-
-    def _write_pre(self, conn, image_id: int, pre: PreAnnotation) -> None:
-        folder = pre.model_version.replace(":", "_")
-        rel = f"predictions/{folder}/{image_id}.json"
-        atomic_write_json(self.ws.abspath(rel), pre.payload(image_id))
-        conn.execute(
-            "INSERT OR REPLACE INTO predictions(image_id, model_version, path, n_entities) "
-            "VALUES (?,?,?,?)",
-            (image_id, pre.model_version, rel, len(pre.entities)),
+        return self.cat.add_image(
+            sha256=out.sha256,
+            phash=dec.phash,
+            source=item.source,
+            source_id=item.source_id,
+            url=item.url,
+            license=item.license,
+            author=item.author,
+            attribution=item.attribution,
+            width=dec.width,
+            height=dec.height,
+            orig_orientation=dec.orientation,
+            file_path=rel,
+            norm_path=norm_rel,
+            mime=dec.mime,
+            bytes=len(out.data),
+            domain_tags=tags,
+            status=status,
+            extra=json.dumps(extra, sort_keys=True, default=str),
         )
 
     # ------------------------------------------------------------------ NSFW
     def run_nsfw(self) -> None:
-        rows = self.cat.query(
-            "SELECT id, sha256, file_path, norm_path, source FROM images WHERE status = "
-            "'accepted' AND id NOT IN (SELECT image_id FROM verdicts WHERE filter = 'nsfw') "
-            "ORDER BY id"
-        )
-        if not rows:
+        images = self.cat.images(without_verdict="nsfw")
+        if not images:
             return
-        labels = {
-            i: self.image_labels.get(int(r["id"]), f"{r['source']} (earlier run)")
-            for i, r in ((int(r["id"]), r) for r in rows)
-        }
+        labels = {r.id: self.image_labels.get(r.id, f"{r.source} (earlier run)") for r in images}
 
         def on_scored(image_id: int, verdict: Verdict) -> None:
             label = labels[image_id]
@@ -407,7 +383,7 @@ class _Run:
                 if image_id in self.image_labels:
                     counts.accepted -= 1
 
-        key, n = score_nsfw(self.ws, self.cat, self.config, rows, on_scored, self.progress)
+        key, n = score_nsfw(self.ws, self.cat, self.config, images, on_scored, self.progress)
         self.report.nsfw_model = key
         self.report.nsfw_scored += n
 
@@ -418,12 +394,17 @@ def ingest(
     config: IngestConfig | None = None,
     *,
     progress: ProgressFn | None = None,
+    retry_failed: str | None = None,
 ) -> IngestReport:
     """Ingest ``sources`` into ``workspace``; returns the per-source :class:`IngestReport`.
 
     ``config`` defaults to the workspace's ``ingest`` section. Resumable: items already
-    committed by an earlier (possibly killed) run are skipped. ``progress`` receives a
-    :class:`ProgressEvent` per item and per NSFW batch."""
+    committed by an earlier (possibly killed) run are skipped; failed items are retried as the
+    failure policy says (:mod:`entityseg_data.ingest.failures`). ``retry_failed`` (``"all"`` or
+    a failure kind such as ``http_404``) first makes those failed items pending, so this run
+    fetches them again whatever their kind. ``progress`` receives a :class:`ProgressEvent` per
+    item and per NSFW batch. Safe to run concurrently with another ingest of the same
+    workspace: every commit re-checks exact and near duplicates under the catalog's lock."""
     config = config or workspace.config().ingest
     start = time.monotonic()
     if config.nsfw_enabled:
@@ -436,8 +417,13 @@ def ingest(
     stale = remove_stale_temp_files(workspace)
     if stale:
         log.info("removed %d temporary files left by an interrupted run", stale)
-    with workspace.catalog() as cat, Downloader(config=config) as downloader:
+    with workspace.catalog(read_only=False) as cat, Downloader(config=config) as downloader:
+        reset = 0
+        if retry_failed is not None:
+            reset = cat.reset_failed(None if retry_failed == "all" else retry_failed)
+            log.info("%d failed items (%s) will be fetched again", reset, retry_failed)
         run = _Run(workspace, cat, config, downloader, progress)
+        run.report.reset = reset
         executor = ThreadPoolExecutor(max_workers=max(1, config.workers))
         try:
             for source in sources:

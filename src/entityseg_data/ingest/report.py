@@ -1,10 +1,31 @@
-"""What an ingest run did, per source: the end summary of ``entityseg-data ingest``."""
+"""What an ingest run did, per source: the end summary of ``entityseg-data ingest``, the progress
+events, and the error report from the ledger."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from entityseg_data.catalog import Catalog
+
+MAX_MESSAGES = 20  # problem messages kept per source in a report
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Passed to the ``progress`` callback once per item (``stage="item"``; ``outcome`` one of
+    accepted, rejected, duplicate, failed, skipped) and once per NSFW batch (``stage="nsfw"``,
+    ``n`` images scored)."""
+
+    stage: str
+    source: str
+    outcome: str
+    n: int = 1
+
+
+ProgressFn = Callable[[ProgressEvent], None]
 
 
 @dataclass
@@ -21,6 +42,8 @@ class SourceCounts:
         filtered: rejections by filter (``resolution``, ``aspect``, ``nsfw``, ``prefilter:*``).
         accepted: images accepted after every filter.
         bytes: bytes of the originals obtained.
+        messages: the first problems of the run that concern the source itself rather than
+            one item (e.g. two rows with the same id), one sentence each.
     """
 
     label: str
@@ -33,6 +56,12 @@ class SourceCounts:
     filtered: Counter = field(default_factory=Counter)
     accepted: int = 0
     bytes: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        """Keep a problem message (the first :data:`MAX_MESSAGES`)."""
+        if len(self.messages) < MAX_MESSAGES:
+            self.messages.append(message)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,17 +75,20 @@ class SourceCounts:
             "filtered": dict(sorted(self.filtered.items())),
             "accepted": self.accepted,
             "bytes": self.bytes,
+            "messages": list(self.messages),
         }
 
 
 @dataclass
 class IngestReport:
-    """Per-source counts (keyed by source label), timing and the NSFW model used."""
+    """Per-source counts (keyed by source label), timing, the NSFW model used, and how many
+    failed items ``retry_failed`` made pending again before the run."""
 
     sources: dict[str, SourceCounts] = field(default_factory=dict)
     elapsed: float = 0.0
     nsfw_model: str | None = None
     nsfw_scored: int = 0
+    reset: int = 0
 
     def counts(self, label: str, kind: str = "") -> SourceCounts:
         if label not in self.sources:
@@ -74,6 +106,7 @@ class IngestReport:
             total.filtered.update(c.filtered)
             total.accepted += c.accepted
             total.bytes += c.bytes
+            total.messages.extend(c.messages)
         return total
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +116,7 @@ class IngestReport:
             "elapsed": round(self.elapsed, 3),
             "nsfw_model": self.nsfw_model,
             "nsfw_scored": self.nsfw_scored,
+            "reset": self.reset,
         }
 
     def table_rows(self) -> list[dict[str, Any]]:
@@ -108,19 +142,28 @@ class IngestReport:
         return rows
 
 
-def failures_by_kind(catalog, limit: int = 20) -> dict[str, dict[str, Any]]:
-    """The error report from the ledger: for each failure kind its count and up to ``limit``
-    examples ``{"source", "source_id", "url", "error", "attempts"}`` (all runs, current state)."""
+def failures_by_kind(catalog: Catalog, limit: int = 20) -> dict[str, dict[str, Any]]:
+    """The error report from the ledger: for each failure kind its count, whether a rerun
+    retries it (``retry``: transient, setting or permanent; see :mod:`.failures`) and up to
+    ``limit`` examples ``{"source", "source_id", "url", "error", "attempts"}`` (all runs,
+    current state)."""
+    from entityseg_data.ingest.failures import failure_class
+
     out: dict[str, dict[str, Any]] = {}
-    for row in catalog.query(
-        "SELECT error_kind, COUNT(*) AS n FROM items WHERE state = 'failed' GROUP BY error_kind "
-        "ORDER BY n DESC, error_kind"
-    ):
-        kind = row["error_kind"] or "unknown"
-        examples = catalog.query(
-            "SELECT source, source_id, url, error, attempts FROM items WHERE state = 'failed' "
-            "AND error_kind IS ? ORDER BY id LIMIT ?",
-            (row["error_kind"], limit),
-        )
-        out[kind] = {"count": int(row["n"]), "examples": [dict(e) for e in examples]}
+    for kind, n in catalog.failure_counts().items():
+        examples = catalog.failed_items(kind, limit=limit)
+        out[kind or "unknown"] = {
+            "count": n,
+            "retry": failure_class(kind),
+            "examples": [
+                {
+                    "source": e.source,
+                    "source_id": e.source_id,
+                    "url": e.url,
+                    "error": e.error,
+                    "attempts": e.attempts,
+                }
+                for e in examples
+            ],
+        }
     return out

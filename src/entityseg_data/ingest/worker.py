@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.errors import DataError
 from entityseg_data.ingest import normalize
-from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest.dedupe import sha256_hex
-from entityseg_data.ingest.downloader import TRANSIENT_KINDS, Downloader, FetchError
+from entityseg_data.ingest.downloader import Downloader, FetchError
 from entityseg_data.ingest.filters import Verdict, check_aspect, check_resolution
 from entityseg_data.ingest.preannotations import PreAnnotation
 from entityseg_data.ingest.sources.base import Item
@@ -36,10 +36,6 @@ class Outcome:
     pre_error: str | None = None
     final_url: str | None = None
     content_type: str | None = None
-
-
-def is_transient(kind: str | None) -> bool:
-    return bool(kind) and (kind in TRANSIENT_KINDS or kind.startswith("http_5"))
 
 
 def prefilter(item: Item, config: IngestConfig) -> Verdict | None:
