@@ -56,7 +56,6 @@ KNOWN: set[tuple[str, str]] = {
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"entityseg_data.annotation.client", "entityseg_data.annotation.server"}),
     frozenset({"entityseg_data.model.convert", "entityseg_data.model.loading"}),
-    frozenset({"entityseg_data.ingest.nsfw_stage", "entityseg_data.ingest.pipeline"}),
 }
 
 
