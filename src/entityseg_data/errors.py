@@ -36,6 +36,10 @@ class OfflineError(EntitySegError):
     """A resource (model weights, hub file) is not available offline; says how to provide it."""
 
 
+class LabelStudioError(EntitySegError):
+    """Label Studio could not be started, reached, or answered with an error."""
+
+
 class MissingDependencyError(EntitySegError):
     """An optional dependency is not installed; says which extra installs it."""
 

@@ -7,14 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from entityseg_data.annotation.convert import (
+from entityseg_data.annotation.labelstudio.format import (
     brush_result,
     ls_export_to_annotations,
     name_results,
     parse_results,
     polygon_mask,
 )
-from entityseg_data.annotation.qa import check_annotation, resolve_overlaps
+from entityseg_data.annotation.overlap import resolve
+from entityseg_data.annotation.qa import check_annotation
+from entityseg_data.annotation.workflow import Stage2Merge
+from entityseg_data.errors import ConfigError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import Entity, ImageAnnotation
 
@@ -35,7 +38,7 @@ def block(h, w, y0, y1, x0, x1):
 
 
 def checks(result):
-    return sorted((f["check"], f["severity"]) for f in result.findings)
+    return sorted((f.check, f.severity) for f in result.findings)
 
 
 def test_clean_partition_passes():
@@ -53,7 +56,7 @@ def test_overlap_rejected_or_resolved_by_rule():
     ann = ann_of({"big": big, "small": small})
     rej = check_annotation(ann, image_size=(h, w), policy="reject")
     assert not rej.passed and ("overlap", "error") in checks(rej) and rej.overlap_pixels == 28
-    assert rej.findings[0]["pairs"] == [("big", "small")]
+    assert rej.findings[0].pairs == (("big", "small"),)
     fixed = check_annotation(ann, image_size=(h, w), policy="smaller_wins")
     assert fixed.passed and ("overlap", "warning") in checks(fixed)
     got = {e.id: rle_utils.decode(e.segmentation) for e in fixed.annotation.entities}
@@ -73,9 +76,11 @@ def test_resolve_ties_go_to_the_earlier_region():
         Entity(id="a", segmentation=rle_utils.encode(a)),
         Entity(id="b", segmentation=rle_utils.encode(b)),
     ]
-    out = {
-        e.id: rle_utils.decode(e.segmentation) for e in resolve_overlaps(ents, h, w, "smaller_wins")
-    }
+    res = resolve(ents, h, w, "smaller_wins")
+    out = {e.id: rle_utils.decode(e.segmentation) for e in res.entities}
+    assert [m.to_json() for m in res.moves] == [
+        {"from": "b", "to": "a", "pixels": 4, "rule": "smaller_wins"}
+    ]
     assert out["a"][1].all() and not out["b"][1].any()
 
 
@@ -88,8 +93,9 @@ def test_empty_tiny_uncovered_size_and_unnamed():
             "t": block(h, w, 10, 12, 10, 12),
         }
     )
+    merge = Stage2Merge(annotation=ann, seed_ids=("a",), unnamed=("a",))
     res = check_annotation(
-        ann, image_size=(h, w), min_mask_area=10, max_uncovered_fraction=0.1, unnamed_ids=["a"]
+        ann, image_size=(h, w), min_mask_area=10, max_uncovered_fraction=0.1, stage2=merge
     )
     assert checks(res) == [
         ("empty", "warning"),
@@ -173,12 +179,12 @@ def test_ls_export_to_annotations_from_file(tmp_path):
 
 
 def test_unknown_policy_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="overlap_policy"):
         check_annotation(ann_of({"a": block(2, 2, 0, 1, 0, 1)}), policy="merge")
 
 
 def test_label_map_fast_paths_match_the_dense_ones():
-    from entityseg_data.annotation.convert import (
+    from entityseg_data.annotation.labelstudio.format import (
         brush_runs_to_rles,
         coco_counts,
         rles_to_brush,
@@ -230,7 +236,7 @@ def test_one_region_with_brush_and_polygon_is_the_union():
 
 def test_12mp_label_map_paths_are_bit_exact_against_the_sdk():
     sdk = pytest.importorskip("label_studio_sdk.converter.brush")
-    from entityseg_data.annotation.convert import brush_runs_to_rles, rles_to_brush
+    from entityseg_data.annotation.labelstudio.format import brush_runs_to_rles, rles_to_brush
     from entityseg_data.masks.brush import brush_pixel_runs
 
     h, w = 3000, 4000

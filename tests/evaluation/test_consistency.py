@@ -143,7 +143,7 @@ def test_vocabulary_synonyms_count_as_agreement(tmp_path):
 
 def test_label_studio_export_two_annotators(tmp_path):
     """One LS export holding two annotators' stage-2 work (brush RLE + names)."""
-    from entityseg_data.annotation.convert import annotation_to_results
+    from entityseg_data.annotation.labelstudio.format import annotation_to_results
     from entityseg_data.masks.store import Entity, ImageAnnotation
 
     def ann(uid, email, ents, image_id):

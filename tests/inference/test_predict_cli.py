@@ -257,9 +257,9 @@ def test_shards_partition_the_inputs(tmp_path, tiny_model):
 
 def test_workspace_images_become_pre_annotations(workspace, tiny_model):
     """``-w WS predict --workspace-images``: predictions table + files that push reads."""
-    from entityseg_data.annotation.push import load_prediction, prediction_results
+    from entityseg_data.annotation.push import load_prediction, prediction_seed
     from entityseg_data.cli.main import main
-    from entityseg_data.masks.brush import decode_brush
+    from entityseg_data.masks import rle as rle_utils
 
     rng = np.random.default_rng(2)
     ids = []
@@ -294,9 +294,9 @@ def test_workspace_images_become_pre_annotations(workspace, tiny_model):
         for iid, (h, w) in zip(ids, [(30, 40), (36, 24)]):
             mv, data = load_prediction(workspace.root, cat, iid)
             assert mv == "tiny_swin" and (data["height"], data["width"]) == (h, w)
-            results, _ = prediction_results(data, iid, h, w)
-            assert len(results) == len(data["entities"])
-            total = sum(decode_brush(r["value"]["rle"], h, w).astype(int) for r in results)
+            seed = prediction_seed(data, iid, h, w)
+            assert len(seed.entities) == len(data["entities"])
+            total = sum(rle_utils.decode(e.segmentation).astype(int) for e in seed.entities)
             assert total.max() <= 1  # non-overlapping
     main([*args, "--skip-existing"])  # nothing left to do: no error, no rewrite
 

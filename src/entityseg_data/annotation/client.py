@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from entityseg_data.annotation.server import LabelStudioError
+from entityseg_data.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
-from entityseg_data.annotation import configs
-from entityseg_data.annotation.convert import label_runs
+from entityseg_data.annotation.labelstudio import configs
+from entityseg_data.annotation.labelstudio.format import label_runs
 from entityseg_data.errors import DataError
 from entityseg_data.masks.brush import encode_brush_runs
 

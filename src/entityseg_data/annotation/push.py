@@ -1,50 +1,48 @@
-"""Push catalog images to Label Studio as stage-1 or stage-2 tasks, with pre-annotations.
+"""Push catalog images to an annotation backend as stage-1 or stage-2 tasks, with their seeds.
 
-Assignment convention (the Community edition has no task assignment): **one project per stage and
-annotator**, titled ``"<stage title> · <annotator> · <workspace tag>"`` (the project ids are kept
-in the catalog's kv table, ``annotation.stage{N}.projects``; the short random workspace tag keeps
-two workspaces on one server apart and is also written into every task's data). Every image gets
-a *primary* annotator (a stable hash of the seed and the image id picks one of
-``annotation.annotators``); a sample of images (the overlap sample: each image independently
-with probability ``overlap_fraction``, at most ``overlap_images`` in total, like the paper's 500
-images / 1.5%) is also given to the next ``overlap_annotators - 1`` annotators in the list. An
-image's task is imported into the project of every annotator it is assigned to; the catalog gets
-one ``annotations`` row per (image, stage, annotator) with the project and task ids (status
-``pushed``). The assignment (annotators in order, primary first) is stored in the catalog's kv
-table (``annotation.stage{N}.assignment``); stage 2 reuses the stage-1 assignment of an image so
-the overlap sample is the same in both stages.
+Assignment (:func:`~entityseg_data.annotation.workflow.assign_images`): one project per stage and
+annotator, titled ``"<stage title> · <annotator> · <workspace tag>"`` (the project ids are kept in
+the catalog's kv table, ``annotation.stage{N}.projects``; the short random workspace tag keeps two
+workspaces on one server apart and is also written into every task's data). Every image gets a
+primary annotator (balanced: each within one image of the mean) and, for the overlap sample,
+``overlap_annotators - 1`` more; the assignment (primary first) is stored in the kv table
+(``annotation.stage{N}.assignment``). Stage 2 reuses the stage-1 assignment of an image so the
+overlap sample is the same in both stages. The catalog gets one ``annotations`` row per (image,
+stage, annotator) with the project and task ids (status ``pushed``).
 
-Stage 1 tasks carry the image's row of the predictions table (``annotation.model_version``, or the
-newest) as a Label Studio prediction of brush regions. Stage 2 tasks are made for images with an
-*approved* stage-1 annotation and carry its masks as a prediction whose region ids are the stage-1
-entity ids, so the per-region names typed in stage 2 attach to them.
+Seeds: a stage-1 task carries the image's row of the predictions table
+(``annotation.model_version``, or the newest) as its pre-annotation, region ids
+``<image_id>_<entity id>``; a stage-2 task is made for an image with an *approved* stage-1
+annotation and carries its masks with their ids, so the names typed in stage 2 attach to them.
+The seed's version (``data.seed``: the model version, or ``stage1:<annotator>``) goes into the
+task data: the pull reads the same seed back to apply the overlap rule and the stage-2 geometry
+lock.
 
-Images are served from the workspace: through Local Files storage (``/data/local-files/?d=<path
-relative to the workspace>``; the server's document root must be the workspace, which
-``annotate server`` sets up) or, with ``labelstudio.image_base_url``, from that URL prefix. The
-upright copy (``norm_path``) is served when it exists, else the original, at full resolution; its
-size is read from the file and must equal the catalog's width/height (and every prediction's).
+The file served is the upright copy (``norm_path``) when it exists, else the original, at full
+resolution; its size is read from the file and must equal the catalog's (and the seed's).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from entityseg_data.annotation import configs
-from entityseg_data.annotation.client import LabelStudioClient
-from entityseg_data.annotation.convert import annotation_to_results
+from entityseg_data.annotation.backend import AnnotationBackend, ProjectSpec, TaskSpec
+from entityseg_data.annotation.workflow import assign_images, flag_choices
+from entityseg_data.config.annotation import AnnotationConfig
 from entityseg_data.errors import ConfigError, DataError
 from entityseg_data.masks.store import Entity, ImageAnnotation, load_annotation
 
 log = logging.getLogger(__name__)
+
+TITLE_MAX = 50  # Label Studio's limit on project titles
+STAGE1_SEED_PREFIX = "stage1:"
 
 
 def assignment_key(stage: int) -> str:
@@ -55,58 +53,11 @@ def projects_key(stage: int) -> str:
     return f"annotation.stage{stage}.projects"
 
 
-def _unit(seed: int, image_id: int, salt: str) -> float:
-    digest = hashlib.sha256(f"{seed}:{salt}:{image_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def assign_images(
-    image_ids: Iterable[int],
-    annotators: Sequence[str],
-    *,
-    overlap_fraction: float,
-    overlap_images: int,
-    overlap_annotators: int,
-    seed: int = 0,
-    existing: Mapping[int, Sequence[str]] | None = None,
-) -> dict[int, list[str]]:
-    """Annotators of each new image, primary first (see the module docstring).
-
-    Deterministic: the same seed, ids and annotators give the same assignment, and images
-    assigned before (``existing``) keep theirs and count towards ``overlap_images``."""
-    if not annotators:
-        raise ConfigError("annotation.annotators is empty: name at least one annotator")
-    if len(set(annotators)) != len(annotators):
-        raise ConfigError(f"annotation.annotators has duplicates: {list(annotators)}")
-    existing = existing or {}
-    n_overlap = sum(1 for v in existing.values() if len(v) > 1)
-    k = len(annotators)
-    m = max(1, min(overlap_annotators, k))
-    out: dict[int, list[str]] = {}
-    for iid in image_ids:
-        if iid in existing:
-            continue
-        start = int(_unit(seed, iid, "primary") * k) % k
-        if m > 1 and n_overlap < overlap_images and _unit(seed, iid, "overlap") < overlap_fraction:
-            out[iid] = [annotators[(start + j) % k] for j in range(m)]
-            n_overlap += 1
-        else:
-            out[iid] = [annotators[start]]
-    return out
-
-
 def image_relpath(row: Mapping[str, Any]) -> str:
     rel = row.get("norm_path") or row.get("file_path")
     if not rel:
         raise DataError(f"image {row.get('id')}: no file in the workspace (file_path is empty)")
     return str(rel)
-
-
-def image_url(rel: str, image_base_url: str = "") -> str:
-    """The URL Label Studio loads the image from (Local Files storage unless a base URL is set)."""
-    if image_base_url:
-        return image_base_url.rstrip("/") + "/" + quote(rel)
-    return "/data/local-files/?d=" + quote(rel)
 
 
 def check_image_size(root: Path, row: Mapping[str, Any]) -> tuple[int, int]:
@@ -147,10 +98,10 @@ def load_prediction(
     return str(row[0]["model_version"]), data
 
 
-def prediction_results(
+def prediction_seed(
     data: Mapping[str, Any], image_id: int, height: int, width: int, where: str = ""
-) -> tuple[list[dict[str, Any]], float]:
-    """Brush results (ids ``<image_id>_<entity id>``) and the mean score of a prediction file."""
+) -> ImageAnnotation:
+    """A prediction file as the stage-1 seed: region ids ``<image_id>_<entity id>``."""
     if (int(data.get("height", -1)), int(data.get("width", -1))) != (height, width):
         raise DataError(
             f"{where}: prediction is {data.get('height')}x{data.get('width')}, image is "
@@ -158,11 +109,16 @@ def prediction_results(
         )
     entities = []
     for k, e in enumerate(data.get("entities", [])):
-        eid = f"{image_id}_{e.get('id', k)}"
         entities.append(
-            Entity(id=eid, segmentation=e["segmentation"], score=e.get("score"), name=e.get("name"))
+            Entity(
+                id=f"{image_id}_{e.get('id', k)}",
+                segmentation=e["segmentation"],
+                score=e.get("score"),
+                name=e.get("name"),
+                origin="prediction",
+            )
         )
-    ann = ImageAnnotation(
+    return ImageAnnotation(
         image_id=image_id,
         height=height,
         width=width,
@@ -170,9 +126,21 @@ def prediction_results(
         annotator="model",
         entities=tuple(entities),
     )
-    results = annotation_to_results(ann)
-    scores = [float(e.score) for e in entities if e.score is not None]
-    return results, (sum(scores) / len(scores) if scores else 1.0)
+
+
+def load_seed(
+    root: Path, cat: Any, stage: int, image_id: int, height: int, width: int, version: str
+) -> ImageAnnotation | None:
+    """The seed a task of ``stage`` was made from (``version`` as written into its data)."""
+    if stage == 2:
+        annotator = version.removeprefix(STAGE1_SEED_PREFIX)
+        return load_annotation(root, 1, annotator, image_id) if annotator else None
+    if not version:
+        return None
+    pred = load_prediction(root, cat, image_id, version)
+    if pred is None:
+        return None
+    return prediction_seed(pred[1], image_id, height, width, where=f"image {image_id} {version}")
 
 
 @dataclass
@@ -180,7 +148,7 @@ class PushReport:
     """What one push did."""
 
     stage: int
-    projects: dict[str, int] = field(default_factory=dict)
+    projects: dict[str, str] = field(default_factory=dict)
     images: int = 0
     tasks: int = 0
     recovered: int = 0
@@ -191,10 +159,7 @@ class PushReport:
         return dict(self.__dict__)
 
 
-TITLE_MAX = 50  # Label Studio's limit on project titles
-
-
-def project_title(stage: int, annotator: str, cfg: Any, tag: str = "") -> str:
+def project_title(stage: int, annotator: str, cfg: AnnotationConfig, tag: str = "") -> str:
     """``"<stage title> · <annotator> · <workspace tag>"`` cut to Label Studio's 50 characters
     (the tag keeps projects of two workspaces on one server apart)."""
     base = cfg.stage1_project if stage == 1 else cfg.stage2_project
@@ -207,108 +172,76 @@ def workspace_tag(cat: Any) -> str:
     it goes into project titles and task data."""
     tag = cat.get_kv("annotation.workspace_tag")
     if not tag:
-        import secrets
-
         tag = secrets.token_hex(3)
         cat.set_kv("annotation.workspace_tag", tag)
     return str(tag)
 
 
-def ensure_project(
-    client: LabelStudioClient,
+def task_specs(
     *,
-    title: str,
-    label_config: str,
-    storage_paths: Sequence[Path] = (),
-    project_id: int | None = None,
-) -> dict[str, Any]:
-    """The project ``project_id`` (when it still exists), else the one titled ``title``, else a
-    new one; its labeling config is updated when it changed, and Local Files storages (not
-    synced) are registered for ``storage_paths``."""
-    project = None
-    if project_id is not None:
-        try:
-            project = client.project(int(project_id))
-        except Exception:  # deleted on the server: find or create it again
-            project = None
-    if project is None:
-        project = client.project_by_title(title)
-    settings = {
-        "show_collab_predictions": True,
-        "show_skip_button": True,
-        "enable_empty_annotation": False,
-        "maximum_annotations": 1,
-    }
-    if project is None:
-        project = client.create_project(title=title, label_config=label_config, **settings)
-        log.info("created project %r (id %s)", title, project["id"])
-    elif project.get("label_config", "").strip() != label_config.strip():
-        project = client.update_project(project["id"], label_config=label_config)
-        log.info("updated the labeling config of project %r", title)
-    if storage_paths:
-        have = {s.get("path") for s in client.local_storages(project["id"])}
-        for p in storage_paths:
-            if str(p) not in have:
-                client.add_local_storage(project["id"], str(p), title=f"workspace {p.name}")
-    return project
-
-
-def _existing_tasks(client: LabelStudioClient, project_id: int, tag: str) -> dict[int, int]:
-    """image_id -> task id of this workspace's tasks in a project (recovers a push interrupted
-    before the catalog write)."""
-    out = {}
-    for t in client.iter_tasks(project_id, fields="task_only"):
-        data = t.get("data") or {}
-        if data.get("image_id") is not None and data.get("workspace") == tag:
-            out.setdefault(int(data["image_id"]), int(t["id"]))
-    return out
+    image_id: int,
+    image: str,
+    height: int,
+    width: int,
+    stage: int,
+    annotator: str,
+    seed: ImageAnnotation | None,
+    seed_version: str,
+    data: Mapping[str, Any],
+    config: AnnotationConfig,
+) -> list[TaskSpec]:
+    """The task(s) of one image for one annotator: the whole image as one task. (The hook for
+    a tiled mode: it returns one spec per tile, each with the seed regions it shows.)"""
+    del config
+    return [
+        TaskSpec(
+            image_id=image_id,
+            stage=stage,
+            annotator=annotator,
+            image=image,
+            height=height,
+            width=width,
+            seed=seed,
+            seed_version=seed_version,
+            data=dict(data),
+        )
+    ]
 
 
 def push(
     workspace: Any,
-    client: LabelStudioClient,
+    backend: AnnotationBackend,
+    config: AnnotationConfig,
     *,
     stage: int,
+    seed: int = 0,
     image_ids: Iterable[int] | None = None,
     limit: int | None = None,
-    overrides: Iterable[str] = (),
-    progress: Any = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PushReport:
-    """Create/update the stage's projects and import tasks for images not pushed yet.
+    """Create/update the stage's projects and create tasks for images not pushed yet.
 
     Args:
         workspace: the :class:`~entityseg_data.workspace.Workspace`.
-        client: an admin :class:`LabelStudioClient`.
+        backend: where the tasks go (:class:`~entityseg_data.annotation.backend.AnnotationBackend`).
+        config: the ``annotation`` section (annotators, overlap sample, titles, tools).
         stage: 1 (masks) or 2 (names).
+        seed: the workspace seed (assignment tie breaks and the overlap draw).
         image_ids: restrict to these images (default: every eligible one).
         limit: push at most this many images.
-        overrides: ``--set`` style config overrides.
         progress: optional callable ``(n_done, n_total)``.
 
-    Returns a :class:`PushReport`; per-image problems (size mismatch, unreadable prediction) are
+    Returns a :class:`PushReport`; per-image problems (size mismatch, unreadable seed) are
     reported there and the image is left for the next push.
     """
     if stage not in (1, 2):
         raise ConfigError(f"stage must be 1 or 2, got {stage}")
-    wcfg = workspace.config(overrides)
-    acfg, lcfg = wcfg.annotation, wcfg.labelstudio
     root = Path(workspace.root)
     report = PushReport(stage=stage)
-    label_config = configs.label_config(
-        stage, polygon=acfg.polygon_tool, supercategories=acfg.supercategories
-    )
-    storage = [] if lcfg.image_base_url else [root / "images", root / "images_norm"]
-    doc_root = Path(lcfg.document_root).resolve() if lcfg.document_root else root
-    try:
-        url_prefix = root.relative_to(doc_root).as_posix()
-    except ValueError:
-        raise ConfigError(
-            f"labelstudio.document_root {doc_root} does not contain the workspace {root}"
-        ) from None
-    url_prefix = "" if url_prefix == "." else url_prefix + "/"
     with workspace.catalog() as cat:
         rows = {r["id"]: r for r in cat.images(status="accepted")}
         done = {r["image_id"] for r in cat.annotations(stage=stage) if r["status"] != "pending"}
+        approved: dict[int, str] = {}
         if stage == 2:
             approved = {
                 r["image_id"]: r["annotator"]
@@ -317,107 +250,83 @@ def push(
             }
             eligible = [i for i in rows if i in approved and i not in done]
         else:
-            approved = {}
             eligible = [i for i in rows if i not in done]
         if image_ids is not None:
-            wanted = set(int(i) for i in image_ids)
+            wanted = {int(i) for i in image_ids}
             eligible = [i for i in eligible if i in wanted]
         eligible.sort()
         if limit is not None:
             eligible = eligible[:limit]
         assignment = {int(k): v for k, v in (cat.get_kv(assignment_key(stage), {}) or {}).items()}
-        stage1_assignment = (
-            {int(k): v for k, v in (cat.get_kv(assignment_key(1), {}) or {}).items()}
-            if stage == 2
-            else {}
-        )
         new_ids = [i for i in eligible if i not in assignment]
         if stage == 2:
+            stage1 = {int(k): v for k, v in (cat.get_kv(assignment_key(1), {}) or {}).items()}
             for i in new_ids:
-                prev = [a for a in stage1_assignment.get(i, []) if a in acfg.annotators]
+                prev = [a for a in stage1.get(i, []) if a in config.annotators]
                 if prev:
                     assignment[i] = prev
             new_ids = [i for i in new_ids if i not in assignment]
         assignment.update(
             assign_images(
                 new_ids,
-                list(acfg.annotators),
-                overlap_fraction=acfg.overlap_fraction,
-                overlap_images=acfg.overlap_images,
-                overlap_annotators=acfg.overlap_annotators,
-                seed=wcfg.seed,
+                list(config.annotators),
+                overlap_fraction=config.overlap_fraction,
+                overlap_images=config.overlap_images,
+                overlap_annotators=config.overlap_annotators,
+                seed=seed,
                 existing=assignment,
             )
         )
         cat.set_kv(assignment_key(stage), {str(k): v for k, v in sorted(assignment.items())})
-        projects = dict(cat.get_kv(projects_key(stage), {}) or {})
+        projects = {a: str(p) for a, p in (cat.get_kv(projects_key(stage), {}) or {}).items()}
         tag = workspace_tag(cat)
 
+    flags = tuple(flag_choices(config.supercategories))
     needed = sorted({a for i in eligible for a in assignment[i]})
     for annotator in needed:
-        proj = ensure_project(
-            client,
-            title=project_title(stage, annotator, acfg, tag),
-            project_id=projects.get(annotator),
-            label_config=label_config,
-            storage_paths=storage,
+        spec = ProjectSpec(
+            stage=stage,
+            annotator=annotator,
+            title=project_title(stage, annotator, config, tag),
+            workspace_tag=tag,
+            polygon_tool=config.polygon_tool,
+            flags=flags,
         )
-        projects[annotator] = int(proj["id"])
+        projects[annotator] = backend.ensure_project(spec, projects.get(annotator))
     with workspace.catalog() as cat:
         cat.set_kv(projects_key(stage), projects)
     report.projects = {a: projects[a] for a in needed}
-    existing = {a: _existing_tasks(client, projects[a], tag) for a in needed}
-    model_versions: dict[str, set[str]] = defaultdict(set)
+    existing = {a: backend.existing_tasks(projects[a], tag) for a in needed}
 
-    batch = max(1, acfg.push_batch)
+    batch = max(1, config.push_batch)
     for start in range(0, len(eligible), batch):
         chunk = eligible[start : start + batch]
-        per_project: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        recovered: list[tuple[int, str, int]] = []
+        per_project: dict[str, list[TaskSpec]] = defaultdict(list)
+        recovered: list[tuple[int, str, str]] = []
         with workspace.catalog() as cat:
             for iid in chunk:
                 row = rows[iid]
                 try:
                     h, w = check_image_size(root, row)
-                    data = {
-                        "image": image_url(
-                            (url_prefix if not lcfg.image_base_url else "") + image_relpath(row),
-                            lcfg.image_base_url,
-                        ),
-                        "image_id": iid,
-                        "height": h,
-                        "width": w,
-                        "stage": stage,
-                        "workspace": tag,
-                    }
-                    predictions = []
                     if stage == 1:
-                        pred = load_prediction(root, cat, iid, acfg.model_version)
-                        if pred is not None:
-                            mv, pdata = pred
-                            results, score = prediction_results(
-                                pdata, iid, h, w, where=f"image {iid} prediction {mv}"
-                            )
-                            predictions.append(
-                                {"model_version": mv, "score": score, "result": results}
-                            )
+                        pred = load_prediction(root, cat, iid, config.model_version)
+                        version = pred[0] if pred else ""
+                        seed_ann = (
+                            prediction_seed(pred[1], iid, h, w, where=f"image {iid} {version}")
+                            if pred
+                            else None
+                        )
                     else:
-                        ann = load_annotation(root, 1, approved[iid], iid)
-                        if ann is None:
+                        version = STAGE1_SEED_PREFIX + approved[iid]
+                        seed_ann = load_annotation(root, 1, approved[iid], iid)
+                        if seed_ann is None:
                             raise DataError(
                                 f"image {iid}: approved stage-1 file of {approved[iid]} is missing"
                             )
-                        if (ann.height, ann.width) != (h, w):
-                            raise DataError(
-                                f"image {iid}: stage-1 masks are {ann.height}x"
-                                f"{ann.width}, image is {h}x{w}"
-                            )
-                        predictions.append(
-                            {
-                                "model_version": "stage1",
-                                "score": 1.0,
-                                "result": annotation_to_results(ann),
-                            }
+                    if seed_ann is not None and (seed_ann.height, seed_ann.width) != (h, w):
+                        raise DataError(
+                            f"image {iid}: seed masks are {seed_ann.height}x{seed_ann.width}, "
+                            f"image is {h}x{w}"
                         )
                 except DataError as exc:
                     log.warning("skipping image %s: %s", iid, exc)
@@ -429,48 +338,37 @@ def push(
                 report.images += 1
                 for annotator in group:
                     if iid in existing[annotator]:
-                        recovered.append((iid, annotator, existing[annotator][iid]))
+                        recovered.append((iid, annotator, existing[annotator][iid][0]))
                         continue
-                    task_data = {**data, "annotator": annotator, "overlap": len(group) > 1}
-                    per_project[annotator].append(
-                        (iid, {"data": task_data, "predictions": predictions})
+                    per_project[annotator].extend(
+                        task_specs(
+                            image_id=iid,
+                            image=image_relpath(row),
+                            height=h,
+                            width=w,
+                            stage=stage,
+                            annotator=annotator,
+                            seed=seed_ann,
+                            seed_version=version,
+                            data={"workspace": tag, "overlap": len(group) > 1},
+                            config=config,
+                        )
                     )
-                    for p in predictions:
-                        model_versions[annotator].add(p["model_version"])
-        for annotator, items in per_project.items():
-            ids = client.import_tasks(projects[annotator], [t for _, t in items])
-            with workspace.catalog() as cat, cat.transaction():
-                for (iid, _), tid in zip(items, ids):
-                    cat.set_annotation(
-                        iid,
-                        stage,
-                        annotator,
-                        status="pushed",
-                        ls_project_id=projects[annotator],
-                        ls_task_id=tid,
-                    )
+        for annotator, specs in per_project.items():
+            ids = backend.create_tasks(projects[annotator], specs)
+            first: dict[int, str] = {}
+            for spec, tid in zip(specs, ids):
+                first.setdefault(spec.image_id, tid)
+            _record(workspace, stage, annotator, projects[annotator], first.items())
             report.tasks += len(ids)
-        if recovered:
-            with workspace.catalog() as cat, cat.transaction():
-                for iid, annotator, tid in recovered:
-                    cat.set_annotation(
-                        iid,
-                        stage,
-                        annotator,
-                        status="pushed",
-                        ls_project_id=projects[annotator],
-                        ls_task_id=tid,
-                    )
-            report.recovered += len(recovered)
+        by_annotator: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for iid, annotator, tid in recovered:
+            by_annotator[annotator].append((iid, tid))
+        for annotator, items in by_annotator.items():
+            _record(workspace, stage, annotator, projects[annotator], items)
+            report.recovered += len(items)
         if progress is not None:
             progress(min(start + batch, len(eligible)), len(eligible))
-    # annotators see predictions of the project's selected model version
-    for annotator, versions in model_versions.items():
-        if versions:
-            try:
-                client.update_project(projects[annotator], model_version=sorted(versions)[-1])
-            except Exception as exc:  # a display setting: never fail the push for it
-                log.warning("could not select model version for %s: %s", annotator, exc)
     log.info(
         "stage %s: %d images, %d tasks, %d overlap images, %d errors",
         stage,
@@ -482,17 +380,31 @@ def push(
     return report
 
 
+def _record(
+    workspace: Any, stage: int, annotator: str, project: str, items: Iterable[tuple[int, str]]
+) -> None:
+    with workspace.catalog() as cat, cat.transaction():
+        for iid, tid in items:
+            cat.set_annotation(
+                iid,
+                stage,
+                annotator,
+                status="pushed",
+                ls_project_id=int(project),
+                ls_task_id=int(tid),
+            )
+
+
 __all__ = [
     "PushReport",
-    "assign_images",
     "assignment_key",
     "check_image_size",
-    "ensure_project",
-    "image_url",
     "load_prediction",
-    "prediction_results",
+    "load_seed",
+    "prediction_seed",
     "project_title",
-    "workspace_tag",
     "projects_key",
     "push",
+    "task_specs",
+    "workspace_tag",
 ]

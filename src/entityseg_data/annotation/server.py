@@ -38,16 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from entityseg_data import procs
-from entityseg_data.errors import ConfigError, EntitySegError
+from entityseg_data.errors import ConfigError, LabelStudioError
 
 log = logging.getLogger(__name__)
 
 _STRIP_ENV = ("HOST", "PORT", "USERNAME", "PASSWORD", "CI", "USER_TOKEN", "DATABASE_NAME")
 CREDENTIALS_FILE = "entityseg_credentials.json"
-
-
-class LabelStudioError(EntitySegError):
-    """Label Studio could not be started, reached, or answered with an error."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -194,8 +194,8 @@ def submit_annotation(
     ImageAnnotation` (its entities become brush results with their ids; stage 2 adds each
     entity's ``name`` as the per-region name, or as the flag when it is 'unknown', 'blurred' or
     '<supercategory>_other')."""
-    from entityseg_data.annotation import configs
-    from entityseg_data.annotation.convert import annotation_to_results
+    from entityseg_data.annotation.labelstudio.format import annotation_to_results
+    from entityseg_data.annotation.workflow import flag_choices
 
     with workspace.catalog() as cat:
         rows = [
@@ -208,7 +208,7 @@ def submit_annotation(
     if results is None:
         if annotation is None:
             raise ValueError("pass results or annotation")
-        flags = configs.flag_choices(workspace.config().annotation.supercategories)
+        flags = flag_choices(workspace.config().annotation.supercategories)
         results = annotation_to_results(annotation, with_names=stage == 2, flags=flags)
     client = client or annotator_client(workspace, annotator)
     extra = {} if lead_time is None else {"lead_time": float(lead_time)}
@@ -221,9 +221,32 @@ __all__ = [
     "connect",
     "create_annotators",
     "credentials_path",
+    "open_backend",
     "read_credentials",
     "start_local_server",
     "submit_annotation",
     "tasks_for",
     "user_emails",
 ]
+
+
+def open_backend(
+    workspace: Any, client: LabelStudioClient | None = None, *, labelstudio: Any = None
+) -> Any:
+    """The :class:`~entityseg_data.annotation.labelstudio.backend.LabelStudioBackend` of the
+    workspace: the admin ``client`` (default: :func:`connect`), the ``labelstudio`` config section
+    (default: the workspace's) and a client per annotator with a stored token (rework drafts are
+    written as the annotator)."""
+    from entityseg_data.annotation.labelstudio.backend import LabelStudioBackend
+
+    client = client or connect(workspace)
+    lcfg = labelstudio or workspace.config().labelstudio
+    team = read_credentials(workspace).get("annotators") or {}
+    clients = {
+        name: LabelStudioClient(url=client.url, token=entry["token"])
+        for name, entry in team.items()
+        if entry.get("token")
+    }
+    return LabelStudioBackend(
+        client, root=Path(workspace.root), config=lcfg, annotator_clients=clients
+    )

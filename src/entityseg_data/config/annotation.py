@@ -40,8 +40,10 @@ class AnnotationConfig(Checked):
     overlap_annotators: int = bounded(2, ge=1)
     overlap_fraction: float = bounded(0.015, ge=0, le=1)
     overlap_images: int = bounded(500, ge=0)
-    # pixels drawn by several masks: reject the annotation, or resolve them
-    overlap_policy: Literal["reject", "smaller_wins", "later_wins"] = "reject"
+    # pixels drawn by several masks: resolve them by the annotator's intent (what was painted
+    # into a region relative to its seed wins; docs/annotation.md), smaller_wins, later_wins,
+    # or reject the annotation
+    overlap_policy: Literal["intent", "reject", "smaller_wins", "later_wins"] = "intent"
     min_mask_area: int = bounded(16, ge=0)
     stage1_project: str = "EntitySeg stage 1: entity masks"
     stage2_project: str = "EntitySeg stage 2: entity names"
@@ -77,3 +79,6 @@ class AnnotationConfig(Checked):
     model_version: str = ""  # stage-1 predictions to push ("" = the newest per image)
     vocab_mapping: str = ""  # user mapping file (raw name -> class), relative to the workspace
     push_batch: int = bounded(50, ge=1)  # tasks per import request
+    # send annotations rejected by QA back to their annotator (Label Studio: the task returns to
+    # their queue with the QA note and the offending regions marked)
+    rework: bool = True

@@ -13,7 +13,7 @@ Inputs (any mix, at least two annotators in total):
 
 * COCO / EntitySeg JSON files (names from the annotation's ``name``, else its category name);
 * Label Studio JSON exports (one annotator per ``completed_by``; via
-  ``entityseg_data.annotation.convert.ls_export_to_annotations``);
+  ``entityseg_data.annotation.labelstudio.format.ls_export_to_annotations``);
 * workspace annotator ids written ``ws:<annotator>`` (files of ``masks/stage<stage>/<annotator>``).
 
 Images are matched by image id (by ``file_name`` when the id sets do not intersect).
@@ -117,7 +117,7 @@ def load_annotator_sets(
         data, where = read_json(src, "annotations")
         label = Path(src).stem if isinstance(src, str | Path) else where
         if _is_ls_export(data):
-            from entityseg_data.annotation.convert import ls_export_to_annotations
+            from entityseg_data.annotation.labelstudio.format import ls_export_to_annotations
 
             per = ls_export_to_annotations(data, stage=stage)
             if not per:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from entityseg_data.annotation import configs
+from entityseg_data.annotation.labelstudio import configs
 from entityseg_data.errors import DataError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.brush import (
@@ -47,8 +47,10 @@ def brush_result(
     width: int,
     score: float | None = None,
     readonly: bool = False,
+    label: str = configs.LABEL,
 ) -> dict[str, Any]:
-    """A ``brushlabels`` result for one mask (COCO RLE dict or (H, W) array)."""
+    """A ``brushlabels`` result for one mask (COCO RLE dict or (H, W) array) with display label
+    ``label``."""
     if isinstance(segmentation, np.ndarray):
         mask = segmentation
         if mask.shape != (height, width):
@@ -65,7 +67,7 @@ def brush_result(
         "original_width": int(width),
         "original_height": int(height),
         "image_rotation": 0,
-        "value": {"format": "rle", "rle": encode_brush(mask), "brushlabels": [configs.LABEL]},
+        "value": {"format": "rle", "rle": encode_brush(mask), "brushlabels": [label]},
     }
     if score is not None:
         out["score"] = float(score)
@@ -75,7 +77,7 @@ def brush_result(
 
 
 def name_results(region_id: str, name: str | None, flag: str | None) -> list[dict[str, Any]]:
-    """Per-region stage-2 results (TextArea and/or Choices) for ``region_id``."""
+    """Per-region stage-2 results (TextArea and/or flag Taxonomy) for ``region_id``."""
     out = []
     if name:
         out.append(
@@ -91,20 +93,27 @@ def name_results(region_id: str, name: str | None, flag: str | None) -> list[dic
         out.append(
             {
                 "id": str(region_id),
-                "type": "choices",
-                "from_name": configs.FLAG,
+                "type": "taxonomy",
+                "from_name": configs.FLAGS,
                 "to_name": configs.IMAGE,
-                "value": {"choices": [flag]},
+                "value": {"taxonomy": [[flag]]},
             }
         )
     return out
 
 
 def annotation_to_results(
-    ann: ImageAnnotation, *, with_names: bool = False, flags: Sequence[str] = ()
+    ann: ImageAnnotation,
+    *,
+    with_names: bool = False,
+    flags: Sequence[str] = (),
+    labels: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Brush results (ids = entity ids) for every entity; with ``with_names`` also the stage-2
-    name results (a name that is one of ``flags`` goes to the Choices)."""
+    name results (a name that is one of ``flags`` goes to the flag Taxonomy).
+
+    ``labels`` gives each entity's display label (default: the palette colouring of
+    :func:`display_labels`, so that touching regions differ)."""
     out = []
     flagset = set(flags)
     h, w = ann.height, ann.width
@@ -116,7 +125,9 @@ def annotation_to_results(
     brushes = rles_to_brush(segs, h, w) if segs else []
     if brushes is None:  # overlapping entities: one by one
         brushes = [encode_brush(rle_utils.decode(seg)) for seg in segs]
-    for e, rle in zip(ann.entities, brushes):
+    if labels is None:
+        labels = display_labels(segs, h, w, stage=ann.stage)
+    for e, rle, label in zip(ann.entities, brushes, labels):
         res: dict[str, Any] = {
             "id": str(e.id),
             "type": "brushlabels",
@@ -125,7 +136,7 @@ def annotation_to_results(
             "original_width": int(w),
             "original_height": int(h),
             "image_rotation": 0,
-            "value": {"format": "rle", "rle": rle, "brushlabels": [configs.LABEL]},
+            "value": {"format": "rle", "rle": rle, "brushlabels": [label]},
         }
         if e.score is not None:
             res["score"] = float(e.score)
@@ -136,6 +147,37 @@ def annotation_to_results(
             else:
                 out.extend(name_results(e.id, e.name, None))
     return out
+
+
+def adjacency(rles: Sequence[Mapping[str, Any]], h: int, w: int) -> dict[int, set[int]]:
+    """Region index -> indices of the regions it touches (4-neighbourhood). Overlapping regions
+    are painted later-wins first (the colouring is for display only)."""
+    if len(rles) < 2:
+        return {}
+    runs = [counts_to_runs(coco_counts(r)) for r in rles]
+    lm = runs_to_label_map(runs, h * w)  # column-major: rows of the (W, H) transpose
+    if lm is None:
+        lm = np.zeros(h * w, np.uint16 if len(rles) < 65535 else np.uint32)
+        for i, (starts, lengths) in enumerate(runs):
+            for a, n in zip(starts.tolist(), lengths.tolist()):
+                lm[a : a + n] = i + 1
+    grid = lm.reshape(w, h)
+    out: dict[int, set[int]] = {}
+    for a, b in ((grid[:, :-1], grid[:, 1:]), (grid[:-1, :], grid[1:, :])):
+        diff = (a != b) & (a > 0) & (b > 0)
+        if diff.any():
+            pairs = np.unique(np.stack([a[diff], b[diff]], 1).astype(np.int64), axis=0)
+            for x, y in pairs.tolist():
+                out.setdefault(x - 1, set()).add(y - 1)
+                out.setdefault(y - 1, set()).add(x - 1)
+    return out
+
+
+def display_labels(
+    rles: Sequence[Mapping[str, Any]], h: int, w: int, *, stage: int = 1
+) -> list[str]:
+    """Palette display labels of regions such that touching regions get different colours."""
+    return configs.palette_labels(adjacency(rles, h, w), len(rles), stage)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -167,6 +209,7 @@ class Region:
     flag: str | None = None
     score: float | None = None
     kinds: list[str] = field(default_factory=list)
+    label: str | None = None
 
     def union_runs(self) -> tuple[np.ndarray, np.ndarray]:
         """All geometry results of the region merged (sorted, disjoint runs)."""
@@ -238,6 +281,9 @@ def parse_results(
                     }
                 )
                 continue
+            shown = value.get("brushlabels") or value.get("polygonlabels") or value.get("labels")
+            if shown and reg.label is None:
+                reg.label = str(shown[0])
             try:
                 if "rle" in value:
                     reg.runs.append(brush_pixel_runs(value["rle"], height, width))
@@ -255,6 +301,10 @@ def parse_results(
             texts = [str(t).strip() for t in value.get("text", []) if str(t).strip()]
             if texts:
                 reg.name = texts[-1]
+        elif rtype == "taxonomy":
+            paths = value.get("taxonomy") or []
+            if paths and paths[0]:
+                reg.flag = str(paths[0][-1])
         elif rtype == "choices":
             choices = value.get("choices") or []
             if choices:
