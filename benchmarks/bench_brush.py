@@ -112,9 +112,11 @@ import json, resource, sys, time
 from entityseg_data.workspace import Workspace
 from entityseg_data.annotation.client import LabelStudioClient
 from entityseg_data.annotation.pull import pull
+from entityseg_data.annotation.session import open_backend
 ws = Workspace.open(sys.argv[1]); url, token = sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
-rep = pull(ws, LabelStudioClient(url=url, token=token), stages=(1,))[1]
+backend = open_backend(ws, LabelStudioClient(url=url, token=token))
+rep = pull(ws, backend, ws.config().annotation, stages=(1,))[1]
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "pulled": rep.pulled, "rejected": rep.rejected,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -210,7 +212,9 @@ def bench_pull(n_images: int, h: int, w: int, n_entities: int) -> dict:
                     )
         t_make = time.perf_counter() - t0
         t0 = time.perf_counter()
-        rep = push(ws, admin, stage=1)
+        from entityseg_data.annotation.session import open_backend
+
+        rep = push(ws, open_backend(ws, admin), ws.config().annotation, stage=1)
         t_push = time.perf_counter() - t0
         dora = LabelStudioClient(url=server.url, token=tok)
         t0 = time.perf_counter()

@@ -45,7 +45,7 @@ STAGE_DEPS: dict[str, set[str]] = {
 
 KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.annotation.ml_backend", "entityseg_data.model.inference.predictor"),
-    ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.convert"),
+    ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.labelstudio.format"),
     ("entityseg_data.export.entityseg", "entityseg_data.stats.engine"),
     ("entityseg_data.export.hf", "entityseg_data.stats.engine"),
     ("entityseg_data.export.lr", "entityseg_data.stats.measures"),
@@ -54,7 +54,6 @@ KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.io.coco", "entityseg_data.evaluation.runs"),
 }
 KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"entityseg_data.annotation.client", "entityseg_data.annotation.server"}),
     frozenset({"entityseg_data.model.convert", "entityseg_data.model.loading"}),
 }
 

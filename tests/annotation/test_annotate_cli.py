@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from annotation_support import add_test_images
 from click.testing import CliRunner
-from conftest import add_test_images
 
 from entityseg_data.cli.main import cli
 from entityseg_data.masks import rle as rle_utils
@@ -89,9 +89,10 @@ def test_push_pull_through_the_cli(labelstudio):
     frank.create_annotation(task["id"], task["predictions"][0]["result"])  # accept as is
     res = runner.invoke(cli, [*base, "pull", "--stage", "1", "--report", str(ws.root / "r.json")])
     assert res.exit_code == 0, res.output
-    assert "1 pulled (0 rejected)" in res.output and "1 approved" in res.output
+    assert "1 pulled (0 rejected" in res.output and "1 approved" in res.output
     report = json.loads((ws.root / "r.json").read_text())
     assert report["1"]["per_task"][0]["image_id"] == iid
+    assert report["1"]["per_task"][0]["status"] == "approved"  # what the catalog says
 
 
 @pytest.mark.labelstudio

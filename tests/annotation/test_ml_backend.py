@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
-from conftest import add_test_images
+from annotation_support import add_test_images
 
 from entityseg_data.annotation.ml_backend import (
     MLBackend,
@@ -17,7 +17,7 @@ from entityseg_data.annotation.ml_backend import (
     select_by_prompts,
 )
 from entityseg_data.annotation.push import push
-from entityseg_data.annotation.session import tasks_for
+from entityseg_data.annotation.session import open_backend, tasks_for
 from entityseg_data.masks.brush import decode_brush
 
 
@@ -77,8 +77,8 @@ def test_registered_with_label_studio_and_answering(labelstudio):
     ws = labelstudio.workspace("mlb", ("annotation.annotators=[alice]",))
     add_test_images(ws, [(60, 80)], with_predictions=False)
     admin = labelstudio.admin
-    rep = push(ws, admin, stage=1)
-    project = rep.projects["alice"]
+    rep = push(ws, open_backend(ws, admin), ws.config().annotation, stage=1)
+    project = int(rep.projects["alice"])
     backend = MLBackend(
         segmenter=felzenszwalb_segmenter(),
         document_root=labelstudio.root,

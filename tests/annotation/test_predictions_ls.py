@@ -10,10 +10,15 @@ import json
 
 import numpy as np
 import pytest
-from conftest import add_test_images
+from annotation_support import add_test_images
 
 from entityseg_data.annotation.push import push
-from entityseg_data.annotation.session import annotator_client, create_annotators, tasks_for
+from entityseg_data.annotation.session import (
+    annotator_client,
+    create_annotators,
+    open_backend,
+    tasks_for,
+)
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.brush import decode_brush
 
@@ -45,7 +50,7 @@ def test_predictions_pushed_and_read_back(labelstudio, tmp_path, oracle_dir):
     assert {r["model_version"] for r in rows} == {"tiny_swin"}
 
     create_annotators(ws, ["carol"], admin=labelstudio.admin)
-    rep = push(ws, labelstudio.admin, stage=1)
+    rep = push(ws, open_backend(ws, labelstudio.admin), ws.config().annotation, stage=1)
     assert rep.tasks == 2, rep
     carol = annotator_client(ws, "carol")
     for row in tasks_for(ws, 1, "carol"):

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import add_test_images
+from annotation_support import add_test_images
 
 from entityseg_data.annotation.fake import InMemoryBackend
 from entityseg_data.annotation.pull import pull
@@ -58,7 +58,7 @@ def flow(workspace):
 
 
 def test_push_assigns_balanced_and_seeds_tasks(flow):
-    ws, ids, be, cfg, rep = flow
+    ws, _ids, be, cfg, rep = flow
     assert rep.images == 4 and rep.overlap_images == 2 and rep.tasks == 6, rep
     assert set(rep.projects) == {"alice", "bob"}
     assert push(ws, be, cfg, stage=1).tasks == 0  # nothing new: idempotent
@@ -152,7 +152,7 @@ def test_rework_loop_and_approval(flow):
 
 
 def test_stage2_names_attach_and_geometry_is_locked(flow):
-    ws, ids, be, cfg, _ = flow
+    ws, _ids, be, cfg, _ = flow
     for t in list(be.tasks_by_id.values()):
         be.submit(t.id, t.spec.annotator, t.spec.seed)
     assert pull(ws, be, cfg, stages=(1,))[1].approved == 4
@@ -217,7 +217,7 @@ def test_stage2_names_attach_and_geometry_is_locked(flow):
 
 
 def test_stage2_new_region_is_refused(flow):
-    ws, ids, be, cfg, _ = flow
+    ws, _ids, be, cfg, _ = flow
     for t in list(be.tasks_by_id.values()):
         be.submit(t.id, t.spec.annotator, t.spec.seed)
     pull(ws, be, cfg, stages=(1,))

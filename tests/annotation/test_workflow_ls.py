@@ -7,18 +7,24 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import add_test_images
+from annotation_support import add_test_images
 
-from entityseg_data.annotation import configs
-from entityseg_data.annotation.convert import brush_result, ls_export_to_annotations, name_results
+from entityseg_data.annotation.labelstudio import configs
+from entityseg_data.annotation.labelstudio.format import (
+    brush_result,
+    ls_export_to_annotations,
+    name_results,
+)
 from entityseg_data.annotation.pull import pull
 from entityseg_data.annotation.push import push
 from entityseg_data.annotation.session import (
     annotator_client,
     create_annotators,
+    open_backend,
     submit_annotation,
     tasks_for,
 )
+from entityseg_data.catalog.predictions import prediction_relpath
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.brush import decode_brush
 from entityseg_data.masks.store import ImageAnnotation, load_annotation
@@ -53,6 +59,8 @@ def test_two_stage_round_trip(labelstudio):
             "annotation.overlap_fraction=1.0",
             "annotation.overlap_images=2",
             "annotation.max_uncovered_fraction=0.5",
+            "annotation.overlap_policy=reject",
+            "annotation.rework=false",
         ),
     )
     sizes = [(48, 64), (64, 40), (50, 50), (33, 71)]
@@ -60,12 +68,13 @@ def test_two_stage_round_trip(labelstudio):
     admin = labelstudio.admin
     tokens = create_annotators(ws, ["alice", "bob"], admin=admin)
     assert set(tokens) == {"alice", "bob"} and tokens["alice"] != tokens["bob"]
+    backend, cfg = open_backend(ws, admin), ws.config().annotation
 
     # ---------------------------------------------------------------- stage 1 push
-    rep = push(ws, admin, stage=1)
+    rep = push(ws, backend, cfg, stage=1)
     assert rep.images == 4 and rep.overlap_images == 2 and rep.tasks == 6, rep
     assert set(rep.projects) == {"alice", "bob"}
-    assert push(ws, admin, stage=1).tasks == 0  # nothing new: idempotent
+    assert push(ws, backend, cfg, stage=1).tasks == 0  # nothing new: idempotent
     with ws.catalog() as cat:
         rows = cat.annotations(stage=1)
         assignment = {int(k): v for k, v in cat.get_kv("annotation.stage1.assignment").items()}
@@ -142,7 +151,7 @@ def test_two_stage_round_trip(labelstudio):
             truth[(who, iid)] = masks
 
     # ---------------------------------------------------------------- stage 1 pull
-    reports = pull(ws, admin, stages=(1,))
+    reports = pull(ws, backend, cfg, stages=(1,))
     r1 = reports[1]
     assert r1.pulled == 6 and r1.rejected == 1 and not r1.errors, r1.to_json()
     assert r1.findings["alice"]["overlap"] == 1
@@ -163,11 +172,11 @@ def test_two_stage_round_trip(labelstudio):
         assert chosen == passing[:1]
     rejected = [k for k, r in rows.items() if r["status"] == "rejected"]
     assert len(rejected) == 1 and rejected[0][0] == "alice"
-    again = pull(ws, admin, stages=(1,))[1]
+    again = pull(ws, backend, cfg, stages=(1,))[1]
     assert again.pulled == 0 and again.unchanged == 6
 
     # ---------------------------------------------------------------- stage 2
-    rep2 = push(ws, admin, stage=2)
+    rep2 = push(ws, backend, cfg, stage=2)
     assert rep2.images == 4 and rep2.tasks == 6, rep2
     names = ["Dogs", "unknown", "person_other", "sky", None]
     for who, client in (("alice", alice), ("bob", bob)):
@@ -188,7 +197,7 @@ def test_two_stage_round_trip(labelstudio):
             submit_annotation(
                 ws, stage=2, annotator=who, image_id=r["image_id"], results=results, client=client
             )
-    r2 = pull(ws, admin, stages=(2,))[2]
+    r2 = pull(ws, backend, cfg, stages=(2,))[2]
     assert r2.pulled == 6 and not r2.errors
     assert r2.findings["alice"]["unnamed"] >= 1 and "unnamed" not in r2.findings["bob"]
     for who in ("alice", "bob"):
@@ -224,11 +233,13 @@ def test_interrupted_pull_keeps_what_was_pulled(labelstudio):
     ids = add_test_images(ws, [(20, 30), (24, 32), (16, 16)])
     admin = labelstudio.admin
     create_annotators(ws, ["erin"], admin=admin)
-    push(ws, admin, stage=1)
+    backend, cfg = open_backend(ws, admin), ws.config().annotation
+    push(ws, backend, cfg, stage=1)
     erin = annotator_client(ws, "erin")
     for k, r in enumerate(tasks_for(ws, 1, "erin")):
         if k == 2:  # the ImageAnnotation path of submit_annotation (what a simulator uses)
-            pred = json.loads((ws.root / f"predictions/{r['image_id']}.json").read_text())
+            rel = prediction_relpath("source:test", r["image_id"])
+            pred = json.loads((ws.root / rel).read_text())
             ann = ImageAnnotation.from_json({**pred, "stage": 1, "annotator": "erin"})
             ann = replace(
                 ann, entities=tuple(replace(e, id=f"{r['image_id']}_{e.id}") for e in ann.entities)
@@ -243,15 +254,15 @@ def test_interrupted_pull_keeps_what_was_pulled(labelstudio):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pull(ws, admin, stages=(1,), progress=stop_after_first)
+        pull(ws, backend, cfg, stages=(1,), progress=stop_after_first)
     with ws.catalog() as cat:
         done = [r for r in cat.annotations(stage=1) if r["status"] == "pulled"]
     assert len(done) == 1 and load_annotation(ws.root, 1, "erin", done[0]["image_id"])
-    rep = pull(ws, admin, stages=(1,))[1]
+    rep = pull(ws, backend, cfg, stages=(1,))[1]
     assert rep.unchanged == 1 and rep.pulled == 2 and rep.approved == 3
     for iid in ids:  # accepted predictions come back exactly
         ann = load_annotation(ws.root, 1, "erin", iid)
-        pred = json.loads((ws.root / f"predictions/{iid}.json").read_text())
+        pred = json.loads((ws.root / prediction_relpath("source:test", iid)).read_text())
         assert {e.id: e.segmentation["counts"] for e in ann.entities} == {
             f"{iid}_{p['id']}": p["segmentation"]["counts"] for p in pred["entities"]
         }

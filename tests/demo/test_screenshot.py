@@ -227,10 +227,11 @@ def test_stage1_task_screenshot(chromium, labelstudio, tmp_path):
 
     from entityseg_data.annotation.push import push
     from entityseg_data.annotation.server import _session_login, signup_user
+    from entityseg_data.annotation.session import open_backend
 
     ws, _image_id, n_entities = _preannotated_workspace(labelstudio, tmp_path)
     assert n_entities >= 3
-    report = push(ws, labelstudio.admin, stage=1)
+    report = push(ws, open_backend(ws, labelstudio.admin), ws.config().annotation, stage=1)
     assert report.tasks == 1 and not report.errors
     with ws.catalog() as cat:
         (row,) = cat.annotations(stage=1, annotator="alice")

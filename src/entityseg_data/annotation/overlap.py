@@ -198,6 +198,7 @@ def _intent(
         seed = seeds.get(e.id)
         if seed is not None:
             seeded[i + 1] = True
+        own: np.ndarray
         if seed is not None and seed.get("counts") == e.segmentation.get("counts"):
             own = np.ones(idx.size, bool)  # unchanged from its seed: every pixel is kept
         elif seed is not None:

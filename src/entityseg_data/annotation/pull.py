@@ -40,9 +40,11 @@ from entityseg_data.annotation.workflow import (
     feedback_for,
     merge_stage2,
 )
+from entityseg_data.catalog import AnnotationRecord, Catalog, ImageRecord
 from entityseg_data.config.annotation import AnnotationConfig
 from entityseg_data.errors import DataError
 from entityseg_data.masks.store import load_annotation, save_annotation
+from entityseg_data.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +85,16 @@ def _pick_submission(task: TaskState, annotator: str) -> tuple[SubmissionInfo | 
 
 
 def _pull_task(
-    workspace: Any,
-    cat: Any,
+    workspace: Workspace,
+    cat: Catalog,
     backend: AnnotationBackend,
     task: TaskState,
     *,
     stage: int,
     annotator: str,
     config: AnnotationConfig,
-    images: Mapping[int, Mapping[str, Any]],
-    rows: Mapping[int, Mapping[str, Any]],
+    images: Mapping[int, ImageRecord],
+    rows: Mapping[int, AnnotationRecord],
     report: PullReport,
     approved1: Mapping[int, str],
 ) -> None:
@@ -104,7 +106,7 @@ def _pull_task(
     info, other = _pick_submission(task, annotator)
     row = rows.get(image_id)
     if info is None:
-        if row is not None and row["status"] == "rework":
+        if row is not None and row.status == "rework":
             report.in_rework += 1
         else:
             report.unannotated += 1
@@ -112,17 +114,19 @@ def _pull_task(
     prev = load_annotation(root, stage, annotator, image_id)
     if (
         row is not None
-        and str(row["ls_annotation_id"]) == info.id
+        and str(row.ls_annotation_id) == info.id
         and prev is not None
         and prev.meta.get("updated_at") == info.updated_at
-        and row["status"] in DONE_STATUSES
+        and row.status in DONE_STATUSES
     ):
         report.unchanged += 1
-        if row["status"] == "rework":
+        if row.status == "rework":
             report.in_rework += 1
         return
     img = images[image_id]
-    h, w = int(img["height"]), int(img["width"])
+    if not img.height or not img.width:
+        raise DataError(f"image {image_id}: the catalog has no size")
+    h, w = int(img.height), int(img.width)
     sub = backend.read_submission(task, info, stage)
     version = str(task.data.get("seed") or "")
     if stage == 2 and not version and image_id in approved1:
@@ -206,17 +210,12 @@ def _pull_task(
     )
 
 
-def approve(cat: Any, stage: int) -> int:
+def approve(cat: Catalog, stage: int) -> int:
     """Apply the approval rule to every image of ``stage``; returns the number of images with an
     approved annotation."""
     assignment = {int(k): v for k, v in (cat.get_kv(assignment_key(stage), {}) or {}).items()}
     candidates = [
-        Candidate(
-            image_id=int(r["image_id"]),
-            annotator=str(r["annotator"]),
-            status=str(r["status"]),
-            passed=bool((r["qa"] or {}).get("passed", False)),
-        )
+        Candidate(image_id=r.image_id, annotator=r.annotator, status=r.status, passed=r.qa_passed)
         for r in cat.annotations(stage=stage)
     ]
     changes = approval(candidates, assignment)
@@ -227,7 +226,7 @@ def approve(cat: Any, stage: int) -> int:
 
 
 def pull(
-    workspace: Any,
+    workspace: Workspace,
     backend: AnnotationBackend,
     config: AnnotationConfig,
     *,
@@ -252,15 +251,15 @@ def pull(
         report = PullReport(stage=stage)
         with workspace.catalog() as cat:
             projects = dict(cat.get_kv(projects_key(stage), {}) or {})
-            images = {r["id"]: r for r in cat.images(status=None)}
+            images = {r.id: r for r in cat.images(status=None)}
             approved1 = {
-                r["image_id"]: r["annotator"] for r in cat.annotations(stage=1, status="approved")
+                r.image_id: r.annotator for r in cat.annotations(stage=1, status="approved")
             }
             wanted = set(annotators) if annotators is not None else None
             for annotator, project in sorted(projects.items()):
                 if wanted is not None and annotator not in wanted:
                     continue
-                rows = {r["image_id"]: r for r in cat.annotations(stage=stage, annotator=annotator)}
+                rows = {r.image_id: r for r in cat.annotations(stage=stage, annotator=annotator)}
                 for k, task in enumerate(backend.tasks(str(project))):
                     report.tasks += 1
                     try:

@@ -24,7 +24,6 @@ resolution; its size is read from the file and must equal the catalog's (and the
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections import defaultdict
@@ -35,9 +34,12 @@ from typing import Any
 
 from entityseg_data.annotation.backend import AnnotationBackend, ProjectSpec, TaskSpec
 from entityseg_data.annotation.workflow import assign_images, flag_choices
+from entityseg_data.catalog import Catalog, ImageRecord
+from entityseg_data.catalog.predictions import latest_prediction
 from entityseg_data.config.annotation import AnnotationConfig
 from entityseg_data.errors import ConfigError, DataError
 from entityseg_data.masks.store import Entity, ImageAnnotation, load_annotation
+from entityseg_data.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -53,49 +55,33 @@ def projects_key(stage: int) -> str:
     return f"annotation.stage{stage}.projects"
 
 
-def image_relpath(row: Mapping[str, Any]) -> str:
-    rel = row.get("norm_path") or row.get("file_path")
-    if not rel:
-        raise DataError(f"image {row.get('id')}: no file in the workspace (file_path is empty)")
-    return str(rel)
-
-
-def check_image_size(root: Path, row: Mapping[str, Any]) -> tuple[int, int]:
-    """(height, width) of the served file, checked against the catalog row."""
+def check_image_size(root: Path, image: ImageRecord) -> tuple[int, int]:
+    """(height, width) of the served file (``image.path``), checked against the catalog."""
     from PIL import Image
 
-    path = Path(root) / image_relpath(row)
+    path = Path(root) / image.path
     try:
         with Image.open(path) as im:
             w, h = im.size
     except (OSError, ValueError) as exc:
-        raise DataError(f"image {row['id']} ({path}): cannot read: {exc}") from None
-    if row.get("width") and row.get("height") and (int(row["height"]), int(row["width"])) != (h, w):
+        raise DataError(f"image {image.id} ({path}): cannot read: {exc}") from None
+    if image.width and image.height and (int(image.height), int(image.width)) != (h, w):
         raise DataError(
-            f"image {row['id']} ({path}): file is {h}x{w} but the catalog says "
-            f"{row['height']}x{row['width']} (EXIF rotation not normalised?)"
+            f"image {image.id} ({path}): file is {h}x{w} but the catalog says "
+            f"{image.height}x{image.width} (EXIF rotation not normalised?)"
         )
     return h, w
 
 
 def load_prediction(
-    root: Path, cat: Any, image_id: int, model_version: str = ""
+    root: Path, cat: Catalog, image_id: int, model_version: str = ""
 ) -> tuple[str, dict[str, Any]] | None:
-    """(model_version, prediction JSON) of an image from the predictions table, or None."""
-    sql = "SELECT model_version, path FROM predictions WHERE image_id = ?"
-    params: list[Any] = [image_id]
-    if model_version:
-        sql += " AND model_version = ?"
-        params.append(model_version)
-    row = cat.query(sql + " ORDER BY created_at DESC, model_version LIMIT 1", params)
-    if not row:
+    """(model_version, prediction JSON) of an image (the newest, or of ``model_version``)."""
+    found = latest_prediction(root, cat, image_id, model_version or None)
+    if found is None:
         return None
-    path = Path(root) / row[0]["path"]
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"prediction file {path}: unreadable: {exc}") from None
-    return str(row[0]["model_version"]), data
+    rec, data = found
+    return rec.model_version, data
 
 
 def prediction_seed(
@@ -129,7 +115,7 @@ def prediction_seed(
 
 
 def load_seed(
-    root: Path, cat: Any, stage: int, image_id: int, height: int, width: int, version: str
+    root: Path, cat: Catalog, stage: int, image_id: int, height: int, width: int, version: str
 ) -> ImageAnnotation | None:
     """The seed a task of ``stage`` was made from (``version`` as written into its data)."""
     if stage == 2:
@@ -167,7 +153,7 @@ def project_title(stage: int, annotator: str, cfg: AnnotationConfig, tag: str = 
     return (base[: max(0, TITLE_MAX - len(suffix))].rstrip() + suffix)[:TITLE_MAX]
 
 
-def workspace_tag(cat: Any) -> str:
+def workspace_tag(cat: Catalog) -> str:
     """A short random id of the workspace, made on first use (kv ``annotation.workspace_tag``);
     it goes into project titles and task data."""
     tag = cat.get_kv("annotation.workspace_tag")
@@ -209,7 +195,7 @@ def task_specs(
 
 
 def push(
-    workspace: Any,
+    workspace: Workspace,
     backend: AnnotationBackend,
     config: AnnotationConfig,
     *,
@@ -239,14 +225,12 @@ def push(
     root = Path(workspace.root)
     report = PushReport(stage=stage)
     with workspace.catalog() as cat:
-        rows = {r["id"]: r for r in cat.images(status="accepted")}
-        done = {r["image_id"] for r in cat.annotations(stage=stage) if r["status"] != "pending"}
+        rows = {r.id: r for r in cat.images(status="accepted")}
+        done = {r.image_id for r in cat.annotations(stage=stage) if r.status != "pending"}
         approved: dict[int, str] = {}
         if stage == 2:
             approved = {
-                r["image_id"]: r["annotator"]
-                for r in cat.annotations(stage=1)
-                if r["status"] == "approved"
+                r.image_id: r.annotator for r in cat.annotations(stage=1, status="approved")
             }
             eligible = [i for i in rows if i in approved and i not in done]
         else:
@@ -343,7 +327,7 @@ def push(
                     per_project[annotator].extend(
                         task_specs(
                             image_id=iid,
-                            image=image_relpath(row),
+                            image=row.path,
                             height=h,
                             width=w,
                             stage=stage,
@@ -354,11 +338,11 @@ def push(
                             config=config,
                         )
                     )
-        for annotator, specs in per_project.items():
-            ids = backend.create_tasks(projects[annotator], specs)
+        for annotator, task_list in per_project.items():
+            ids = backend.create_tasks(projects[annotator], task_list)
             first: dict[int, str] = {}
-            for spec, tid in zip(specs, ids):
-                first.setdefault(spec.image_id, tid)
+            for task, tid in zip(task_list, ids):
+                first.setdefault(task.image_id, tid)
             _record(workspace, stage, annotator, projects[annotator], first.items())
             report.tasks += len(ids)
         by_annotator: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -381,7 +365,7 @@ def push(
 
 
 def _record(
-    workspace: Any, stage: int, annotator: str, project: str, items: Iterable[tuple[int, str]]
+    workspace: Workspace, stage: int, annotator: str, project: str, items: Iterable[tuple[int, str]]
 ) -> None:
     with workspace.catalog() as cat, cat.transaction():
         for iid, tid in items:

@@ -84,7 +84,7 @@ class Finding:
             severity=str(data.get("severity", "warning")),
             detail=str(data.get("detail", "")),
             region=data.get("region"),
-            pairs=tuple(tuple(p) for p in data.get("pairs", ())),  # type: ignore[misc]
+            pairs=tuple((str(p[0]), str(p[1])) for p in data.get("pairs", ())),
             moves=tuple(
                 Move(m["from"], m["to"], int(m["pixels"]), m["rule"]) for m in data.get("moves", ())
             ),

@@ -33,6 +33,7 @@ from entityseg_data.annotation.server import (
     save_credentials,
     signup_user,
 )
+from entityseg_data.config.annotation import LabelStudioConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,13 @@ def start_local_server(
     return server, client
 
 
-def connect(workspace: Any, url: str | None = None) -> LabelStudioClient:
+def connect(
+    workspace: Any, url: str | None = None, *, labelstudio: LabelStudioConfig | None = None
+) -> LabelStudioClient:
     """The admin client for the workspace's server (URL from the argument, the credentials file
-    or the config; token from ``LABEL_STUDIO_API_KEY`` or the credentials file)."""
-    cfg = workspace.config().labelstudio
+    or the config; token from ``LABEL_STUDIO_API_KEY`` or the credentials file). ``labelstudio``:
+    the config section to use (default: the workspace's, without overrides)."""
+    cfg = labelstudio or workspace.config().labelstudio
     creds = read_credentials(workspace)
     url = url or creds.get("url") or cfg.url
     token = cfg.api_key or (creds.get("admin") or {}).get("token")

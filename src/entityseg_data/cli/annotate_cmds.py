@@ -126,7 +126,9 @@ def push_cmd(
     from entityseg_data.annotation.push import push
 
     ws = get_workspace(ctx)
-    client = session.connect(ws)
+    wcfg = ws.config(overrides)  # one config for the connection and the workflow
+    client = session.connect(ws, labelstudio=wcfg.labelstudio)
+    backend = session.open_backend(ws, client, labelstudio=wcfg.labelstudio)
     bar = tqdm(total=0, unit="img", desc=f"push stage {stage}", disable=as_json)
 
     def progress(done: int, total: int) -> None:
@@ -134,7 +136,15 @@ def push_cmd(
         bar.n = done
         bar.refresh()
 
-    rep = push(ws, client, stage=int(stage), limit=limit, overrides=overrides, progress=progress)
+    rep = push(
+        ws,
+        backend,
+        wcfg.annotation,
+        stage=int(stage),
+        seed=wcfg.seed,
+        limit=limit,
+        progress=progress,
+    )
     bar.close()
     if as_json:
         click.echo(json.dumps(rep.to_json(), indent=2))
@@ -162,14 +172,16 @@ def pull_cmd(
     report: str | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """Export annotations, convert them exactly (brush RLE -> COCO RLE), run QA per task and
-    annotator, write masks into the workspace and statuses into the catalog, approve.
+    """Read the annotations, convert them exactly (brush RLE -> COCO RLE), resolve overlaps by
+    the annotator's intent, run QA per task and annotator, write masks into the workspace and
+    statuses into the catalog, send rejected ones back to their annotator for rework, approve.
 
     Resumable: what was pulled is kept; a re-run only converts new or changed annotations.
 
     \b
     Example:
-      entityseg-data -w my_set annotate pull --stage 1 --set annotation.overlap_policy=smaller_wins
+      entityseg-data -w my_set annotate pull --stage 1 --report qa.json
+      entityseg-data -w my_set annotate pull --set annotation.overlap_policy=smaller_wins
     """
     from tqdm import tqdm
 
@@ -178,23 +190,29 @@ def pull_cmd(
     from entityseg_data.io import atomic_write_json
 
     ws = get_workspace(ctx)
-    client = session.connect(ws)
+    wcfg = ws.config(overrides)  # one config for the connection and the workflow
+    client = session.connect(ws, labelstudio=wcfg.labelstudio)
+    backend = session.open_backend(ws, client, labelstudio=wcfg.labelstudio)
     stages = (1, 2) if stage == "all" else (int(stage),)
     bar = tqdm(unit="task", desc="pull")
     reports = pull(
         ws,
-        client,
+        backend,
+        wcfg.annotation,
         stages=stages,
         annotators=annotators or None,
-        overrides=overrides,
         progress=lambda *_: bar.update(1),
     )
     bar.close()
     for s, rep in reports.items():
         click.echo(
-            f"stage {s}: {rep.tasks} tasks, {rep.pulled} pulled ({rep.rejected} rejected), "
-            f"{rep.unchanged} unchanged, {rep.unannotated} not annotated, {rep.approved} approved"
+            f"stage {s}: {rep.tasks} tasks, {rep.pulled} pulled ({rep.rejected} rejected, "
+            f"{rep.sent_back} sent back for rework), {rep.unchanged} unchanged, "
+            f"{rep.unannotated} not annotated, {rep.in_rework} in rework, {rep.approved} approved"
         )
+        if rep.moved:
+            moved = ", ".join(f"{k}={v}" for k, v in sorted(rep.moved.items()))
+            click.echo(f"  overlap rule moved (px): {moved}")
         for a, counts in rep.findings.items():
             if counts:
                 click.echo(f"  {a}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
@@ -275,9 +293,9 @@ def vocab_cmd(
     """
     from pathlib import Path
 
-    from entityseg_data.vocab import Vocabulary, load_mapping
     from entityseg_data.masks.store import annotators as list_annotators
     from entityseg_data.masks.store import iter_annotations, load_annotation
+    from entityseg_data.vocab import Vocabulary, load_mapping
 
     ws = get_workspace(ctx)
     cfg = ws.config(overrides).annotation

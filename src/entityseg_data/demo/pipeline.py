@@ -318,9 +318,12 @@ class Demo:
 
     def step_push(self, stage: int) -> None:
         from entityseg_data.annotation.push import push
+        from entityseg_data.annotation.session import open_backend
 
         self._heading(f"push stage {stage}")
-        report = push(self.ws, self.client, stage=stage)
+        wcfg = self.ws.config()
+        backend = open_backend(self.ws, self.client, labelstudio=wcfg.labelstudio)
+        report = push(self.ws, backend, wcfg.annotation, stage=stage, seed=wcfg.seed)
         info = report.to_json()
         self.echo(
             f"stage {stage}: {info['images']} images -> {info['tasks']} tasks in projects "
@@ -469,9 +472,12 @@ class Demo:
     # ------------------------------------------------------------------ after annotation
     def step_pull(self, stage: int) -> None:
         from entityseg_data.annotation.pull import pull
+        from entityseg_data.annotation.session import open_backend
 
         self._heading(f"pull stage {stage} (with QA)")
-        reports = pull(self.ws, self.client, stages=(stage,))
+        wcfg = self.ws.config()
+        backend = open_backend(self.ws, self.client, labelstudio=wcfg.labelstudio)
+        reports = pull(self.ws, backend, wcfg.annotation, stages=(stage,))
         rep = reports[stage]
         info = rep.to_json()
         path = self.ws.exports_dir / "reports" / f"pull_stage{stage}.json"

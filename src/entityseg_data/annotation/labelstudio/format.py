@@ -336,6 +336,8 @@ def task_image(task: Mapping[str, Any]) -> tuple[int, int | None, int | None]:
     """(image_id, height, width) from a task's data (our push writes all three)."""
     data = task.get("data") or {}
     image_id = data.get("image_id", task.get("id"))
+    if image_id is None:
+        raise DataError("a Label Studio task without id or data.image_id")
     h, w = data.get("height"), data.get("width")
     return int(image_id), (int(h) if h else None), (int(w) if w else None)
 

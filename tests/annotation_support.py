@@ -1,5 +1,7 @@
-"""Annotation test helpers. The real Label Studio of the test session (fixture ``labelstudio``,
-session scope) lives in tests/labelstudio_support.py, loaded as a plugin by tests/conftest.py.
+"""Annotation test helpers (``from annotation_support import add_test_images``: a module, not a
+conftest, so that several test folders can run in one session). The real Label Studio of the test
+session (fixture ``labelstudio``, session scope) lives in tests/labelstudio_support.py, loaded as
+a plugin by tests/conftest.py.
 
 The first session builds a migrated template data dir (first boot: ~30-70 s on 2 cores) with an
 admin account and its personal access token, under ``$ENTITYSEG_LS_TEMPLATE`` or
@@ -27,7 +29,7 @@ def add_test_images(ws, sizes, *, seed=0, with_predictions=True, model_version="
     import numpy as np
     from PIL import Image
 
-    from entityseg_data.io import atomic_write_json
+    from entityseg_data.catalog.predictions import write_prediction
     from entityseg_data.masks import rle as rle_utils
 
     rng = np.random.default_rng(seed)
@@ -66,12 +68,5 @@ def add_test_images(ws, sizes, *, seed=0, with_predictions=True, model_version="
                         for i, r in rles.items()
                     ],
                 }
-                rel = f"predictions/{iid}.json"
-                atomic_write_json(ws.root / rel, data)
-                with cat.transaction() as conn:
-                    conn.execute(
-                        "INSERT INTO predictions(image_id, model_version, path, n_entities) "
-                        "VALUES (?, ?, ?, ?)",
-                        (iid, model_version, rel, len(rles)),
-                    )
+                write_prediction(ws.root, cat, data, model_version)
     return ids
