@@ -110,9 +110,9 @@ def bench_codec(h: int, w: int, repeat: int, speckle: bool) -> list[dict]:
 PULL_CHILD = r"""
 import json, resource, sys, time
 from entityseg_data.workspace import Workspace
-from entityseg_data.annotation.client import LabelStudioClient
+from entityseg_data.annotation.labelstudio.client import LabelStudioClient
 from entityseg_data.annotation.pull import pull
-from entityseg_data.annotation.session import open_backend
+from entityseg_data.annotation.labelstudio.session import open_backend
 ws = Workspace.open(sys.argv[1]); url, token = sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
 backend = open_backend(ws, LabelStudioClient(url=url, token=token))
@@ -132,8 +132,9 @@ def bench_pull(n_images: int, h: int, w: int, n_entities: int) -> dict:
     except ImportError:
         from conftest import _build_template, _template_dir
 
-    from entityseg_data.annotation.server import LabelStudioServer, copy_data_dir, signup_user
-    from entityseg_data.annotation.session import write_credentials
+    from entityseg_data.annotation.labelstudio.accounts import signup_user
+    from entityseg_data.annotation.labelstudio.server import LabelStudioServer, copy_data_dir
+    from entityseg_data.annotation.labelstudio.session import write_credentials
     from entityseg_data.config import WorkspaceConfig, apply_overrides
     from entityseg_data.io import atomic_write_json
     from entityseg_data.masks import rle as rle_utils
@@ -150,7 +151,7 @@ def bench_pull(n_images: int, h: int, w: int, n_entities: int) -> dict:
     data = copy_data_dir(template, tmp / "ls")
     server = LabelStudioServer(data_dir=data, document_root=tmp, port=0).start(timeout=300)
     try:
-        from entityseg_data.annotation.client import LabelStudioClient
+        from entityseg_data.annotation.labelstudio.client import LabelStudioClient
         from entityseg_data.annotation.push import push
 
         admin = LabelStudioClient(url=server.url, token=meta["token"])
@@ -212,7 +213,7 @@ def bench_pull(n_images: int, h: int, w: int, n_entities: int) -> dict:
                     )
         t_make = time.perf_counter() - t0
         t0 = time.perf_counter()
-        from entityseg_data.annotation.session import open_backend
+        from entityseg_data.annotation.labelstudio.session import open_backend
 
         rep = push(ws, open_backend(ws, admin), ws.config().annotation, stage=1)
         t_push = time.perf_counter() - t0

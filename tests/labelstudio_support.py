@@ -35,7 +35,8 @@ def template_dir() -> Path:
 
 
 def build_template(dest: Path) -> dict:
-    from entityseg_data.annotation.server import LabelStudioServer, personal_access_token
+    from entityseg_data.annotation.labelstudio.accounts import personal_access_token
+    from entityseg_data.annotation.labelstudio.server import LabelStudioServer
 
     tmp = dest.with_name(dest.name + f".building-{uuid.uuid4().hex[:6]}")
     server = LabelStudioServer(data_dir=tmp, username=ADMIN_EMAIL, password=ADMIN_PASSWORD, port=0)
@@ -79,13 +80,13 @@ class LabelStudioSession:
 
     @property
     def admin(self):
-        from entityseg_data.annotation.client import LabelStudioClient
+        from entityseg_data.annotation.labelstudio.client import LabelStudioClient
 
         return LabelStudioClient(url=self.url, token=self.admin_token)
 
     def user_token(self, name: str) -> str:
         """Personal access token of user ``name@entityseg.local`` (signed up on first use)."""
-        from entityseg_data.annotation.server import signup_user
+        from entityseg_data.annotation.labelstudio.accounts import signup_user
 
         if name not in self._users:
             self._users[name] = signup_user(
@@ -95,7 +96,7 @@ class LabelStudioSession:
 
     def workspace(self, name: str, overrides: tuple[str, ...] = ()):
         """A new workspace under the document root, with credentials for this server."""
-        from entityseg_data.annotation.session import write_credentials
+        from entityseg_data.annotation.labelstudio.session import write_credentials
         from entityseg_data.config import WorkspaceConfig, apply_overrides
         from entityseg_data.workspace import Workspace
 
@@ -119,7 +120,7 @@ class LabelStudioSession:
 def labelstudio(tmp_path_factory):
     """A running Label Studio (loopback, free port) for the whole test session."""
     pytest.importorskip("label_studio")
-    from entityseg_data.annotation.server import LabelStudioServer, copy_data_dir
+    from entityseg_data.annotation.labelstudio.server import LabelStudioServer, copy_data_dir
 
     template, meta = ensure_template()
     base = tmp_path_factory.mktemp("labelstudio")

@@ -82,7 +82,7 @@ def test_push_pull_through_the_cli(labelstudio):
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output[res.output.index("{") :])
     assert rep["tasks"] == 1 and rep["projects"]["frank"]
-    from entityseg_data.annotation.session import annotator_client, tasks_for
+    from entityseg_data.annotation.labelstudio.session import annotator_client, tasks_for
 
     frank = annotator_client(ws, "frank")
     task = frank.task(tasks_for(ws, 1, "frank")[0]["ls_task_id"])
@@ -98,7 +98,7 @@ def test_push_pull_through_the_cli(labelstudio):
 @pytest.mark.labelstudio
 def test_start_local_server_on_a_copied_data_dir(labelstudio, tmp_path):
     """The `annotate server` code path (start, token reuse, stop) without a 30-70 s first boot."""
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
 
     ws, meta = _seeded_workspace(tmp_path)
     srv, client = session.start_local_server(ws, port=0)
@@ -118,7 +118,7 @@ def _seeded_workspace(tmp_path):
     """A workspace whose Label Studio data dir is a copy of the migrated template."""
     from labelstudio_support import ensure_template
 
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
     from entityseg_data.workspace import Workspace
 
     template, meta = ensure_template()

@@ -8,6 +8,7 @@ import pytest
 import requests
 from annotation_support import add_test_images
 
+from entityseg_data.annotation.labelstudio.session import open_backend, tasks_for
 from entityseg_data.annotation.ml_backend import (
     MLBackend,
     MLBackendServer,
@@ -17,7 +18,6 @@ from entityseg_data.annotation.ml_backend import (
     select_by_prompts,
 )
 from entityseg_data.annotation.push import push
-from entityseg_data.annotation.session import open_backend, tasks_for
 from entityseg_data.masks.brush import decode_brush
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from annotation_support import add_test_images
 
-from entityseg_data.annotation.push import push
-from entityseg_data.annotation.session import (
+from entityseg_data.annotation.labelstudio.session import (
     annotator_client,
     create_annotators,
     open_backend,
     tasks_for,
 )
+from entityseg_data.annotation.push import push
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.brush import decode_brush
 

@@ -106,7 +106,7 @@ class Child:
 
 
 def _fake_workspace(tmp_path: Path) -> Path:
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
     from entityseg_data.workspace import Workspace
 
     ws = Workspace.create(tmp_path / "ws")
@@ -202,7 +202,7 @@ def real_cli(tmp_path):
     pytest.importorskip("label_studio")
     from test_annotate_cli import _seeded_workspace
 
-    from entityseg_data.annotation.server import label_studio_executable
+    from entityseg_data.annotation.labelstudio.server import label_studio_executable
 
     real = label_studio_executable()
     shim = tmp_path / "label-studio-shim"

@@ -15,15 +15,15 @@ from entityseg_data.annotation.labelstudio.format import (
     ls_export_to_annotations,
     name_results,
 )
-from entityseg_data.annotation.pull import pull
-from entityseg_data.annotation.push import push
-from entityseg_data.annotation.session import (
+from entityseg_data.annotation.labelstudio.session import (
     annotator_client,
     create_annotators,
     open_backend,
     submit_annotation,
     tasks_for,
 )
+from entityseg_data.annotation.pull import pull
+from entityseg_data.annotation.push import push
 from entityseg_data.catalog.predictions import prediction_relpath
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.brush import decode_brush

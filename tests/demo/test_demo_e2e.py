@@ -92,7 +92,7 @@ def _run_until_killed(ws_dir: Path, marker: str, timeout: float = 900) -> str:
 
 def _ls_counts(ws_dir: Path) -> dict[str, tuple[int, int]]:
     """project title -> (tasks, annotations) read back from Label Studio."""
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
     from entityseg_data.workspace import Workspace
 
     ws = Workspace.open(ws_dir)

@@ -225,9 +225,9 @@ def chromium() -> str:
 def test_stage1_task_screenshot(chromium, labelstudio, tmp_path):
     from PIL import Image
 
+    from entityseg_data.annotation.labelstudio.accounts import session_login, signup_user
+    from entityseg_data.annotation.labelstudio.session import open_backend
     from entityseg_data.annotation.push import push
-    from entityseg_data.annotation.server import _session_login, signup_user
-    from entityseg_data.annotation.session import open_backend
 
     ws, _image_id, n_entities = _preannotated_workspace(labelstudio, tmp_path)
     assert n_entities >= 3
@@ -240,7 +240,7 @@ def test_stage1_task_screenshot(chromium, labelstudio, tmp_path):
     # a user of our own with a known password, to log in through the web form like a person
     email, password = f"alice-{uuid.uuid4().hex[:4]}@tutorial.local", "tutorial-pw-12345"
     signup_user(labelstudio.url, labelstudio.admin_token, email, password)
-    web = _session_login(labelstudio.url, email, password)
+    web = session_login(labelstudio.url, email, password)
     width, height = 1280, 800
     tools = DevTools(chromium, tmp_path / "chromium-profile", width=width, height=height)
     try:

@@ -200,7 +200,7 @@ class MLBackend:
                 return np.asarray(im.convert("RGB"))
         if not self.ls_url or not self._ls_token:
             raise DataError(f"cannot load {url}: no document root and no Label Studio token")
-        from entityseg_data.annotation.client import LabelStudioClient
+        from entityseg_data.annotation.labelstudio.client import LabelStudioClient
 
         client = LabelStudioClient(url=self.ls_url, token=self._ls_token)
         r = client.request("GET", url, expect_json=False)

@@ -54,7 +54,7 @@ def server(
       LABEL_STUDIO_PASSWORD=... entityseg-data -w my_set annotate server --port 8080
       LABEL_STUDIO_API_KEY=... entityseg-data -w my_set annotate server --connect http://ls:8080
     """
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
     from entityseg_data.procs import terminate_on_signals
 
     # SIGTERM/SIGHUP/Ctrl-C raise from here on, also during the server's start-up, so the
@@ -85,21 +85,55 @@ def server(
 
 @annotate.command("users")
 @click.argument("names", nargs=-1, required=True)
+@click.option(
+    "--show-password",
+    is_flag=True,
+    help="Print each annotator's login e-mail and password (to hand them over).",
+)
+@click.option(
+    "--reset-password",
+    is_flag=True,
+    help="Give each annotator a new generated password (in Label Studio and the credentials "
+    "file) and print it; needs the admin password (stored by 'annotate server', or "
+    "LABEL_STUDIO_PASSWORD).",
+)
+@set_option
 @click.pass_context
-def users(ctx: click.Context, names: tuple[str, ...]) -> None:
+def users(
+    ctx: click.Context,
+    names: tuple[str, ...],
+    show_password: bool,
+    reset_password: bool,
+    overrides: tuple[str, ...],
+) -> None:
     """Create annotator accounts NAMES (signed up through the invite link; each gets its own
-    token and a generated password, stored in the credentials file).
+    token and a generated password, stored in the credentials file, mode 0600). Passwords are
+    printed only when asked for.
 
     \b
-    Example:
+    Examples:
       entityseg-data -w my_set annotate users alice bob
+      entityseg-data -w my_set annotate users alice --show-password
+      entityseg-data -w my_set annotate users alice --reset-password
     """
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
 
     ws = get_workspace(ctx)
-    tokens = session.create_annotators(ws, names)
-    for name in tokens:
-        click.echo(f"{name}: {session.annotator_email(ws, name)} (token stored)")
+    lcfg = ws.config(overrides).labelstudio
+    client = session.connect(ws, labelstudio=lcfg)
+    session.create_annotators(ws, names, admin=client)
+    if reset_password:
+        for name in names:
+            new = session.reset_password(ws, name, admin=client, labelstudio=lcfg)
+            click.echo(f"{name}: {session.annotator_email(ws, name)} password: {new} (new)")
+        return
+    if show_password:
+        for name, (email, password) in session.annotator_passwords(ws, names).items():
+            click.echo(f"{name}: {email} password: {password}")
+        return
+    for name in names:
+        click.echo(f"{name}: {session.annotator_email(ws, name)} (token and password stored)")
+    click.echo(f"log-in details: entityseg-data annotate users {' '.join(names)} --show-password")
 
 
 @annotate.command("push")
@@ -122,7 +156,7 @@ def push_cmd(
     """
     from tqdm import tqdm
 
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
     from entityseg_data.annotation.push import push
 
     ws = get_workspace(ctx)
@@ -185,7 +219,7 @@ def pull_cmd(
     """
     from tqdm import tqdm
 
-    from entityseg_data.annotation import session
+    from entityseg_data.annotation.labelstudio import session
     from entityseg_data.annotation.pull import pull
     from entityseg_data.io import atomic_write_json
 
@@ -345,7 +379,8 @@ def backend(ctx: click.Context, port: int, host: str, model: str, register: bool
     Example:
       entityseg-data -w my_set annotate backend --port 9090 --register
     """
-    from entityseg_data.annotation import ml_backend, session
+    from entityseg_data.annotation import ml_backend
+    from entityseg_data.annotation.labelstudio import session
     from entityseg_data.annotation.push import projects_key
 
     ws = get_workspace(ctx)

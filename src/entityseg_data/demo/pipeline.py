@@ -261,8 +261,8 @@ class Demo:
         write_prediction_payload(self.ws, payload, version)
 
     def step_labelstudio(self) -> None:
-        from entityseg_data.annotation import session
-        from entityseg_data.annotation.server import free_port
+        from entityseg_data.annotation.labelstudio import session
+        from entityseg_data.annotation.labelstudio.server import free_port
 
         self._heading("Label Studio")
         if self.opts.labelstudio_url:
@@ -317,8 +317,8 @@ class Demo:
         path.unlink(missing_ok=True)
 
     def step_push(self, stage: int) -> None:
+        from entityseg_data.annotation.labelstudio.session import open_backend
         from entityseg_data.annotation.push import push
-        from entityseg_data.annotation.session import open_backend
 
         self._heading(f"push stage {stage}")
         wcfg = self.ws.config()
@@ -337,7 +337,7 @@ class Demo:
         return any(a.get("completed_by") == me for a in client.task_annotations(task_id))
 
     def _simulate(self, stage: int, make: Callable[[str, int], Any]) -> int:
-        from entityseg_data.annotation import session
+        from entityseg_data.annotation.labelstudio import session
 
         n = 0
         for annotator in ANNOTATORS:
@@ -471,8 +471,8 @@ class Demo:
 
     # ------------------------------------------------------------------ after annotation
     def step_pull(self, stage: int) -> None:
+        from entityseg_data.annotation.labelstudio.session import open_backend
         from entityseg_data.annotation.pull import pull
-        from entityseg_data.annotation.session import open_backend
 
         self._heading(f"pull stage {stage} (with QA)")
         wcfg = self.ws.config()

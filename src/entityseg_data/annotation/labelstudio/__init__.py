@@ -5,7 +5,7 @@
 * :mod:`.backend`: :class:`~.backend.LabelStudioBackend`, the
   :class:`~entityseg_data.annotation.backend.AnnotationBackend` over the REST API.
 
-The REST client, the server process and the accounts (sign-up, tokens, credentials) are in
-:mod:`entityseg_data.annotation.client`, :mod:`~entityseg_data.annotation.server` and
-:mod:`~entityseg_data.annotation.session` (moving under this package).
+* :mod:`.client`: the REST client; :mod:`.server`: the Label Studio process;
+* :mod:`.accounts`: session login, tokens, sign-up, password resets, the credentials file;
+* :mod:`.session`: a workspace's server, connection, team and backend (:func:`.session.open_backend`).
 """

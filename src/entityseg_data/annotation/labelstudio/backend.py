@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import replace
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -116,7 +117,7 @@ class LabelStudioBackend:
     """Push and pull through a Label Studio server.
 
     Args:
-        client: an admin :class:`~entityseg_data.annotation.client.LabelStudioClient` (it must
+        client: an admin :class:`~entityseg_data.annotation.labelstudio.client.LabelStudioClient` (it must
             see every annotator's project).
         root: the workspace root (task images are paths relative to it).
         config: the ``labelstudio`` section (image base URL, document root).
@@ -237,7 +238,8 @@ class LabelStudioBackend:
         }
         task: dict[str, Any] = {"data": data}
         if spec.seed is not None and spec.seed.entities:
-            results = annotation_to_results(spec.seed)
+            # palette labels of the task's stage ('brush k' / 'mask k'): touching regions differ
+            results = annotation_to_results(replace(spec.seed, stage=spec.stage))
             scores = [float(e.score) for e in spec.seed.entities if e.score is not None]
             task["predictions"] = [
                 {

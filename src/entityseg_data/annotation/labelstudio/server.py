@@ -1,4 +1,4 @@
-"""Start and stop a local Label Studio, and get API tokens for its users.
+"""Start and stop a local Label Studio (the process lifecycle; accounts are in :mod:`.accounts`).
 
 A local server keeps everything inside the workspace: ``LABEL_STUDIO_BASE_DATA_DIR`` is
 ``<workspace>/labelstudio`` (embedded SQLite, media, the generated ``SECRET_KEY``), it binds to
@@ -13,9 +13,7 @@ Traps handled here (see the project's LABEL_STUDIO.md):
 * plain ``HOST``, ``PORT``, ``USERNAME``, ``PASSWORD`` and ``CI`` variables are read by Label
   Studio: they are removed from the child environment; the admin credentials are passed through
   ``LABEL_STUDIO_USERNAME``/``LABEL_STUDIO_PASSWORD`` (never argv);
-* legacy API tokens are off by default: :func:`personal_access_token` logs in with a session and
-  creates a personal access token (``POST /api/token/``), which the client exchanges for
-  short-lived access tokens.
+* the child never outlives its parent (:func:`entityseg_data.procs.spawn`).
 
 A migrated data dir can be copied: :func:`copy_data_dir` + :meth:`LabelStudioServer.start` boots in
 seconds instead of the ~70 s of a first boot (the test fixture does that).
@@ -24,10 +22,8 @@ seconds instead of the ~70 s of a first boot (the test fixture does that).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -35,15 +31,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from entityseg_data import procs
-from entityseg_data.errors import ConfigError, LabelStudioError
+from entityseg_data.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
 
 _STRIP_ENV = ("HOST", "PORT", "USERNAME", "PASSWORD", "CI", "USER_TOKEN", "DATABASE_NAME")
-CREDENTIALS_FILE = "entityseg_credentials.json"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -255,131 +249,12 @@ def copy_data_dir(template: Path, dest: Path) -> Path:
     return dest
 
 
-# ------------------------------------------------------------------------------------ tokens
-
-
-def _session_login(url: str, email: str, password: str):
-    """A requests session logged in through the web form (CSRF handled)."""
-    import requests
-
-    s = requests.Session()
-    r = s.get(f"{url}/user/login/", timeout=30)
-    r.raise_for_status()
-    csrf = s.cookies.get("csrftoken", "")
-    r = s.post(
-        f"{url}/user/login/",
-        data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
-        headers={"Referer": f"{url}/user/login/"},
-        timeout=30,
-        allow_redirects=False,
-    )
-    if r.status_code not in (302, 303) or "sessionid" not in s.cookies:
-        raise LabelStudioError(f"login as {email} at {url} failed (HTTP {r.status_code})")
-    return s
-
-
-def personal_access_token(url: str, email: str, password: str) -> str:
-    """Create the user's personal access token (a JWT refresh token) through a session login.
-
-    Label Studio keeps one per user and shows it once: a second request answers HTTP 409 (raised
-    as :class:`LabelStudioError`), so store the result (e.g. :func:`save_credentials`)."""
-    url = url.rstrip("/")
-    s = _session_login(url, email, password)
-    headers = {"X-CSRFToken": s.cookies.get("csrftoken", ""), "Referer": f"{url}/"}
-    r = s.post(f"{url}/api/token/", headers=headers, timeout=30)
-    if r.status_code == 409:
-        raise LabelStudioError(
-            f"{email} already has a personal access token and Label Studio never shows it again; "
-            "use the stored one (LABEL_STUDIO_API_KEY or the workspace credentials file) or revoke "
-            "it in the Label Studio UI (Account & Settings > Personal Access Token)"
-        )
-    if r.status_code not in (200, 201):
-        raise LabelStudioError(
-            f"creating a personal access token for {email} failed (HTTP {r.status_code}: "
-            f"{r.text[:200]})"
-        )
-    token = r.json().get("token")
-    if not token:
-        raise LabelStudioError(f"no token in the answer of POST /api/token/ for {email}")
-    return str(token)
-
-
-def invite_link(url: str, token: str) -> str:
-    """The organisation's signup-by-invite URL (needs an admin token)."""
-    from entityseg_data.annotation.client import LabelStudioClient
-
-    client = LabelStudioClient(url=url, token=token)
-    data = client.get("/api/invite")
-    link = data.get("invite_url") or data.get("link") or ""
-    if not link:
-        raise LabelStudioError(f"no invite link in {data!r}")
-    return link if link.startswith("http") else url.rstrip("/") + link
-
-
-def signup_user(url: str, admin_token: str, email: str, password: str) -> str:
-    """Sign a new user up through the invite link (users created with ``POST /api/users/``
-    cannot log in) and return their personal access token. An existing user just logs in."""
-    import requests
-
-    url = url.rstrip("/")
-    link = invite_link(url, admin_token)
-    s = requests.Session()
-    r = s.get(link, timeout=30)
-    r.raise_for_status()
-    csrf = s.cookies.get("csrftoken", "")
-    r = s.post(
-        link,
-        data={
-            "email": email,
-            "password": password,
-            "csrfmiddlewaretoken": csrf,
-            "allow_newsletters": "false",
-            "how_find_us": "",
-        },
-        headers={"Referer": link},
-        timeout=30,
-        allow_redirects=False,
-    )
-    if r.status_code not in (302, 303):
-        m = re.search(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', r.text or "")
-        log.debug("signup of %s answered %s (%s)", email, r.status_code, m and m.group(1))
-        try:  # the account may exist already with this password
-            return personal_access_token(url, email, password)
-        except LabelStudioError as exc:
-            raise LabelStudioError(
-                f"could not sign {email} up (the account probably exists with another password) "
-                f"and could not log in: {exc}; use the account's stored token or another name"
-            ) from None
-    return personal_access_token(url, email, password)
-
-
-def save_credentials(path: Path, creds: dict[str, Any]) -> None:
-    """Store tokens (secrets) in a file readable only by the owner."""
-    from entityseg_data.io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(creds, indent=1), private=True)  # 0600 from the start
-
-
-def load_credentials(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable credentials file: {exc}") from None
-
-
 __all__ = [
-    "CREDENTIALS_FILE",
     "LabelStudioError",
     "LabelStudioServer",
     "copy_data_dir",
     "free_port",
-    "invite_link",
-    "load_credentials",
-    "personal_access_token",
-    "save_credentials",
-    "signup_user",
+    "label_studio_executable",
+    "port_is_free",
     "wait_healthy",
 ]

@@ -23,17 +23,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from entityseg_data.annotation.client import LabelStudioClient
-from entityseg_data.annotation.server import (
+from entityseg_data.annotation.labelstudio.accounts import (
     CREDENTIALS_FILE,
-    LabelStudioError,
-    LabelStudioServer,
     load_credentials,
     personal_access_token,
     save_credentials,
+    set_password,
     signup_user,
 )
+from entityseg_data.annotation.labelstudio.client import LabelStudioClient
+from entityseg_data.annotation.labelstudio.server import LabelStudioServer
 from entityseg_data.config.annotation import LabelStudioConfig
+from entityseg_data.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,69 @@ def annotator_client(workspace: Any, name: str, url: str | None = None) -> Label
     )
 
 
+def annotator_passwords(workspace: Any, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``{name: (email, password)}`` of annotators from the credentials file (for
+    ``annotate users --show-password``: a person needs them to log in to the UI)."""
+    team = read_credentials(workspace).get("annotators") or {}
+    out = {}
+    for name in names:
+        entry = team.get(name)
+        if not entry:
+            raise LabelStudioError(
+                f"no account for annotator {name!r}; create it with "
+                f"'entityseg-data annotate users {name}'"
+            )
+        if not entry.get("password"):
+            raise LabelStudioError(
+                f"the password of {name!r} is not stored (the account was made elsewhere); "
+                f"set a new one with 'entityseg-data annotate users {name} --reset-password'"
+            )
+        out[name] = (str(entry.get("email") or annotator_email(workspace, name)), entry["password"])
+    return out
+
+
+def reset_password(
+    workspace: Any,
+    name: str,
+    *,
+    admin: LabelStudioClient | None = None,
+    labelstudio: LabelStudioConfig | None = None,
+    password: str | None = None,
+) -> str:
+    """Give annotator ``name`` a new password (generated unless given) in Label Studio and in the
+    credentials file; returns it. Needs the admin's password (credentials file or
+    ``LABEL_STUDIO_PASSWORD``): the Community edition changes passwords only in its admin form."""
+    cfg = labelstudio or workspace.config().labelstudio
+    admin = admin or connect(workspace, labelstudio=cfg)
+    creds = read_credentials(workspace)
+    team = dict(creds.get("annotators") or {})
+    entry = dict(team.get(name) or {})
+    email = entry.get("email") or annotator_email(workspace, name)
+    users = {str(u.get("email") or "").lower(): int(u["id"]) for u in admin.users()}
+    if email.lower() not in users:
+        raise LabelStudioError(
+            f"annotator {name!r} ({email}) has no Label Studio account; create it with "
+            f"'entityseg-data annotate users {name}'"
+        )
+    boss = dict(creds.get("admin") or {})
+    admin_password = cfg.password or boss.get("password")
+    if not admin_password:
+        raise LabelStudioError(
+            "resetting a password needs the Label Studio admin's password: set "
+            "LABEL_STUDIO_PASSWORD (it is stored by 'annotate server' for servers it starts)"
+        )
+    new = password or secrets.token_urlsafe(12)
+    set_password(
+        admin.url, boss.get("email") or cfg.username, admin_password, users[email.lower()], new
+    )
+    entry.update({"email": email, "password": new})
+    team[name] = entry
+    creds["annotators"] = team
+    write_credentials(workspace, creds)
+    log.info("annotator %s has a new password", name)
+    return new
+
+
 def user_emails(client: LabelStudioClient) -> dict[int, str]:
     return {int(u["id"]): str(u.get("email") or "") for u in client.users()}
 
@@ -221,12 +285,14 @@ def submit_annotation(
 
 __all__ = [
     "annotator_client",
+    "annotator_passwords",
     "annotator_email",
     "connect",
     "create_annotators",
     "credentials_path",
     "open_backend",
     "read_credentials",
+    "reset_password",
     "start_local_server",
     "submit_annotation",
     "tasks_for",
