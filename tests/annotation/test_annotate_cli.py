@@ -67,7 +67,32 @@ def test_vocab_and_status_commands(workspace):
     assert "dog,dog.n.01,thing,1,2" in classes and "sky,sky.n.01,stuff,0,1" in classes
     res = runner.invoke(cli, ["-w", str(workspace.root), "annotate", "status", "--json"])
     rows = json.loads(res.output)
-    assert rows == [{"stage": 2, "annotator": "alice", "approved": 5, "qa:tiny": 5}]
+    assert rows == [
+        {
+            "stage": 2,
+            "annotator": "alice",
+            "pushed": 0,
+            "pulled": 0,
+            "rework": 0,
+            "rejected": 0,
+            "approved": 5,
+            "qa:tiny": 5,
+        }
+    ]
+    with workspace.catalog() as cat:  # a task sent back for rework is counted as such
+        cat.set_annotation(1, 2, "alice", status="rework")
+    res = runner.invoke(cli, ["-w", str(workspace.root), "annotate", "status"])
+    header, line = res.output.splitlines()[:2]
+    assert header.split()[:7] == [
+        "stage",
+        "annotator",
+        "pushed",
+        "pulled",
+        "rework",
+        "rejected",
+        "approved",
+    ]
+    assert line.split()[:7] == ["2", "alice", "0", "0", "1", "0", "4"]
 
 
 @pytest.mark.labelstudio

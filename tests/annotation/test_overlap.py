@@ -8,14 +8,14 @@ pixel against the expected ones written out independently with numpy, and the re
 from __future__ import annotations
 
 import numpy as np
+import overlap_scenarios
 import pytest
+from overlap_scenarios import H, W, box
 
 from entityseg_data.annotation.overlap import resolve
 from entityseg_data.errors import ConfigError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import Entity
-
-H, W = 40, 60
 
 
 def ent(rid: str, mask: np.ndarray) -> Entity:
@@ -30,20 +30,18 @@ def moves_of(result) -> dict[tuple[str, str, str], int]:
     return {(m.source, m.target, m.rule): m.pixels for m in result.moves}
 
 
-def box(y0, y1, x0, x1) -> np.ndarray:
-    m = np.zeros((H, W), bool)
-    m[y0:y1, x0:x1] = True
-    return m
+def scenario(make):
+    sc = make()
+    regions = [ent(rid, m) for rid, m in sc.drawn]
+    seeds = {k: rle_utils.encode(v.astype(np.uint8)) for k, v in sc.seeds.items()}
+    return sc, regions, seeds
 
 
 def test_brush_extension_over_a_neighbour():
     """Region A is extended with the brush into neighbour B; B was not touched."""
-    seed_a, seed_b = box(0, H, 0, 30), box(0, H, 30, W)
-    stroke = box(10, 20, 25, 45)  # starts inside A, ends deep in B
+    sc, regions, seeds = scenario(overlap_scenarios.brush_extension)
+    seed_a, seed_b, stroke = sc.seeds["A"], sc.seeds["B"], sc.edit
     a = seed_a | stroke
-    b = seed_b
-    regions = [ent("A", a), ent("B", b)]
-    seeds = {"A": rle_utils.encode(seed_a), "B": rle_utils.encode(seed_b)}
     out = resolve(regions, H, W, "intent", seeds)
     got = masks_of(out)
     assert np.array_equal(got["A"], a)  # the stroke stays where it was painted
@@ -60,14 +58,10 @@ def test_brush_extension_over_a_neighbour():
 
 def test_polygon_over_several_pieces_takes_what_it_covers():
     """A new polygon region drawn over an over-segmented object (4 small pieces + background)."""
-    bg = np.ones((H, W), bool)
-    pieces = [box(5, 15, 5, 15), box(5, 15, 15, 25), box(15, 25, 5, 25), box(25, 35, 40, 50)]
-    for p in pieces:
-        bg &= ~p
-    poly = box(4, 26, 4, 27)  # covers pieces 0-2 fully and some background
-    seeds = {"bg": bg, **{f"p{k}": p for k, p in enumerate(pieces)}}
-    regions = [ent(k, m) for k, m in seeds.items()] + [ent("poly", poly)]
-    out = resolve(regions, H, W, "intent", {k: rle_utils.encode(m) for k, m in seeds.items()})
+    sc, regions, seeds = scenario(overlap_scenarios.polygon_over_pieces)
+    bg, poly = sc.seeds["bg"], sc.edit  # the polygon covers pieces 0-2 and some background
+    pieces = [sc.seeds[f"p{k}"] for k in range(4)]
+    out = resolve(regions, H, W, "intent", seeds)
     got = masks_of(out)
     assert np.array_equal(got["poly"], poly)  # drawn 100%, not 3% as with smaller_wins
     assert set(out.dropped) == {"p0", "p1", "p2"}  # fully covered pieces are gone
@@ -88,10 +82,8 @@ def test_polygon_over_several_pieces_takes_what_it_covers():
 
 
 def test_eraser_leaves_pixels_uncovered_and_moves_nothing():
-    seed_a, seed_b = box(0, H, 0, 30), box(0, H, 30, W)
-    erased = box(0, 10, 0, 10)
-    regions = [ent("A", seed_a & ~erased), ent("B", seed_b)]
-    out = resolve(regions, H, W, "intent", {"A": rle_utils.encode(seed_a)})
+    _, regions, seeds = scenario(overlap_scenarios.eraser)
+    out = resolve(regions, H, W, "intent", seeds)
     assert out.moves == () and out.overlap_pixels == 0
     assert out.entities[0] is regions[0] and out.entities[1] is regions[1]  # untouched
 
@@ -99,13 +91,11 @@ def test_eraser_leaves_pixels_uncovered_and_moves_nothing():
 def test_two_edited_regions_crossing():
     """A and B are both extended into C, their strokes cross: each keeps what it painted over
     C's seed, and where the strokes cross the later region (B) wins."""
-    seed_a, seed_b, seed_c = box(0, 10, 0, W), box(30, H, 0, W), box(10, 30, 0, W)
-    stroke_a = box(5, 25, 10, 20)  # vertical, from A down into C
-    stroke_b = box(15, 35, 0, 30)  # from B up into C, crossing stroke_a
-    a, b, c = seed_a | stroke_a, seed_b | stroke_b, seed_c
-    seeds = {"A": seed_a, "B": seed_b, "C": seed_c}
-    regions = [ent("A", a), ent("B", b), ent("C", c)]
-    out = resolve(regions, H, W, "intent", {k: rle_utils.encode(m) for k, m in seeds.items()})
+    sc, regions, seeds = scenario(overlap_scenarios.crossing_edits)
+    seed_a, seed_b, seed_c = sc.seeds["A"], sc.seeds["B"], sc.seeds["C"]
+    a, b = dict(sc.drawn)["A"], dict(sc.drawn)["B"]
+    stroke_a, stroke_b = a & ~seed_a, b & ~seed_b  # A down into C, B up into C, crossing
+    out = resolve(regions, H, W, "intent", seeds)
     got = masks_of(out)
     cross = stroke_a & stroke_b & seed_c
     assert np.array_equal(got["B"], b)
@@ -181,3 +171,12 @@ def test_random_scenarios_match_a_per_pixel_reference():
                 winner = (painted or claim)[-1] if claim else None
                 for k in ids:
                     assert bool(got.get(k, np.zeros((h, w), bool))[y, x]) == (k == winner)
+
+
+def test_figures_of_the_scenarios_render(tmp_path):
+    """docs/img/overlap_*.png come from these scenarios (overlap_scenarios.py renders them)."""
+    paths = overlap_scenarios.render(tmp_path)
+    assert [p.name for p in paths] == [
+        f"overlap_{m().name}.png" for m in overlap_scenarios.SCENARIOS
+    ]
+    assert all(p.stat().st_size > 5000 for p in paths)

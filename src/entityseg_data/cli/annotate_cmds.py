@@ -259,7 +259,8 @@ def pull_cmd(
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Annotation progress per stage, annotator and status, with QA finding counts.
+    """Annotation progress per stage and annotator: tasks pushed, pulled, in rework (rejected
+    by QA and sent back to the annotator), rejected and approved, with QA finding counts.
 
     \b
     Example:
@@ -272,18 +273,25 @@ def status(ctx: click.Context, as_json: bool) -> None:
         rows = cat.annotations()
     table: dict[tuple[int, str], Counter] = {}
     for r in rows:
-        c = table.setdefault((r["stage"], r["annotator"]), Counter())
-        c[r["status"]] += 1
-        for f in (r["qa"] or {}).get("findings", []):
+        c = table.setdefault((r.stage, r.annotator), Counter())
+        c[r.status] += 1
+        for f in (r.qa or {}).get("findings", []):
             c["qa:" + f["check"]] += 1
+    main = ("pushed", "pulled", "rework", "rejected", "approved")
     out = [
-        {"stage": s, "annotator": a, **dict(sorted(c.items()))}
+        {
+            "stage": s,
+            "annotator": a,
+            **{k: c.get(k, 0) for k in main},
+            **dict(sorted((k, v) for k, v in c.items() if k not in main)),
+        }
         for (s, a), c in sorted(table.items())
     ]
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
-    cols = ["stage", "annotator", *sorted({k for r in out for k in r} - {"stage", "annotator"})]
+    extra = sorted({k for r in out for k in r} - {"stage", "annotator", *main})
+    cols = ["stage", "annotator", *main, *extra]
     echo_table([{c: r.get(c, 0) for c in cols} for r in out], cols)
 
 
