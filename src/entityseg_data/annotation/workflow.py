@@ -36,6 +36,7 @@ from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import Entity, ImageAnnotation
 
 CONTEXT_LABEL = "context"
+FIX_LABEL = "QA fix"
 UNKNOWN = "unknown"
 BLURRED = "blurred"
 
@@ -279,7 +280,8 @@ def feedback_for(findings: Sequence[Finding], *, stage: int) -> Feedback:
             advice = REGION_ADVICE.get(f.check, f.detail)
             if advice not in regions.setdefault(str(rid), []):
                 regions[str(rid)].append(advice)
-    lines = [f"QA rejected this stage-{stage} annotation: fix the marked regions and submit again."]
+    where = f"the regions marked '{FIX_LABEL}' (red)" if regions else "it"
+    lines = [f"QA rejected this stage-{stage} annotation: fix {where} and submit again."]
     counts: dict[str, int] = {}
     for f in errors:
         counts[f.check] = counts.get(f.check, 0) + 1

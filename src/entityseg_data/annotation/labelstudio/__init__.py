@@ -7,5 +7,6 @@
 
 * :mod:`.client`: the REST client; :mod:`.server`: the Label Studio process;
 * :mod:`.accounts`: session login, tokens, sign-up, password resets, the credentials file;
-* :mod:`.session`: a workspace's server, connection, team and backend (:func:`.session.open_backend`).
+* :mod:`.session`: a workspace's server, connection, team and backend
+  (:func:`.session.open_backend`).
 """

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import replace
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -117,8 +117,8 @@ class LabelStudioBackend:
     """Push and pull through a Label Studio server.
 
     Args:
-        client: an admin :class:`~entityseg_data.annotation.labelstudio.client.LabelStudioClient` (it must
-            see every annotator's project).
+        client: an admin :class:`~.client.LabelStudioClient` (it must see every annotator's
+            project).
         root: the workspace root (task images are paths relative to it).
         config: the ``labelstudio`` section (image base URL, document root).
         annotator_clients: annotator name -> a client acting as that annotator (rework drafts

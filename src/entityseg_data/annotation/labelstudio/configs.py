@@ -30,7 +30,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from xml.sax.saxutils import quoteattr
 
-from entityseg_data.annotation.workflow import BLURRED, CONTEXT_LABEL, UNKNOWN, flag_choices
+from entityseg_data.annotation.workflow import (
+    BLURRED,
+    CONTEXT_LABEL,
+    FIX_LABEL,
+    UNKNOWN,
+    flag_choices,
+)
 
 IMAGE = "image"
 BRUSH = "mask"
@@ -57,7 +63,6 @@ POLYGON_COLOURS = ("#393b79", "#e7ba52")
 BRUSH_LABELS = tuple(f"brush {i + 1}" for i in range(len(PALETTE)))
 POLYGON_LABELS = tuple(f"polygon {i + 1}" for i in range(len(POLYGON_COLOURS)))
 MASK_LABELS = tuple(f"mask {i + 1}" for i in range(len(PALETTE)))
-FIX_LABEL = "QA fix"
 FIX_COLOUR = "#d62728"
 CONTEXT_COLOUR = "#7f7f7f"
 #: every display label the pull accepts for a region (collapsed into the class ``entity``)
@@ -134,8 +139,8 @@ def stage2_config(supercategories: Sequence[str], *, flags: Sequence[str] | None
         "<View>\n"
         + _qa_block()
         + '  <Header size="6" value="Stage 2: type a name for every region in its box in the '
-        "Regions panel (empty boxes still need one), or pick a flag for the selected region. "
-        'Masks are fixed: do not paint or erase."/>\n'
+        "Regions panel, or select the region and pick a flag instead. Masks are fixed: do not "
+        'paint or erase."/>\n'
         '  <View visibleWhen="region-selected">\n'
         f'    <Taxonomy name="{FLAGS}" toName="{IMAGE}" perRegion="true" maxUsages="1" '
         'placeholder="flag (instead of a name)" minWidth="260px">\n'
