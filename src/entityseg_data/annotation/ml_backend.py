@@ -59,7 +59,7 @@ def felzenszwalb_segmenter(
         small = image
         if f < 1.0:
             size = (max(1, round(w * f)), max(1, round(h * f)))
-            small = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         labels = felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size) + 1
         if f < 1.0:
             rows = np.minimum((np.arange(h) * small.shape[0]) // h, small.shape[0] - 1)
@@ -114,7 +114,7 @@ def _prompt_points(context: Mapping[str, Any] | None, h: int, w: int) -> list[tu
 
 
 def _prompt_boxes(context: Mapping[str, Any] | None, h: int, w: int) -> list[tuple[int, ...]]:
-    boxes = []
+    boxes: list[tuple[int, ...]] = []
     for r in (context or {}).get("result", []) or []:
         v = r.get("value", {})
         if {"x", "y", "width", "height"} <= set(v):
@@ -334,7 +334,8 @@ class MLBackendServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{name}:{port}"
 
     def start(self) -> MLBackendServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -415,7 +415,8 @@ def backend(ctx: click.Context, port: int, host: str, model: str, register: bool
             ml_backend.register(client, int(pid), srv.url)
             click.echo(f"  registered with {a}'s project {pid}")
     try:
-        srv.thread.join()
+        if srv.thread is not None:
+            srv.thread.join()
     except KeyboardInterrupt:
         pass
     finally:

@@ -367,8 +367,9 @@ class Vocabulary:
 
     def _depth(self, node: str) -> int:
         d = 0
-        while self.parent.get(node) is not None:
-            node = self.parent[node]
+        up = self.parent.get(node)
+        while up is not None:
+            up = self.parent.get(up)
             d += 1
         return d
 
@@ -431,14 +432,14 @@ class Vocabulary:
         final_counts: Counter = Counter()
         info: dict[str, dict[str, Any]] = {}
         for raw, row in self.table.items():
-            n = self.raw_counts[raw]
-            final_counts[row["class"]] += n
+            k = self.raw_counts[raw]
+            final_counts[row["class"]] += k
             i = info.setdefault(row["class"], {"synset": None, "kinds": Counter(), "names": set()})
             i["names"].add(row["canonical"])
             if row["synset"] and row["source"] in ("wordnet", "merged"):
                 i["synset"] = row["synset"]
             # an override's kind decides; otherwise the majority of the members' kinds
-            i["kinds"][row["kind"]] += n * (10**9 if row["source"] == "override" else 1)
+            i["kinds"][row["kind"]] += k * (10**9 if row["source"] == "override" else 1)
         # 'unknown' always exists, so every name (also an empty one) has a category
         info.setdefault(
             "unknown", {"synset": None, "kinds": Counter({"special": 1}), "names": set()}
