@@ -8,6 +8,7 @@ import pytest
 import requests
 from annotation_support import add_test_images
 
+from entityseg_data.annotation.labelstudio.configs import BRUSH_LABELS
 from entityseg_data.annotation.labelstudio.session import open_backend, tasks_for
 from entityseg_data.annotation.ml_backend import (
     MLBackend,
@@ -65,6 +66,8 @@ def test_http_protocol(tmp_path):
         (pred,) = out["results"]
         masks = [decode_brush(r["value"]["rle"], 40, 60) for r in pred["result"]]
         assert len(masks) == 2 and (sum(masks) == 1).all()  # disjoint, covering
+        labels = [r["value"]["brushlabels"][0] for r in pred["result"]]
+        assert set(labels) <= set(BRUSH_LABELS) and len(set(labels)) == 2  # touching: 2 colours
         bad = {"id": 8, "data": {"image": "/data/local-files/?d=../../etc/passwd"}}
         assert (
             requests.post(srv.url + "/predict", json={"tasks": [bad]}, timeout=30).status_code

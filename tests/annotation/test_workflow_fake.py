@@ -235,3 +235,39 @@ def test_stage2_new_region_is_refused(flow):
     assert r2.rejected == 1 and r2.findings[t.spec.annotator]["unknown_region"] == 1
     fb = be.tasks_by_id[t.id].feedback[-1]
     assert "new" in fb.regions and "delete it" in fb.regions["new"]
+
+
+def test_approval_rule_and_its_stability_after_stage2():
+    from entityseg_data.annotation.workflow import Candidate, approval
+
+    order = {1: ["bob", "alice"]}
+    rows = [Candidate(1, "alice", "approved", True), Candidate(1, "bob", "pulled", True)]
+    # the primary passes now: the approval moves to them ...
+    assert approval(rows, order) == {(1, "bob"): "approved", (1, "alice"): "pulled"}
+    # ... unless stage 2 was made from the approved masks already
+    assert approval(rows, order, keep={1}) == {}
+    failing = [Candidate(1, "alice", "approved", False), Candidate(1, "bob", "pulled", True)]
+    assert approval(failing, order, keep={1}) == {(1, "bob"): "approved", (1, "alice"): "pulled"}
+    assert approval([Candidate(2, "x", "rework", False)], {}) == {}
+
+
+def test_stage1_approval_stays_once_stage2_is_pushed(flow):
+    ws, ids, be, cfg, _ = flow
+    a = assignment(ws)
+    iid = next(i for i in ids if len(a[i]) > 1)
+    primary, partner = a[iid]
+    for t in list(be.tasks_by_id.values()):
+        empty = t.spec.image_id == iid and t.spec.annotator == primary
+        be.submit(
+            t.id, t.spec.annotator, replace(t.spec.seed, entities=()) if empty else t.spec.seed
+        )
+    pull(ws, be, cfg, stages=(1,))
+    assert catalog_rows(ws, 1)[(iid, partner)]["status"] == "approved"
+    push(ws, be, cfg, stage=2)
+    t = be.task_of(primary, iid, 1)
+    be.submit(t.id, primary, t.spec.seed)  # the primary's fix arrives after stage 2 was pushed
+    pull(ws, be, cfg, stages=(1,))
+    rows = catalog_rows(ws, 1)
+    assert (
+        rows[(iid, partner)]["status"] == "approved" and rows[(iid, primary)]["status"] == "pulled"
+    )

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from entityseg_data.annotation.labelstudio import configs
-from entityseg_data.annotation.labelstudio.format import label_runs
+from entityseg_data.annotation.labelstudio.format import label_map_adjacency, label_runs
 from entityseg_data.errors import DataError
 from entityseg_data.masks.brush import encode_brush_runs
 
@@ -238,6 +238,8 @@ class MLBackend:
             ids = sorted(ids, key=lambda i: -scores[i - 1])[: self.max_entities]
         # runs of every label straight from the row-major label map (no dense masks)
         runs = label_runs(lm.ravel(), int(lm.max())) if ids else []
+        # palette display labels: touching entities get different colours (all one class)
+        palette = configs.palette_labels(label_map_adjacency(lm), int(lm.max()), 1)
         results = []
         for i in ids:
             starts, lengths = runs[i - 1]
@@ -254,7 +256,7 @@ class MLBackend:
                     "value": {
                         "format": "rle",
                         "rle": encode_brush_runs(starts, lengths, h * w),
-                        "brushlabels": [configs.LABEL],
+                        "brushlabels": [palette[i - 1]],
                     },
                 }
             )

@@ -18,7 +18,8 @@ reads the fixed version and clears the note once it passes.
 
 Approval (:func:`~.workflow.approval`): after the pull, for each image of the stage, the
 annotation of the first annotator in the image's assignment order whose annotation passed QA
-becomes ``approved``. Approved stage-1 masks seed stage 2.
+becomes ``approved``. Approved stage-1 masks seed stage 2; once an image is pushed to stage 2 its
+approved stage-1 annotation stays approved while it passes (the stage-2 tasks were made from it).
 """
 
 from __future__ import annotations
@@ -218,7 +219,9 @@ def approve(cat: Catalog, stage: int) -> int:
         Candidate(image_id=r.image_id, annotator=r.annotator, status=r.status, passed=r.qa_passed)
         for r in cat.annotations(stage=stage)
     ]
-    changes = approval(candidates, assignment)
+    # stage 1 of images already pushed to stage 2 keeps its approved masks (they seeded stage 2)
+    keep = {r.image_id for r in cat.annotations(stage=2)} if stage == 1 else set()
+    changes = approval(candidates, assignment, keep=keep)
     with cat.transaction():
         for (image_id, annotator), status in changes.items():
             cat.set_annotation(image_id, stage, annotator, status=status)

@@ -26,7 +26,7 @@ e.g. an entity named in another tile) are ignored.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from entityseg_data.annotation.backend import Feedback, RegionInfo
@@ -139,13 +139,18 @@ class Candidate:
 
 
 def approval(
-    candidates: Iterable[Candidate], assignment: Mapping[int, Sequence[str]]
+    candidates: Iterable[Candidate],
+    assignment: Mapping[int, Sequence[str]],
+    *,
+    keep: Collection[int] = (),
 ) -> dict[tuple[int, str], str]:
     """The status changes the approval rule makes: ``{(image_id, annotator): new status}``.
 
     Candidates whose status is ``pulled`` or ``approved`` and whose QA passed can be approved;
     the first of them in the image's assignment order wins (annotators not in the assignment
-    come after, by name). A previously approved one that lost its place goes back to ``pulled``.
+    come after, by name). A previously approved one that lost its place goes back to ``pulled``,
+    except for images in ``keep`` (stage 1 of an image already pushed to stage 2: its stage-2
+    tasks were made from the approved masks), whose approved candidate stays while it passes.
     """
     by_image: dict[int, list[Candidate]] = {}
     for c in candidates:
@@ -157,6 +162,9 @@ def approval(
         passing = [r for r in rows if r.status in ("pulled", "approved") and r.passed]
         passing.sort(key=lambda r: (rank.get(r.annotator, len(rank)), r.annotator))
         chosen = passing[0].annotator if passing else None
+        if image_id in keep:
+            current = [r.annotator for r in passing if r.status == "approved"]
+            chosen = current[0] if current else chosen
         for r in rows:
             if r.annotator == chosen and r.status != "approved":
                 changes[(image_id, r.annotator)] = "approved"

@@ -161,7 +161,12 @@ def adjacency(rles: Sequence[Mapping[str, Any]], h: int, w: int) -> dict[int, se
         for i, (starts, lengths) in enumerate(runs):
             for a, n in zip(starts.tolist(), lengths.tolist()):
                 lm[a : a + n] = i + 1
-    grid = lm.reshape(w, h)
+    return label_map_adjacency(lm.reshape(w, h))
+
+
+def label_map_adjacency(grid: np.ndarray) -> dict[int, set[int]]:
+    """Label k - 1 -> the labels - 1 it touches (4-neighbourhood) in a 2-D label map (0 = none;
+    either orientation: neighbourhood is symmetric)."""
     out: dict[int, set[int]] = {}
     for a, b in ((grid[:, :-1], grid[:, 1:]), (grid[:-1, :], grid[1:, :])):
         diff = (a != b) & (a > 0) & (b > 0)
