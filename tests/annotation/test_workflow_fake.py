@@ -271,3 +271,33 @@ def test_stage1_approval_stays_once_stage2_is_pushed(flow):
     assert (
         rows[(iid, partner)]["status"] == "approved" and rows[(iid, primary)]["status"] == "pulled"
     )
+
+
+def test_backends_follow_the_protocol_and_rework_relabels(tmp_path):
+    from entityseg_data.annotation.backend import AnnotationBackend, Feedback
+    from entityseg_data.annotation.labelstudio import configs
+    from entityseg_data.annotation.labelstudio.backend import (
+        LabelStudioBackend,
+        relabel_for_rework,
+    )
+
+    assert isinstance(InMemoryBackend(), AnnotationBackend)
+    assert isinstance(LabelStudioBackend(object(), root=tmp_path), AnnotationBackend)
+    results = [
+        {"id": "a", "type": "brushlabels", "value": {"rle": [1], "brushlabels": ["brush 2"]}},
+        {"id": "a", "type": "textarea", "value": {"text": ["cup"]}},
+        {
+            "id": "p",
+            "type": "polygonlabels",
+            "value": {"points": [], "polygonlabels": ["polygon 1"]},
+        },
+        {"id": "b", "type": "brushlabels", "value": {"rle": [1], "brushlabels": ["brush 3"]}},
+    ]
+    out = relabel_for_rework(
+        results, Feedback(note="x", regions={"a": "needs a name", "p": "tiny"})
+    )
+    assert out[0]["value"]["brushlabels"] == [configs.FIX_LABEL]
+    assert out[0]["meta"] == {"text": ["QA: needs a name"]}
+    assert out[1] == results[1]  # the name result is untouched
+    assert out[2]["value"]["polygonlabels"] == [configs.FIX_LABEL]
+    assert out[3] == results[3] and results[0]["value"]["brushlabels"] == ["brush 2"]  # a copy
