@@ -34,7 +34,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from entityseg_data.annotation.labelstudio import configs
-from entityseg_data.annotation.labelstudio.format import label_map_adjacency, label_runs
+from entityseg_data.annotation.labelstudio.format import (
+    brush_rle_result,
+    label_map_adjacency,
+    label_runs,
+)
 from entityseg_data.errors import DataError
 from entityseg_data.masks.brush import encode_brush_runs
 
@@ -244,21 +248,14 @@ class MLBackend:
         for i in ids:
             starts, lengths = runs[i - 1]
             results.append(
-                {
-                    "id": f"ml{task.get('id', 't')}_{i}",
-                    "type": "brushlabels",
-                    "from_name": configs.BRUSH,
-                    "to_name": configs.IMAGE,
-                    "original_width": int(w),
-                    "original_height": int(h),
-                    "image_rotation": 0,
-                    "score": float(scores[i - 1]),
-                    "value": {
-                        "format": "rle",
-                        "rle": encode_brush_runs(starts, lengths, h * w),
-                        "brushlabels": [palette[i - 1]],
-                    },
-                }
+                brush_rle_result(
+                    f"ml{task.get('id', 't')}_{i}",
+                    encode_brush_runs(starts, lengths, h * w),
+                    height=h,
+                    width=w,
+                    label=palette[i - 1],
+                    score=float(scores[i - 1]),
+                )
             )
         mean = float(np.mean([scores[i - 1] for i in ids])) if ids else 0.0
         return {"model_version": self.model_version, "score": mean, "result": results}

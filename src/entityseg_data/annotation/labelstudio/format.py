@@ -39,6 +39,35 @@ GEOMETRY_TYPES = ("brushlabels", "brush", "polygonlabels", "polygon")
 
 
 # ------------------------------------------------------------------------------------ writing
+def brush_rle_result(
+    region_id: str,
+    rle: Sequence[int],
+    *,
+    height: int,
+    width: int,
+    label: str = configs.BRUSH_LABELS[0],
+    score: float | None = None,
+    readonly: bool = False,
+) -> dict[str, Any]:
+    """The ``brushlabels`` result of one region from its Label Studio brush RLE (the one place
+    that writes the result's layout: ids, tag names, original size, rotation 0)."""
+    out: dict[str, Any] = {
+        "id": str(region_id),
+        "type": "brushlabels",
+        "from_name": configs.BRUSH,
+        "to_name": configs.IMAGE,
+        "original_width": int(width),
+        "original_height": int(height),
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": list(rle), "brushlabels": [label]},
+    }
+    if score is not None:
+        out["score"] = float(score)
+    if readonly:
+        out["readonly"] = True
+    return out
+
+
 def brush_result(
     segmentation: Mapping[str, Any] | np.ndarray,
     *,
@@ -47,7 +76,7 @@ def brush_result(
     width: int,
     score: float | None = None,
     readonly: bool = False,
-    label: str = configs.LABEL,
+    label: str = configs.BRUSH_LABELS[0],
 ) -> dict[str, Any]:
     """A ``brushlabels`` result for one mask (COCO RLE dict or (H, W) array) with display label
     ``label``."""
@@ -59,21 +88,15 @@ def brush_result(
         seg = rle_utils.to_compressed(dict(segmentation), height, width)
         rle_utils.check_size(seg, height, width, where=f"region {region_id}")
         mask = rle_utils.decode(seg)
-    out: dict[str, Any] = {
-        "id": str(region_id),
-        "type": "brushlabels",
-        "from_name": configs.BRUSH,
-        "to_name": configs.IMAGE,
-        "original_width": int(width),
-        "original_height": int(height),
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": encode_brush(mask), "brushlabels": [label]},
-    }
-    if score is not None:
-        out["score"] = float(score)
-    if readonly:
-        out["readonly"] = True
-    return out
+    return brush_rle_result(
+        region_id,
+        encode_brush(mask),
+        height=height,
+        width=width,
+        label=label,
+        score=score,
+        readonly=readonly,
+    )
 
 
 def name_results(region_id: str, name: str | None, flag: str | None) -> list[dict[str, Any]]:
@@ -128,19 +151,7 @@ def annotation_to_results(
     if labels is None:
         labels = display_labels(segs, h, w, stage=ann.stage)
     for e, rle, label in zip(ann.entities, brushes, labels):
-        res: dict[str, Any] = {
-            "id": str(e.id),
-            "type": "brushlabels",
-            "from_name": configs.BRUSH,
-            "to_name": configs.IMAGE,
-            "original_width": int(w),
-            "original_height": int(h),
-            "image_rotation": 0,
-            "value": {"format": "rle", "rle": rle, "brushlabels": [label]},
-        }
-        if e.score is not None:
-            res["score"] = float(e.score)
-        out.append(res)
+        out.append(brush_rle_result(e.id, rle, height=h, width=w, label=label, score=e.score))
         if with_names and e.name:
             if e.name in flagset:
                 out.extend(name_results(e.id, None, e.name))
