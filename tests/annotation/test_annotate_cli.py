@@ -103,7 +103,20 @@ def test_push_pull_through_the_cli(labelstudio):
     base = ["-w", str(ws.root), "annotate"]
     res = runner.invoke(cli, [*base, "users", "frank"])
     assert res.exit_code == 0 and "frank@entityseg.local" in res.output, res.output
-    res = runner.invoke(cli, [*base, "push", "--stage", "1", "--json"])
+    # one config for the connection and the workflow: a --set labelstudio.* reaches the tasks
+    base_url = "http://static.invalid/ws"
+    res = runner.invoke(
+        cli,
+        [
+            *base,
+            "push",
+            "--stage",
+            "1",
+            "--json",
+            "--set",
+            f"labelstudio.image_base_url={base_url}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output[res.output.index("{") :])
     assert rep["tasks"] == 1 and rep["projects"]["frank"]
@@ -111,6 +124,7 @@ def test_push_pull_through_the_cli(labelstudio):
 
     frank = annotator_client(ws, "frank")
     task = frank.task(tasks_for(ws, 1, "frank")[0]["ls_task_id"])
+    assert task["data"]["image"].startswith(base_url + "/images/")
     frank.create_annotation(task["id"], task["predictions"][0]["result"])  # accept as is
     res = runner.invoke(cli, [*base, "pull", "--stage", "1", "--report", str(ws.root / "r.json")])
     assert res.exit_code == 0, res.output
