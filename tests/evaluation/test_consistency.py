@@ -36,7 +36,7 @@ def _coco(entries, use_categories=False):
             a["category_id"] = 1
             a["name"] = name
         anns.append(a)
-    categories = [{"id": v, "name": k} for k, v in cats.items()] or [{"id": 1, "name": None}]
+    categories = [{"id": v, "name": k} for k, v in cats.items()] or [{"id": 1, "name": "entity"}]
     return {"images": images, "annotations": anns, "categories": categories}
 
 
@@ -129,6 +129,26 @@ def test_needs_two(files):
 
     with pytest.raises(DataError, match="at least two"):
         consistency(files[:1])
+
+
+def test_probe_5_12_json_list_and_bad_files_are_one_line_errors(files, tmp_path):
+    """Probe 5.12: a JSON list given to consistency gave ``TypeError: int() argument ...``."""
+    from entityseg_data.errors import DataError
+
+    gt = json.loads(Path(files[0]).read_text())
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps([gt]))
+    with pytest.raises(DataError, match=r"list.json: neither a COCO.*got a JSON list"):
+        consistency([files[0], str(listed)], canonical=str.lower)
+    bad = tmp_path / "trunc.json"
+    gt["annotations"][0]["segmentation"] = {"size": [H, W], "counts": "0::"}
+    bad.write_text(json.dumps(gt))
+    with pytest.raises(DataError, match=r"trunc.json: annotations\[0\] \(id 1\): RLE counts"):
+        consistency([files[0], str(bad)], canonical=str.lower)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    with pytest.raises(DataError, match="deep.json: malformed JSON"):
+        consistency([files[0], str(deep)], canonical=str.lower)
 
 
 @pytest.mark.slow

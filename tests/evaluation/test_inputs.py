@@ -83,7 +83,7 @@ def test_corrupt_counts_and_missing_fields():
         DataError, match=r"prediction \[0\].*needs 'image_id', 'segmentation' and 'score'"
     ):
         load_predictions([{"image_id": 5, "segmentation": r}], g)
-    with pytest.raises(DataError, match="not a COCO instance file"):
+    with pytest.raises(DataError, match="not a COCO file"):
         load_gt({"annotations": []})
 
 

@@ -18,7 +18,6 @@ Any problem raises one :class:`~entityseg_data.errors.DataError` naming the file
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.evaluation import runs
 from entityseg_data.evaluation.image_eval import GTImage, PredImage
+from entityseg_data.io import files as io_files
+from entityseg_data.io.coco import CocoDataset, checked_rle, read_coco
 from entityseg_data.masks import rle as rle_utils
 
 
@@ -49,15 +50,7 @@ class GTSet:
 def read_json(source: str | Path | Any, what: str) -> tuple[Any, str]:
     """(parsed JSON, name for messages) of a path, or the object itself."""
     if isinstance(source, str | Path):
-        path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-        try:
-            return json.loads(text), str(path)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: malformed JSON ({exc})") from None
+        return io_files.read_json(source, what), str(source)
     return source, f"<{what}>"
 
 
@@ -69,91 +62,39 @@ def _int(value: Any, where: str, name: str) -> int:
 
 def _segmentation(seg: Any, h: int, w: int, where: str) -> dict[str, Any]:
     try:
-        rle = rle_utils.to_compressed(seg, h, w)
+        return checked_rle(seg, h, w)
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise DataError(f"{where}: malformed segmentation ({exc})") from None
-    try:
-        size = rle["size"]
-        rh, rw = int(size[0]), int(size[1])
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise DataError(f"{where}: malformed RLE size {rle.get('size')!r}") from None
-    if (rh, rw) != (h, w):
-        raise DataError(f"{where}: RLE size {rh}x{rw} differs from the image size {h}x{w}")
-    try:
-        c = runs.counts(rle)
-    except DataError as exc:
-        raise DataError(f"{where}: {exc}") from None
-    if int(c.sum()) != h * w or (c.size and c.min() < 0):
-        raise DataError(f"{where}: RLE counts cover {int(c.sum())} pixels, image has {h * w}")
-    return rle
 
 
 def load_gt(source: str | Path | Mapping[str, Any]) -> GTSet:
-    """Validated GT of a COCO/EntitySeg JSON file or dict."""
-    data, name = read_json(source, "ground truth")
-    if not isinstance(data, Mapping) or not isinstance(data.get("images"), list):
-        raise DataError(f"{name}: not a COCO instance file (needs an 'images' list)")
-    anns = data.get("annotations", [])
-    if not isinstance(anns, list):
-        raise DataError(f"{name}: 'annotations' must be a list")
-    sizes: dict[int, tuple[int, int]] = {}
-    file_names: dict[int, str] = {}
-    for i, img in enumerate(data["images"]):
-        where = f"{name}: images[{i}]"
-        if not isinstance(img, Mapping) or "id" not in img:
-            raise DataError(f"{where}: image record needs 'id', 'height', 'width'")
-        iid = _int(img["id"], where, "id")
-        try:
-            h, w = _int(img["height"], where, "height"), _int(img["width"], where, "width")
-        except KeyError as exc:
-            raise DataError(f"{where} (id {iid}): missing {exc}") from None
-        if h <= 0 or w <= 0:
-            raise DataError(f"{where} (id {iid}): non-positive size {h}x{w}")
-        if iid in sizes:
-            raise DataError(f"{where}: duplicate image id {iid}")
-        sizes[iid] = (h, w)
-        file_names[iid] = str(img.get("file_name", iid))
-    per: dict[int, list[tuple[dict[str, Any], bool, float]]] = {i: [] for i in sizes}
-    for i, a in enumerate(anns):
-        where = f"{name}: annotations[{i}]"
-        if not isinstance(a, Mapping):
-            raise DataError(f"{where}: not an object")
-        if "id" in a:
-            where += f" (id {a['id']})"
-        if "image_id" not in a or "segmentation" not in a:
-            raise DataError(f"{where}: needs 'image_id' and 'segmentation'")
-        iid = _int(a["image_id"], where, "image_id")
-        if iid not in sizes:
-            raise DataError(f"{where}: unknown image id {iid}")
-        h, w = sizes[iid]
-        rle = _segmentation(a["segmentation"], h, w, where)
-        crowd = bool(a.get("iscrowd", 0))
-        if "area" in a and a["area"] is not None:
-            area = a["area"]
-            if (
-                isinstance(area, bool)
-                or not isinstance(area, int | float)
-                or not math.isfinite(area)
-            ):
-                raise DataError(f"{where}: 'area' must be a finite number, got {area!r}")
-            area = float(area)
-        else:
-            area = float(rle_utils.area(rle))
-        per[iid].append((rle, crowd, area))
+    """Validated GT of a COCO/EntitySeg JSON file or dict (:func:`entityseg_data.io.coco.
+    read_coco`, strict: one DataError naming the file and record)."""
+    return gt_set(read_coco(source, what="ground truth"))
+
+
+def gt_set(ds: CocoDataset) -> GTSet:
+    """The evaluation view of a read COCO dataset (crowd flags, areas as given or counted)."""
+    per = ds.annotations_by_image()
     images = {}
-    for iid, (h, w) in sizes.items():
-        items = per[iid]
-        images[iid] = GTImage(
-            image_id=iid,
-            height=h,
-            width=w,
-            rles=tuple(r for r, _, _ in items),
-            crowd=np.array([c for _, c, _ in items], dtype=bool),
-            areas=np.array([a for _, _, a in items], dtype=np.float64),
+    for im in ds.images:
+        items = per[im.id]
+        images[im.id] = GTImage(
+            image_id=im.id,
+            height=im.height,
+            width=im.width,
+            rles=tuple(a.segmentation for a in items),
+            crowd=np.array([a.iscrowd for a in items], dtype=bool),
+            areas=np.array(
+                [
+                    a.area if a.area is not None else float(rle_utils.area(a.segmentation))
+                    for a in items
+                ],
+                dtype=np.float64,
+            ),
         )
-    return GTSet(images=images, file_names=file_names, source=name)
+    file_names = {im.id: im.file_name or str(im.id) for im in ds.images}
+    return GTSet(images=images, file_names=file_names, source=ds.source)
 
 
 def _score(value: Any, where: str) -> float:

@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
-from entityseg_data.evaluation.coco_io import load_gt, read_json
+from entityseg_data.evaluation.coco_io import gt_set, read_json
 from entityseg_data.evaluation.image_eval import GTImage, PredImage, evaluate_pair, mask_ious
 from entityseg_data.evaluation.matching import Params, accumulate, average_precision
+from entityseg_data.io.coco import read_coco
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,19 @@ def default_canonical() -> Callable[[str], str]:
     return canonical_name
 
 
-def _from_coco(data: Mapping[str, Any], name: str) -> AnnotatorSet:
-    gt = load_gt(data)
-    cats = {c.get("id"): c.get("name") for c in data.get("categories", []) if isinstance(c, dict)}
+def _from_coco(data: Mapping[str, Any], name: str, where: str | None = None) -> AnnotatorSet:
+    """An annotator set of a COCO/EntitySeg dict (read by the strict :func:`read_coco`;
+    ``where`` names the file in messages)."""
+    ds = read_coco(data, what="annotations", name=where)
+    cats = {c.id: c.name for c in ds.categories}
     # a class-agnostic file's single category ("entity"/"thing") is not a name
-    if len(cats) <= 1 and set(cats.values()) <= {"entity", "thing", "object", None}:
+    if len(cats) <= 1 and set(cats.values()) <= {"entity", "thing", "object"}:
         cats = {}
-    names: dict[int, list[str | None]] = {i: [] for i in gt.images}
-    for a in data.get("annotations", []):
-        n = a.get("name") or cats.get(a.get("category_id"))
-        names[int(a["image_id"])].append(n if isinstance(n, str) and n.strip() else None)
+    gt = gt_set(ds)
+    names: dict[int, list[str | None]] = {im.id: [] for im in ds.images}
+    for a in ds.annotations:
+        n = a.name or cats.get(a.category_id)
+        names[a.image_id].append(n if isinstance(n, str) and n.strip() else None)
     return AnnotatorSet(name=name, images=gt.images, names=names, file_names=gt.file_names)
 
 
@@ -84,14 +88,21 @@ def _from_image_annotations(anns: Sequence[Any], name: str) -> AnnotatorSet:
 
 
 def _is_ls_export(data: Any) -> bool:
+    """A Label Studio export: ``{"tasks": [...]}`` or a list of task objects (each with a
+    ``data`` object; ``annotations``, when present, a list of objects with a ``result``)."""
     if isinstance(data, Mapping) and "tasks" in data:
         return True
-    return (
-        isinstance(data, list)
-        and bool(data)
-        and isinstance(data[0], Mapping)
-        and ("annotations" in data[0] or "data" in data[0])
-    )
+    if not isinstance(data, list) or not data:
+        return False
+    for task in data:
+        if not isinstance(task, Mapping) or not isinstance(task.get("data"), Mapping):
+            return False
+        anns = task.get("annotations", [])
+        if not isinstance(anns, list) or not all(
+            isinstance(a, Mapping) and "result" in a for a in anns
+        ):
+            return False
+    return True
 
 
 def load_annotator_sets(
@@ -119,18 +130,22 @@ def load_annotator_sets(
         if _is_ls_export(data):
             from entityseg_data.annotation.labelstudio.format import ls_export_to_annotations
 
-            per = ls_export_to_annotations(data, stage=stage)
+            try:
+                per = ls_export_to_annotations(data, stage=stage)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DataError(f"{where}: malformed Label Studio export ({exc!r})") from None
             if not per:
                 raise DataError(f"{where}: the Label Studio export has no annotations")
             for ann_name, anns in sorted(per.items()):
                 sets.append(_from_image_annotations(anns, f"{label}:{ann_name}"))
         elif isinstance(data, Mapping):
-            try:
-                sets.append(_from_coco(data, label))
-            except DataError as exc:
-                raise DataError(f"{where}: {exc}") from None
+            sets.append(_from_coco(data, label, where))
         else:
-            raise DataError(f"{where}: neither a COCO/EntitySeg file nor a Label Studio export")
+            kind = "a JSON list" if isinstance(data, list) else f"JSON {type(data).__name__}"
+            raise DataError(
+                f"{where}: neither a COCO/EntitySeg file (an object with 'images') nor a Label "
+                f"Studio export (a list of tasks with 'data'): got {kind}"
+            )
     names = [s.name for s in sets]
     if len(set(names)) != len(names):  # same stem twice: make names unique
         sets = [

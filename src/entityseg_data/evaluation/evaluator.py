@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from entityseg_data.config.evaluation import EvaluationConfig
 from entityseg_data.errors import DataError
 from entityseg_data.evaluation import runs
 from entityseg_data.evaluation.coco_io import (
@@ -28,7 +29,6 @@ from entityseg_data.evaluation.coco_io import (
     load_predictions,
     resolve,
 )
-from entityseg_data.config.evaluation import EvaluationConfig
 from entityseg_data.evaluation.image_eval import GTImage, PairResult, PredImage, evaluate_pair
 from entityseg_data.evaluation.matching import Params
 from entityseg_data.evaluation.metrics import build_metrics

@@ -671,14 +671,16 @@ def read_coco(
     what: str = "COCO annotations",
     image_root: str | os.PathLike[str] | None = None,
     require_annotations: bool = False,
+    name: str | None = None,
 ) -> CocoDataset:
     """Read and validate a COCO instances / EntitySeg / COCO panoptic JSON (a path or a parsed
     dict). See the module docstring for what is checked and the two policies.
 
     ``image_root``: folder of the ``file_name`` entries, used only to read the size of images
     whose record lacks ``height``/``width``. ``require_annotations``: the file must have an
-    ``annotations`` list."""
-    data, name = _parse(source, what)
+    ``annotations`` list. ``name``: how messages name a dict source (default ``<what>``)."""
+    data, default_name = _parse(source, what)
+    name = name or default_name
     rd = _Reader(name, strict, Path(image_root) if image_root is not None else None)
     if not isinstance(data, Mapping):
         kind = "a JSON list" if isinstance(data, list) else f"JSON {type(data).__name__}"
