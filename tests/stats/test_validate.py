@@ -80,6 +80,8 @@ def test_every_issue_is_reported(tmp_path):
     rep = validate_coco(coco, images_dir=img_dir)
     counts = rep.to_json()["counts"]
     assert counts == {
+        "malformed_image": 0,
+        "malformed_category": 0,
         "duplicate_image_id": 1,
         "duplicate_annotation_id": 1,
         "unknown_image": 1,
@@ -100,6 +102,39 @@ def test_every_issue_is_reported(tmp_path):
     assert rep.offenders["missing_image"][0]["path"].endswith("missing.png")
     assert not rep.ok
     assert validate_coco(coco, expect_rle=False).counts["polygon"] == 0
+
+
+def test_probe_5_10_string_height_is_reported(tmp_path):
+    """Probe 5.10: gt_strsize.json ("height": "20") passed as 'no problems found'."""
+    img_dir, coco = broken_coco(tmp_path)
+    good = {
+        "images": [{"id": 1, "file_name": "ok.png", "height": "6", "width": 8}],
+        "annotations": [coco["annotations"][0]],
+        "categories": coco["categories"],
+    }
+    path = tmp_path / "gt_strsize.json"
+    path.write_text(json.dumps(good))
+    rep = validate_coco(path, images_dir=img_dir)
+    assert not rep.ok and rep.counts["malformed_image"] == 1
+    assert "'height' must be an integer, got '6'" in rep.offenders["malformed_image"][0]["error"]
+    assert rep.counts["unknown_image"] == 1  # its annotation has no usable image any more
+    out = subprocess.run(
+        [sys.executable, "-m", "entityseg_data", "data", "validate", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "malformed_image: 1" in out.stdout
+
+
+def test_probe_5_7_deep_json_is_one_error(tmp_path):
+    from entityseg_data.errors import DataError
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    import pytest
+
+    with pytest.raises(DataError, match="deep.json: malformed JSON"):
+        validate_coco(deep)
 
 
 def test_clean_synthetic_set_passes_and_cli_status(tmp_path):

@@ -195,8 +195,7 @@ def validate(
       entityseg-data data validate entityseg_val.json --images images/ --report report.json
       entityseg-data -w my_set data validate
     """
-    from entityseg_data.io import atomic_write_json
-    from entityseg_data.stats.engine import load_coco
+    from entityseg_data.io import atomic_write_json, read_json
     from entityseg_data.stats.validate import validate_coco
 
     if json_file is None:
@@ -206,10 +205,12 @@ def validate(
         coco = workspace_to_coco(ws, stage=stage, statuses=("approved",))
         images_dir = images_dir or str(ws.root)
     else:
-        coco = load_coco(json_file)
-    with _progress(len(coco.get("images", [])), "validate") as bar:
+        coco = read_json(json_file, "COCO annotations")
+    total = len(coco.get("images") or []) if isinstance(coco, dict) else 0
+    with _progress(total, "validate") as bar:
         rep = validate_coco(
             coco,
+            name=json_file,
             images_dir=images_dir,
             expect_rle=not allow_polygons,
             max_offenders=max_offenders,

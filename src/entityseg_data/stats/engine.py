@@ -9,7 +9,6 @@ or from the image header when the JSON lacks them).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -21,6 +20,13 @@ import numpy as np
 
 from entityseg_data.config.stats import StatsConfig
 from entityseg_data.errors import DataError
+from entityseg_data.io.coco import (
+    MALFORMED_ANNOTATION,
+    MALFORMED_SEGMENTATION,
+    RLE_SIZE_MISMATCH,
+    read_coco,
+)
+from entityseg_data.io.images import image_size
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.stats.measures import DEFAULT_SHAPE_DEFINITION, check_definition, rle_measures
 
@@ -66,18 +72,45 @@ class DatasetStats:
         return {"name": self.name, "table2": table_row(self), "errors": self.errors}
 
 
+_IMAGE_LEVEL = (MALFORMED_ANNOTATION, MALFORMED_SEGMENTATION, RLE_SIZE_MISMATCH)
+
+
+def read_annotations(
+    source: str | Path | dict[str, Any], *, images_dir: str | Path | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(coco, skipped)``: the validated COCO dict of a JSON path or dict (read by
+    :func:`entityseg_data.io.coco.read_coco`) without the images that have a bad annotation
+    (corrupt or mis-sized RLE, malformed fields), and those images as ``{image_id, file_name,
+    error}``. Problems of the file's structure (duplicate or malformed image records, annotations
+    of unknown images, unknown categories) raise DataError: the numbers would be wrong."""
+    ds = read_coco(
+        source,
+        strict=False,
+        what="COCO annotations",
+        image_root=images_dir,
+        require_annotations=True,
+    )
+    bad: dict[int, str] = {}
+    for p in ds.problems:
+        if p.issue in _IMAGE_LEVEL and p.image_id is not None:
+            bad.setdefault(int(p.image_id), str(p))
+        else:
+            raise DataError(str(p))
+    data = ds.to_dict()
+    if bad:
+        data["images"] = [im for im in data["images"] if im["id"] not in bad]
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in bad]
+    names = {im.id: im.file_name for im in ds.images}
+    skipped = [
+        {"image_id": iid, "file_name": names.get(iid), "error": err} for iid, err in bad.items()
+    ]
+    return data, skipped
+
+
 def load_coco(source: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """A COCO dict from a dict or a JSON path (one clear error for unreadable files)."""
-    if isinstance(source, dict):
-        return source
-    path = Path(source)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read COCO JSON: {exc}") from None
-    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-        raise DataError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
-    return data
+    """The validated COCO dict of a JSON path or dict (strict :func:`read_coco`: one DataError
+    naming the file and record for any problem)."""
+    return read_coco(source, what="COCO annotations", require_annotations=True).to_dict()
 
 
 def group_annotations(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
@@ -94,15 +127,8 @@ def _image_size(img: dict[str, Any], images_dir: Path | None) -> tuple[int, int]
         return int(h), int(w)
     if images_dir is None:
         raise DataError(f"image {img.get('id')}: no height/width in the JSON and no image folder")
-    from PIL import Image
-
-    path = images_dir / str(img["file_name"])
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except OSError as exc:
-        raise DataError(f"image {img.get('id')}: cannot read {path}: {exc}") from None
-    return int(h), int(w)
+    size = image_size(images_dir / str(img["file_name"]))  # upright (EXIF applied)
+    return size.height, size.width
 
 
 def measure_image(
@@ -195,13 +221,16 @@ def compute_stats(
     """
     cfg = config or StatsConfig()
     shape_measures = check_definition(cfg.shape_measures)
-    data = load_coco(coco)
+    data, skipped = read_annotations(coco, images_dir=images_dir)
     by_image = group_annotations(data)
     imgs = list(data.get("images", []))
     if limit is not None:
         imgs = imgs[: int(limit)]
     root = Path(images_dir) if images_dir is not None else None
     out = DatasetStats(name=name, shape_measures=shape_measures)
+    for err in skipped:
+        out.errors.append(err)
+        log.warning("skipped image %s: %s", err["image_id"], err["error"])
     out.categories = {int(c["id"]): dict(c) for c in data.get("categories", []) if "id" in c}
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     cat_parts: list[np.ndarray] = []

@@ -1,11 +1,17 @@
 """``data validate``: structural checks of a COCO/EntitySeg annotation file (or a workspace).
 
-Issues (key: meaning):
+The records are read by :func:`entityseg_data.io.coco.read_coco` (lenient policy). Issues
+(key: meaning):
 
+- ``malformed_image``: an image record without integer ``id``/``height``/``width`` (``"20"`` is
+  text, not a size), a non-positive size, or a ``file_name`` that is not text.
+- ``malformed_category``: a category without integer ``id`` or text ``name``, ``isthing`` not
+  0/1, or a repeated category id.
 - ``duplicate_image_id``, ``duplicate_annotation_id``: ids used more than once.
 - ``unknown_image``: an annotation's ``image_id`` is not in ``images``.
 - ``unknown_category``: ``category_id`` not in ``categories`` (only when categories are given).
-- ``malformed_annotation``: no/undecodable ``segmentation``.
+- ``malformed_annotation``: no/undecodable ``segmentation`` (a truncated or garbage RLE, runs
+  not covering the image), or a malformed ``id``/``iscrowd``/``area``/``bbox``.
 - ``polygon``: a polygon segmentation where RLE is expected (EntitySeg needs RLE).
 - ``uncompressed_rle``: an RLE with a counts list (readable, but not the EntitySeg format).
 - ``rle_size_mismatch``: RLE ``size`` differs from the image's height/width.
@@ -30,12 +36,16 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
+from entityseg_data.io import coco as coco_io
+from entityseg_data.io.files import read_json
+from entityseg_data.io.images import check_image, image_size
 from entityseg_data.masks import rle as rle_utils
-from entityseg_data.stats.measures import checked_counts
 
 log = logging.getLogger(__name__)
 
 ISSUES: tuple[str, ...] = (
+    "malformed_image",
+    "malformed_category",
     "duplicate_image_id",
     "duplicate_annotation_id",
     "unknown_image",
@@ -93,18 +103,13 @@ class ValidationReport:
         return lines
 
 
-def _upright_size(path: Path, deep: bool) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        w, h = im.size
-        orientation = im.getexif().get(0x0112, 1)
-        if deep:
-            im.draft("RGB", (max(1, w // 8), max(1, h // 8)))
-            im.load()
-    if orientation in (5, 6, 7, 8):
-        w, h = h, w
-    return int(h), int(w)
+_ISSUE_OF = {
+    coco_io.MALFORMED_FILE: "malformed_image",
+    coco_io.MALFORMED_IMAGE: "malformed_image",
+    coco_io.MALFORMED_CATEGORY: "malformed_category",
+    coco_io.DUPLICATE_CATEGORY_ID: "malformed_category",
+    coco_io.MALFORMED_SEGMENTATION: "malformed_annotation",
+}
 
 
 def validate_coco(
@@ -116,71 +121,48 @@ def validate_coco(
     deep_image_check: bool = True,
     max_offenders: int = 10,
     progress: Callable[[int], None] | None = None,
+    name: str | None = None,
 ) -> ValidationReport:
-    """Validate a COCO dict/JSON. Images are checked only when ``images_dir`` is given
-    (``deep_image_check`` decodes a 1/8-scale draft to catch truncated files)."""
-    from entityseg_data.stats.engine import load_coco
-
-    data = load_coco(coco)
+    """Validate a COCO dict/JSON. The records are checked by the toolkit's one COCO reader
+    (:func:`entityseg_data.io.coco.read_coco`, lenient: every problem reported, bad records
+    left out of the later checks). Images are checked only when ``images_dir`` is given
+    (``deep_image_check`` decodes them, a JPEG through a 1/8-scale draft, to catch truncated
+    files). ``name`` names a dict source in messages."""
+    if isinstance(coco, str | Path):
+        data, where = read_json(coco, "COCO annotations"), str(coco)
+    else:
+        data, where = coco, name or "<COCO annotations>"
+    ds = coco_io.read_coco(data, strict=False, name=where)
     rep = ValidationReport(max_offenders=max_offenders)
-    images = data.get("images", [])
-    anns = data.get("annotations", [])
-    rep.n_images, rep.n_annotations = len(images), len(anns)
-    cats = {c.get("id") for c in data.get("categories", [])}
-    by_id: dict[int, dict[str, Any]] = {}
-    for img in images:
-        iid = img.get("id")
-        if iid in by_id:
-            rep.add("duplicate_image_id", image_id=iid, file_name=img.get("file_name"))
-        else:
-            by_id[iid] = img
-    seen: set[Any] = set()
-    by_image: dict[Any, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
-    for a in anns:
-        aid = a.get("id")
-        where = {"annotation_id": aid, "image_id": a.get("image_id")}
-        if aid in seen:
-            rep.add("duplicate_annotation_id", **where)
-        seen.add(aid)
-        img = by_id.get(a.get("image_id"))
-        if img is None:
-            rep.add("unknown_image", **where)
-            continue
-        if cats and a.get("category_id") not in cats:
-            rep.add("unknown_category", category_id=a.get("category_id"), **where)
-        segm = a.get("segmentation")
-        h, w = int(img.get("height") or 0), int(img.get("width") or 0)
-        if isinstance(segm, list):
-            if expect_rle:
-                rep.add("polygon", **where)
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
-            rep.add("uncompressed_rle", **where)
-        try:
-            if isinstance(segm, list) and (h <= 0 or w <= 0):
-                raise DataError("polygon without image size")
-            rle = rle_utils.to_compressed(segm, h, w)
-            checked_counts(rle)
-            n_pix = rle_utils.area(rle)
-        except Exception as exc:  # pycocotools raises plain errors on bad strings
-            rep.add("malformed_annotation", error=str(exc)[:200], **where)
-            continue
-        rh, rw = rle_utils.size(rle)
-        if (h, w) != (rh, rw):
-            rep.add("rle_size_mismatch", rle_size=[rh, rw], image_size=[h, w], **where)
-            continue
+    rep.n_images = len(data.get("images") or []) if isinstance(data, dict) else 0
+    anns_raw = data.get("annotations") or [] if isinstance(data, dict) else []
+    rep.n_annotations = len(anns_raw) if isinstance(anns_raw, list) else 0
+    for p in ds.problems:
+        rep.add(
+            _ISSUE_OF.get(p.issue, p.issue),
+            image_id=p.image_id,
+            annotation_id=p.annotation_id,
+            error=str(p)[:300],
+        )
+    by_image: dict[int, list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
+    for a in ds.annotations:
+        where_ = {"annotation_id": a.id, "image_id": a.image_id}
+        if a.format == "polygon" and expect_rle:
+            rep.add("polygon", **where_)
+        elif a.format == "uncompressed_rle":
+            rep.add("uncompressed_rle", **where_)
+        n_pix = rle_utils.area(a.segmentation)
         if n_pix == 0:
-            rep.add("empty_mask", **where)
+            rep.add("empty_mask", **where_)
         # polygon areas are analytic, not pixel counts: only RLE areas are compared
-        area = a.get("area")
-        if area is not None and not isinstance(segm, list) and abs(float(area) - n_pix) > 0.5:
-            rep.add("area_mismatch", area=area, pixels=n_pix, **where)
-        if not a.get("iscrowd", 0):
-            by_image[a.get("image_id")].append((a, rle))
+        if a.area is not None and a.format != "polygon" and abs(a.area - n_pix) > 0.5:
+            rep.add("area_mismatch", area=a.area, pixels=n_pix, **where_)
+        if not a.iscrowd:
+            by_image[a.image_id].append((a.id, a.segmentation))
     root = Path(images_dir) if images_dir is not None else None
-    for img in by_id.values():
-        iid = img.get("id")
+    for img in ds.images:
         if check_overlap:
-            pairs = by_image.get(iid, [])
+            pairs = by_image.get(img.id, [])
             if len(pairs) > 1:
                 rles = [r for _, r in pairs]
                 extra = rle_utils.overlap_pixels(rles)
@@ -190,31 +172,35 @@ def validate_coco(
                     i, j = np.unravel_index(int(np.argmax(ious)), ious.shape)
                     rep.add(
                         "overlap",
-                        image_id=iid,
+                        image_id=img.id,
                         pixels=int(extra),
-                        annotation_ids=[pairs[i][0].get("id"), pairs[j][0].get("id")],
+                        annotation_ids=[pairs[i][0], pairs[j][0]],
                     )
         if root is not None:
-            path = root / str(img.get("file_name", ""))
-            if not path.is_file():
-                rep.add("missing_image", image_id=iid, path=str(path))
-            else:
-                try:
-                    h, w = _upright_size(path, deep_image_check)
-                except Exception as exc:  # PIL raises many kinds
-                    rep.add("unreadable_image", image_id=iid, path=str(path), error=str(exc)[:200])
-                else:
-                    if (h, w) != (int(img.get("height") or 0), int(img.get("width") or 0)):
-                        rep.add(
-                            "image_size_mismatch",
-                            image_id=iid,
-                            path=str(path),
-                            file_size=[h, w],
-                            json_size=[img.get("height"), img.get("width")],
-                        )
+            _check_image_file(rep, root / img.file_name, img, deep_image_check)
         if progress is not None:
             progress(1)
     log.info(
         "validated %d images, %d annotations: %s", rep.n_images, rep.n_annotations, dict(rep.counts)
     )
     return rep
+
+
+def _check_image_file(rep: ValidationReport, path: Path, img: Any, deep: bool) -> None:
+    """missing_image / unreadable_image / image_size_mismatch of one image file."""
+    if not path.is_file():
+        rep.add("missing_image", image_id=img.id, path=str(path))
+        return
+    try:
+        size = check_image(path, draft=True) if deep else image_size(path)
+    except DataError as exc:
+        rep.add("unreadable_image", image_id=img.id, path=str(path), error=str(exc)[:200])
+        return
+    if (size.height, size.width) != (img.height, img.width):
+        rep.add(
+            "image_size_mismatch",
+            image_id=img.id,
+            path=str(path),
+            file_size=[size.height, size.width],
+            json_size=[img.height, img.width],
+        )
