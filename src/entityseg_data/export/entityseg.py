@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from entityseg_data.errors import DataError
 from entityseg_data.config.export import ExportConfig
+from entityseg_data.errors import DataError
 from entityseg_data.export.lr import make_lr
 from entityseg_data.export.splits import assign_splits, split_coco
-from entityseg_data.io import atomic_write_json
+from entityseg_data.io import atomic_copy, atomic_write_json, check_regular_file
+from entityseg_data.io.coco import read_coco, workspace_coco
+from entityseg_data.io.images import image_size
 from entityseg_data.masks import rle as rle_utils
 
 log = logging.getLogger(__name__)
@@ -140,21 +141,71 @@ def to_entityseg(
     }
 
 
-def _place(src: Path, dst: Path, link: bool) -> None:
+def _place(src: Path, dst: Path, link: bool) -> bool:
+    """Put ``src`` at ``dst`` (hard link, else an atomic copy with the umask's mode); False
+    when ``dst`` was there already."""
     if dst.exists():
-        return
-    if not src.is_file():
-        raise DataError(f"{src}: image file not found")
+        return False
+    check_regular_file(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if link:
         try:
             os.link(src, dst)
-            return
+            return True
         except OSError:
             pass
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_copy(src, dst)
+    return True
+
+
+def release_coco(
+    source: Any, images_dir: str | Path | None = None, *, what: str = "export"
+) -> tuple[dict[str, Any], Path, Any]:
+    """``(coco, image_root, workspace_or_None)`` of an export source, validated by the strict
+    :func:`~entityseg_data.io.coco.read_coco` BEFORE anything is written: a corrupt or
+    mis-sized RLE, a repeated image or annotation id, an annotation of an unknown image or a
+    malformed size stops the export with one error naming the file and record (probes 5.15,
+    5.16). ``source``: a workspace (its approved stage-1 masks with stage-2 names), a COCO dict
+    or a JSON path (``images_dir`` required)."""
+    ws = source if hasattr(source, "catalog") and hasattr(source, "root") else None
+    if ws is not None:
+        ds = read_coco(workspace_coco(ws), what="release", name=f"workspace {ws.root}")
+        return ds.to_dict(), Path(ws.root), ws
+    if images_dir is None:
+        raise DataError(f"{what}: images_dir is required for a COCO file")
+    ds = read_coco(source, what="release", require_annotations=True)
+    return ds.to_dict(), Path(images_dir), None
+
+
+def check_image_files(
+    coco: dict[str, Any], root: Path, file_name_of: Callable[[dict[str, Any]], str] | None = None
+) -> list[dict[str, Any]]:
+    """Images whose file is missing, unreadable or not the JSON's (upright) size, as
+    ``{image_id, error}`` (header reads only)."""
+    bad = []
+    for im in coco["images"]:
+        path = root / str(im["file_name"])
+        try:
+            size = image_size(path)
+            if (size.height, size.width) != (int(im["height"]), int(im["width"])):
+                raise DataError(
+                    f"{path}: image is {size.height}x{size.width} (upright), the annotations "
+                    f"say {im['height']}x{im['width']}"
+                )
+        except DataError as exc:
+            bad.append({"image_id": int(im["id"]), "error": str(exc)})
+            log.warning("export: skipped image %s: %s", im["id"], exc)
+    return bad
+
+
+def drop_images(coco: dict[str, Any], ids: set[int]) -> dict[str, Any]:
+    """``coco`` without the images ``ids`` and their annotations."""
+    if not ids:
+        return coco
+    out = dict(coco)
+    out["images"] = [im for im in coco["images"] if int(im["id"]) not in ids]
+    out["annotations"] = [a for a in coco["annotations"] if int(a["image_id"]) not in ids]
+    return out
 
 
 @dataclass
@@ -196,29 +247,23 @@ def export_entityseg(
         link: hard-link hr images instead of copying when the filesystem allows.
     Workspace splits are kept when the catalog has them and newly assigned ones are written back.
     """
-    from entityseg_data.stats.engine import load_coco, named_workspace_coco
-
     out = Path(out_dir)
-    ws = source if hasattr(source, "catalog") and hasattr(source, "root") else None
+    coco, root, ws = release_coco(source, images_dir, what="export_entityseg")
     # a workspace's own `export` section is the default for a workspace export
     cfg = config or (ws.config().export if ws is not None else ExportConfig())
     existing: dict[int, str] = {}
+    file_name_of = None
     if ws is not None:
-        coco = named_workspace_coco(ws)
-        root = Path(ws.root)
         with ws.catalog() as cat:
-            existing = {r["id"]: r["split"] for r in cat.images(status=None) if r["split"]}
+            existing = {r.id: r.split for r in cat.images(status=None) if r.split}
 
         def file_name_of(im: dict[str, Any]) -> str:
             src = str(im.get("img_source") or "images").replace("/", "_")
             return f"{src}/{Path(str(im['file_name'])).name}"
 
-    else:
-        coco = load_coco(source)
-        if images_dir is None:
-            raise DataError("export_entityseg: images_dir is required for a COCO file")
-        root = Path(images_dir)
-        file_name_of = None  # type: ignore[assignment]
+    # every check before the first write: the JSON above, the image files here
+    skipped = check_image_files(coco, root)
+    coco = drop_images(coco, {m["image_id"] for m in skipped})
     if split:
         splits = assign_splits(
             coco["images"],
@@ -238,29 +283,21 @@ def export_entityseg(
     )
     hr_root = out / "images"
     src_names = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
-    missing: list[dict[str, Any]] = []
+    placed: dict[int, Path] = {}
     for im in es["images"]:
+        dst = hr_root / im["file_name"]
         try:
-            _place(root / src_names[im["id"]], hr_root / im["file_name"], link)
+            if _place(root / src_names[im["id"]], dst, link):
+                placed[im["id"]] = dst
         except (DataError, OSError) as exc:
-            missing.append({"image_id": im["id"], "error": str(exc)})
+            skipped.append({"image_id": im["id"], "error": str(exc)})
             log.warning("export: skipped image %s: %s", im["id"], exc)
         if progress is not None:
             progress(1)
-    if missing:
-        bad = {m["image_id"] for m in missing}
-        es["images"] = [im for im in es["images"] if im["id"] not in bad]
-        es["annotations"] = [a for a in es["annotations"] if a["image_id"] not in bad]
-        splits = {i: v for i, v in splits.items() if i not in bad}
-    result = ExportResult(out_dir=out, splits=splits)
-    result.counts["skipped_images"] = missing
-    parts = split_coco(es, splits)
-    for name, sub in parts.items():
-        path = out / "annotations" / f"entityseg_{name}.json"
-        atomic_write_json(path, sub)
-        result.annotation_files[name] = path
-        result.counts[name] = {"images": len(sub["images"]), "annotations": len(sub["annotations"])}
-        if lr:
+    parts = split_coco(drop_images(es, {m["image_id"] for m in skipped}), splits)
+    lr_parts: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    if lr:
+        for name, sub in parts.items():
             lr_coco, counts = make_lr(
                 sub,
                 hr_root,
@@ -268,17 +305,32 @@ def export_entityseg(
                 short=cfg.lr_short_side,
                 max_side=cfg.lr_max_side,
             )
+            lr_parts[name] = (lr_coco, counts)
+            for m in counts["skipped"]:  # an image the lr copy cannot read leaves hr too
+                skipped.append(m)
+                if m["image_id"] in placed:
+                    placed.pop(m["image_id"]).unlink(missing_ok=True)
+            parts[name] = drop_images(sub, {m["image_id"] for m in counts["skipped"]})
+    bad = {m["image_id"] for m in skipped}
+    splits = {i: v for i, v in splits.items() if i not in bad}
+    result = ExportResult(out_dir=out, splits=splits)
+    result.counts["skipped_images"] = skipped
+    for name, sub in parts.items():
+        path = out / "annotations" / f"entityseg_{name}.json"
+        atomic_write_json(path, sub)
+        result.annotation_files[name] = path
+        result.counts[name] = {"images": len(sub["images"]), "annotations": len(sub["annotations"])}
+        if lr:
+            lr_coco, counts = lr_parts[name]
             lr_path = out / "annotations" / f"entityseg_{name}_lr.json"
             atomic_write_json(lr_path, lr_coco)
             result.annotation_files[f"{name}_lr"] = lr_path
-            result.counts[f"{name}_lr"] = counts
+            result.counts[f"{name}_lr"] = {k: v for k, v in counts.items() if k != "skipped"}
     if ws is not None and split:
         new = {i: v for i, v in splits.items() if existing.get(i) != v}
         if new:
-            with ws.catalog() as cat, cat.transaction() as conn:
-                conn.executemany(
-                    "UPDATE images SET split = ? WHERE id = ?", [(s, i) for i, s in new.items()]
-                )
+            with ws.catalog() as cat:
+                cat.set_splits(new)
     atomic_write_json(
         out / "export.json",
         {

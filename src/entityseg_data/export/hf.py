@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from entityseg_data.errors import ConfigError, DataError
+from entityseg_data.io.files import read_bytes
+from entityseg_data.io.images import DEFAULT_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,11 @@ def iter_rows(
         h, w = int(im["height"]), int(im["width"])
         path = root / str(im["file_name"])
         try:
-            data = path.read_bytes()
-        except OSError as exc:
+            data = read_bytes(path, max_bytes=DEFAULT_MAX_BYTES)
+        except DataError as exc:
             if skipped is None:
-                raise DataError(f"{path}: cannot read image: {exc}") from None
-            skipped.append({"image_id": int(im["id"]), "error": f"{path}: {exc}"})
+                raise
+            skipped.append({"image_id": int(im["id"]), "error": str(exc)})
             log.warning("hf export: skipped image %s: %s", im["id"], exc)
             continue
         ents = []
@@ -158,24 +160,18 @@ def export_hf(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from entityseg_data.stats.engine import load_coco, named_workspace_coco
+    from entityseg_data.export.entityseg import release_coco
 
     if push_to_hub and not _token(token):
         raise ConfigError(
             "push_to_hub needs a Hugging Face token: set HF_TOKEN or run `huggingface-cli login`"
         )
-    if hasattr(source, "catalog") and hasattr(source, "root"):
-        coco = named_workspace_coco(source)
-        with source.catalog() as cat:
-            splits = {r["id"]: r["split"] for r in cat.images(status=None)}
+    coco, root, ws = release_coco(source, images_dir, what="export_hf")
+    if ws is not None:
+        with ws.catalog() as cat:
+            splits = {r.id: r.split for r in cat.images(status=None)}
         for im in coco["images"]:
             im["split"] = splits.get(im["id"]) or im.get("split")
-        root = Path(source.root)
-    else:
-        coco = load_coco(source)
-        if images_dir is None:
-            raise DataError("export_hf: images_dir is required for a COCO file")
-        root = Path(images_dir)
     features = hf_features()
     schema = features.arrow_schema
     out = Path(out_dir)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from entityseg_data.errors import DataError
 from entityseg_data.io import atomic_open
+from entityseg_data.io import images as image_io
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.stats.measures import label_map_t
 
@@ -66,13 +67,10 @@ def resize_rles(
     return out
 
 
-def open_upright(path: Path) -> Image.Image:
-    """The EXIF-upright RGB image (one clear error when unreadable)."""
-    try:
-        with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read image: {exc}") from None
+def open_upright(path: Path, expect_hw: tuple[int, int] | None = None) -> Image.Image:
+    """The upright RGB image of the toolkit's one decoder (one clear error when unreadable or,
+    with ``expect_hw``, not that (H, W))."""
+    return image_io.open_upright(path, expect_hw=expect_hw)
 
 
 def save_image(img: Image.Image, path: Path, jpeg_quality: int = 95) -> None:
@@ -99,7 +97,8 @@ def make_lr(
     """Write the lr images and return ``(lr_coco, counts)``.
 
     ``lr_coco`` is ``coco`` with lr ``height``/``width`` and resized annotations (same ids, same
-    extra fields); ``counts`` = ``{"images", "annotations", "dropped_empty", "skipped_images"}``.
+    extra fields); ``counts`` = ``{"images", "annotations", "dropped_empty", "skipped_images"
+    (a number), "skipped" ([{image_id, error}])}``.
     Existing lr images are reused unless ``overwrite`` (resume).
     """
     src_root, dst_root = Path(images_dir), Path(out_images_dir)
@@ -107,19 +106,20 @@ def make_lr(
     for a in coco.get("annotations", []):
         by_image.setdefault(int(a["image_id"]), []).append(a)
     images, anns = [], []
-    counts = {"images": 0, "annotations": 0, "dropped_empty": 0, "skipped_images": 0}
+    counts: dict[str, Any] = {
+        "images": 0,
+        "annotations": 0,
+        "dropped_empty": 0,
+        "skipped_images": 0,
+        "skipped": [],
+    }
     for img in coco.get("images", []):
         h, w = int(img["height"]), int(img["width"])
         nh, nw = lr_size(h, w, short, max_side)
         dst = dst_root / str(img["file_name"])
         try:
             if overwrite or not dst.exists():
-                im = open_upright(src_root / str(img["file_name"]))
-                if im.size != (w, h):
-                    raise DataError(
-                        f"{src_root / img['file_name']}: image is {im.size[1]}x{im.size[0]}, "
-                        f"the JSON says {h}x{w}"
-                    )
+                im = open_upright(src_root / str(img["file_name"]), expect_hw=(h, w))
                 save_image(resize_image(im, (nh, nw)), dst, jpeg_quality)
             img_anns = by_image.get(int(img["id"]), [])
             rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in img_anns]
@@ -127,6 +127,7 @@ def make_lr(
         except (DataError, KeyError, TypeError, ValueError) as exc:
             log.warning("lr: skipped image %s: %s", img.get("id"), exc)
             counts["skipped_images"] += 1
+            counts["skipped"].append({"image_id": int(img["id"]), "error": str(exc)})
             continue
         images.append({**img, "height": nh, "width": nw})
         for a, r in zip(img_anns, small):

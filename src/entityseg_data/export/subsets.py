@@ -262,12 +262,12 @@ def export_subsets(
 ) -> dict[str, Path]:
     """All three subsets of a workspace (approved masks + stage-2 names) or a COCO dict/JSON.
     A K of 0 skips that subset. Returns ``{kind: path}``."""
-    from entityseg_data.stats.engine import load_coco, named_workspace_coco
+    from entityseg_data.io.coco import read_coco, workspace_coco
 
     if hasattr(source, "catalog") and hasattr(source, "root"):
-        coco = named_workspace_coco(source)
+        coco = read_coco(workspace_coco(source), name=f"workspace {source.root}").to_dict()
     else:
-        coco = load_coco(source)
+        coco = read_coco(source, require_annotations=True).to_dict()
     out = Path(out_dir)
     paths: dict[str, Path] = {}
     if k_instance:

@@ -757,6 +757,23 @@ def read_coco(
     )
 
 
+def workspace_coco(
+    workspace: Any, *, stage: int = 1, statuses: tuple[str, ...] | None = ("approved",)
+) -> dict[str, Any]:
+    """The COCO dict of a workspace's annotations of ``stage`` (the approved ones by default),
+    stage-1 masks carrying each entity's stage-2 name (matched by image id and entity id) when
+    stage 2 has one. Image ``file_name`` s are relative to the workspace root."""
+    from entityseg_data.masks.store import workspace_to_coco
+
+    coco = workspace_to_coco(workspace, stage=stage, statuses=statuses)
+    if stage == 1:
+        named = workspace_to_coco(workspace, stage=2, statuses=statuses)
+        names = {(a["image_id"], a["entity_id"]): a.get("name") for a in named["annotations"]}
+        for a in coco["annotations"]:
+            a["name"] = names.get((a["image_id"], a["entity_id"]), a.get("name"))
+    return coco
+
+
 def panoptic_ids(rgb: np.ndarray) -> np.ndarray:
     """(H, W) int64 segment ids ``R + 256 G + 256^2 B`` of an (H, W, 3) panoptic PNG array."""
     a = np.asarray(rgb).astype(np.int64)
@@ -817,4 +834,5 @@ __all__ = [
     "raise_first",
     "read_coco",
     "read_panoptic_png",
+    "workspace_coco",
 ]

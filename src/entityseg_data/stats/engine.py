@@ -25,6 +25,7 @@ from entityseg_data.io.coco import (
     MALFORMED_SEGMENTATION,
     RLE_SIZE_MISMATCH,
     read_coco,
+    workspace_coco,
 )
 from entityseg_data.io.images import image_size
 from entityseg_data.masks import rle as rle_utils
@@ -286,17 +287,8 @@ def compute_stats(
 def named_workspace_coco(
     workspace: Any, *, stage: int = 1, statuses: tuple[str, ...] | None = ("approved",)
 ) -> dict[str, Any]:
-    """:func:`~entityseg_data.masks.store.workspace_to_coco` of ``stage`` with each entity's
-    stage-2 name (matched by image id and entity id) when stage 2 has one."""
-    from entityseg_data.masks.store import workspace_to_coco
-
-    coco = workspace_to_coco(workspace, stage=stage, statuses=statuses)
-    if stage == 1:
-        named = workspace_to_coco(workspace, stage=2, statuses=statuses)
-        names = {(a["image_id"], a["entity_id"]): a.get("name") for a in named["annotations"]}
-        for a in coco["annotations"]:
-            a["name"] = names.get((a["image_id"], a["entity_id"]), a.get("name"))
-    return coco
+    """:func:`entityseg_data.io.coco.workspace_coco` (kept for callers of this name)."""
+    return workspace_coco(workspace, stage=stage, statuses=statuses)
 
 
 def workspace_stats(
