@@ -190,9 +190,8 @@ class MLBackend:
         self._lock = threading.Lock()
 
     def load_image(self, url: str) -> np.ndarray:
-        from io import BytesIO
 
-        from PIL import Image
+        from entityseg_data.io.images import ImageRejected, decode_bytes, read_image
 
         parsed = urlparse(url)
         if parsed.path.startswith("/data/local-files") and self.document_root is not None:
@@ -200,16 +199,17 @@ class MLBackend:
             path = (self.document_root / rel).resolve()
             if not path.is_relative_to(self.document_root):
                 raise DataError(f"image path {rel!r} escapes the document root")
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
+            return read_image(path)
         if not self.ls_url or not self._ls_token:
             raise DataError(f"cannot load {url}: no document root and no Label Studio token")
         from entityseg_data.annotation.labelstudio.client import LabelStudioClient
 
         client = LabelStudioClient(url=self.ls_url, token=self._ls_token)
         r = client.request("GET", url, expect_json=False)
-        with Image.open(BytesIO(r.content)) as im:
-            return np.asarray(im.convert("RGB"))
+        try:
+            return decode_bytes(r.content).array()
+        except ImageRejected as exc:
+            raise DataError(f"{url}: not a readable image: {exc.message}") from None
 
     def segment(self, url: str) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:

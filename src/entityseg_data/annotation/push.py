@@ -57,14 +57,14 @@ def projects_key(stage: int) -> str:
 
 def check_image_size(root: Path, image: ImageRecord) -> tuple[int, int]:
     """(height, width) of the served file (``image.path``), checked against the catalog."""
-    from PIL import Image
+    from entityseg_data.io.images import image_size
 
     path = Path(root) / image.path
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, ValueError) as exc:
-        raise DataError(f"image {image.id} ({path}): cannot read: {exc}") from None
+        size = image_size(path)  # the header, by the toolkit's one decoder
+    except DataError as exc:
+        raise DataError(f"image {image.id}: {exc}") from None
+    h, w = size.raw_height, size.raw_width
     if image.width and image.height and (int(image.height), int(image.width)) != (h, w):
         raise DataError(
             f"image {image.id} ({path}): file is {h}x{w} but the catalog says "

@@ -209,10 +209,9 @@ class Demo:
             self.result.numbers["duplicates"] = int(cat.scalar("SELECT COUNT(*) FROM duplicates"))
 
     def _image_rgb(self, row: dict[str, Any]) -> np.ndarray:
-        from PIL import Image, ImageOps
+        from entityseg_data.io.images import read_image
 
-        with Image.open(self.ws.abspath(row["norm_path"] or row["file_path"])) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        return read_image(self.ws.abspath(row["norm_path"] or row["file_path"]))
 
     def step_preannotate(self) -> None:
         from entityseg_data.annotation.ml_backend import felzenszwalb_segmenter

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from entityseg_data.catalog import Catalog, ImageRecord
 from entityseg_data.config.ingest import IngestConfig
+from entityseg_data.errors import DataError
 from entityseg_data.ingest.dedupe import PhashIndex
 from entityseg_data.ingest.filters import check_aspect, check_resolution
 from entityseg_data.ingest.nsfw_stage import score_nsfw
@@ -108,7 +109,7 @@ def _iconic(
         path = workspace.image_path(r)
         try:
             small = np.asarray(reduce_upright(load_image_for_clip(path, min_side=256)))
-        except OSError as exc:
+        except (OSError, DataError) as exc:
             log.warning("iconic: cannot read %s: %s", path, exc)
             continue
         v = check_iconic(small, config.iconic_threshold)

@@ -14,7 +14,6 @@ forward pass.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,20 +30,11 @@ NAME = "nsfw"
 
 
 def load_image_for_clip(path: str | Path, min_side: int = 448):
-    """Open an image file upright in RGB, cheaply reduced (JPEG draft) to a short side of at
-    least ``min_side`` pixels. Files under images_norm/ are already upright; originals that
-    need no normalisation have orientation 1."""
-    from PIL import Image, ImageOps
+    """Open an image file upright in RGB with the toolkit's one decoder, cheaply reduced (JPEG
+    draft) to a short side of at least ``min_side`` pixels. Raises DataError naming the file."""
+    from entityseg_data.io.images import open_upright
 
-    with open(path, "rb") as fh:
-        data = fh.read()
-    im = Image.open(io.BytesIO(data))
-    w, h = im.size
-    scale = max(1, min(w, h) // min_side)
-    if im.format == "JPEG" and scale > 1:
-        im.draft("RGB", (w // scale, h // scale))
-    im = ImageOps.exif_transpose(im)
-    return im.convert("RGB")
+    return open_upright(path, draft_min_side=min_side)
 
 
 def embed_images(
@@ -72,7 +62,7 @@ def embed_images(
             try:
                 tensors.append(clip.preprocess(load_image_for_clip(path)))
                 keys.append(sha)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, DataError) as exc:
                 log.warning("nsfw: cannot read %s: %s", path, exc)
         if tensors:
             with torch.inference_mode():
