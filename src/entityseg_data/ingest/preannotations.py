@@ -1,17 +1,20 @@
-"""Pre-annotations carried over from a source's own masks (COCO instances / panoptic).
+"""Pre-annotations carried over from a source's own masks (COCO instances / panoptic, ADE20K,
+label maps).
 
 A payload is written to ``predictions/<model_version>/<image_id>.json`` as::
 
     {"image_id": catalog_id, "height": H, "width": W,
-     "entities": [{"id": k, "segmentation": <compressed COCO RLE>, "score": 1.0, "name": str}]}
+     "entities": [{"id": k, "segmentation": <compressed COCO RLE>, "score": 1.0, "name": str,
+                   "kind": "thing" | "stuff", "category_id": int, "iscrowd": 1}]}
 
+(``name``, ``kind``, ``category_id`` and ``iscrowd`` only when the source says so)
 in the upright (EXIF-applied) geometry of the stored image, with non-overlapping masks (stage 1
 wants one entity per pixel). A row in the catalog ``predictions`` table points to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,8 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.io.images import orient_array
 from entityseg_data.masks import rle as rle_ops
+
+_FIELDS = ("name", "kind", "category_id", "iscrowd")
 
 
 @dataclass(frozen=True)
@@ -41,14 +46,21 @@ class PreAnnotation:
         }
 
 
-def label_map_from_rles(rles: Sequence[dict[str, Any]], height: int, width: int) -> np.ndarray:
-    """Non-overlapping (H, W) uint16 label map: entity ``i+1`` for ``rles[i]``.
+def label_map_from_rles(
+    rles: Sequence[dict[str, Any]], height: int, width: int, *, overlaps: str = "smaller_wins"
+) -> np.ndarray:
+    """Non-overlapping (H, W) int32 label map: entity ``i+1`` for ``rles[i]``.
 
-    Where masks overlap the smaller one wins (painted last), so small objects lying on large
-    ones survive."""
-    areas = rle_ops.areas(rles) if rles else np.zeros(0)
-    order = np.argsort(-areas, kind="stable")
-    lm = np.zeros((height, width), np.uint16)
+    Where masks overlap, ``smaller_wins`` (default) paints the smaller one last, so small
+    objects lying on large ones survive; ``later_wins`` paints in the given order."""
+    if overlaps == "smaller_wins":
+        areas = rle_ops.areas(rles) if rles else np.zeros(0)
+        order = np.argsort(-areas, kind="stable")
+    elif overlaps == "later_wins":
+        order = np.arange(len(rles))
+    else:
+        raise ValueError(f"unknown overlap policy {overlaps!r}")
+    lm = np.zeros((height, width), np.int32)
     for i in order:
         lm[rle_ops.decode(rles[i]).astype(bool)] = i + 1
     return lm
@@ -56,7 +68,7 @@ def label_map_from_rles(rles: Sequence[dict[str, Any]], height: int, width: int)
 
 def build(
     label_map: np.ndarray,
-    names: Sequence[str | None],
+    names: Sequence[str | Mapping[str, Any] | None],
     *,
     ann_height: int,
     ann_width: int,
@@ -66,7 +78,8 @@ def build(
     model_version: str,
 ) -> PreAnnotation:
     """Entities of ``label_map`` (ids 1..len(names), annotated at ``ann_height x ann_width``)
-    brought into the upright geometry of the stored image.
+    brought into the upright geometry of the stored image. ``names[i-1]`` describes label i: a
+    name, or a mapping of entity fields (``name``, ``kind``, ``category_id``, ``iscrowd``).
 
     When the annotation size equals the raw (pre-EXIF) pixel size the EXIF orientation is
     applied to the masks as well; when it already equals the upright size it is kept.
@@ -86,9 +99,11 @@ def build(
     entities = []
     for k, (i, r) in enumerate(sorted(rles.items()), start=1):
         ent: dict[str, Any] = {"id": k, "segmentation": r, "score": 1.0}
-        name = names[i - 1] if 0 < i <= len(names) else None
-        if name:
-            ent["name"] = name
+        info = names[i - 1] if 0 < i <= len(names) else None
+        if isinstance(info, Mapping):
+            ent.update({key: v for key, v in info.items() if v is not None and key in _FIELDS})
+        elif info:
+            ent["name"] = info
         entities.append(ent)
     return PreAnnotation(
         model_version=model_version, height=upright[0], width=upright[1], entities=entities

@@ -32,6 +32,9 @@ class Item:
         declared_flags: source metadata flags used by pre-download filters (e.g. LAION ``NSFW``).
         extra: JSON-able metadata kept in ``images.extra`` (caption, similarity, ...).
         pre_annotation: optional callable producing pre-annotation masks (COCO sources).
+        annotations_approved: the source's masks are approved annotations, not suggestions
+            (``export convert``: written as approved stage-1 + stage-2 annotations by the
+            annotator ``import`` instead of a prediction).
     """
 
     source: str
@@ -48,6 +51,7 @@ class Item:
     extra: Mapping[str, Any] = field(default_factory=dict)
     pre_annotation: PreAnnotationFn | None = None
     pre_annotation_version: str | None = None
+    annotations_approved: bool = False
 
     @property
     def is_remote(self) -> bool:

@@ -1,41 +1,106 @@
-"""COCO source: images listed in a COCO instances or panoptic JSON, with their masks kept as
-optional stage-1 pre-annotations (model version ``source:coco``).
+"""The COCO importer: images of a COCO instances / panoptic (or EntitySeg) JSON, with their
+masks carried in as pre-annotations or, with ``approved=True``, as approved annotations.
 
 Spec: ``coco:ANNOTATIONS.json[:IMAGE_ROOT]``. Without IMAGE_ROOT the images are looked for in
 ``<json dir>/../<split>`` (the official layout: ``annotations/instances_val2017.json`` beside
-``val2017/``) and else fetched from each image's ``coco_url``.
-Panoptic JSONs (annotations with ``segments_info``) read their PNGs from ``<json without
-.json>/`` (``annotations/panoptic_val2017/``) unless ``panoptic_root`` is given.
-Crowd regions (``iscrowd=1``) are not entities and are skipped.
+``val2017/``), ``<json dir>/<split>`` or ``<json dir>/images``, else fetched from each image's
+``coco_url``. Panoptic JSONs (annotations with ``segments_info``) read their PNGs from
+``<json without .json>/`` (``annotations/panoptic_val2017/``) unless ``panoptic_root`` is given.
+
+The JSON is read by the toolkit's one COCO reader (:func:`entityseg_data.io.coco.read_coco`).
+Every policy is explicit (:class:`ImportPolicy`):
+
+* **crowd** (``iscrowd=1``): ``drop`` (default: a crowd region is not one entity) or ``keep``
+  (an entity marked ``iscrowd``);
+* **overlaps** (instances may overlap, entities must not): ``smaller_wins`` (default: the smaller
+  mask is painted last, so objects lying on larger ones stay whole) or ``later_wins`` (file
+  order); instances left without a pixel are dropped and counted. Panoptic segments never
+  overlap;
+* **EXIF**: the image is stored upright; masks annotated on the raw pixels are turned with it
+  (:func:`entityseg_data.ingest.preannotations.build`), masks already upright are kept;
+* **de-duplication, filters, provenance**: the ingest pipeline's, as for any source (exact
+  and near duplicates are recorded, not imported twice);
+* **bad records**: in pre-annotation mode a bad annotation (corrupt RLE, wrong size) is left
+  out and the image kept; in approved mode an image with any bad annotation is not imported
+  (an approved annotation must be complete). Either way the problem is logged and listed in
+  :attr:`CocoSource.problems`.
+
+Each entity carries its category name, ``category_id`` and thing/stuff ``kind`` (COCO panoptic
+``isthing``), so the workspace knows which classes are things and which are stuff.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Literal
 
 from entityseg_data.errors import DataError
 from entityseg_data.ingest.sources.base import Item, Source, clean
+from entityseg_data.io.coco import (
+    CocoAnnotation,
+    CocoCategory,
+    CocoDataset,
+    PanopticImage,
+    Problem,
+    read_coco,
+    read_panoptic_png,
+)
+
+log = logging.getLogger(__name__)
 
 MODEL_VERSION = "source:coco"
 
 
+@dataclass(frozen=True)
+class ImportPolicy:
+    """How source masks become workspace entities (see the module docstring).
+
+    ``approved``: the masks become approved stage-1 and stage-2 annotations (annotator
+    ``import``) instead of pre-annotations."""
+
+    crowd: Literal["drop", "keep"] = "drop"
+    overlaps: Literal["smaller_wins", "later_wins"] = "smaller_wins"
+    approved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.crowd not in ("drop", "keep"):
+            raise DataError(f"crowd policy must be 'drop' or 'keep', got {self.crowd!r}")
+        if self.overlaps not in ("smaller_wins", "later_wins"):
+            raise DataError(
+                f"overlap policy must be 'smaller_wins' or 'later_wins', got {self.overlaps!r}"
+            )
+
+
+def entity_info(
+    category: CocoCategory | None, *, name: str | None = None, crowd: bool = False
+) -> dict[str, Any]:
+    """The entity fields a source gives one mask: ``name`` (the annotation's own name, else the
+    category name), ``category_id``, ``kind`` (``thing``/``stuff`` from ``isthing``) and
+    ``iscrowd`` (only when set)."""
+    info: dict[str, Any] = {"name": name or (category.name if category is not None else None)}
+    if category is not None:
+        info["category_id"] = category.id
+        info["kind"] = category.kind
+    if crowd:
+        info["iscrowd"] = 1
+    return info
+
+
 class CocoSource(Source):
-    """Images of a COCO-format dataset.
+    """Images of a COCO-format dataset, with their masks.
 
     Args:
         annotations: the instances or panoptic JSON file.
         image_root: folder holding the ``file_name`` of every image (see module docstring).
         panoptic_root: folder of the panoptic PNGs.
-        pre_annotations: keep the masks as pre-annotations.
+        pre_annotations: carry the masks in (False: images only).
+        policy: crowd / overlap / approved policies (:class:`ImportPolicy`).
         name: dataset name used in source ids (default: the JSON stem).
     """
 
@@ -48,6 +113,7 @@ class CocoSource(Source):
         image_root: str | os.PathLike[str] | None = None,
         panoptic_root: str | os.PathLike[str] | None = None,
         pre_annotations: bool = True,
+        policy: ImportPolicy | None = None,
         name: str | None = None,
         domain_tags: tuple[str, ...] = ("coco",),
         label: str | None = None,
@@ -61,18 +127,10 @@ class CocoSource(Source):
             raise DataError(f"coco source: image root {self.image_root} is not a folder")
         self.panoptic_root = Path(panoptic_root) if panoptic_root else None
         self.pre_annotations = pre_annotations
+        self.policy = policy or ImportPolicy()
         self.name = name or self.annotations.stem
         self.domain_tags = tuple(domain_tags)
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            with open(self.annotations, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{self.annotations}: not a readable COCO JSON: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            raise DataError(f"{self.annotations}: not a COCO JSON (no 'images' list)")
-        return data
+        self.problems: list[Problem] = []
 
     def _default_root(self) -> Path | None:
         split = re.sub(r"^(instances|panoptic|person_keypoints|captions)_", "", self.name)
@@ -85,70 +143,81 @@ class CocoSource(Source):
                 return cand
         return None
 
+    def read(self) -> CocoDataset:
+        """The JSON, read leniently: problems are logged and kept in :attr:`problems`."""
+        ds = read_coco(self.annotations, strict=False, what="COCO annotations")
+        for p in ds.problems:
+            log.warning("coco source: %s (left out)", p)
+        self.problems = list(ds.problems)
+        return ds
+
     def items(self) -> Iterator[Item]:
-        data = self._load()
-        categories = {c["id"]: c.get("name") for c in data.get("categories", [])}
-        licenses = {
-            lic.get("id"): " ".join(x for x in (lic.get("name"), lic.get("url")) if x)
-            for lic in data.get("licenses", [])
-        }
-        anns = data.get("annotations", [])
-        panoptic = bool(anns) and "segments_info" in anns[0]
-        by_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-        for ann in anns:
-            by_image[ann["image_id"]].append(ann)
+        ds = self.read()
+        cats = ds.category_by_id()
+        by_image = ds.annotations_by_image()
+        panoptic = ds.panoptic_by_image()
+        bad_images = {p.image_id for p in ds.problems if p.image_id is not None}
         root = self.image_root or self._default_root()
         pan_root = self.panoptic_root or self.annotations.with_suffix("")
-        for img in data["images"]:
-            try:
-                image_id, file_name = img["id"], img["file_name"]
-            except KeyError as exc:
-                raise DataError(f"{self.annotations}: image record lacks {exc}: {img}") from None
-            path = root / file_name if root is not None else None
-            url = clean(img.get("coco_url")) or clean(img.get("flickr_url"))
+        for img in ds.images:
+            if self.policy.approved and img.id in bad_images:
+                log.warning(
+                    "coco source: image %s (%s) not imported as approved: one of its "
+                    "annotations is bad (see above)",
+                    img.id,
+                    img.file_name,
+                )
+                continue
+            path = root / img.file_name if root is not None and img.file_name else None
             if path is not None and not path.exists():
                 path = None
+            url = img.url if img.url and img.url.startswith(("http://", "https://")) else None
             if path is None and url is None:
                 raise DataError(
-                    f"{self.annotations}: image {image_id} ({file_name}) not found under "
+                    f"{self.annotations}: image {img.id} ({img.file_name}) not found under "
                     f"{root} and has no coco_url; pass coco:JSON:IMAGE_ROOT"
                 )
             pre = None
-            image_anns = by_image.get(image_id, [])
-            if self.pre_annotations and image_anns:
-                h, w = int(img["height"]), int(img["width"])
-                if panoptic:
-                    ann = image_anns[0]
+            if self.pre_annotations:
+                if ds.is_panoptic:
+                    pan = panoptic.get(img.id)
+                    if pan is not None and pan.segments:
+                        pre = partial(
+                            _panoptic_pre,
+                            pan_root / pan.file_name,
+                            pan,
+                            cats,
+                            self.policy,
+                            img.height,
+                            img.width,
+                        )
+                elif by_image.get(img.id):
                     pre = partial(
-                        _panoptic_pre,
-                        pan_root / ann["file_name"],
-                        ann["segments_info"],
-                        categories,
-                        h,
-                        w,
+                        _instances_pre, by_image[img.id], cats, self.policy, img.height, img.width
                     )
-                else:
-                    pre = partial(_instances_pre, image_anns, categories, h, w)
-            attribution = f"COCO {self.name} image {image_id}"
-            if img.get("flickr_url"):
-                attribution += f" (Flickr: {img['flickr_url']})"
+            attribution = f"COCO {self.name} image {img.id}"
+            flickr = clean(img.extra.get("flickr_url"))
+            if flickr:
+                attribution += f" (Flickr: {flickr})"
             yield Item(
                 source=self.kind,
-                source_id=f"{self.name}:{image_id}",
+                source_id=f"{self.name}:{img.id}",
                 path=str(path) if path is not None else None,
                 url=url,
-                license=licenses.get(img.get("license")) or clean(img.get("license")),
+                license=img.license,
                 attribution=attribution,
                 domain_tags=self.domain_tags,
-                extra={"coco_image_id": image_id, "file_name": file_name},
+                extra={"coco_image_id": img.id, "file_name": img.file_name},
                 pre_annotation=pre,
                 pre_annotation_version=MODEL_VERSION if pre else None,
+                annotations_approved=self.policy.approved and pre is not None,
             )
 
 
 def _instances_pre(
-    anns: list[dict[str, Any]],
-    categories: dict[Any, str | None],
+    anns: Sequence[CocoAnnotation],
+    categories: Mapping[int, CocoCategory],
+    policy: ImportPolicy,
     ann_h: int,
     ann_w: int,
     raw_h: int,
@@ -156,18 +225,21 @@ def _instances_pre(
     orientation: int,
 ):
     from entityseg_data.ingest import preannotations
-    from entityseg_data.masks import rle as rle_ops
 
-    rles, names = [], []
-    for ann in anns:
-        if ann.get("iscrowd") or not ann.get("segmentation"):
-            continue
-        rles.append(rle_ops.to_compressed(ann["segmentation"], ann_h, ann_w))
-        names.append(categories.get(ann.get("category_id")))
-    lm = preannotations.label_map_from_rles(rles, ann_h, ann_w)
-    return preannotations.build(
+    keep = [a for a in anns if policy.crowd == "keep" or not a.iscrowd]
+    rles = [a.segmentation for a in keep]
+    infos = [
+        entity_info(
+            categories.get(a.category_id) if a.category_id is not None else None,
+            name=a.name,
+            crowd=a.iscrowd,
+        )
+        for a in keep
+    ]
+    lm = preannotations.label_map_from_rles(rles, ann_h, ann_w, overlaps=policy.overlaps)
+    pre = preannotations.build(
         lm,
-        names,
+        infos,
         ann_height=ann_h,
         ann_width=ann_w,
         raw_height=raw_h,
@@ -175,38 +247,43 @@ def _instances_pre(
         orientation=orientation,
         model_version=MODEL_VERSION,
     )
+    dropped = len(keep) - len(pre.entities)
+    if dropped:
+        log.info("coco: %d instance(s) covered by others left no pixel (dropped)", dropped)
+    return pre
 
 
 def _panoptic_pre(
     png: Path,
-    segments: list[dict[str, Any]],
-    categories: dict[Any, str | None],
+    pan: PanopticImage,
+    categories: Mapping[int, CocoCategory],
+    policy: ImportPolicy,
     ann_h: int,
     ann_w: int,
     raw_h: int,
     raw_w: int,
     orientation: int,
 ):
-    from PIL import Image
+    import numpy as np
 
     from entityseg_data.ingest import preannotations
 
-    try:
-        with Image.open(png) as im:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint32)
-    except OSError as exc:
-        raise DataError(f"{png}: cannot read the panoptic PNG: {exc}") from None
-    ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-    if ids.shape != (ann_h, ann_w):
-        raise DataError(f"{png}: size {ids.shape} differs from the JSON's {ann_h}x{ann_w}")
-    lm = np.zeros(ids.shape, np.uint16)
-    names = []
-    for k, seg in enumerate(s for s in segments if not s.get("iscrowd")):
-        lm[ids == seg["id"]] = k + 1
-        names.append(categories.get(seg.get("category_id")))
+    ids = read_panoptic_png(png, ann_h, ann_w)
+    segs = [s for s in pan.segments if policy.crowd == "keep" or not s.iscrowd]
+    # a sorted lookup table maps every segment id to its label (0 = void or dropped crowd)
+    seg_ids = np.asarray([s.id for s in segs], np.int64)
+    order = np.argsort(seg_ids)
+    pos = np.searchsorted(seg_ids[order], ids) if seg_ids.size else np.zeros_like(ids)
+    pos = np.clip(pos, 0, max(seg_ids.size - 1, 0))
+    hit = seg_ids.size > 0
+    lm = np.zeros(ids.shape, np.int32)
+    if hit:
+        found = seg_ids[order][pos] == ids
+        lm[found] = order[pos[found]] + 1
+    infos = [entity_info(categories.get(s.category_id), crowd=s.iscrowd) for s in segs]
     return preannotations.build(
         lm,
-        names,
+        infos,
         ann_height=ann_h,
         ann_width=ann_w,
         raw_height=raw_h,

@@ -1,0 +1,200 @@
+"""The COCO importer (``coco:`` source) on real COCO files: masks exact, thing/stuff kinds,
+names and category ids carried in (issue 16); crowd and overlap policies."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from realdata_support import read_panoptic_ids, realdata  # noqa: E402
+
+from entityseg_data.ingest.sources.coco import CocoSource, ImportPolicy  # noqa: E402
+from entityseg_data.masks import rle as rle_utils  # noqa: E402
+
+
+def _pre(item, h, w):
+    """The pre-annotation of an item for an upright image of (h, w) without EXIF."""
+    return item.pre_annotation(h, w, 1)
+
+
+def _decode(seg) -> np.ndarray:
+    return rle_utils.decode(seg).astype(bool)
+
+
+def test_coco_panoptic_train100_masks_kinds_and_names_exact():
+    """Every non-crowd panoptic segment of the 100 real images becomes one entity whose mask is
+    exactly the PNG's pixels of that id, with its category name, id and thing/stuff kind."""
+    root = realdata("coco_panoptic_train100")
+    data = json.loads((root / "panoptic_train2017.json").read_text())
+    cats = {c["id"]: c for c in data["categories"]}
+    images = {im["id"]: im for im in data["images"]}
+    pans = {a["image_id"]: a for a in data["annotations"]}
+    src = CocoSource(annotations=root / "panoptic_train2017.json")
+    items = list(src.items())
+    assert len(items) == 100 and not src.problems
+    n_thing = n_stuff = 0
+    for item in items:
+        iid = item.extra["coco_image_id"]
+        im, pan = images[iid], pans[iid]
+        ids = read_panoptic_ids(root / "panoptic_train2017" / pan["file_name"])
+        pre = _pre(item, im["height"], im["width"])
+        want = [s for s in pan["segments_info"] if not s["iscrowd"]]
+        assert len(pre.entities) == len(want)
+        for e, s in zip(pre.entities, want, strict=True):
+            assert np.array_equal(_decode(e["segmentation"]), ids == s["id"])
+            cat = cats[s["category_id"]]
+            assert e["category_id"] == cat["id"] and e["name"] == cat["name"]
+            assert e["kind"] == ("thing" if cat["isthing"] else "stuff")
+            n_thing += e["kind"] == "thing"
+            n_stuff += e["kind"] == "stuff"
+    assert n_thing + n_stuff == 1111 - 6  # 6 crowd segments dropped by default
+    assert n_thing > 0 and n_stuff > 0
+
+
+def test_panoptic_crowd_kept_by_policy():
+    root = realdata("coco_panoptic_train100")
+    data = json.loads((root / "panoptic_train2017.json").read_text())
+    pan = next(a for a in data["annotations"] if any(s["iscrowd"] for s in a["segments_info"]))
+    im = next(i for i in data["images"] if i["id"] == pan["image_id"])
+    src = CocoSource(
+        annotations=root / "panoptic_train2017.json", policy=ImportPolicy(crowd="keep")
+    )
+    item = next(it for it in src.items() if it.extra["coco_image_id"] == im["id"])
+    pre = _pre(item, im["height"], im["width"])
+    assert len(pre.entities) == len(pan["segments_info"])
+    assert sum(e.get("iscrowd", 0) for e in pre.entities) == sum(
+        s["iscrowd"] for s in pan["segments_info"]
+    )
+
+
+def test_panopticapi_sample_panoptic_equals_its_instances_form():
+    """The panopticapi sample has the same segments as PNG + JSON and as COCO RLE instances:
+    both importers give the same masks; the panoptic categories give the kinds."""
+    root = realdata("panopticapi_sample") / "sample_data"
+    pan_src = CocoSource(
+        annotations=root / "panoptic_examples.json",
+        image_root=root / "input_images",
+        policy=ImportPolicy(crowd="keep"),
+    )
+    inst_src = CocoSource(
+        annotations=root / "panoptic_coco_detection_format.json",
+        image_root=root / "input_images",
+        policy=ImportPolicy(crowd="keep"),
+    )
+    pan_items = {it.extra["coco_image_id"]: it for it in pan_src.items()}
+    inst_items = {it.extra["coco_image_id"]: it for it in inst_src.items()}
+    assert set(pan_items) == set(inst_items) and len(pan_items) == 2
+    sizes = {
+        im["id"]: (im["height"], im["width"])
+        for im in json.loads((root / "panoptic_examples.json").read_text())["images"]
+    }
+    kinds = []
+    for iid, h_w in sizes.items():
+        a = _pre(pan_items[iid], *h_w).entities
+        b = _pre(inst_items[iid], *h_w).entities
+        key = lambda e: (e["category_id"], rle_utils.bbox(e["segmentation"]))  # noqa: E731
+        a, b = sorted(a, key=key), sorted(b, key=key)
+        assert len(a) == len(b) > 10
+        for x, y in zip(a, b, strict=True):
+            assert np.array_equal(_decode(x["segmentation"]), _decode(y["segmentation"]))
+            assert x["name"] == y["name"]
+        kinds += [e["kind"] for e in a]
+    assert kinds.count("thing") == 43 and kinds.count("stuff") == 7  # the sample's README
+    assert all(e.get("kind") is None for e in b)  # no isthing in that file
+
+
+def test_icevision_instances_polygons_smaller_wins_and_crowd():
+    """Real COCO instances (polygons, one crowd RLE, one image without annotations): masks are
+    the polygons rasterised by pycocotools, overlaps resolved smaller-wins, crowd dropped."""
+    root = realdata("icevision_coco2017_6img")
+    data = json.loads((root / "annotations.json").read_text())
+    src = CocoSource(annotations=root / "annotations.json", image_root=root / "images")
+    items = {it.extra["coco_image_id"]: it for it in src.items()}
+    assert len(items) == 6
+    for im in data["images"]:
+        anns = [
+            a for a in data["annotations"] if a["image_id"] == im["id"] and not a["iscrowd"]
+        ]
+        item = items[im["id"]]
+        if not anns:
+            assert item.pre_annotation is None
+            continue
+        h, w = im["height"], im["width"]
+        masks = [
+            mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], h, w)))
+            for a in anns
+        ]
+        lm = np.zeros((h, w), np.int32)
+        for i in np.argsort([-int(m.sum()) for m in masks], kind="stable"):
+            lm[masks[i] > 0] = i + 1
+        pre = _pre(item, h, w)
+        present = [k for k in range(1, len(anns) + 1) if (lm == k).any()]
+        assert len(pre.entities) == len(present)
+        for e, k in zip(pre.entities, present, strict=True):
+            assert np.array_equal(_decode(e["segmentation"]), lm == k)
+            assert e["category_id"] == anns[k - 1]["category_id"]
+            assert e.get("kind") is None  # instances files carry no isthing
+        assert rle_utils.overlap_pixels([e["segmentation"] for e in pre.entities]) == 0
+
+
+def test_bad_annotation_left_out_in_pre_mode_image_left_out_in_approved_mode(tmp_path):
+    """Probe 5.19/5.20 at the importer: a corrupt RLE loses only that annotation of a
+    pre-annotation, but an approved import never half-imports an image."""
+    root = realdata("icevision_coco2017_6img")
+    data = json.loads((root / "annotations.json").read_text())
+    victim = data["annotations"][0]
+    victim["segmentation"] = {"size": [1, 1], "counts": "0::"}
+    bad = tmp_path / "instances_bad.json"
+    bad.write_text(json.dumps(data))
+    src = CocoSource(annotations=bad, image_root=root / "images")
+    items = {it.extra["coco_image_id"]: it for it in src.items()}
+    assert len(items) == 6 and len(src.problems) == 1
+    assert src.problems[0].annotation_id == victim["id"]
+    approved = CocoSource(
+        annotations=bad, image_root=root / "images", policy=ImportPolicy(approved=True)
+    )
+    ids = {it.extra["coco_image_id"] for it in approved.items()}
+    assert victim["image_id"] not in ids and len(ids) == 5
+    assert all(it.annotations_approved for it in approved.items() if it.pre_annotation)
+
+
+def test_policy_values_are_checked():
+    from entityseg_data.errors import DataError
+
+    with pytest.raises(DataError, match="crowd policy"):
+        ImportPolicy(crowd="maybe")  # type: ignore[arg-type]
+
+
+def test_ingest_coco_panoptic_source_stores_kinds_in_the_workspace(workspace):
+    """Through the real ingest pipeline (``coco:`` spec): the pre-annotation files in the
+    workspace carry names, category ids and thing/stuff kinds, masks exact."""
+    from entityseg_data.config.ingest import IngestConfig
+    from entityseg_data.ingest import ingest
+    from entityseg_data.ingest.sources import parse_source
+
+    root = realdata("coco_panoptic_train100")
+    data = json.loads((root / "panoptic_train2017.json").read_text())
+    pans = {a["image_id"]: a for a in data["annotations"]}
+    cats = {c["id"]: c for c in data["categories"]}
+    src = parse_source(f"coco:{root / 'panoptic_train2017.json'}")
+    report = ingest(workspace, [src], IngestConfig(nsfw_enabled=False, limit=4, workers=2))
+    assert report.totals().accepted == 4
+    with workspace.catalog() as cat:
+        rows = cat.images()
+    assert len(rows) == 4
+    for row in rows:
+        iid = int(row.source_id.split(":")[1])
+        rec, payload = workspace.latest_prediction(row.id, "source:coco")
+        ids = read_panoptic_ids(root / "panoptic_train2017" / pans[iid]["file_name"])
+        want = [s for s in pans[iid]["segments_info"] if not s["iscrowd"]]
+        assert [e["kind"] for e in payload["entities"]] == [
+            "thing" if cats[s["category_id"]]["isthing"] else "stuff" for s in want
+        ]
+        for e, s in zip(payload["entities"], want, strict=True):
+            assert np.array_equal(_decode(e["segmentation"]), ids == s["id"])
