@@ -4,18 +4,14 @@ names and category ids carried in (issue 16); crowd and overlap policies."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
+from realdata_support import read_panoptic_ids, realdata
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from realdata_support import read_panoptic_ids, realdata  # noqa: E402
-
-from entityseg_data.ingest.sources.coco import CocoSource, ImportPolicy  # noqa: E402
-from entityseg_data.masks import rle as rle_utils  # noqa: E402
+from entityseg_data.ingest.sources.coco import CocoSource, ImportPolicy
+from entityseg_data.masks import rle as rle_utils
 
 
 def _pre(item, h, w):
@@ -190,7 +186,7 @@ def test_ingest_coco_panoptic_source_stores_kinds_in_the_workspace(workspace):
     assert len(rows) == 4
     for row in rows:
         iid = int(row.source_id.split(":")[1])
-        rec, payload = workspace.latest_prediction(row.id, "source:coco")
+        _rec, payload = workspace.latest_prediction(row.id, "source:coco")
         ids = read_panoptic_ids(root / "panoptic_train2017" / pans[iid]["file_name"])
         want = [s for s in pans[iid]["segments_info"] if not s["iscrowd"]]
         assert [e["kind"] for e in payload["entities"]] == [
