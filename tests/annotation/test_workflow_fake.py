@@ -301,3 +301,32 @@ def test_backends_follow_the_protocol_and_rework_relabels(tmp_path):
     assert out[1] == results[1]  # the name result is untouched
     assert out[2]["value"]["polygonlabels"] == [configs.FIX_LABEL]
     assert out[3] == results[3] and results[0]["value"]["brushlabels"] == ["brush 2"]  # a copy
+
+
+def test_a_failed_send_back_is_retried_by_the_next_pull(flow):
+    from entityseg_data.errors import LabelStudioError
+
+    ws, ids, be, cfg, _ = flow
+
+    class Flaky(InMemoryBackend):
+        fail = True
+
+        def send_back(self, task, info, feedback):
+            if self.fail:
+                raise LabelStudioError("POST /api/annotations/1/convert-to-draft: HTTP 502")
+            return super().send_back(task, info, feedback)
+
+    flaky = Flaky()
+    flaky.__dict__.update(be.__dict__)  # the same projects and tasks
+    iid = ids[0]
+    who = assignment(ws)[iid][0]
+    t = flaky.task_of(who, iid, 1)
+    flaky.submit(t.id, who, replace(t.spec.seed, entities=()))
+    rep = pull(ws, flaky, cfg, stages=(1,))[1]
+    assert rep.rejected == 1 and rep.sent_back == 0 and "HTTP 502" in rep.errors[0]["error"]
+    assert catalog_rows(ws, 1)[(iid, who)]["status"] == "rejected"
+    flaky.fail = False
+    again = pull(ws, flaky, cfg, stages=(1,))[1]  # unchanged, but now it goes back
+    assert again.unchanged >= 1 and again.sent_back == 1 and again.in_rework == 1
+    assert catalog_rows(ws, 1)[(iid, who)]["status"] == "rework"
+    assert flaky.tasks_by_id[t.id].data["qa_status"] == "rework"

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from entityseg_data.annotation.backend import AnnotationBackend, SubmissionInfo, TaskState
 from entityseg_data.annotation.push import assignment_key, load_seed, projects_key
-from entityseg_data.annotation.qa import QAResult, check_annotation, finding
+from entityseg_data.annotation.qa import Finding, QAResult, check_annotation, finding
 from entityseg_data.annotation.workflow import (
     Candidate,
     approval,
@@ -43,7 +43,7 @@ from entityseg_data.annotation.workflow import (
 )
 from entityseg_data.catalog import AnnotationRecord, Catalog, ImageRecord
 from entityseg_data.config.annotation import AnnotationConfig
-from entityseg_data.errors import DataError
+from entityseg_data.errors import DataError, EntitySegError
 from entityseg_data.masks.store import load_annotation, save_annotation
 from entityseg_data.workspace import Workspace
 
@@ -85,6 +85,29 @@ def _pick_submission(task: TaskState, annotator: str) -> tuple[SubmissionInfo | 
     return other, other.annotator
 
 
+def _send_back(
+    backend: AnnotationBackend,
+    task: TaskState,
+    info: SubmissionInfo,
+    findings: Sequence[Finding],
+    *,
+    stage: int,
+    report: PullReport,
+) -> bool:
+    """Send a rejected submission back for rework; a tool error is reported (the annotation stays
+    ``rejected`` and the next pull tries again), never fatal to the pull."""
+    try:
+        sent = backend.send_back(task, info, feedback_for(findings, stage=stage))
+    except EntitySegError as exc:
+        log.warning("task %s: could not send it back for rework: %s", task.id, exc)
+        report.errors.append({"task": task.id, "annotator": info.annotator, "error": str(exc)})
+        return False
+    if sent:
+        report.sent_back += 1
+        report.in_rework += 1
+    return sent
+
+
 def _pull_task(
     workspace: Workspace,
     cat: Catalog,
@@ -123,6 +146,12 @@ def _pull_task(
         report.unchanged += 1
         if row.status == "rework":
             report.in_rework += 1
+        elif row.status == "rejected" and config.rework and other is None:
+            # rejected before but not sent back (rework was off, or Label Studio failed then)
+            findings = [Finding.from_json(f) for f in (row.qa or {}).get("findings", [])]
+            if _send_back(backend, task, info, findings, stage=stage, report=report):
+                with cat.transaction():
+                    cat.set_annotation(image_id, stage, annotator, status="rework")
         return
     img = images[image_id]
     if not img.height or not img.width:
@@ -182,16 +211,16 @@ def _pull_task(
     report.pulled += 1
     if not qa.passed:
         report.rejected += 1
-        if config.rework and other is None:
-            fb = feedback_for(qa.findings, stage=stage)
-            if backend.send_back(task, info, fb):
-                status = "rework"
-                report.sent_back += 1
-                report.in_rework += 1
-                with cat.transaction():
-                    cat.set_annotation(image_id, stage, annotator, status=status)
+        send = config.rework and other is None
+        if send and _send_back(backend, task, info, qa.findings, stage=stage, report=report):
+            status = "rework"
+            with cat.transaction():
+                cat.set_annotation(image_id, stage, annotator, status=status)
     elif task.data.get("qa_status") == "rework" or task.data.get("qa_note"):
-        backend.clear_feedback(task)
+        try:
+            backend.clear_feedback(task)
+        except EntitySegError as exc:  # a stale note is cosmetic: the catalog is right
+            log.warning("task %s: the rework note stays: %s", task.id, exc)
     counter = report.findings.setdefault(annotator, Counter())
     for f in qa.findings:
         counter[f.check] += 1

@@ -363,7 +363,10 @@ class LabelStudioBackend:
         draft = who.post(f"/api/annotations/{int(info.id)}/convert-to-draft")
         results = relabel_for_rework(ann.get("result") or [], feedback)
         if draft and draft.get("id") is not None:
-            who.patch(f"/api/drafts/{int(draft['id'])}/", {"result": results})
+            try:  # the task is back with the annotator already: the marks are a help
+                who.patch(f"/api/drafts/{int(draft['id'])}/", {"result": results})
+            except LabelStudioError as exc:
+                log.warning("task %s: the draft keeps no QA marks: %s", task.id, exc)
         return True
 
     def clear_feedback(self, task: TaskState) -> None:
