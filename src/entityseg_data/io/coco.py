@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
-from entityseg_data.io.files import read_bytes, read_json
+from entityseg_data.io.files import read_json
 
 RLE = dict[str, Any]
 
@@ -785,14 +785,9 @@ def read_panoptic_png(
 ) -> np.ndarray:
     """(H, W) int64 segment ids of a COCO panoptic PNG (RGB, ``id = R + 256 G + 256^2 B``);
     the size must be ``height x width`` when given. Raises DataError naming the file."""
-    from entityseg_data.io.images import ImageRejected, load_pixels, open_image
+    from entityseg_data.io.images import read_label_image
 
-    data = read_bytes(path, max_bytes=1 << 30)
-    try:
-        im = open_image(data)
-        load_pixels(im)
-    except ImageRejected as exc:
-        raise DataError(f"{path}: cannot read the panoptic PNG: {exc.message}") from None
+    im = read_label_image(path, "panoptic PNG")
     if im.mode not in ("RGB", "RGBA"):
         raise DataError(f"{path}: a panoptic PNG must be RGB, got mode {im.mode}")
     ids = panoptic_ids(np.asarray(im.convert("RGB") if im.mode != "RGB" else im))

@@ -325,6 +325,21 @@ def read_image(
     return decode_file(path, limits=limits, expect_hw=expect_hw).array()
 
 
+def read_label_image(
+    path: str | os.PathLike[str], what: str = "label map", *, limits: ImageLimits = ImageLimits()
+) -> Image.Image:
+    """A label / annotation PNG decoded as stored: mode kept (L, I;16, P, RGB ids), no EXIF
+    turn, no colour conversion (pixel values are labels, not colours). Raises DataError
+    "PATH: cannot read the <what>: ..." for missing, unreadable, too large or corrupt files."""
+    data = read_bytes(path, max_bytes=limits.max_bytes)
+    try:
+        im = open_image(data, max_pixels=limits.max_pixels)
+        load_pixels(im)
+    except ImageRejected as exc:
+        raise DataError(f"{path}: cannot read the {what}: {exc.message}") from None
+    return im
+
+
 def image_size(path: str | os.PathLike[str], *, limits: ImageLimits = ImageLimits()) -> ImageSize:
     """Raw size and EXIF orientation of an image file from its header (no pixel decoding,
     except PNGs whose EXIF comes after the pixels). Raises DataError naming the file."""
