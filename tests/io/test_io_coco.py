@@ -43,9 +43,7 @@ def probe_gt() -> dict:
                 }
             )
     return {
-        "images": [
-            {"id": i, "file_name": f"{i}.png", "height": 20, "width": 30} for i in (1, 2)
-        ],
+        "images": [{"id": i, "file_name": f"{i}.png", "height": 20, "width": 30} for i in (1, 2)],
         "annotations": anns,
         "categories": [{"id": 1, "name": "entity"}],
     }
@@ -171,9 +169,12 @@ def test_real_coco_instances_polygons_and_crowd_rle():
             if isinstance(seg, list)
             else mask_utils.frPyObjects(seg, h, w)
         )
-        assert np.array_equal(mask_utils.decode(ref), mask_utils.decode(
-            {"size": a.segmentation["size"], "counts": a.segmentation["counts"].encode()}
-        ))
+        assert np.array_equal(
+            mask_utils.decode(ref),
+            mask_utils.decode(
+                {"size": a.segmentation["size"], "counts": a.segmentation["counts"].encode()}
+            ),
+        )
     assert ds.images[0].license and ds.images[0].url.startswith("http://images.cocodataset")
     assert ds.categories[0].supercategory == "person" and ds.categories[0].isthing is None
 
