@@ -92,7 +92,7 @@ def add_scene_image(
     ``label_map``)."""
     from PIL import Image
 
-    from entityseg_data.io import atomic_write_json
+    from entityseg_data.catalog.predictions import write_prediction
     from entityseg_data.masks import rle as rle_utils
 
     rgb, lm = scene_label_map(seed, height, width, n_regions)
@@ -115,7 +115,7 @@ def add_scene_image(
             bytes=final.stat().st_size,
         )
         rles = rle_utils.label_map_to_rles(lm)
-        data = {
+        payload = {
             "image_id": iid,
             "height": height,
             "width": width,
@@ -123,12 +123,5 @@ def add_scene_image(
                 {"id": str(k), "segmentation": r, "score": 0.9} for k, r in sorted(rles.items())
             ],
         }
-        rel = f"predictions/{MODEL_VERSION}/{iid}.json"
-        atomic_write_json(ws.root / rel, data)
-        with cat.transaction() as conn:
-            conn.execute(
-                "INSERT INTO predictions(image_id, model_version, path, n_entities) "
-                "VALUES (?, ?, ?, ?)",
-                (iid, MODEL_VERSION, rel, len(rles)),
-            )
+        write_prediction(ws.root, cat, payload, MODEL_VERSION)
     return SceneImage(image_id=iid, height=height, width=width, label_map=lm)

@@ -84,6 +84,11 @@ class TilingConfig:
         return self.min_pixels >= 0 and height * width > self.min_pixels
 
 
+def _box(values: Sequence[Any]) -> Box:
+    x0, y0, x1, y1 = (int(v) for v in values)
+    return (x0, y0, x1, y1)
+
+
 @dataclass(frozen=True)
 class Tile:
     """One tile: its position in the grid, its core (the pixels it decides) and its crop (the
@@ -115,11 +120,9 @@ class Tile:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Tile:
         try:
-            core = tuple(int(v) for v in data["core"])
-            crop = tuple(int(v) for v in data["crop"])
-            if len(core) != 4 or len(crop) != 4:
-                raise ValueError("boxes need 4 numbers")
-            return cls(int(data["index"]), int(data["row"]), int(data["col"]), core, crop)  # type: ignore[arg-type]
+            core = _box(data["core"])
+            crop = _box(data["crop"])
+            return cls(int(data["index"]), int(data["row"]), int(data["col"]), core, crop)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"malformed tile description {dict(data)!r}: {exc}") from None
 
@@ -193,7 +196,7 @@ def plan_tiles(height: int, width: int, *, tile_size: int, margin: int) -> TileP
         raise ConfigError(f"tile_size must be > 0 and margin >= 0, got {tile_size}, {margin}")
     ny, nx = max(1, math.ceil(height / tile_size)), max(1, math.ceil(width / tile_size))
     ys, xs = _cuts(height, ny), _cuts(width, nx)
-    tiles = []
+    tiles: list[Tile] = []
     for r in range(ny):
         for c in range(nx):
             core = (xs[c], ys[r], xs[c + 1], ys[r + 1])
