@@ -1,21 +1,36 @@
-"""One forward of the real-size CropFormer / Mask2Former presets on CPU, random weights.
+"""CropFormer / Mask2Former prediction on one image, per stage, ours and (when installed) the
+official code side by side.
 
 Usage:
-  .venv/bin/python benchmarks/bench_model.py [--presets cropformer_swin_tiny_3x ...]
-      [--variants fp32 inference_mode fused channels_last bf16] [--size 800 1344] [--threads 2]
+  .venv/bin/python benchmarks/bench_model.py --presets cropformer_hornet_3x --threads 1
+      [--impl ours official] [--variants fp32 bf16 int8] [--alloc tuned default]
+      [--image PATH | --size 800 1067 | --size 3000 4000] [--repeat 2] [--device cuda]
+      [--official-python PY --cropformer-dir DIR] [--json results.jsonl]
+  .venv/bin/python benchmarks/bench_model.py --folder 4 --size 3000 4000 --presets ...
+      (images per hour of ``run_predictions`` over a folder of photos, outputs written)
 
-Each (preset, variant) runs in its own subprocess so that the peak RSS (psutil, sampled every
-20 ms, and ru_maxrss) belongs to that run alone. CropFormer presets get 5 views, Mask2Former 1.
-Weights are seeded (torch.manual_seed(0)), the input is seeded random normal data, padded size
-800x1344 (an 800x1333 view padded to a multiple of 32). FLOPs come from
-torch.utils.flop_counter.FlopCounterMode in a separate forward. Variants:
-  fp32            torch.no_grad, the official computation
-  inference_mode  torch.inference_mode
-  fused           inference_mode + fused attention in the decoder (SDPA; need_weights=False)
-  channels_last   inference_mode + fused + NHWC memory format for model and input
-  bf16            inference_mode + fused + torch.autocast("cpu", bfloat16) (the pixel decoder
-                  stays fp32 as in the official code); its error vs fp32 is reported separately
-Ratios are time / fp32 time of the same preset.
+Every measured call runs in its own fresh process (the peak RSS belongs to it alone) and the
+runs are interleaved (ours, official, ours, official, ...). The timed region is one
+prediction call with the image already decoded: ``EntitySegmenter.predict_arrays([rgb])``
+(views, normalise/pad, forward, tiled fusion, scores) for ours, the official demo predictor
+(``CropFormerPredictor`` / detectron2 ``DefaultPredictor``) for the official code. Stages are
+marked by wrapping the instances' ``backbone.forward``, the pixel decoder's forward and the
+transformer decoder's forward: ``pre`` = before the backbone, ``post`` = after the decoder.
+
+Per stage: wall s, CPU s (user + sys, getrusage), sys s, minor page faults, GFLOP
+(``torch.utils.flop_counter`` on the meta device, same input size; a multiply-add = 2 FLOPs;
+grid_sample, FFT and elementwise ops count 0) and the fraction of the fp32 floor = GFLOP /
+(this machine's fp32 matmul rate at the same thread count, measured first) / CPU s. Peak RSS
+is the kernel's VmHWM, reset just before the call (libraries and weights included).
+
+Weights: random (``torch.manual_seed(0)``), unless ``--weights-dir`` holds the official
+perturbed weights written by the official runner (``w_<preset>.pth``) and our conversion of
+them (``ours_<preset>/``): then both implementations run the same weights and their outputs are
+compared (query-id map pixels, scores). How to build the official environment:
+docs/benchmarks.md ("Official code side by side").
+
+The script runs unchanged on a GPU (``--device cuda``; CPU time is then host time and the
+floor column is left empty).
 """
 
 from __future__ import annotations
@@ -27,174 +42,612 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import types
+from pathlib import Path
 
-ALL = [
-    "cropformer_swin_tiny_3x",
-    "mask2former_swin_tiny_3x",
-    "mask2former_hornet_3x",
-    "cropformer_hornet_3x",
-    "mask2former_swin_large_3x",
-    "cropformer_swin_large_3x",
-]
-VARIANTS = ["fp32", "inference_mode", "fused", "channels_last", "bf16"]
+HERE = Path(__file__).resolve().parent
+PRESETS_DEFAULT = ["cropformer_hornet_3x"]
+STAGES = ("pre", "backbone", "pixel_decoder", "decoder", "post")
 
 
-def _peak_sampler(stop: threading.Event, out: list[int]) -> None:
-    import psutil
+# ----------------------------------------------------------------------------- measurement kit
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
 
-    proc = psutil.Process()
-    while not stop.is_set():
-        out[0] = max(out[0], proc.memory_info().rss)
-        time.sleep(0.02)
+
+def reset_peak() -> bool:
+    """Reset VmHWM (the kernel's peak RSS) so it measures only what follows."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
-def run_one(preset: str, variant: str, size: tuple[int, int], threads: int, ref: str | None):
+class StageClock:
+    """Ordered marks; ``mark(label)`` closes the open stage and opens ``label``. A stage entered
+    several times (view chunks) accumulates."""
+
+    def __init__(self, sync=None) -> None:
+        self.marks: list[tuple[str, float, float, float, int]] = []
+        self.sync = sync
+
+    def mark(self, label: str) -> None:
+        if self.sync is not None:
+            self.sync()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.marks.append((label, time.perf_counter(), ru.ru_utime, ru.ru_stime, ru.ru_minflt))
+
+    def wrap(self, obj, name: str, label: str, after: str) -> None:
+        orig = getattr(obj, name)
+
+        def wrapper(*a, **k):
+            self.mark(label)
+            out = orig(*a, **k)
+            self.mark(after)
+            return out
+
+        setattr(obj, name, wrapper)
+
+    def table(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for a, b in zip(self.marks[:-1], self.marks[1:]):
+            row = out.setdefault(a[0], {"wall_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "minflt": 0})
+            row["wall_s"] += b[1] - a[1]
+            row["user_s"] += b[2] - a[2]
+            row["sys_s"] += b[3] - a[3]
+            row["minflt"] += b[4] - a[4]
+        for row in out.values():
+            row["cpu_s"] = row["user_s"] + row["sys_s"]
+        return out
+
+
+def timed_call(fn, clock: StageClock) -> tuple[object, dict]:
+    rss0 = _status_kb("VmRSS:") * 1024
+    hwm = reset_peak()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    clock.mark("pre")
+    out = fn()
+    clock.mark("END")
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    stages = clock.table()
+    stages.pop("gap", None)
+    res = {
+        "wall_s": clock.marks[-1][1] - clock.marks[0][1],
+        "user_s": ru1.ru_utime - ru0.ru_utime,
+        "sys_s": ru1.ru_stime - ru0.ru_stime,
+        "minflt": ru1.ru_minflt - ru0.ru_minflt,
+        "rss_before_gb": rss0 / 1e9,
+        "peak_rss_gb": (_status_kb("VmHWM:") * 1024 if hwm else ru1.ru_maxrss * 1024) / 1e9,
+        "stages": stages,
+    }
+    res["cpu_s"] = res["user_s"] + res["sys_s"]
+    return out, res
+
+
+def make_image(size: tuple[int, int]):
+    """skimage's coffee photo (400x600) resized (PIL bicubic) and centre-cropped to ``size``
+    (H, W), keeping its aspect ratio: a natural image at any resolution."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    h, w = size
+    img = Image.fromarray(data.coffee())
+    scale = max(h / img.height, w / img.width)
+    sw, sh = round(img.width * scale), round(img.height * scale)
+    img = img.resize((sw, sh), Image.BICUBIC)
+    left, top = (sw - w) // 2, (sh - h) // 2
+    return np.asarray(img.crop((left, top, left + w, top + h)).convert("RGB")).copy()
+
+
+def load_rgb(args):
+    if args.image:
+        from entityseg_data.model.inference.images import as_rgb_array
+
+        return as_rgb_array(args.image)[0]
+    return make_image(tuple(args.size))
+
+
+def matmul_rate(threads: int, device: str = "cpu", reps: int = 5) -> float:
+    """Sustained fp32 matmul rate (2048^3, best of ``reps``) in GFLOP per CPU second (process
+    CPU time, so it is the rate of one core even on a loaded machine; on a GPU per wall second)."""
     import torch
 
-    from entityseg_data.model.loading import build_model
-    from entityseg_data.model.presets import PRESETS
-
     torch.set_num_threads(threads)
-    cfg = PRESETS[preset]
-    views = 5 if cfg.batch_level else 1
+    n = 2048
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    c = a @ b
+    best = float("inf")
+    cuda = device.startswith("cuda")
+    clock = time.perf_counter if cuda else time.process_time
+    for _ in range(reps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = clock()
+        torch.mm(a, b, out=c)
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, clock() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+# ----------------------------------------------------------------------------- ours
+def _precision(variant: str) -> dict:
+    return {} if variant == "fp32" else {"precision": variant}
+
+
+def _ours_segmenter(args, preset: str, variant: str):
+    import torch
+
+    from entityseg_data.model.inference.predictor import EntitySegmenter
+
+    conv = Path(args.weights_dir or "", f"ours_{preset}")
+    if args.weights_dir and conv.is_dir():
+        seg = EntitySegmenter.from_pretrained(
+            str(conv), device=args.device, score_mode="reference", **_precision(variant)
+        )
+    else:
+        from entityseg_data.model.loading import build_model
+        from entityseg_data.model.presets import PRESETS
+
+        torch.manual_seed(0)
+        cfg = PRESETS[preset]
+        model = build_model(cfg).eval().to(args.device)
+        seg = EntitySegmenter(model=model, config=cfg, device=args.device, **_precision(variant))
+        seg = seg.with_options(score_mode="reference")
+    return seg
+
+
+def run_ours(args, preset: str, variant: str) -> dict:
+    import numpy as np
+    import torch
+
+    from entityseg_data.model.runtime import tune_allocator
+
+    if args.alloc == "tuned":
+        alloc = tune_allocator()
+    else:
+        os.environ["ENTITYSEG_MALLOC"] = "default"
+        alloc = tune_allocator()
+    torch.set_num_threads(args.threads)
+    seg = _ours_segmenter(args, preset, variant)
+    rgb = load_rgb(args)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+    clock = StageClock(sync)
+    model = seg.model
+    clock.wrap(model.backbone, "forward", "backbone", "gap")
+    clock.wrap(model.sem_seg_head.pixel_decoder, "forward", "pixel_decoder", "gap")
+    clock.wrap(model.sem_seg_head.predictor, "forward", "decoder", "post")
+    load = list(os.getloadavg())
+    results, res = timed_call(lambda: seg.predict_arrays([rgb]), clock)
+    r = results[0]
+    res.update(
+        impl="ours",
+        preset=preset,
+        variant=variant,
+        alloc=f"{alloc.allocator}{'+tuned' if alloc.applied else ''}",
+        threads=torch.get_num_threads(),
+        image_hw=list(rgb.shape[:2]),
+        entities=len(r),
+        load_before=load,
+        load_after=list(os.getloadavg()),
+    )
+    if args.save_output:
+        np.savez_compressed(
+            args.save_output,
+            label_map=r.label_map,
+            scores=r.scores,
+            query_index=r.query_index,
+        )
+    return res
+
+
+# ----------------------------------------------------------------------------- official
+def _official_imports(cropformer_dir: str) -> None:
+    """The official tree on sys.path, nothing edited. Two modules are stubbed: the compiled
+    deformable-attention op (absent, so the official pure-PyTorch fallback runs, as in the
+    oracle) and ``mmcv`` (imported by a dataset helper that inference never calls)."""
+    sys.path.insert(0, cropformer_dir)
+    sys.path.insert(0, os.path.join(cropformer_dir, "demo_cropformer"))
+    sys.modules["MultiScaleDeformableAttention"] = types.ModuleType("MultiScaleDeformableAttention")
+    sys.modules["mmcv"] = types.ModuleType("mmcv")
+
+
+def _official_predictor(args, preset: str):
+    from detectron2.config import get_cfg
+    from detectron2.engine.defaults import DefaultPredictor
+    from detectron2.projects.deeplab import add_deeplab_config
+    from mask2former import add_maskformer2_config
+    from predictor import CropFormerPredictor
+
+    cfg = get_cfg()
+    add_deeplab_config(cfg)
+    add_maskformer2_config(cfg)
+    cfg.merge_from_file(
+        os.path.join(args.cropformer_dir, "configs/entityv2/entity_segmentation", preset + ".yaml")
+    )
+    cfg.merge_from_list(["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", ""])
+    cfg.freeze()
+    if cfg.MODEL.META_ARCHITECTURE == "CropFormer":
+        return CropFormerPredictor(cfg), True
+    return DefaultPredictor(cfg), False
+
+
+def perturbed(state_dict):
+    """Random weights with non-trivial statistics: every float tensor + N(0, sigma), sigma =
+    0.3 x its std (0.1 for near-constant tensors), generator seed 1234."""
+    import torch
+
+    g = torch.Generator().manual_seed(1234)
+    out = {}
+    for k, v in state_dict.items():
+        if v.is_floating_point() and not k.endswith(("pixel_mean", "pixel_std")):
+            vf = v.float()
+            std = float(vf.std()) if v.numel() > 1 else 0.0
+            v = (vf + (0.1 if std < 1e-3 else 0.3 * std) * torch.randn(v.shape, generator=g)).to(
+                v.dtype
+            )
+        out[k] = v.contiguous()
+    return out
+
+
+def run_official(args, preset: str) -> dict:
+    import numpy as np
+    import torch
+
+    _official_imports(args.cropformer_dir)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    torch.manual_seed(1)
-    x = torch.randn(1, views, 3, *size)
-    if variant in ("fused", "channels_last", "bf16"):
-        model.set_fused_attention(True)
-    if variant == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
-    rss0 = __import__("psutil").Process().memory_info().rss
-    peak = [rss0]
-    stop = threading.Event()
-    th = threading.Thread(target=_peak_sampler, args=(stop, peak), daemon=True)
-    th.start()
-    ctx = torch.no_grad() if variant == "fp32" else torch.inference_mode()
-    t0 = time.perf_counter()
-    with ctx, torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16"):
-        if variant == "channels_last":
-            b, v = x.shape[:2]
-            xin = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(b, v, 3, *size)
-        else:
-            xin = x
-        out = model(xin)
-    seconds = time.perf_counter() - t0
-    stop.set()
-    th.join()
-    level = out.batch_level if out.batch_level is not None else out.image_level
-    logits = level.final.pred_logits.float()
-    masks = level.final.pred_masks.float()
-    result = {
-        "preset": preset,
-        "variant": variant,
-        "views": views,
-        "seconds": seconds,
-        "peak_rss_gb": peak[0] / 1e9,
-        "ru_maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-        "model_rss_gb": rss0 / 1e9,
-    }
-    if ref and os.path.exists(ref):
-        base = torch.load(ref, weights_only=True)
-        result["max_err_logits"] = float((logits - base["logits"]).abs().max())
-        result["max_err_masks"] = float((masks - base["masks"]).abs().max())
-        result["mask_sign_flips"] = int(((masks > 0) != (base["masks"] > 0)).sum())
-    elif ref:
-        torch.save({"logits": logits, "masks": masks}, ref)
-    return result
+    pred, is_crop = _official_predictor(args, preset)
+    model = pred.model
+    wpath = Path(args.weights_dir, f"w_{preset}.pth") if args.weights_dir else None
+    if args.save_weights:
+        torch.save({"model": perturbed(model.state_dict())}, args.save_weights)
+        return {"saved": args.save_weights}
+    if wpath is not None and wpath.exists():
+        sd = torch.load(wpath, map_location="cpu", weights_only=True)["model"]
+        model.load_state_dict(sd, strict=True)
+        del sd
+    rgb = load_rgb(args)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+    clock = StageClock(sync)
+    clock.wrap(model.backbone, "forward", "backbone", "gap")
+    clock.wrap(model.sem_seg_head.pixel_decoder, "forward_features", "pixel_decoder", "gap")
+    captured = {}
+    orig = model.sem_seg_head.predictor.forward
+
+    def dec(*a, **k):
+        clock.mark("decoder")
+        out = orig(*a, **k)
+        clock.mark("post")
+        captured["dec"] = out
+        return out
+
+    model.sem_seg_head.predictor.forward = dec
+    load = list(os.getloadavg())
+    out, res = timed_call(lambda: pred(bgr), clock)
+    inst = out["instances"]
+    res.update(
+        impl="official",
+        preset=preset,
+        variant="fp32",
+        alloc="glibc",
+        threads=torch.get_num_threads(),
+        image_hw=list(rgb.shape[:2]),
+        entities=int((inst.scores > 0).sum()),
+        load_before=load,
+        load_after=list(os.getloadavg()),
+    )
+    if args.save_output:
+        # per-pixel query index (official rows are queries sorted by descending class score)
+        d = captured["dec"]
+        logits = (d[1] if is_crop else d)["pred_logits"][0].float()
+        cls = logits.softmax(-1)[:, 0]
+        cand = torch.arange(cls.numel()) if is_crop else cls.topk(min(100, cls.numel())).indices
+        rows = cand[torch.sort(cls[cand], stable=True).indices.flip(0)]
+        qmap = np.zeros(rgb.shape[:2], np.int32)
+        masks = inst.pred_masks.numpy() > 0.5
+        for i in range(masks.shape[0]):
+            qmap[masks[i]] = int(rows[i]) + 1
+        qs = np.zeros(cls.numel(), np.float32)
+        qs[rows.numpy()] = inst.scores.float().numpy()
+        np.savez_compressed(args.save_output, qmap=qmap, query_scores=qs)
+    return res
 
 
-def count_flops(preset: str, size: tuple[int, int], threads: int) -> float:
+# ----------------------------------------------------------------------------- FLOPs
+def stage_gflops(preset: str, hw: tuple[int, int]) -> dict[str, float]:
+    """GFLOP per stage of one forward at the padded view size of an ``hw`` image (meta device,
+    no memory, no time)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from entityseg_data.model.inference.preprocess import padded_size
+    from entityseg_data.model.inference.views import view_geometry
     from entityseg_data.model.loading import build_model
     from entityseg_data.model.presets import PRESETS
 
-    torch.set_num_threads(threads)
     cfg = PRESETS[preset]
-    views = 5 if cfg.batch_level else 1
-    model = build_model(cfg, device="meta")
-    model = model.to_empty(device="meta").eval().requires_grad_(False)
-    x = torch.zeros(1, views, 3, *size, device="meta")
+    geo = view_geometry(
+        *hw,
+        min_size=cfg.views.min_size,
+        max_size=cfg.views.max_size,
+        side_ratio=cfg.views.crop_side_ratio,
+        stride_ratio=cfg.views.crop_stride_ratio,
+        crops=cfg.batch_level,
+    )
+    hp, wp = padded_size(geo.resized_hw, cfg.size_divisibility)
+    model = build_model(cfg, device="meta").to_empty(device="meta").eval().requires_grad_(False)
+    x = torch.zeros(1, geo.num_views, 3, hp, wp, device="meta")
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(x)
-    return counter.get_total_flops()
+        model(x, aux=False)
+    counts = counter.get_flop_counts()
+
+    def total(key: str) -> float:
+        return sum(counts.get(key, {}).values()) / 1e9
+
+    root = type(model).__name__
+    return {
+        "backbone": total(f"{root}.backbone"),
+        "pixel_decoder": total(f"{root}.sem_seg_head.pixel_decoder"),
+        "decoder": total(f"{root}.sem_seg_head.predictor"),
+        "total": total("Global"),
+    }
+
+
+# ----------------------------------------------------------------------------- folder mode
+def run_folder(args, preset: str, variant: str) -> dict:
+    """Images per hour of ``run_predictions`` (decode, predict, write png + json) over
+    ``args.folder`` photos of ``args.size``."""
+    import torch
+    from PIL import Image
+
+    from entityseg_data.model.inference.batch import Job, run_predictions
+    from entityseg_data.model.inference.inputs import InputItem
+    from entityseg_data.model.runtime import tune_allocator
+
+    if args.alloc != "tuned":
+        os.environ["ENTITYSEG_MALLOC"] = "default"
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    seg = _ours_segmenter(args, preset, variant)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_folder_"))
+    base = make_image(tuple(args.size))
+    jobs = []
+    for i in range(args.folder):
+        p = tmp / "in" / f"img{i:03d}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(base[:, ::-1] if i % 2 else base).save(p, quality=92)
+        jobs.append(Job(InputItem(p, p.parent)))
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    hwm = reset_peak()
+    load = list(os.getloadavg())
+    summary = run_predictions(
+        seg, jobs, output=str(tmp / "out"), formats=("png", "json"), prefetch=args.prefetch
+    )
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime
+    return {
+        "impl": "ours-folder",
+        "preset": preset,
+        "variant": variant,
+        "threads": args.threads,
+        "prefetch": args.prefetch,
+        "images": summary.done,
+        "image_hw": list(args.size),
+        "wall_s": summary.seconds,
+        "cpu_s": cpu,
+        "sys_s": ru1.ru_stime - ru0.ru_stime,
+        "minflt": ru1.ru_minflt - ru0.ru_minflt,
+        "images_per_hour": 3600 * summary.done / summary.seconds if summary.seconds else 0.0,
+        "peak_rss_gb": (_status_kb("VmHWM:") * 1024 if hwm else ru1.ru_maxrss * 1024) / 1e9,
+        "load_before": load,
+        "load_after": list(os.getloadavg()),
+    }
+
+
+# ----------------------------------------------------------------------------- driver
+def _child(args, extra: list[str], python: str | None = None, env: dict | None = None) -> dict:
+    cmd = [python or sys.executable, str(Path(__file__).resolve()), *extra]
+    for flag in ("threads", "device", "alloc", "cropformer_dir", "weights_dir", "image"):
+        val = getattr(args, flag)
+        if val is not None:
+            cmd += [f"--{flag.replace('_', '-')}", str(val)]
+    cmd += ["--size", *map(str, args.size)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare_outputs(ours_npz: str, official_npz: str) -> dict:
+    """Query-id map differences and score differences of the same weights in both codes."""
+    import numpy as np
+
+    a = np.load(ours_npz)
+    b = np.load(official_npz)
+    lut = np.zeros(len(a["scores"]) + 1, np.int32)
+    lut[1:] = a["query_index"] + 1
+    q_ours = lut[a["label_map"]]
+    q_off = b["qmap"]
+    qs = np.zeros_like(b["query_scores"])
+    qs[a["query_index"]] = a["scores"]
+    return {
+        "differing_pixels": int((q_ours != q_off).sum()),
+        "pixels": int(q_off.size),
+        "max_score_diff": float(np.abs(qs - b["query_scores"]).max()),
+    }
+
+
+def fmt_table(rows: list[dict], gflops: dict[str, dict], rate: float | None) -> str:
+    head = (
+        "| preset | impl | variant | alloc | stage | wall s | CPU s | sys s | minor faults | "
+        "GFLOP | floor s | of floor | peak RSS GB | load |"
+    )
+    lines = [head, "|" + "---|" * 14]
+    for r in rows:
+        g = gflops.get(r["preset"], {})
+        for stage in (*STAGES, "total"):
+            st = r if stage == "total" else r["stages"].get(stage)
+            if st is None:
+                continue
+            gf = g.get(stage) if stage != "total" else g.get("total")
+            floor = gf / rate if (gf and rate) else None
+            frac = f"{100 * floor / st['cpu_s']:.0f} %" if floor and st["cpu_s"] else ""
+            peak = f"{r['peak_rss_gb']:.2f}" if stage == "total" else ""
+            lines.append(
+                f"| {r['preset']} | {r['impl']} | {r['variant']} | {r['alloc']} | {stage} | "
+                f"{st['wall_s']:.2f} | {st['cpu_s']:.2f} | {st['sys_s']:.2f} | "
+                f"{st['minflt'] / 1e6:.2f} M | {'' if gf is None else f'{gf:.0f}'} | "
+                f"{'' if floor is None else f'{floor:.1f}'} | {frac} | "
+                f"{peak} | {r['load_before'][0]:.1f} |"
+            )
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=ALL[:3])
-    ap.add_argument("--variants", nargs="+", default=VARIANTS)
-    ap.add_argument("--size", type=int, nargs=2, default=(800, 1344))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--one", nargs=2, metavar=("PRESET", "VARIANT"), help=argparse.SUPPRESS)
-    ap.add_argument("--ref", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--flops", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--presets", nargs="+", default=PRESETS_DEFAULT)
+    ap.add_argument("--impl", nargs="+", default=["ours", "official"])
+    ap.add_argument("--variants", nargs="+", default=["fp32"])
+    ap.add_argument("--alloc", default="tuned", choices=["tuned", "default"])
+    ap.add_argument("--size", type=int, nargs=2, default=(800, 1067), metavar=("H", "W"))
+    ap.add_argument("--image", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--weights-dir", default=None)
+    ap.add_argument("--official-python", default=os.environ.get("OFFICIAL_PYTHON"))
+    ap.add_argument("--cropformer-dir", default=os.environ.get("CROPFORMER_DIR"))
+    ap.add_argument("--folder", type=int, default=0, help="folder mode: N images")
+    ap.add_argument("--prefetch", type=int, default=1, help="folder mode: images decoded ahead")
+    ap.add_argument("--json", default=None, help="append every result to this JSON-lines file")
+    # child modes
+    ap.add_argument("--one", nargs=3, metavar=("IMPL", "PRESET", "VARIANT"), help=argparse.SUPPRESS)
+    ap.add_argument("--gflops", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--rate", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--save-output", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--save-weights", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    size = tuple(args.size)
+
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], size, args.threads, args.ref)))
+        impl, preset, variant = args.one
+        if impl == "official":
+            res = run_official(args, preset)
+        elif impl == "folder":
+            res = run_folder(args, preset, variant)
+        else:
+            res = run_ours(args, preset, variant)
+        print(json.dumps(res))
         return
-    if args.flops:
-        print(json.dumps({"flops": count_flops(args.flops, size, args.threads)}))
+    if args.gflops:
+        print(json.dumps(stage_gflops(args.gflops, tuple(args.size))))
         return
-    rows = []
-    tmp = tempfile.mkdtemp(prefix="bench_model_")
+    if args.rate:
+        print(json.dumps({"gflops": matmul_rate(args.threads, args.device)}))
+        return
+
+    official = (
+        "official" in args.impl and args.official_python and args.cropformer_dir and not args.folder
+    )
+    if "official" in args.impl and not official and not args.folder:
+        print("official code not configured (--official-python/--cropformer-dir): ours only")
+    rate = None if args.device.startswith("cuda") else _child(args, ["--rate"])["gflops"]
+    print(
+        f"fp32 matmul rate at {args.threads} thread(s): {rate and round(rate, 1)} GFLOP per CPU s"
+    )
+    rows: list[dict] = []
+    gflops: dict[str, dict] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_model_"))
     for preset in args.presets:
-        base_cmd = [
-            sys.executable,
-            __file__,
-            "--size",
-            *map(str, size),
-            "--threads",
-            str(args.threads),
-        ]
-        fl = subprocess.run([*base_cmd, "--flops", preset], capture_output=True, text=True)
-        flops = (
-            json.loads(fl.stdout.strip().splitlines()[-1])["flops"] if fl.returncode == 0 else None
+        if args.folder:
+            for variant in args.variants:
+                r = _child(
+                    args,
+                    [
+                        "--one",
+                        "folder",
+                        preset,
+                        variant,
+                        "--folder",
+                        str(args.folder),
+                        "--prefetch",
+                        str(args.prefetch),
+                    ],
+                )
+                print(json.dumps(r), flush=True)
+                rows.append(r)
+            continue
+        gflops[preset] = _child(args, ["--gflops", preset])
+        if official and args.weights_dir and not Path(args.weights_dir, f"w_{preset}.pth").exists():
+            _prepare_weights(args, preset)
+        for rep in range(args.repeat):
+            for variant in args.variants:
+                out_ours = tmp / f"{preset}_{variant}_{rep}_ours.npz"
+                r = _child(args, ["--one", "ours", preset, variant, "--save-output", str(out_ours)])
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+            if official:
+                out_off = tmp / f"{preset}_{rep}_official.npz"
+                r = _child(
+                    args,
+                    ["--one", "official", preset, "fp32", "--save-output", str(out_off)],
+                    python=args.official_python,
+                )
+                if args.weights_dir:
+                    r["agreement"] = compare_outputs(
+                        str(tmp / f"{preset}_fp32_{rep}_ours.npz"), str(out_off)
+                    )
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+    if args.json:
+        with open(args.json, "a") as f:
+            for r in rows:
+                f.write(json.dumps({**r, "gflops": gflops.get(r["preset"]), "rate": rate}) + "\n")
+    if args.folder:
+        print(
+            "\n| preset | variant | threads | prefetch | images | image | wall s | CPU s | "
+            "images/hour | peak RSS GB | load |"
         )
-        if fl.returncode:
-            print(fl.stderr[-2000:], file=sys.stderr)
-        ref = os.path.join(tmp, f"{preset}.pt")
-        base_time = None
-        for variant in args.variants:
-            proc = subprocess.run(
-                [*base_cmd, "--one", preset, variant, "--ref", ref], capture_output=True, text=True
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['preset']} | {r['variant']} | {r['threads']} | {r['prefetch']} | "
+                f"{r['images']} | {r['image_hw'][0]}x{r['image_hw'][1]} | {r['wall_s']:.1f} | "
+                f"{r['cpu_s']:.1f} | {r['images_per_hour']:.1f} | {r['peak_rss_gb']:.2f} | "
+                f"{r['load_before'][0]:.1f} |"
             )
-            if proc.returncode:
-                print(f"{preset} {variant} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-                continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            r["gflops"] = flops / 1e9 if flops else None
-            if variant == args.variants[0]:
-                base_time = r["seconds"]
-            r["ratio"] = r["seconds"] / base_time if base_time else None
-            rows.append(r)
-            print(json.dumps(r), flush=True)
-    cols = [
-        "preset",
-        "variant",
-        "views",
-        "seconds",
-        "ratio",
-        "peak_rss_gb",
-        "gflops",
-        "max_err_logits",
-        "max_err_masks",
-        "mask_sign_flips",
-    ]
-    print("\n| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+        return
+    print()
+    print(fmt_table(rows, gflops, rate))
     for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            cells.append(f"{v:.3g}" if isinstance(v, float) else ("" if v is None else str(v)))
-        print("| " + " | ".join(cells) + " |")
+        if "agreement" in r:
+            print(f"{r['preset']}: ours vs official: {r['agreement']}")
+
+
+def _prepare_weights(args, preset: str) -> None:
+    """Official perturbed weights -> ``w_<preset>.pth`` and our conversion ``ours_<preset>/``."""
+    wdir = Path(args.weights_dir)
+    wdir.mkdir(parents=True, exist_ok=True)
+    w = wdir / f"w_{preset}.pth"
+    _child(
+        args,
+        ["--one", "official", preset, "fp32", "--save-weights", str(w)],
+        python=args.official_python,
+    )
+    from entityseg_data.model.convert import convert_file
+
+    convert_file(str(w), str(wdir / f"ours_{preset}"), preset=preset)
 
 
 if __name__ == "__main__":

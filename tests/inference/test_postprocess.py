@@ -120,6 +120,26 @@ def test_tiled_equals_reference_on_random_logits(seed, h, w, grid):
         assert mismatch == 0 and worst < 1e-5
 
 
+@pytest.mark.parametrize("m2f", [False, True])
+def test_parallel_tiles_give_the_same_result(m2f):
+    """Tiles fused by 2 worker threads (ops on one thread each) give exactly the one-worker
+    result: the reduction runs in tile order whatever the number of workers."""
+    logits, masks, geo = _random_case(5, 150, 190, q=10)
+    if m2f:
+        masks, geo = masks[:, :1], geo.select([0])
+    opts = PostprocessOptions(score_mode="reference", tile=37, **ALL)
+    before = torch.get_num_threads()
+    one = postprocess_single(logits, masks, geo, opts, mask2former=m2f, workers=1)
+    two = postprocess_single(logits, masks, geo, opts, mask2former=m2f, workers=2)
+    assert torch.get_num_threads() == before  # the intra-op count is restored
+    assert len(one) > 1
+    np.testing.assert_array_equal(one.label_map, two.label_map)
+    np.testing.assert_array_equal(one.scores, two.scores)
+    np.testing.assert_array_equal(one.boxes, two.boxes)
+    np.testing.assert_array_equal(one.areas, two.areas)
+    np.testing.assert_array_equal(one.mask_quality, two.mask_quality)
+
+
 def test_decoder_choices_match_the_reference_on_view_subsets(oracle_dir):
 
     d = load_pair(oracle_dir, "tiny_hornet", "img_b_600x400")

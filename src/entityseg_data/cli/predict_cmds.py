@@ -208,6 +208,9 @@ def predict(
     keep = {id(it) for it in picked}
     jobs = [j for j in jobs if id(j.item) in keep]
 
+    from entityseg_data.model.runtime import tune_allocator
+
+    tune_allocator()  # before torch allocates: no page-fault tax on large tensors
     import torch
 
     if threads:

@@ -25,7 +25,9 @@ from entityseg_data.model.layers import (
 )
 from entityseg_data.model.outputs import DecoderOutput, LevelPrediction
 
-Heads = Callable[[Tensor, tuple[int, int] | None], tuple[Tensor, Tensor, Tensor | None]]
+Heads = Callable[
+    [Tensor, tuple[int, int] | None, bool], tuple[Tensor, Tensor | None, Tensor | None]
+]
 
 
 @dataclass
@@ -36,16 +38,62 @@ class DecoderResult:
     assoc_out: Tensor | None  # (Q, B, C)
 
 
-def _mask_for_attention(masks: Tensor, size: tuple[int, int], nheads: int) -> Tensor:
+def _mask_for_attention(masks: Tensor, size: tuple[int, int] | None, nheads: int) -> Tensor:
     """masks (N, Q, ..., H, W) logits -> bool (N*nheads, Q, S): True where sigmoid < 0.5 after a
-    bilinear resize of every map to ``size``; rows masked everywhere are released (all False)."""
+    bilinear resize of every map to ``size`` (``None``: the maps are already at that size);
+    rows masked everywhere are released (all False)."""
     n, q = masks.shape[:2]
-    small = F.interpolate(
-        masks.flatten(1, -3), size=size, mode="bilinear", align_corners=False
-    )  # (N, Q*..., h, w)
+    small = masks.flatten(1, -3)  # (N, Q*..., H, W)
+    if size is not None:
+        small = F.interpolate(small, size=size, mode="bilinear", align_corners=False)
     attn = small.sigmoid().reshape(n, q, -1) < 0.5  # (N, Q, S) flattened (..., h, w)
     attn = attn & ~attn.all(-1, keepdim=True)
     return attn.unsqueeze(1).expand(n, nheads, q, attn.shape[-1]).flatten(0, 1).detach()
+
+
+class _ResizedFeatures:
+    """Mask features at the pixels a bilinear resize to the attention size reads.
+
+    The attention masks of the intermediate heads are the 1/4 mask logits resized to 1/32,
+    1/16 and 1/8. With an exact integer factor ``s`` (even), output pixel ``i`` of a bilinear
+    resize (``align_corners=False``) reads source pixels ``s*i + s/2 - 1`` and ``s*i + s/2``
+    with weights 1/2 each (per axis). So only those pixels of the mask logits are needed: the
+    features are gathered there once per size (``(..., C, 2h, 2w)``), the mask head (a per-pixel
+    dot product, bitwise the same on any subset of pixels) runs on them, and the 2 x 2
+    neighbours are averaged: 4 h w instead of H W dot products per query (1/4 at 1/8, 1/64 at
+    1/32), same values up to the rounding of the 4-term average (a few ulps)."""
+
+    def __init__(self, features: Tensor) -> None:
+        self.features = features  # (N, C, H, W) or (B, V, C, H, W)
+        self._cache: dict[tuple[int, int], Tensor | None] = {}
+
+    def gathered(self, size: tuple[int, int]) -> Tensor | None:
+        """(..., C, 2h, 2w) features at the source pixels, or None when the factor is not an
+        even integer (then the caller resizes full-resolution masks)."""
+        if size not in self._cache:
+            big_h, big_w = self.features.shape[-2:]
+            h, w = size
+            if big_h % h or big_w % w or (big_h // h) % 2 or (big_w // w) % 2:
+                self._cache[size] = None
+            else:
+                dev = self.features.device
+                rows = _source_pixels(big_h // h, h, dev)
+                cols = _source_pixels(big_w // w, w, dev)
+                self._cache[size] = self.features.index_select(-2, rows).index_select(-1, cols)
+        return self._cache[size]
+
+
+def _source_pixels(factor: int, n: int, device) -> Tensor:
+    """[s*i + s/2 - 1, s*i + s/2 for i < n] interleaved, for s = ``factor``."""
+    first = torch.arange(n, device=device) * factor + (factor // 2 - 1)
+    return torch.stack([first, first + 1], 1).reshape(-1)
+
+
+def _average_2x2(x: Tensor) -> Tensor:
+    """(..., 2h, 2w) -> (..., h, w): the mean of each 2 x 2 block (bilinear weights 1/2)."""
+    a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
+    c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    return (a * 0.5 + b * 0.5) * 0.5 + (c * 0.5 + d * 0.5) * 0.5
 
 
 class MultiScaleMaskedTransformerDecoder(nn.Module):
@@ -132,23 +180,31 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------------------------- heads
-    def _heads_image(self, output: Tensor, mask_features: Tensor, size, with_mask: bool):
-        """output (Q, N, C), mask_features (N, C, H, W) -> logits (N, Q, K+1), masks (N, Q, H, W),
-        attention mask (N*heads, Q, h*w) or None."""
+    def _heads_image(self, output: Tensor, mask_features, size, need_masks: bool):
+        """output (Q, N, C), mask_features (N, C, H, W) -> logits (N, Q, K+1), masks
+        (N, Q, H, W) or None when not ``need_masks``, attention mask (N*heads, Q, h*w) for
+        ``size`` or None."""
         d = self.decoder_norm(output).transpose(0, 1)  # (N, Q, C)
         logits = self.class_embed(d)
-        masks = torch.einsum("nqc,nchw->nqhw", self.mask_embed(d), mask_features)
-        attn = _mask_for_attention(masks, size, self.num_heads) if with_mask else None
-        return logits, masks, attn
+        emb = self.mask_embed(d)
+        return logits, *self._masks(emb, "nqc,nchw->nqhw", mask_features, size, need_masks)
 
-    def _heads_batch(self, output: Tensor, mask_features: Tensor, size, with_mask: bool):
+    def _heads_batch(self, output: Tensor, mask_features, size, need_masks: bool):
         """output (Q, B, C), mask_features (B, V, C, H, W) -> logits (B, Q, K+1),
-        masks (B, Q, V, H, W), attention mask (B*heads, Q, V*h*w) or None."""
+        masks (B, Q, V, H, W) or None, attention mask (B*heads, Q, V*h*w) or None."""
         d = self.decoder_norm(output).transpose(0, 1)  # (B, Q, C)
         logits = self.class_embed(d)
-        masks = torch.einsum("bqc,bvchw->bqvhw", self.mask_embed(d), mask_features)
-        attn = _mask_for_attention(masks, size, self.num_heads) if with_mask else None
-        return logits, masks, attn
+        emb = self.mask_embed(d)
+        return logits, *self._masks(emb, "bqc,bvchw->bqvhw", mask_features, size, need_masks)
+
+    def _masks(self, emb: Tensor, eq: str, features: _ResizedFeatures, size, need_masks: bool):
+        gathered = None if (need_masks or size is None) else features.gathered(size)
+        if gathered is None:  # the official order: full-resolution masks, then resized
+            masks = torch.einsum(eq, emb, features.features)
+            attn = None if size is None else _mask_for_attention(masks, size, self.num_heads)
+            return (masks if need_masks else None), attn
+        small = _average_2x2(torch.einsum(eq, emb, gathered))
+        return None, _mask_for_attention(small, None, self.num_heads)
 
     def _decode(
         self,
@@ -163,8 +219,12 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         """Run the shared layers. Returns the final query features and [(logits, masks)] of every
         head application (only the last one's masks unless ``aux``)."""
         preds: list[tuple[Tensor, Tensor]] = []
-        logits, masks, attn = heads(output, sizes[0] if self.num_layers else None)
-        preds.append((logits, masks if aux or not self.num_layers else None))
+        # masks at 1/4 are computed for the heads whose masks are returned: all with ``aux``
+        # (training), else the last one only; the others only give attention masks
+        logits, masks, attn = heads(
+            output, sizes[0] if self.num_layers else None, aux or not self.num_layers
+        )
+        preds.append((logits, masks))
         for i in range(self.num_layers):
             lvl = i % self.num_feature_levels
             output = self.transformer_cross_attention_layers[i](
@@ -174,8 +234,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_ffn_layers[i](output)
             last = i == self.num_layers - 1
             nxt = None if last else sizes[(i + 1) % self.num_feature_levels]
-            logits, masks, attn = heads(output, nxt)
-            preds.append((logits, masks if aux or last else None))
+            logits, masks, attn = heads(output, nxt, aux or last)
+            preds.append((logits, masks))
         return output, preds
 
     # ----------------------------------------------------------------------------- forward
@@ -218,8 +278,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         q_feat = self.query_feat.weight[:, None, :].expand(-1, n, -1)
         q_pos = self.query_embed.weight[:, None, :].expand(-1, n, -1)
 
-        def heads2d(out: Tensor, size):
-            return self._heads_image(out, mask_features, size, size is not None)
+        mf2 = _ResizedFeatures(mask_features)
+
+        def heads2d(out: Tensor, size, need_masks: bool):
+            return self._heads_image(out, mf2, size, need_masks)
 
         out2d, preds2d = self._decode(q_feat, q_pos, srcs2d, pos2d, sizes, heads2d, aux)
 
@@ -239,10 +301,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         q3 = self.make_3d(out2d, self.query_embed.weight, v)  # (Q, B, C)
         q3_pos = self.query_embed.weight[:, None, :].expand(-1, b, -1)
-        mf3 = mask_features.view(b, v, *mask_features.shape[1:])
+        mf3 = _ResizedFeatures(mask_features.view(b, v, *mask_features.shape[1:]))
 
-        def heads3d(out: Tensor, size):
-            return self._heads_batch(out, mf3, size, size is not None)
+        def heads3d(out: Tensor, size, need_masks: bool):
+            return self._heads_batch(out, mf3, size, need_masks)
 
         _, preds3d = self._decode(q3, q3_pos, srcs3d, pos3d, sizes, heads3d, aux)
         batch_out = DecoderOutput(

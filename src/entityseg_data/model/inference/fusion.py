@@ -94,6 +94,7 @@ def fuse_and_paint(
     threshold_logits: bool = False,
     tile: int = 512,
     tile_budget_mb: float = 256.0,
+    workers: int = 1,
 ) -> Painted:
     """Fuse and paint candidate queries into a label map.
 
@@ -101,6 +102,8 @@ def fuse_and_paint(
     ``geometry`` order. ``order``: (K,) candidate indices sorted by DESCENDING priority (the first
     one wins a contested pixel). ``threshold_logits``: Mask2Former's single-view rule (pixel in
     the mask where the resized logit is ``> 0``) instead of ``fused probability > 0.5``.
+    ``workers``: tiles computed in parallel threads on CPU (each op on one thread meanwhile);
+    the result is the same for any number of workers.
     """
     import torch
 
@@ -128,53 +131,44 @@ def fuse_and_paint(
     hi_x = torch.full((k_all,), -1, dtype=torch.int64, device=dev)
     hi_y = torch.full((k_all,), -1, dtype=torch.int64, device=dev)
     tile = max(16, int(tile))
+    workers = max(1, int(workers)) if dev.type == "cpu" else 1
     bytes_per_query = tile * tile * 4 * 5
-    chunk = max(1, int(tile_budget_mb * 2**20 // bytes_per_query))
+    # the budget holds for all workers together
+    chunk = max(1, int(tile_budget_mb * 2**20 / workers // bytes_per_query))
+    tiles = [
+        (r0, min(h, r0 + tile), c0, min(w, c0 + tile))
+        for r0 in range(0, h, tile)
+        for c0 in range(0, w, tile)
+    ]
 
-    for r0 in range(0, h, tile):
-        r1 = min(h, r0 + tile)
-        for c0 in range(0, w, tile):
-            c1 = min(w, c0 + tile)
-            windows = _tile_windows(plans, r0, r1, c0, c1)
-            if not windows:
-                continue
-            active = torch.zeros(k_all, dtype=torch.bool, device=dev)
-            for plan, win in windows:
-                patch = masks[:, plan.index, win.la : win.lb, win.lc : win.ld]
-                active |= patch.flatten(1).amax(1) > 0
-            if not bool(active.any()):
-                continue
-            act = order_t[active[order_t]]  # active candidates, descending priority
-            claimed = torch.zeros((r1 - r0, c1 - c0), dtype=torch.bool, device=dev)
-            for s in range(0, int(act.numel()), chunk):
-                ids = act[s : s + chunk]
-                value, sig = _fused_tile(
-                    masks, ids, windows, r0, r1, c0, c1, threshold_logits=threshold_logits
-                )
-                inside = value > 0 if threshold_logits else value > 0.5
-                inside &= ~claimed
-                has = inside.any(0)
-                if not bool(has.any()):
-                    continue
-                first = inside.to(torch.uint8).argmax(0)
-                winner = ids[first]
-                wmask = has
-                wid = winner[wmask]
-                p = sig.gather(0, first[None])[0][wmask].double()
-                areas += torch.bincount(wid, minlength=k_all).double()
-                sum_prob += torch.bincount(wid, weights=p, minlength=k_all)
-                sum_sig += torch.bincount(
-                    wid, weights=torch.sigmoid(p.float()).double(), minlength=k_all
-                )
-                ys, xs = torch.nonzero(wmask, as_tuple=True)
-                lo_y.scatter_reduce_(0, wid, ys + r0, "amin")
-                hi_y.scatter_reduce_(0, wid, ys + r0, "amax")
-                lo_x.scatter_reduce_(0, wid, xs + c0, "amin")
-                hi_x.scatter_reduce_(0, wid, xs + c0, "amax")
-                claimed |= has
-                tile_lm = label_map[r0:r1, c0:c1]
-                wm = wmask.cpu().numpy()
-                tile_lm[wm] = (wid + 1).cpu().numpy().astype(np.uint16)
+    def run(t: tuple[int, int, int, int]) -> _TilePart | None:
+        return _paint_tile(
+            masks, plans, order_t, k_all, t, chunk, threshold_logits=threshold_logits
+        )
+
+    if workers > 1 and len(tiles) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from entityseg_data.model.runtime import intraop_threads
+
+        # tiles in parallel, each op on one thread: the ops of a tile are too small to split
+        # (with 2 intra-op threads the fusion got slower than with 1)
+        with intraop_threads(1), ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(run, tiles))
+    else:
+        parts = [run(t) for t in tiles]
+    # reduce in tile order: the result does not depend on the number of workers
+    for (r0, r1, c0, c1), part in zip(tiles, parts):
+        if part is None:
+            continue
+        label_map[r0:r1, c0:c1] = part.labels
+        areas += part.areas
+        sum_prob += part.sum_prob
+        sum_sig += part.sum_sig
+        torch.minimum(lo_x, part.lo_x, out=lo_x)
+        torch.minimum(lo_y, part.lo_y, out=lo_y)
+        torch.maximum(hi_x, part.hi_x, out=hi_x)
+        torch.maximum(hi_y, part.hi_y, out=hi_y)
     found = hi_x >= 0
     boxes = torch.stack([lo_x, lo_y, hi_x + 1, hi_y + 1], 1) * found[:, None]
     return Painted(
@@ -184,6 +178,77 @@ def fuse_and_paint(
         sum_prob=sum_prob.cpu().numpy(),
         sum_sig_prob=sum_sig.cpu().numpy(),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _TilePart:
+    """One tile's contribution: its label patch (candidate k -> k + 1) and per-candidate sums
+    and box bounds (in original coordinates; empty bounds are big / -1)."""
+
+    labels: np.ndarray
+    areas: object
+    sum_prob: object
+    sum_sig: object
+    lo_x: object
+    lo_y: object
+    hi_x: object
+    hi_y: object
+
+
+def _paint_tile(
+    masks, plans, order_t, k_all: int, t, chunk: int, *, threshold_logits: bool
+) -> _TilePart | None:
+    """Fuse and paint the tile ``t = (r0, r1, c0, c1)``; None when no candidate reaches it."""
+    import torch
+
+    r0, r1, c0, c1 = t
+    dev = masks.device
+    windows = _tile_windows(plans, r0, r1, c0, c1)
+    if not windows:
+        return None
+    active = torch.zeros(k_all, dtype=torch.bool, device=dev)
+    for plan, win in windows:
+        patch = masks[:, plan.index, win.la : win.lb, win.lc : win.ld]
+        active |= patch.flatten(1).amax(1) > 0
+    if not bool(active.any()):
+        return None
+    act = order_t[active[order_t]]  # active candidates, descending priority
+    labels = np.zeros((r1 - r0, c1 - c0), dtype=np.uint16)
+    areas = torch.zeros(k_all, dtype=torch.float64, device=dev)
+    sum_prob = torch.zeros(k_all, dtype=torch.float64, device=dev)
+    sum_sig = torch.zeros(k_all, dtype=torch.float64, device=dev)
+    big = torch.iinfo(torch.int64).max
+    lo_x = torch.full((k_all,), big, dtype=torch.int64, device=dev)
+    lo_y = torch.full((k_all,), big, dtype=torch.int64, device=dev)
+    hi_x = torch.full((k_all,), -1, dtype=torch.int64, device=dev)
+    hi_y = torch.full((k_all,), -1, dtype=torch.int64, device=dev)
+    claimed = torch.zeros((r1 - r0, c1 - c0), dtype=torch.bool, device=dev)
+    for s in range(0, int(act.numel()), chunk):
+        ids = act[s : s + chunk]
+        value, sig = _fused_tile(
+            masks, ids, windows, r0, r1, c0, c1, threshold_logits=threshold_logits
+        )
+        inside = value > 0 if threshold_logits else value > 0.5
+        inside &= ~claimed
+        has = inside.any(0)
+        if not bool(has.any()):
+            continue
+        first = inside.to(torch.uint8).argmax(0)
+        winner = ids[first]
+        wmask = has
+        wid = winner[wmask]
+        p = sig.gather(0, first[None])[0][wmask].double()
+        areas += torch.bincount(wid, minlength=k_all).double()
+        sum_prob += torch.bincount(wid, weights=p, minlength=k_all)
+        sum_sig += torch.bincount(wid, weights=torch.sigmoid(p.float()).double(), minlength=k_all)
+        ys, xs = torch.nonzero(wmask, as_tuple=True)
+        lo_y.scatter_reduce_(0, wid, ys + r0, "amin")
+        hi_y.scatter_reduce_(0, wid, ys + r0, "amax")
+        lo_x.scatter_reduce_(0, wid, xs + c0, "amin")
+        hi_x.scatter_reduce_(0, wid, xs + c0, "amax")
+        claimed |= has
+        labels[wmask.cpu().numpy()] = (wid + 1).cpu().numpy().astype(np.uint16)
+    return _TilePart(labels, areas, sum_prob, sum_sig, lo_x, lo_y, hi_x, hi_y)
 
 
 @dataclass(frozen=True)

@@ -106,8 +106,11 @@ def postprocess_single(
     options: PostprocessOptions = PostprocessOptions(),
     *,
     mask2former: bool = False,
+    workers: int | None = None,
 ) -> SegmentationResult:
-    """Entities of one image from its (Q, 2) class logits and (Q, V, Hp/4, Wp/4) mask logits."""
+    """Entities of one image from its (Q, 2) class logits and (Q, V, Hp/4, Wp/4) mask logits.
+
+    ``workers``: threads fusing tiles in parallel (default: torch's intra-op thread count)."""
     import torch
 
     class_logits = class_logits.detach().float()
@@ -127,6 +130,7 @@ def postprocess_single(
         threshold_logits=mask2former,
         tile=options.tile,
         tile_budget_mb=options.tile_budget_mb,
+        workers=torch.get_num_threads() if workers is None else workers,
     )
     return finalize(
         painted,
@@ -187,8 +191,11 @@ def postprocess_batch(
     output: Any,
     geometries: Sequence[ViewGeometry],
     options: PostprocessOptions = PostprocessOptions(),
+    *,
+    workers: int | None = None,
 ) -> list[SegmentationResult]:
-    """One :class:`SegmentationResult` per image of a batch ``ModelOutput``."""
+    """One :class:`SegmentationResult` per image of a batch ``ModelOutput`` (``workers``: see
+    :func:`postprocess_single`)."""
     results = []
     for b, geo in enumerate(geometries):
         logits, masks, g, m2f = select_outputs(output, b, geo, options.decoder)
@@ -196,5 +203,7 @@ def postprocess_batch(
         h4, w4 = int(masks.shape[-2]), int(masks.shape[-1])
         if hv[0] > 4 * h4 or hv[1] > 4 * w4:
             raise ConfigError(f"image {b}: views larger than the padded mask logits")
-        results.append(postprocess_single(logits, masks, g, options, mask2former=m2f))
+        results.append(
+            postprocess_single(logits, masks, g, options, mask2former=m2f, workers=workers)
+        )
     return results

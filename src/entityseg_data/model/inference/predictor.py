@@ -35,7 +35,10 @@ class EntitySegmenter:
     ``model``: a CropFormer/Mask2Former module (eval mode); ``config``: its ``ModelConfig``
     (views from ``config.views``, post-processing defaults from ``config.inference``);
     ``options`` overrides the post-processing; ``min_size``/``max_size`` override the view
-    resize; ``crops=False`` runs the full view only (V = 1).
+    resize; ``crops=False`` runs the full view only (V = 1). ``tune_malloc``: make glibc keep
+    freed memory for reuse instead of page-faulting every large tensor anew
+    (:func:`entityseg_data.model.runtime.tune_allocator`; a process-wide setting, off with
+    ``ENTITYSEG_MALLOC=default``).
     """
 
     def __init__(
@@ -49,7 +52,12 @@ class EntitySegmenter:
         max_size: int | None = None,
         model_version: str = "entityseg-data",
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        tune_malloc: bool = True,
     ) -> None:
+        if tune_malloc:
+            from entityseg_data.model.runtime import tune_allocator
+
+            tune_allocator()
         self.model = model
         self.config = config
         self.device = device
