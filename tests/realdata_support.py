@@ -53,7 +53,7 @@ def panoptic_to_coco(folder: Path, json_name: str, png_dir: str) -> dict[str, An
             r = rle_utils.encode(m.astype(np.uint8))
             anns.append(
                 {
-                    "id": int(s["id"]),
+                    "id": len(anns) + 1,  # segment ids are unique per image only
                     "image_id": int(pa["image_id"]),
                     "segmentation": r,
                     "area": int(m.sum()),
