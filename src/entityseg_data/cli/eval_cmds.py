@@ -9,6 +9,8 @@ import click
 
 from entityseg_data.cli.common import echo_table
 
+TASKS = ("entity", "instance", "panoptic", "semantic")
+
 
 class _MultiValueCommand(click.Command):
     """Lets ``--max-dets 1 10 100 1000`` take several values (rewritten to one value)."""
@@ -55,44 +57,75 @@ Example:
   entityseg-data eval --gt val.json --pred coco_instances_results.json
   entityseg-data eval --gt val.json --pred label_maps/ --boundary --out metrics.json
   entityseg-data eval --gt val.json --pred results.json --max-dets 1 10 100 1000 --fix-overlaps
+  entityseg-data eval --task instance --gt subsets/instance.json --pred results.json
+  entityseg-data eval --task panoptic --gt subsets/panoptic.json --pred pred/panoptic.json
+  entityseg-data eval --task semantic --gt subsets/semantic_categories.json --pred pred/semantic/
 """,
+)
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    default="entity",
+    show_default=True,
+    help="entity: class-agnostic AP^e (categories ignored); instance: class-aware COCO mask AP "
+    "per category; panoptic: PQ/SQ/RQ (things/stuff); semantic: mIoU/fwIoU/accuracy.",
 )
 @click.option(
     "--gt",
     "gt",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Ground truth: COCO/EntitySeg instance JSON (categories are ignored).",
+    help="Ground truth: COCO/EntitySeg instance JSON (entity, instance), COCO panoptic JSON "
+    "(panoptic; PNGs in --gt-folder) or semantic_categories.json (semantic).",
 )
 @click.option(
     "--pred",
     "pred",
     required=True,
     type=click.Path(exists=True),
-    help="Predictions: COCO results JSON, or a folder of label-map PNGs.",
+    help="Predictions: COCO results JSON or label-map PNG folder (entity); COCO results JSON "
+    "with category_id (instance); COCO panoptic JSON (panoptic; PNGs in --pred-folder); folder "
+    "of label PNGs named like the GT's (semantic).",
 )
-@click.option("--boundary", is_flag=True, help="Also compute boundary AP (same breakdown).")
+@click.option(
+    "--gt-folder",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="panoptic: the GT PNG folder (default: X for X.json, as panopticapi).",
+)
+@click.option(
+    "--pred-folder",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="panoptic: the predicted PNG folder (default: X for X.json).",
+)
+@click.option("--boundary", is_flag=True, help="entity: also compute boundary AP.")
 @click.option(
     "--max-dets",
     "max_dets",
     default=None,
     metavar="N [N ...]",
-    help="Detections per image for AR (default 1 10 100; AP uses 100).",
+    help="entity, instance: detections per image (per category for instance) for AR "
+    "(default 1 10 100; AP uses 100).",
 )
 @click.option(
     "--dilation-ratio",
     type=float,
     default=0.02,
     show_default=True,
-    help="Boundary band width as a fraction of the image diagonal.",
+    help="entity: boundary band width as a fraction of the image diagonal.",
 )
 @click.option(
     "--fix-overlaps",
     is_flag=True,
-    help="Make each image's predictions disjoint by score first (AP^e protocol).",
+    help="entity: make each image's predictions disjoint by score first (AP^e protocol).",
 )
 @click.option(
-    "--workers", type=int, default=0, show_default=True, help="Worker processes (0 = this process)."
+    "--workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="entity: worker processes (0 = this process).",
 )
 @click.option(
     "--out",
@@ -100,23 +133,91 @@ Example:
     default=None,
     help="Write the metrics JSON here (keys: see docs/evaluation.md).",
 )
-def eval_(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, workers, out):
-    """Class-agnostic COCO mask AP (AP^e on non-overlapping predictions), AR and boundary AP.
+def eval_(
+    task,
+    gt,
+    pred,
+    gt_folder,
+    pred_folder,
+    boundary,
+    max_dets,
+    dilation_ratio,
+    fix_overlaps,
+    workers,
+    out,
+):
+    """Evaluate predictions: class-agnostic entity AP (default) or class-aware instance AP,
+    panoptic PQ and semantic mIoU on the subsets `export subsets` writes.
 
-    Prints AP, AP50, AP75, APs/m/l, AR@1/10/100 (more with --max-dets), ARs/m/l and AR@100 at
-    IoU 0.5 (AR50@100) as percentages; the JSON holds fractions. Overlapping predictions are
-    reported (AP^e needs non-overlapping entities); --fix-overlaps resolves them by score.
+    \b
+    entity: COCO mask AP (AP^e on non-overlapping predictions), AR, boundary AP. Prints AP,
+      AP50, AP75, APs/m/l, AR@1/10/100, ARs/m/l and AR@100 at IoU 0.5 (AR50@100) as
+      percentages; the JSON holds fractions. Overlapping predictions are reported;
+      --fix-overlaps resolves them by score.
+    instance: pycocotools COCOeval(segm) numbers, plus AP per category.
+    panoptic: panopticapi's PQ / SQ / RQ for All, Things and Stuff, plus per category.
+    semantic: mIoU, fwIoU, mean and pixel accuracy from the confusion matrix, plus per class.
     """
-    from entityseg_data.evaluation.evaluator import evaluate_files
-    from entityseg_data.evaluation.metrics import format_table
     from entityseg_data.io import atomic_write_json
 
-    dets = _parse_max_dets(max_dets)
+    if task != "entity":
+        used = [
+            name
+            for name, on in (
+                ("--boundary", boundary),
+                ("--fix-overlaps", fix_overlaps),
+                ("--workers", workers),
+                ("--dilation-ratio", dilation_ratio != 0.02),
+            )
+            if on
+        ]
+        if used:
+            raise click.UsageError(f"{', '.join(used)} only apply to --task entity")
+    if task != "panoptic" and (gt_folder or pred_folder):
+        raise click.UsageError("--gt-folder / --pred-folder only apply to --task panoptic")
+    if task == "semantic" and max_dets:
+        raise click.UsageError("--max-dets does not apply to --task semantic")
+    if task == "entity":
+        metrics = _eval_entity(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, workers)
+    elif task == "instance":
+        from entityseg_data.evaluation.instance_eval import evaluate_instance_files
+
+        metrics = evaluate_instance_files(
+            gt, pred, max_dets=_parse_max_dets(max_dets), progress=True
+        )
+        _echo_instance(metrics)
+    elif task == "panoptic":
+        from entityseg_data.evaluation.panoptic_eval import evaluate_panoptic_files
+
+        metrics = evaluate_panoptic_files(
+            gt, pred, gt_folder=gt_folder, pred_folder=pred_folder, progress=True
+        )
+        _echo_panoptic(metrics)
+    else:
+        from entityseg_data.evaluation.semantic_eval import evaluate_semantic_files
+
+        if not Path(pred).is_dir():
+            raise click.UsageError("--task semantic: --pred must be a folder of label PNGs")
+        metrics = evaluate_semantic_files(gt, pred, progress=True)
+        _echo_semantic(metrics)
+    if out:
+        atomic_write_json(Path(out), metrics)
+        click.echo(f"wrote {out}")
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or v < 0 else f"{100 * v:.3f}"
+
+
+def _eval_entity(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, workers):
+    from entityseg_data.evaluation.evaluator import evaluate_files
+    from entityseg_data.evaluation.metrics import format_table
+
     metrics = evaluate_files(
         gt,
         pred,
         boundary=boundary,
-        max_dets=dets,
+        max_dets=_parse_max_dets(max_dets),
         dilation_ratio=dilation_ratio,
         fix_overlaps=fix_overlaps,
         workers=workers,
@@ -133,9 +234,57 @@ def eval_(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, workers, o
             f"({info['overlapping_pixels']} pixels): this is AP, not AP^e (see --fix-overlaps)",
             err=True,
         )
-    if out:
-        atomic_write_json(Path(out), metrics)
-        click.echo(f"wrote {out}")
+    return metrics
+
+
+def _echo_instance(metrics: dict) -> None:
+    echo_table([{"metric": k, "segm": _pct(v)} for k, v in metrics["segm"].items()])
+    per = sorted(
+        ((name, v) for name, v in metrics["per_category"].items() if v["AP"] >= 0),
+        key=lambda kv: kv[1]["AP"],
+    )
+    if per:
+        shown = per[:5] + (per[-5:] if len(per) > 5 else [])
+        echo_table(
+            [{"category": n, "AP": _pct(v["AP"]), "AP50": _pct(v["AP50"])} for n, v in shown]
+        )
+    info = metrics["info"]
+    click.echo(
+        f"{info['num_images']} images, {info['num_gt']} GT, {info['num_predictions']} "
+        f"predictions, {info['num_categories']} categories ({len(per)} with GT; lowest and "
+        f"highest AP shown, all in --out)"
+    )
+
+
+def _echo_panoptic(metrics: dict) -> None:
+    echo_table(
+        [
+            {
+                "": name,
+                "PQ": _pct(metrics[name]["PQ"]),
+                "SQ": _pct(metrics[name]["SQ"]),
+                "RQ": _pct(metrics[name]["RQ"]),
+                "N": str(metrics[name]["n"]),
+            }
+            for name in ("All", "Things", "Stuff")
+        ]
+    )
+    info = metrics["info"]
+    click.echo(
+        f"{info['num_images']} images, {info['num_gt_segments']} GT segments, "
+        f"{info['num_pred_segments']} predicted segments"
+    )
+
+
+def _echo_semantic(metrics: dict) -> None:
+    echo_table(
+        [{"metric": k, "value": _pct(metrics[k])} for k in ("mIoU", "fwIoU", "mAcc", "pAcc")]
+    )
+    info = metrics["info"]
+    click.echo(
+        f"{info['num_images']} images, {info['num_classes']} classes, {info['pixels']} labelled "
+        f"pixels"
+    )
 
 
 @click.command(
