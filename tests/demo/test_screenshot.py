@@ -180,9 +180,8 @@ def _preannotated_workspace(labelstudio, tmp_path):
     from entityseg_data.annotation.ml_backend import felzenszwalb_segmenter
     from entityseg_data.ingest.pipeline import ingest
     from entityseg_data.ingest.sources import parse_source
-    from entityseg_data.io import atomic_write_json
     from entityseg_data.masks import rle
-    from entityseg_data.model.inference.workspace_io import prediction_relpath, workspace_images
+    from entityseg_data.model.inference.workspace_io import workspace_images
 
     ws = labelstudio.workspace(
         "shot", overrides=("annotation.annotators=[alice]", "ingest.nsfw_enabled=false")
@@ -199,16 +198,10 @@ def _preannotated_workspace(labelstudio, tmp_path):
         {"id": int(k), "segmentation": r, "score": float(scores[k - 1])}
         for k, r in sorted(rle.label_map_to_rles(label_map).items())
     ]
-    rel = prediction_relpath(VERSION, image_id)
-    atomic_write_json(
-        ws.abspath(rel),
+    ws.write_prediction(
         {"image_id": image_id, "height": rgb.shape[0], "width": rgb.shape[1], "entities": entities},
+        VERSION,
     )
-    with ws.catalog() as cat, cat.transaction() as conn:
-        conn.execute(
-            "INSERT INTO predictions(image_id, model_version, path, n_entities) VALUES (?,?,?,?)",
-            (image_id, VERSION, rel, len(entities)),
-        )
     return ws, image_id, len(entities)
 
 

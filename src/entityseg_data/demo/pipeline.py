@@ -22,11 +22,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from entityseg_data.io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from entityseg_data.catalog import ImageRecord
 
 log = logging.getLogger(__name__)
 
@@ -206,12 +209,12 @@ class Demo:
         self.result.reports["ingest"] = str(path)
         with self.ws.catalog() as cat:
             self.result.numbers["accepted_images"] = len(cat.images())
-            self.result.numbers["duplicates"] = int(cat.scalar("SELECT COUNT(*) FROM duplicates"))
+            self.result.numbers["duplicates"] = cat.count_duplicates()
 
-    def _image_rgb(self, row: dict[str, Any]) -> np.ndarray:
+    def _image_rgb(self, row: ImageRecord) -> np.ndarray:
         from entityseg_data.io.images import read_image
 
-        return read_image(self.ws.abspath(row["norm_path"] or row["file_path"]))
+        return read_image(self.ws.image_path(row))
 
     def step_preannotate(self) -> None:
         from entityseg_data.annotation.ml_backend import felzenszwalb_segmenter
@@ -361,14 +364,10 @@ class Demo:
     def _prediction_label_map(self, image_id: int) -> np.ndarray | None:
         from entityseg_data.masks import rle
 
-        with self.ws.catalog() as cat:
-            row = cat.query(
-                "SELECT path FROM predictions WHERE image_id = ? AND model_version = ?",
-                (image_id, BASELINE_VERSION),
-            )
-        if not row:
+        found = self.ws.latest_prediction(image_id, BASELINE_VERSION)
+        if found is None:
             return None
-        data = json.loads(self.ws.abspath(row[0]["path"]).read_text())
+        _, data = found
         segs = [e["segmentation"] for e in data["entities"]]
         ids = [int(e["id"]) for e in data["entities"]]
         return rle.rles_to_label_map(segs, data["height"], data["width"], ids=ids)

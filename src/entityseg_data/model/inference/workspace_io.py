@@ -5,18 +5,24 @@ Same format as ingest's carried-over pre-annotations:
 ``predictions/<model_version>/<image_id>.json`` holding
 ``{"image_id", "height", "width", "entities": [{"id", "segmentation", "score", ...}]}``
 (compressed COCO RLE, non-overlapping, ids 1..N by score) and a row in the catalog
-``predictions`` table (written in one transaction after the file).
+``predictions`` table (written after the file). The file and its row are the catalog's
+(:mod:`entityseg_data.catalog.predictions`); this module turns a :class:`SegmentationResult`
+into that payload.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from entityseg_data.io import atomic_write_json
+from entityseg_data.catalog.predictions import prediction_relpath
+from entityseg_data.workspace import Workspace
+
+if TYPE_CHECKING:
+    from entityseg_data.model.inference.result import SegmentationResult
 
 
-def prediction_payload(result: Any, image_id: int) -> dict[str, Any]:
+def prediction_payload(result: SegmentationResult, image_id: int) -> dict[str, Any]:
     entities = []
     for rec, rle in zip(result.records(), result.rles):
         entities.append(
@@ -39,47 +45,40 @@ def prediction_payload(result: Any, image_id: int) -> dict[str, Any]:
     }
 
 
-def prediction_relpath(model_version: str, image_id: int) -> str:
-    folder = model_version.replace(":", "_").replace("/", "_")
-    return f"predictions/{folder}/{int(image_id)}.json"
-
-
 def write_workspace_prediction(
-    workspace: Any, image_id: int, result: Any, model_version: str
+    workspace: Workspace, image_id: int, result: SegmentationResult, model_version: str
 ) -> str:
     """Write the prediction file and its catalog row; returns the file path relative to the
     workspace."""
     return write_prediction_payload(workspace, prediction_payload(result, image_id), model_version)
 
 
-def write_prediction_payload(workspace: Any, payload: dict[str, Any], model_version: str) -> str:
+def write_prediction_payload(
+    workspace: Workspace, payload: dict[str, Any], model_version: str
+) -> str:
     """Write a prediction file (``{"image_id", "height", "width", "entities": [...]}``) and then
-    its catalog row in one transaction; returns the path relative to the workspace. Any
-    segmenter's output (not only CropFormer's) becomes stage-1 pre-annotations this way."""
-    image_id = int(payload["image_id"])
-    rel = prediction_relpath(model_version, image_id)
-    atomic_write_json(workspace.abspath(rel), payload)
-    with workspace.catalog() as cat, cat.transaction() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO predictions(image_id, model_version, path, n_entities) "
-            "VALUES (?,?,?,?)",
-            (image_id, model_version, rel, len(payload.get("entities", []))),
-        )
-    return rel
+    its catalog row; returns the path relative to the workspace. Any segmenter's output (not
+    only CropFormer's) becomes stage-1 pre-annotations this way."""
+    return workspace.write_prediction(payload, model_version)
 
 
-def workspace_images(workspace: Any) -> list[tuple[int, Path]]:
+def workspace_images(workspace: Workspace) -> list[tuple[int, Path]]:
     """``(image_id, path)`` of every accepted image (the normalised copy when there is one)."""
     with workspace.catalog() as cat:
-        rows = cat.query(
-            "SELECT id, file_path, norm_path FROM images WHERE status = 'accepted' ORDER BY id"
-        )
-    return [(int(r["id"]), workspace.abspath(r["norm_path"] or r["file_path"])) for r in rows]
+        images = cat.images()
+    return [(r.id, workspace.image_path(r)) for r in images]
 
 
-def predicted_ids(workspace: Any, model_version: str) -> set[int]:
-    with workspace.catalog() as cat:
-        rows = cat.query(
-            "SELECT image_id, path FROM predictions WHERE model_version = ?", (model_version,)
-        )
-    return {int(r["image_id"]) for r in rows if workspace.abspath(r["path"]).exists()}
+def predicted_ids(workspace: Workspace, model_version: str) -> set[int]:
+    """Ids of the images that have a prediction file of ``model_version``."""
+    return workspace.predicted_ids(model_version)
+
+
+__all__ = [
+    "predicted_ids",
+    "prediction_payload",
+    "prediction_relpath",
+    "workspace_images",
+    "write_prediction_payload",
+    "write_workspace_prediction",
+]
