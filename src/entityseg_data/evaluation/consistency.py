@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from entityseg_data.evaluation.coco_io import gt_set, read_json
 from entityseg_data.evaluation.image_eval import GTImage, PredImage, evaluate_pair, mask_ious
 from entityseg_data.evaluation.matching import Params, accumulate, average_precision
 from entityseg_data.io.coco import read_coco
+
+if TYPE_CHECKING:
+    from entityseg_data.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def _is_ls_export(data: Any) -> bool:
 
 
 def load_annotator_sets(
-    sources: Sequence[Any], *, workspace: Any = None, stage: int = 1
+    sources: Sequence[Any], *, workspace: Workspace | None = None, stage: int = 1
 ) -> list[AnnotatorSet]:
     """Annotator sets of each source (a Label Studio export may yield several)."""
     sets: list[AnnotatorSet] = []
@@ -198,7 +201,7 @@ def match_pairs(ious: np.ndarray, threshold: float) -> list[tuple[int, int, floa
 def consistency(
     sources: Sequence[Any],
     *,
-    workspace: Any = None,
+    workspace: Workspace | None = None,
     stage: int = 1,
     iou_threshold: float = 0.5,
     canonical: Callable[[str], str] | None = None,

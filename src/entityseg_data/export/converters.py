@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,9 @@ from entityseg_data.errors import DataError
 from entityseg_data.io import atomic_write_bytes
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import Entity, ImageAnnotation, annotation_path, save_annotation
+
+if TYPE_CHECKING:
+    from entityseg_data.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def _read_json(path: str | Path) -> dict[str, Any]:
 
 
 def add_image_file(
-    ws: Any,
+    ws: Workspace,
     path: Path,
     *,
     source: str,
@@ -112,7 +115,7 @@ def add_image_file(
 
 
 def write_entities(
-    ws: Any,
+    ws: Workspace,
     image_id: int,
     height: int,
     width: int,
@@ -176,7 +179,7 @@ def _run(
 
 
 def convert_coco_panoptic(
-    workspace: Any,
+    workspace: Workspace,
     panoptic_json: str | Path,
     panoptic_dir: str | Path,
     images_dir: str | Path,
@@ -247,7 +250,7 @@ def _license(im: dict[str, Any], data: dict[str, Any]) -> str | None:
 
 
 def convert_coco_instances(
-    workspace: Any,
+    workspace: Workspace,
     instances_json: str | Path,
     images_dir: str | Path,
     *,
@@ -314,7 +317,7 @@ def convert_coco_instances(
 
 
 def convert_label_maps(
-    workspace: Any,
+    workspace: Workspace,
     images_dir: str | Path,
     label_dir: str | Path,
     *,

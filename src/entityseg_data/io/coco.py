@@ -35,12 +35,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from entityseg_data.errors import DataError
 from entityseg_data.io.files import read_json
+
+if TYPE_CHECKING:
+    from entityseg_data.workspace import Workspace
 
 RLE = dict[str, Any]
 
@@ -758,7 +761,7 @@ def read_coco(
 
 
 def workspace_coco(
-    workspace: Any, *, stage: int = 1, statuses: tuple[str, ...] | None = ("approved",)
+    workspace: Workspace, *, stage: int = 1, statuses: tuple[str, ...] | None = ("approved",)
 ) -> dict[str, Any]:
     """The COCO dict of a workspace's annotations of ``stage`` (the approved ones by default),
     stage-1 masks carrying each entity's stage-2 name (matched by image id and entity id) when

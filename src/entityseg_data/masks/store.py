@@ -21,11 +21,14 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entityseg_data.errors import DataError
 from entityseg_data.io import atomic_write_json
 from entityseg_data.masks import rle as rle_utils
+
+if TYPE_CHECKING:
+    from entityseg_data.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ def annotations_to_coco(
 
 
 def workspace_to_coco(
-    workspace: Any,
+    workspace: Workspace,
     *,
     stage: int = 1,
     annotator: str | None = None,

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from entityseg_data.io.coco import (
 from entityseg_data.io.images import image_size
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.stats.measures import DEFAULT_SHAPE_DEFINITION, check_definition, rle_measures
+
+if TYPE_CHECKING:
+    from entityseg_data.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -285,14 +288,14 @@ def compute_stats(
 
 
 def named_workspace_coco(
-    workspace: Any, *, stage: int = 1, statuses: tuple[str, ...] | None = ("approved",)
+    workspace: Workspace, *, stage: int = 1, statuses: tuple[str, ...] | None = ("approved",)
 ) -> dict[str, Any]:
     """:func:`entityseg_data.io.coco.workspace_coco` (kept for callers of this name)."""
     return workspace_coco(workspace, stage=stage, statuses=statuses)
 
 
 def workspace_stats(
-    workspace: Any,
+    workspace: Workspace,
     *,
     name: str | None = None,
     stage: int = 1,

@@ -21,7 +21,7 @@ import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entityseg_data.annotation.labelstudio.accounts import (
     CREDENTIALS_FILE,
@@ -36,30 +36,33 @@ from entityseg_data.annotation.labelstudio.server import LabelStudioServer
 from entityseg_data.config.annotation import LabelStudioConfig
 from entityseg_data.errors import LabelStudioError
 
+if TYPE_CHECKING:
+    from entityseg_data.workspace import Workspace
+
 log = logging.getLogger(__name__)
 
 
-def data_dir(workspace: Any) -> Path:
+def data_dir(workspace: Workspace) -> Path:
     cfg = workspace.config().labelstudio
     return Path(workspace.root) / cfg.data_dir
 
 
-def credentials_path(workspace: Any) -> Path:
+def credentials_path(workspace: Workspace) -> Path:
     return data_dir(workspace) / CREDENTIALS_FILE
 
 
-def read_credentials(workspace: Any) -> dict[str, Any]:
+def read_credentials(workspace: Workspace) -> dict[str, Any]:
     return load_credentials(credentials_path(workspace))
 
 
-def write_credentials(workspace: Any, creds: Mapping[str, Any]) -> None:
+def write_credentials(workspace: Workspace, creds: Mapping[str, Any]) -> None:
     path = credentials_path(workspace)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_credentials(path, dict(creds))
 
 
 def start_local_server(
-    workspace: Any,
+    workspace: Workspace,
     *,
     port: int | None = None,
     host: str | None = None,
@@ -105,7 +108,7 @@ def start_local_server(
 
 
 def connect(
-    workspace: Any, url: str | None = None, *, labelstudio: LabelStudioConfig | None = None
+    workspace: Workspace, url: str | None = None, *, labelstudio: LabelStudioConfig | None = None
 ) -> LabelStudioClient:
     """The admin client for the workspace's server (URL from the argument, the credentials file
     or the config; token from ``LABEL_STUDIO_API_KEY`` or the credentials file). ``labelstudio``:
@@ -127,12 +130,12 @@ def connect(
     return LabelStudioClient(url=url, token=token)
 
 
-def annotator_email(workspace: Any, name: str) -> str:
+def annotator_email(workspace: Workspace, name: str) -> str:
     return f"{name}@{workspace.config().labelstudio.email_domain}"
 
 
 def create_annotators(
-    workspace: Any, names: Iterable[str], admin: LabelStudioClient | None = None
+    workspace: Workspace, names: Iterable[str], admin: LabelStudioClient | None = None
 ) -> dict[str, str]:
     """Sign annotators up (idempotent) and return ``{name: token}``; stored in the credentials.
 
@@ -157,7 +160,7 @@ def create_annotators(
     return out
 
 
-def annotator_client(workspace: Any, name: str, url: str | None = None) -> LabelStudioClient:
+def annotator_client(workspace: Workspace, name: str, url: str | None = None) -> LabelStudioClient:
     """A client acting as annotator ``name`` (from the credentials file)."""
     creds = read_credentials(workspace)
     entry = (creds.get("annotators") or {}).get(name)
@@ -171,7 +174,7 @@ def annotator_client(workspace: Any, name: str, url: str | None = None) -> Label
     )
 
 
-def annotator_passwords(workspace: Any, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+def annotator_passwords(workspace: Workspace, names: Iterable[str]) -> dict[str, tuple[str, str]]:
     """``{name: (email, password)}`` of annotators from the credentials file (for
     ``annotate users --show-password``: a person needs them to log in to the UI)."""
     team = read_credentials(workspace).get("annotators") or {}
@@ -193,7 +196,7 @@ def annotator_passwords(workspace: Any, names: Iterable[str]) -> dict[str, tuple
 
 
 def reset_password(
-    workspace: Any,
+    workspace: Workspace,
     name: str,
     *,
     admin: LabelStudioClient | None = None,
@@ -238,7 +241,7 @@ def user_emails(client: LabelStudioClient) -> dict[int, str]:
     return {int(u["id"]): str(u.get("email") or "") for u in client.users()}
 
 
-def tasks_for(workspace: Any, stage: int, annotator: str) -> list[dict[str, Any]]:
+def tasks_for(workspace: Workspace, stage: int, annotator: str) -> list[dict[str, Any]]:
     """The catalog rows of the tasks assigned to ``annotator`` at ``stage`` (image_id,
     ls_project_id, ls_task_id, status)."""
     with workspace.catalog() as cat:
@@ -246,7 +249,7 @@ def tasks_for(workspace: Any, stage: int, annotator: str) -> list[dict[str, Any]
 
 
 def submit_annotation(
-    workspace: Any,
+    workspace: Workspace,
     *,
     stage: int,
     annotator: str,
@@ -301,7 +304,7 @@ __all__ = [
 
 
 def open_backend(
-    workspace: Any, client: LabelStudioClient | None = None, *, labelstudio: Any = None
+    workspace: Workspace, client: LabelStudioClient | None = None, *, labelstudio: Any = None
 ) -> Any:
     """The :class:`~entityseg_data.annotation.labelstudio.backend.LabelStudioBackend` of the
     workspace: the admin ``client`` (default: :func:`connect`), the ``labelstudio`` config section

@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entityseg_data.errors import EntitySegError
 from entityseg_data.io import atomic_write_text
 from entityseg_data.model.inference.images import load_image
 from entityseg_data.model.inference.inputs import InputItem, resize_input
 from entityseg_data.model.inference.outputs import output_base, outputs_exist, save_result
+
+if TYPE_CHECKING:
+    from entityseg_data.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def run_predictions(
     skip_existing: bool = False,
     resize: tuple[int, int] | int | None = None,
     failures_path: str | Path | None = None,
-    workspace: Any = None,
+    workspace: Workspace | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Summary:
     """Predict ``jobs`` and write the outputs (to ``output`` and/or the workspace)."""
