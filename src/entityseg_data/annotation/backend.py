@@ -41,7 +41,8 @@ class TaskSpec:
     ``image`` is the path, relative to the workspace, of the file the annotator sees (height x
     width pixels); ``seed`` holds the regions shown at the start (stage 1: the pre-annotation,
     stage 2: the approved stage-1 masks), with their ids, in task coordinates. ``data`` carries
-    extra task fields (workspace tag, overlap flag, tile geometry...).
+    extra task fields (workspace tag, overlap flag, tile geometry...). ``context`` lists seed
+    regions shown for context only (stage 2: named in another tile), which need no name.
     """
 
     image_id: int
@@ -53,6 +54,7 @@ class TaskSpec:
     seed: ImageAnnotation | None = None
     seed_version: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
+    context: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ approved stage-1 annotation stays approved while it passes (the stage-2 tasks we
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,9 +32,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from entityseg_data.annotation.backend import AnnotationBackend, SubmissionInfo, TaskState
+from entityseg_data.annotation import tiled
+from entityseg_data.annotation.backend import (
+    AnnotationBackend,
+    Submission,
+    SubmissionInfo,
+    TaskState,
+)
 from entityseg_data.annotation.push import assignment_key, load_seed, projects_key
 from entityseg_data.annotation.qa import Finding, QAResult, check_annotation, finding
+from entityseg_data.annotation.tiling import TilingConfig
 from entityseg_data.annotation.workflow import (
     Candidate,
     approval,
@@ -44,7 +52,7 @@ from entityseg_data.annotation.workflow import (
 from entityseg_data.catalog import AnnotationRecord, Catalog, ImageRecord
 from entityseg_data.config.annotation import AnnotationConfig
 from entityseg_data.errors import DataError, EntitySegError
-from entityseg_data.masks.store import load_annotation, save_annotation
+from entityseg_data.masks.store import ImageAnnotation, load_annotation, save_annotation
 from entityseg_data.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -86,21 +94,18 @@ def _pick_submission(task: TaskState, annotator: str) -> tuple[SubmissionInfo | 
 
 
 def _send_back(
-    backend: AnnotationBackend,
+    send: Callable[[], bool],
     task: TaskState,
-    info: SubmissionInfo,
-    findings: Sequence[Finding],
-    *,
-    stage: int,
+    annotator: str,
     report: PullReport,
 ) -> bool:
-    """Send a rejected submission back for rework; a tool error is reported (the annotation stays
-    ``rejected`` and the next pull tries again), never fatal to the pull."""
+    """Send a rejected submission back for rework (``send`` does it); a tool error is reported
+    (the annotation stays ``rejected`` and the next pull tries again), never fatal to the pull."""
     try:
-        sent = backend.send_back(task, info, feedback_for(findings, stage=stage))
+        sent = send()
     except EntitySegError as exc:
         log.warning("task %s: could not send it back for rework: %s", task.id, exc)
-        report.errors.append({"task": task.id, "annotator": info.annotator, "error": str(exc)})
+        report.errors.append({"task": task.id, "annotator": annotator, "error": str(exc)})
         return False
     if sent:
         report.sent_back += 1
@@ -108,11 +113,122 @@ def _send_back(
     return sent
 
 
-def _pull_task(
+@dataclass(frozen=True)
+class _Unit:
+    """One image's work of one annotator as the pull sees it: a whole-image task, or the tiles
+    of an image (:mod:`.tiled`). ``task`` is the task recorded in the catalog (the first tile);
+    ``stamp`` changes whenever a submission changes."""
+
+    image_id: int
+    task: TaskState
+    info: SubmissionInfo | None
+    other: str | None
+    stamp: str
+    read: Callable[[], tuple[Submission, dict[str, Any]]]
+    send_back: Callable[[Sequence[Finding]], bool]
+    clear: Callable[[], None]
+
+
+def _whole_unit(backend: AnnotationBackend, task: TaskState, annotator: str, stage: int) -> _Unit:
+    info, other = _pick_submission(task, annotator)
+
+    def read() -> tuple[Submission, dict[str, Any]]:
+        assert info is not None
+        return backend.read_submission(task, info, stage), {}
+
+    def send_back(findings: Sequence[Finding]) -> bool:
+        assert info is not None
+        return backend.send_back(task, info, feedback_for(findings, stage=stage))
+
+    def clear() -> None:
+        if task.data.get("qa_status") == "rework" or task.data.get("qa_note"):
+            backend.clear_feedback(task)
+
+    return _Unit(
+        image_id=task.image_id,
+        task=task,
+        info=info,
+        other=other,
+        stamp=info.updated_at if info is not None else "",
+        read=read,
+        send_back=send_back,
+        clear=clear,
+    )
+
+
+def _tiled_unit(
+    backend: AnnotationBackend,
+    tasks: Sequence[TaskState],
+    annotator: str,
+    stage: int,
+    config: AnnotationConfig,
+    seed_of: Callable[[TaskState], ImageAnnotation | None],
+) -> _Unit:
+    """The tiles of one image as one unit: submitted when every tile is; read = stitched."""
+    plan, by_index = tiled.plan_of(tasks)
+    picked = {i: _pick_submission(t, annotator) for i, t in by_index.items()}
+    infos = {i: p[0] for i, p in picked.items() if p[0] is not None}
+    others = sorted({p[1] for p in picked.values() if p[1]})
+    complete = len(infos) == len(by_index)
+    first = by_index[0]
+    stamp = ";".join(f"{by_index[i].id}:{x.id}:{x.updated_at}" for i, x in sorted(infos.items()))
+    state: dict[str, tiled.TiledSubmission] = {}
+
+    def read() -> tuple[Submission, dict[str, Any]]:
+        subs = {i: backend.read_submission(by_index[i], x, stage) for i, x in infos.items()}
+        stitched = tiled.stitch_submissions(
+            plan,
+            subs,
+            seed_of(first),
+            image_id=first.image_id,
+            stage=stage,
+            annotator=annotator,
+            config=TilingConfig.from_config(config),
+        )
+        state["stitched"] = stitched
+        meta = {
+            "tiles": {str(i): [by_index[i].id, x.id] for i, x in sorted(infos.items())},
+            "seam_merges": [[m.tile, m.merged, m.into, m.pixels] for m in stitched.result.merges],
+            "margin_edits": stitched.result.margin_edits,
+        }
+        return stitched.submission, meta
+
+    def send_back(findings: Sequence[Finding]) -> bool:
+        stitched = state.get("stitched")
+        feedback = feedback_for(findings, stage=stage)
+        if stitched is None:  # rejected by an earlier pull: every tile gets the note
+            parts = {t.index: feedback for t in plan.tiles}
+        else:
+            unnamed = {f.region for f in findings if f.check == "unnamed" and f.region}
+            parts = tiled.split_feedback(feedback, stitched, plan, unnamed=unnamed)
+        sent = False
+        for i, fb in parts.items():
+            info = infos.get(i)
+            if info is not None:
+                sent = backend.send_back(by_index[i], info, fb) or sent
+        return sent
+
+    def clear() -> None:
+        for t in by_index.values():
+            if t.data.get("qa_status") == "rework" or t.data.get("qa_note"):
+                backend.clear_feedback(t)
+
+    return _Unit(
+        image_id=first.image_id,
+        task=first,
+        info=infos.get(0) if complete else None,
+        other=others[0] if others else None,
+        stamp=stamp if complete else "",
+        read=read,
+        send_back=send_back,
+        clear=clear,
+    )
+
+
+def _pull_unit(
     workspace: Workspace,
     cat: Catalog,
-    backend: AnnotationBackend,
-    task: TaskState,
+    unit: _Unit,
     *,
     stage: int,
     annotator: str,
@@ -123,11 +239,11 @@ def _pull_task(
     approved1: Mapping[int, str],
 ) -> None:
     root = Path(workspace.root)
-    image_id = task.image_id
+    image_id = unit.image_id
+    task, info, other = unit.task, unit.info, unit.other
     if image_id not in images:
         report.errors.append({"task": task.id, "error": f"unknown image id {image_id}"})
         return
-    info, other = _pick_submission(task, annotator)
     row = rows.get(image_id)
     if info is None:
         if row is not None and row.status == "rework":
@@ -140,7 +256,7 @@ def _pull_task(
         row is not None
         and str(row.ls_annotation_id) == info.id
         and prev is not None
-        and prev.meta.get("updated_at") == info.updated_at
+        and prev.meta.get("updated_at") == unit.stamp
         and row.status in DONE_STATUSES
     ):
         report.unchanged += 1
@@ -149,7 +265,7 @@ def _pull_task(
         elif row.status == "rejected" and config.rework and other is None:
             # rejected before but not sent back (rework was off, or Label Studio failed then)
             findings = [Finding.from_json(f) for f in (row.qa or {}).get("findings", [])]
-            if _send_back(backend, task, info, findings, stage=stage, report=report):
+            if _send_back(lambda: unit.send_back(findings), task, annotator, report):
                 with cat.transaction():
                     cat.set_annotation(image_id, stage, annotator, status="rework")
         return
@@ -157,10 +273,8 @@ def _pull_task(
     if not img.height or not img.width:
         raise DataError(f"image {image_id}: the catalog has no size")
     h, w = int(img.height), int(img.width)
-    sub = backend.read_submission(task, info, stage)
-    version = str(task.data.get("seed") or "")
-    if stage == 2 and not version and image_id in approved1:
-        version = "stage1:" + approved1[image_id]
+    sub, unit_meta = unit.read()
+    version = _seed_version(task, stage, approved1)
     seed = load_seed(root, cat, stage, image_id, h, w, version)
     ann = sub.annotation
     merge = None
@@ -187,10 +301,11 @@ def _pull_task(
         "qa_passed": qa.passed,
         "backend_task": task.id,
         "submission": info.id,
-        "updated_at": info.updated_at,
-        "lead_time": info.lead_time,
+        "updated_at": unit.stamp,
+        "lead_time": sub.info.lead_time,
         "seed": version,
         "kinds": {r.id: list(r.kinds) for r in sub.regions if r.kinds},
+        **unit_meta,
     }
     final = replace(qa.annotation, meta=meta)
     path = save_annotation(root, final)
@@ -212,13 +327,14 @@ def _pull_task(
     if not qa.passed:
         report.rejected += 1
         send = config.rework and other is None
-        if send and _send_back(backend, task, info, qa.findings, stage=stage, report=report):
+        rejected = qa.findings
+        if send and _send_back(lambda: unit.send_back(rejected), task, annotator, report):
             status = "rework"
             with cat.transaction():
                 cat.set_annotation(image_id, stage, annotator, status=status)
-    elif task.data.get("qa_status") == "rework" or task.data.get("qa_note"):
+    else:
         try:
-            backend.clear_feedback(task)
+            unit.clear()
         except EntitySegError as exc:  # a stale note is cosmetic: the catalog is right
             log.warning("task %s: the rework note stays: %s", task.id, exc)
     counter = report.findings.setdefault(annotator, Counter())
@@ -238,6 +354,30 @@ def _pull_task(
             "findings": [f"{f.severity}:{f.check}" for f in qa.findings],
         }
     )
+
+
+def _task_seed(
+    workspace: Workspace,
+    cat: Catalog,
+    stage: int,
+    images: Mapping[int, ImageRecord],
+    task: TaskState,
+) -> ImageAnnotation | None:
+    """The full-size seed of a tile task's image (what its tiles were cut from)."""
+    img = images.get(task.image_id)
+    if img is None or not img.height or not img.width:
+        raise DataError(f"image {task.image_id}: the catalog has no size")
+    version = _seed_version(task, stage, {})
+    return load_seed(
+        Path(workspace.root), cat, stage, task.image_id, int(img.height), int(img.width), version
+    )
+
+
+def _seed_version(task: TaskState, stage: int, approved1: Mapping[int, str]) -> str:
+    version = str(task.data.get("seed") or "")
+    if stage == 2 and not version and task.image_id in approved1:
+        version = "stage1:" + approved1[task.image_id]
+    return version
 
 
 def approve(cat: Catalog, stage: int) -> int:
@@ -292,14 +432,37 @@ def pull(
                 if wanted is not None and annotator not in wanted:
                     continue
                 rows = {r.image_id: r for r in cat.annotations(stage=stage, annotator=annotator)}
-                for k, task in enumerate(backend.tasks(str(project))):
+                tile_tasks: dict[int, list[TaskState]] = {}
+                units: list[tuple[TaskState, Callable[[], _Unit]]] = []
+                for task in backend.tasks(str(project)):
                     report.tasks += 1
+                    if tiled.TILE_KEY in task.data:  # an image's tiles are pulled together
+                        tile_tasks.setdefault(task.image_id, []).append(task)
+                        continue
+                    units.append(
+                        (task, functools.partial(_whole_unit, backend, task, annotator, stage))
+                    )
+                for group in tile_tasks.values():
+                    units.append(
+                        (
+                            group[0],
+                            functools.partial(
+                                _tiled_unit,
+                                backend,
+                                group,
+                                annotator,
+                                stage,
+                                config,
+                                functools.partial(_task_seed, workspace, cat, stage, images),
+                            ),
+                        )
+                    )
+                for k, (task, make) in enumerate(units):
                     try:
-                        _pull_task(
+                        _pull_unit(
                             workspace,
                             cat,
-                            backend,
-                            task,
+                            make(),
                             stage=stage,
                             annotator=annotator,
                             config=config,

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from entityseg_data.annotation.backend import AnnotationBackend, ProjectSpec, TaskSpec
+from entityseg_data.annotation.tiled import tile_task_specs
+from entityseg_data.annotation.tiling import TilingConfig, plan_for
 from entityseg_data.annotation.workflow import assign_images, flag_choices
 from entityseg_data.catalog import Catalog, ImageRecord
 from entityseg_data.catalog.predictions import latest_prediction
@@ -175,10 +177,26 @@ def task_specs(
     seed_version: str,
     data: Mapping[str, Any],
     config: AnnotationConfig,
+    root: Path | None = None,
 ) -> list[TaskSpec]:
-    """The task(s) of one image for one annotator: the whole image as one task. (The hook for
-    a tiled mode: it returns one spec per tile, each with the seed regions it shows.)"""
-    del config
+    """The task(s) of one image for one annotator: the whole image as one task, or, for an
+    image above ``config.tile_min_pixels`` (and a workspace ``root`` to write tile pictures
+    in), one task per tile with the seed regions it shows (:mod:`.tiled`)."""
+    plan = plan_for(height, width, TilingConfig.from_config(config))
+    if plan is not None and root is not None:
+        return tile_task_specs(
+            root=root,
+            image_id=image_id,
+            image=image,
+            height=height,
+            width=width,
+            stage=stage,
+            annotator=annotator,
+            seed=seed,
+            seed_version=seed_version,
+            data=data,
+            plan=plan,
+        )
     return [
         TaskSpec(
             image_id=image_id,
@@ -317,27 +335,41 @@ def push(
                     report.errors.append({"image_id": iid, "error": str(exc)})
                     continue
                 group = assignment[iid]
+                made: list[tuple[str, list[TaskSpec]]] = []
+                try:
+                    for annotator in group:
+                        if iid in existing[annotator]:
+                            continue
+                        made.append(
+                            (
+                                annotator,
+                                task_specs(
+                                    image_id=iid,
+                                    image=row.path,
+                                    height=h,
+                                    width=w,
+                                    stage=stage,
+                                    annotator=annotator,
+                                    seed=seed_ann,
+                                    seed_version=version,
+                                    data={"workspace": tag, "overlap": len(group) > 1},
+                                    config=config,
+                                    root=root,
+                                ),
+                            )
+                        )
+                except DataError as exc:  # e.g. the tile pictures cannot be cut
+                    log.warning("skipping image %s: %s", iid, exc)
+                    report.errors.append({"image_id": iid, "error": str(exc)})
+                    continue
                 if len(group) > 1:
                     report.overlap_images += 1
                 report.images += 1
                 for annotator in group:
                     if iid in existing[annotator]:
                         recovered.append((iid, annotator, existing[annotator][iid][0]))
-                        continue
-                    per_project[annotator].extend(
-                        task_specs(
-                            image_id=iid,
-                            image=row.path,
-                            height=h,
-                            width=w,
-                            stage=stage,
-                            annotator=annotator,
-                            seed=seed_ann,
-                            seed_version=version,
-                            data={"workspace": tag, "overlap": len(group) > 1},
-                            config=config,
-                        )
-                    )
+                for annotator, specs in made:
+                    per_project[annotator].extend(specs)
         for annotator, task_list in per_project.items():
             ids = backend.create_tasks(projects[annotator], task_list)
             first: dict[int, str] = {}

@@ -79,6 +79,16 @@ class TilingConfig:
         if not 0.0 < self.merge_fraction <= 1.0:
             raise ConfigError(f"tiling merge_fraction must be in (0, 1], got {self.merge_fraction}")
 
+    @classmethod
+    def from_config(cls, config: Any) -> TilingConfig:
+        """The tiling settings of an ``annotation`` config section (``tile_*`` fields)."""
+        return cls(
+            min_pixels=int(config.tile_min_pixels),
+            tile_size=int(config.tile_size),
+            margin=int(config.tile_margin),
+            merge_fraction=float(config.tile_merge_fraction),
+        )
+
     def enabled_for(self, height: int, width: int) -> bool:
         """Whether an image of this size is annotated in tiles."""
         return self.min_pixels >= 0 and height * width > self.min_pixels

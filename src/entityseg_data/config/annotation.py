@@ -82,3 +82,12 @@ class AnnotationConfig(Checked):
     # send annotations rejected by QA back to their annotator (Label Studio: the task returns to
     # their queue with the QA note and the offending regions marked)
     rework: bool = True
+    # tiled mode for large images (annotation/tiling.py): an image with more pixels than
+    # tile_min_pixels is annotated as tasks over overlapping tiles at full resolution (-1 = never
+    # tile, 0 = tile every image); cores of at most tile_size px a side, grown by tile_margin px
+    # on each side; regions drawn across a seam merge when tile_merge_fraction of the smaller
+    # one's drawn pixels in the shared margin coincide
+    tile_min_pixels: int = bounded(4_000_000, ge=-1)
+    tile_size: int = bounded(1500, ge=64)
+    tile_margin: int = bounded(64, ge=0)
+    tile_merge_fraction: float = bounded(0.5, gt=0, le=1)

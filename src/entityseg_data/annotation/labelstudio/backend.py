@@ -46,6 +46,7 @@ from entityseg_data.annotation.labelstudio.format import (
     annotation_from_ls,
     annotation_to_results,
     annotator_name,
+    display_labels,
 )
 from entityseg_data.config.annotation import LabelStudioConfig
 from entityseg_data.errors import ConfigError, DataError, LabelStudioError
@@ -239,7 +240,17 @@ class LabelStudioBackend:
         task: dict[str, Any] = {"data": data}
         if spec.seed is not None and spec.seed.entities:
             # palette labels of the task's stage ('brush k' / 'mask k'): touching regions differ
-            results = annotation_to_results(replace(spec.seed, stage=spec.stage))
+            seed = replace(spec.seed, stage=spec.stage)
+            labels = None
+            if spec.context:  # regions shown for context only: grey, no name needed
+                segs = [e.segmentation for e in seed.entities]
+                labels = display_labels(segs, seed.height, seed.width, stage=spec.stage)
+                context = set(spec.context)
+                labels = [
+                    configs.CONTEXT_LABEL if e.id in context else lab
+                    for e, lab in zip(seed.entities, labels)
+                ]
+            results = annotation_to_results(seed, labels=labels)
             scores = [float(e.score) for e in spec.seed.entities if e.score is not None]
             task["predictions"] = [
                 {
