@@ -8,7 +8,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from entityseg_data.export.converters import convert_label_maps
+from entityseg_data.ingest.importers import import_label_maps
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import Entity, ImageAnnotation, iter_annotations, save_annotation
 from entityseg_data.synthetic import write_dataset
@@ -25,7 +25,7 @@ def sample_ws(tmp_path_factory):
     write_dataset(root / "syn", 3, seed=9, sizes=[(200, 260)], label_maps=True)
     names = {i: n for i, n in enumerate(["sky", "wall", "tree", "car", "pole"], start=1)}
     ws = Workspace.create(root / "ws")
-    convert_label_maps(ws, root / "syn" / "images", root / "syn" / "label_maps", names=names)
+    import_label_maps(ws, root / "syn" / "images", root / "syn" / "label_maps", names=names)
     for ann in iter_annotations(ws.root, 1, "import"):
         lm = np.zeros((ann.height, ann.width), np.uint16)
         for i, e in enumerate(ann.entities, start=1):

@@ -1,4 +1,5 @@
-"""Round trips of every converter and export: masks bit-exact, names and provenance kept."""
+"""Round trips of every import (``export convert``: the ingest importer in 'approved' mode) and
+export: masks bit-exact, names, kinds and provenance kept."""
 
 from __future__ import annotations
 
@@ -9,14 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from entityseg_data.export.converters import (
-    convert_coco_instances,
-    convert_coco_panoptic,
-    convert_label_maps,
-)
 from entityseg_data.export.entityseg import export_entityseg
 from entityseg_data.export.hf import entity_rle, export_hf
 from entityseg_data.export.subsets import panoptic_subset
+from entityseg_data.ingest.importers import import_coco, import_label_maps
+from entityseg_data.ingest.sources.coco import ImportPolicy
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import workspace_to_coco
 from entityseg_data.stats.engine import named_workspace_coco
@@ -24,10 +22,10 @@ from entityseg_data.workspace import Workspace
 
 
 def masks_by_source_file(coco, ws_root):
-    """{original file name: [(mask bytes, name)]} of a workspace COCO (via the catalog)."""
+    """{original file name: [annotations]} of a workspace COCO (via the catalog)."""
     ws = Workspace.open(ws_root)
     with ws.catalog() as cat:
-        src = {r["id"]: r["source_id"] for r in cat.images(status=None)}
+        src = {r.id: r.extra["file_name"] for r in cat.images(status=None)}
     out = {}
     for a in coco["annotations"]:
         out.setdefault(src[a["image_id"]], []).append(a)
@@ -56,8 +54,8 @@ def test_label_maps_to_workspace_and_entityseg_export(syn_set, tmp_path):
     for e in coco["annotations"]:
         names.setdefault(e["image_id"], []).append(e["name"])
     ws = Workspace.create(tmp_path / "ws")
-    res = convert_label_maps(ws, root / "images", root / "label_maps")
-    assert res.images == 4 and res.entities == len(coco["annotations"]) and not res.skipped
+    res = import_label_maps(ws, root / "images", root / "label_maps")
+    assert res.images == 4 and res.entities == len(coco["annotations"]) and not res.problems
     got = masks_by_source_file(workspace_to_coco(ws), ws.root)
     for file_name, anns in source_masks(coco).items():
         lm = np.asarray(Image.open(root / "label_maps" / file_name))
@@ -82,8 +80,8 @@ def test_label_maps_to_workspace_and_entityseg_export(syn_set, tmp_path):
 def test_instances_roundtrip_and_json_export(syn_set, tmp_path):
     root, path, coco = syn_set
     ws = Workspace.create(tmp_path / "ws")
-    res = convert_coco_instances(ws, path, root / "images")
-    assert res.images == 4 and res.dropped_entities == 0
+    res = import_coco(ws, path, root / "images")
+    assert res.images == 4 and res.entities == len(coco["annotations"])
     named = named_workspace_coco(ws)
     got = masks_by_source_file(named, ws.root)
     for file_name, anns in source_masks(coco).items():
@@ -159,8 +157,8 @@ def test_overlapping_instances_smaller_wins(tmp_path):
     }
     (tmp_path / "inst.json").write_text(json.dumps(coco))
     ws = Workspace.create(tmp_path / "ws")
-    res = convert_coco_instances(ws, tmp_path / "inst.json", img_dir)
-    assert res.entities == 2 and res.dropped_entities == 1
+    res = import_coco(ws, tmp_path / "inst.json", img_dir)
+    assert res.images == 1 and res.entities == 2  # 'small' left without a pixel: dropped
     got = named_workspace_coco(ws)["annotations"]
     masks = [rle_utils.decode(a["segmentation"]).astype(bool) for a in got]
     assert [a["name"] for a in got] == ["table", "cup"]
@@ -172,10 +170,14 @@ def test_panoptic_subset_converts_back(syn_set, tmp_path):
     root, _, coco = syn_set
     pan = panoptic_subset(coco, 1000, tmp_path / "pan")
     ws = Workspace.create(tmp_path / "ws")
-    res = convert_coco_panoptic(
-        ws, tmp_path / "pan" / "panoptic.json", tmp_path / "pan" / "panoptic", root / "images"
+    res = import_coco(
+        ws,
+        tmp_path / "pan" / "panoptic.json",
+        root / "images",
+        panoptic_dir=tmp_path / "pan" / "panoptic",
+        policy=ImportPolicy(crowd="keep"),
     )
-    assert res.images == 4 and not res.skipped
+    assert res.images == 4 and not res.problems
     named = named_workspace_coco(ws)
     got = masks_by_source_file(named, ws.root)
     cats = {c["id"]: c["name"] for c in pan["categories"]}
@@ -255,6 +257,6 @@ def test_workspace_export_uses_the_workspace_export_config(syn_set, tmp_path):
         WorkspaceConfig(), ["export.val_fraction=0.5", "export.stratify_by_source=false"]
     )
     ws = Workspace.create(tmp_path / "ws", cfg)
-    convert_label_maps(ws, root / "images", root / "label_maps")
+    import_label_maps(ws, root / "images", root / "label_maps")
     out = export_entityseg(ws, tmp_path / "release", lr=False, seed=0)
     assert out.counts["val"]["images"] == 2 and out.counts["train"]["images"] == 2

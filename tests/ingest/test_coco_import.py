@@ -194,3 +194,86 @@ def test_ingest_coco_panoptic_source_stores_kinds_in_the_workspace(workspace):
         ]
         for e, s in zip(payload["entities"], want, strict=True):
             assert np.array_equal(_decode(e["segmentation"]), ids == s["id"])
+
+
+def test_probe_issue16_convert_panoptic_keeps_thing_stuff_in_the_workspace(workspace):
+    """Issue 16: after ``export convert panoptic`` every class kind was unknown. Imported as
+    approved annotations, real COCO panoptic segments keep their masks exactly, their names and
+    their thing/stuff kinds, through the workspace COCO view and the statistics' class table."""
+    from entityseg_data.ingest.importers import import_coco, import_config
+    from entityseg_data.io.coco import workspace_coco
+    from entityseg_data.stats.classes import class_counts
+    from entityseg_data.stats.engine import workspace_stats
+
+    root = realdata("coco_panoptic_train100")
+    data = json.loads((root / "panoptic_train2017.json").read_text())
+    pans = {a["image_id"]: a for a in data["annotations"]}
+    cats = {c["id"]: c for c in data["categories"]}
+    cfg = import_config(workspace, overrides={"limit": 12, "workers": 2})
+    res = import_coco(workspace, root / "panoptic_train2017.json", root / "images", config=cfg)
+    assert res.images == 12 and not res.problems and not res.failed
+    coco = workspace_coco(workspace)
+    with workspace.catalog() as cat:
+        coco_id = {r.id: r.extra["coco_image_id"] for r in cat.images(status=None)}
+    by_image: dict[int, list[dict]] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    assert len(by_image) == 12
+    n = 0
+    for wid, anns in by_image.items():
+        pan = pans[coco_id[wid]]
+        ids = read_panoptic_ids(root / "panoptic_train2017" / pan["file_name"])
+        want = [s for s in pan["segments_info"] if not s["iscrowd"]]
+        assert len(anns) == len(want)
+        for a, s in zip(anns, want, strict=True):
+            cat = cats[s["category_id"]]
+            assert np.array_equal(_decode(a["segmentation"]), ids == s["id"])
+            assert a["name"] == cat["name"]
+            assert a["kind"] == ("thing" if cat["isthing"] else "stuff")
+            n += 1
+    assert n == res.entities
+    rows = class_counts(workspace_stats(workspace))
+    kinds = {r["name"]: r["kind"] for r in rows}
+    assert "" not in kinds.values()  # no unknown kind left
+    for name, kind in kinds.items():
+        cat = next(c for c in cats.values() if c["name"] == name)
+        assert kind == ("thing" if cat["isthing"] else "stuff")
+
+
+def test_cli_export_convert_panoptic_on_real_data(tmp_path):
+    """The CLI path (a subprocess): ``export convert panoptic`` on the panopticapi sample."""
+    import os
+    import subprocess
+    import sys
+
+    from entityseg_data.io.coco import workspace_coco
+    from entityseg_data.workspace import Workspace
+
+    root = realdata("panopticapi_sample") / "sample_data"
+    ws = tmp_path / "ws"
+    Workspace.create(ws)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "entityseg_data",
+            "-w",
+            str(ws),
+            "export",
+            "convert",
+            "panoptic",
+            str(root / "panoptic_examples.json"),
+            str(root / "panoptic_examples"),
+            str(root / "input_images"),
+            "--crowd",
+            "keep",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "images: 2, entities: 50" in out.stdout  # 18 + 32 segments (3 crowd kept)
+    kinds = [a["kind"] for a in workspace_coco(Workspace.open(ws))["annotations"]]
+    assert kinds.count("thing") == 43 and kinds.count("stuff") == 7

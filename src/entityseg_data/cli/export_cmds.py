@@ -1,5 +1,6 @@
 """``export`` commands: EntitySeg JSON (hr + lr), Hugging Face datasets, class-aware subsets,
-and converters from COCO panoptic / instances / label maps into a workspace."""
+and ``convert``: COCO panoptic / instances / label maps imported into a workspace as approved
+annotations (the ingest importer)."""
 
 from __future__ import annotations
 
@@ -208,8 +209,14 @@ def subsets(
 
 @export.group("convert")
 def convert() -> None:
-    """Convert COCO panoptic / COCO instances / label-map PNG folders into the workspace
-    (COCO-Entity protocol: every segment, thing or stuff, becomes an entity).
+    """Import COCO panoptic / COCO instances / label-map PNG folders into the workspace as
+    approved annotations (COCO-Entity protocol: every segment, thing or stuff, becomes an
+    entity; its category name is its stage-2 name and its thing/stuff kind is kept).
+
+    These run the ingest pipeline with the COCO importer / label-map source in 'import as
+    approved' mode: images are stored upright (EXIF applied to image and masks), de-duplicated
+    (exact and near duplicates are not imported twice) and recorded with their provenance; no
+    quality or NSFW filter is applied.
 
     \b
     Example:
@@ -219,42 +226,70 @@ def convert() -> None:
 
 
 def _report(res: Any) -> None:
+    failed = sum(res.failed.values())
     click.echo(
-        f"images: {res.images}, entities: {res.entities}, dropped empty: {res.dropped_entities}, "
-        f"skipped: {len(res.skipped)}"
+        f"images: {res.images}, entities: {res.entities}, duplicates: {res.duplicates}, "
+        f"failed: {failed}, problems: {len(res.problems)}"
     )
-    for s in res.skipped[:10]:
-        click.echo(f"  skipped {s['record']}: {s['error']}", err=True)
+    for kind, n in sorted(res.failed.items()):
+        click.echo(f"  failed ({kind}): {n}", err=True)
+    for p in res.problems[:10]:
+        click.echo(f"  skipped {p}", err=True)
+    if len(res.problems) > 10:
+        click.echo(f"  ... and {len(res.problems) - 10} more (see the log)", err=True)
+
+
+def _progress(bar: Any):
+    def on_event(ev: Any) -> None:
+        if getattr(ev, "stage", "") != "nsfw":
+            bar.update(getattr(ev, "n", 1))
+
+    return on_event
+
+
+_DEDUPE = click.option(
+    "--dedupe",
+    type=click.Choice(["near", "exact"]),
+    default="near",
+    show_default=True,
+    help="Skip near duplicates (pHash) too, or only byte-identical images.",
+)
 
 
 @convert.command("panoptic")
 @click.argument("panoptic_json", type=click.Path(exists=True, dir_okay=False))
 @click.argument("panoptic_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--source", default="coco_panoptic", show_default=True)
-@click.option("--no-crowd", is_flag=True, help="Leave crowd segments out.")
-@click.option("--limit", type=int, default=None)
+@click.option(
+    "--crowd",
+    type=click.Choice(["drop", "keep"]),
+    default="drop",
+    show_default=True,
+    help="Crowd segments (iscrowd=1): left out, or kept as entities marked iscrowd.",
+)
+@_DEDUPE
 @click.pass_context
-def convert_panoptic(ctx, panoptic_json, panoptic_dir, images_dir, source, no_crowd, limit):
-    """COCO panoptic JSON + PNG folder -> workspace entities (one per segment).
+def convert_panoptic(ctx, panoptic_json, panoptic_dir, images_dir, crowd, dedupe):
+    """COCO panoptic JSON + PNG folder -> approved workspace entities (one per segment).
 
     \b
     Example:
       entityseg-data -w ws export convert panoptic panoptic_val2017.json panoptic_val2017/ val2017/
     """
-    from entityseg_data.export.converters import convert_coco_panoptic
+    from entityseg_data.ingest.importers import import_coco, import_config
+    from entityseg_data.ingest.sources.coco import ImportPolicy
 
     ws = get_workspace(ctx)
+    cfg = import_config(ws, near_duplicates=dedupe == "near")
     with _bar(None, "convert") as bar:
-        res = convert_coco_panoptic(
+        res = import_coco(
             ws,
             panoptic_json,
-            panoptic_dir,
             images_dir,
-            source=source,
-            include_crowd=not no_crowd,
-            limit=limit,
-            progress=bar.update,
+            panoptic_dir=panoptic_dir,
+            policy=ImportPolicy(crowd=crowd),
+            config=cfg,
+            progress=_progress(bar),
         )
     _report(res)
 
@@ -262,29 +297,42 @@ def convert_panoptic(ctx, panoptic_json, panoptic_dir, images_dir, source, no_cr
 @convert.command("instances")
 @click.argument("instances_json", type=click.Path(exists=True, dir_okay=False))
 @click.argument("images_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--source", default="coco", show_default=True)
-@click.option("--crowd", is_flag=True, help="Also import crowd annotations.")
-@click.option("--limit", type=int, default=None)
+@click.option(
+    "--crowd",
+    type=click.Choice(["drop", "keep"]),
+    default="drop",
+    show_default=True,
+    help="Crowd annotations (iscrowd=1): left out, or kept as entities marked iscrowd.",
+)
+@click.option(
+    "--overlaps",
+    type=click.Choice(["smaller_wins", "later_wins"]),
+    default="smaller_wins",
+    show_default=True,
+    help="Where instances overlap: the smaller one keeps the pixels, or the later in the file.",
+)
+@_DEDUPE
 @click.pass_context
-def convert_instances(ctx, instances_json, images_dir, source, crowd, limit):
-    """COCO instances JSON -> workspace entities (overlaps: smaller instances win).
+def convert_instances(ctx, instances_json, images_dir, crowd, overlaps, dedupe):
+    """COCO instances JSON -> approved workspace entities (overlaps resolved by --overlaps).
 
     \b
     Example:
       entityseg-data -w ws export convert instances instances_val2017.json val2017/
     """
-    from entityseg_data.export.converters import convert_coco_instances
+    from entityseg_data.ingest.importers import import_coco, import_config
+    from entityseg_data.ingest.sources.coco import ImportPolicy
 
     ws = get_workspace(ctx)
+    cfg = import_config(ws, near_duplicates=dedupe == "near")
     with _bar(None, "convert") as bar:
-        res = convert_coco_instances(
+        res = import_coco(
             ws,
             instances_json,
             images_dir,
-            source=source,
-            include_crowd=crowd,
-            limit=limit,
-            progress=bar.update,
+            policy=ImportPolicy(crowd=crowd, overlaps=overlaps),
+            config=cfg,
+            progress=_progress(bar),
         )
     _report(res)
 
@@ -308,34 +356,37 @@ def convert_instances(ctx, instances_json, images_dir, source, crowd, limit):
     show_default=True,
     help="Label values that are not entities (repeatable).",
 )
-@click.option("--source", default="label_maps", show_default=True)
-@click.option("--limit", type=int, default=None)
+@_DEDUPE
 @click.pass_context
-def convert_label_maps_cmd(ctx, images_dir, label_dir, names_json, void_values, source, limit):
-    """Image folder + label-map PNG folder (same stems) -> workspace entities (one per value).
+def convert_label_maps_cmd(ctx, images_dir, label_dir, names_json, void_values, dedupe):
+    """Image folder + label-map PNG folder (same stems) -> approved workspace entities (one per
+    value).
 
     \b
     Example:
       entityseg-data -w ws export convert label-maps frames/ masks/ --names names.json
     """
-    import json
-    from pathlib import Path
-
-    from entityseg_data.export.converters import convert_label_maps
+    from entityseg_data.errors import DataError
+    from entityseg_data.ingest.importers import import_config, import_label_maps
+    from entityseg_data.io import read_json
 
     names = None
     if names_json:
-        names = {int(k): str(v) for k, v in json.loads(Path(names_json).read_text()).items()}
+        raw = read_json(names_json, "label names")
+        try:
+            names = {int(k): str(v) for k, v in dict(raw).items()}
+        except (TypeError, ValueError):
+            raise DataError(f"{names_json}: must map label values to names") from None
     ws = get_workspace(ctx)
+    cfg = import_config(ws, near_duplicates=dedupe == "near")
     with _bar(None, "convert") as bar:
-        res = convert_label_maps(
+        res = import_label_maps(
             ws,
             images_dir,
             label_dir,
             names=names,
             void_values=void_values,
-            source=source,
-            limit=limit,
-            progress=bar.update,
+            config=cfg,
+            progress=_progress(bar),
         )
     _report(res)

@@ -31,6 +31,7 @@ from entityseg_data.catalog import Catalog
 from entityseg_data.catalog.predictions import write_prediction
 from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.ingest import normalize
+from entityseg_data.ingest.approved import write_approved
 from entityseg_data.ingest.dedupe import PhashIndex
 from entityseg_data.ingest.downloader import Downloader
 from entityseg_data.ingest.failures import SETTINGS_META, settings_snapshot, should_retry
@@ -276,8 +277,11 @@ class _Run:
                     if not v.passed:
                         counts.filtered[v.filter] += 1
             if out.pre is not None and passed:
-                payload = out.pre.payload(image_id)
-                write_prediction(self.ws.root, self.cat, payload, out.pre.model_version)
+                if item.annotations_approved:  # export convert: approved stage-1 + 2 files
+                    write_approved(self.ws, self.cat, image_id, out.pre, origin=item.source)
+                else:
+                    payload = out.pre.payload(image_id)
+                    write_prediction(self.ws.root, self.cat, payload, out.pre.model_version)
             self._ledger(
                 item,
                 label,

@@ -108,3 +108,25 @@ def build(
     return PreAnnotation(
         model_version=model_version, height=upright[0], width=upright[1], entities=entities
     )
+
+
+def from_label_map(
+    label_map: np.ndarray,
+    infos: Sequence[str | Mapping[str, Any] | None],
+    raw_height: int,
+    raw_width: int,
+    orientation: int,
+    *,
+    model_version: str,
+) -> PreAnnotation:
+    """:func:`build` for a label map annotated at its own size (H, W) = ``label_map.shape``."""
+    return build(
+        label_map,
+        infos,
+        ann_height=label_map.shape[0],
+        ann_width=label_map.shape[1],
+        raw_height=raw_height,
+        raw_width=raw_width,
+        orientation=orientation,
+        model_version=model_version,
+    )

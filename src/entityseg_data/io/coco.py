@@ -68,7 +68,17 @@ STRUCTURAL_ISSUES = (
 )
 
 _IMAGE_KEYS = ("id", "file_name", "height", "width")
-_ANN_KEYS = ("id", "image_id", "segmentation", "category_id", "iscrowd", "area", "bbox", "name")
+_ANN_KEYS = (
+    "id",
+    "image_id",
+    "segmentation",
+    "category_id",
+    "iscrowd",
+    "area",
+    "bbox",
+    "name",
+    "kind",
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,8 @@ class CocoAnnotation:
     str}`` of the image's size, checked; ``format``: how the file gave it (``rle``,
     ``uncompressed_rle``, ``polygon``); ``area``/``bbox`` as the file gives them (None when
     absent); ``name``: the open-vocabulary name (``name``, else EntitySeg's ``category_id_ori``
-    when it is text); ``extra``: every other field."""
+    when it is text); ``kind``: ``thing``/``stuff`` of this entity (its ``kind`` field, else
+    its category's ``isthing``; None when unknown); ``extra``: every other field."""
 
     image_id: int
     segmentation: RLE
@@ -150,11 +161,14 @@ class CocoAnnotation:
     bbox: tuple[float, float, float, float] | None = None
     name: str | None = None
     format: str = "rle"
+    kind: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)
         out.update(image_id=self.image_id, segmentation=self.segmentation)
+        if self.kind is not None:
+            out["kind"] = self.kind
         if self.id is not None:
             out["id"] = self.id
         if self.category_id is not None:
@@ -494,6 +508,17 @@ class _Reader:
         except DataError as exc:
             self.report(MALFORMED_SEGMENTATION, where, str(exc), **ids)
             raise _Skip from None
+        kind = a.get("kind")
+        if kind is not None and kind not in ("thing", "stuff"):
+            self.report(
+                MALFORMED_ANNOTATION,
+                where,
+                f"'kind' must be 'thing' or 'stuff', got {kind!r}",
+                **ids,
+            )
+            raise _Skip
+        if kind is None and cid is not None and cid in categories:
+            kind = categories[cid].kind
         name = a.get("name")
         if not isinstance(name, str) or not name.strip():
             ori = a.get("category_id_ori")
@@ -508,6 +533,7 @@ class _Reader:
             bbox=bbox,
             name=name,
             format=fmt,
+            kind=kind,
             extra={k: v for k, v in a.items() if k not in _ANN_KEYS},
         )
 
@@ -765,15 +791,19 @@ def workspace_coco(
 ) -> dict[str, Any]:
     """The COCO dict of a workspace's annotations of ``stage`` (the approved ones by default),
     stage-1 masks carrying each entity's stage-2 name (matched by image id and entity id) when
-    stage 2 has one. Image ``file_name`` s are relative to the workspace root."""
+    stage 2 has one (and its ``kind`` when stage 1 has none). Image ``file_name`` s are relative
+    to the workspace root."""
     from entityseg_data.masks.store import workspace_to_coco
 
     coco = workspace_to_coco(workspace, stage=stage, statuses=statuses)
     if stage == 1:
         named = workspace_to_coco(workspace, stage=2, statuses=statuses)
-        names = {(a["image_id"], a["entity_id"]): a.get("name") for a in named["annotations"]}
+        by_key = {(a["image_id"], a["entity_id"]): a for a in named["annotations"]}
         for a in coco["annotations"]:
-            a["name"] = names.get((a["image_id"], a["entity_id"]), a.get("name"))
+            two = by_key.get((a["image_id"], a["entity_id"]), {})
+            a["name"] = two.get("name", a.get("name"))
+            if a.get("kind") is None and two.get("kind") is not None:
+                a["kind"] = two["kind"]
     return coco
 
 

@@ -40,10 +40,11 @@ class Entity:
     name: str | None = None
     score: float | None = None
     origin: str | None = None
+    kind: str | None = None  # "thing" / "stuff" when the source says (COCO isthing, ADE150)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "segmentation": self.segmentation}
-        for key in ("name", "score", "origin"):
+        for key in ("name", "score", "origin", "kind"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -88,6 +89,7 @@ class ImageAnnotation:
                         name=e.get("name"),
                         score=e.get("score"),
                         origin=e.get("origin"),
+                        kind=_kind(e.get("kind"), f"{where} entity {i}"),
                     )
                 )
             return cls(
@@ -103,6 +105,12 @@ class ImageAnnotation:
             raise DataError(
                 f"{where or 'annotation'}: malformed annotation file ({exc!r})"
             ) from None
+
+
+def _kind(value: Any, where: str) -> str | None:
+    if value is None or value in ("thing", "stuff"):
+        return value
+    raise DataError(f"{where}: 'kind' must be 'thing' or 'stuff', got {value!r}")
 
 
 def annotation_path(root: Path, stage: int, annotator: str, image_id: int) -> Path:
@@ -180,7 +188,8 @@ def annotations_to_coco(
 
     Returns:
         ``{"images", "annotations", "categories"}`` with compressed RLE segmentations, ``area``,
-        ``bbox`` [x, y, w, h], ``iscrowd`` 0, ``name`` (raw name or None) and ``entity_id``.
+        ``bbox`` [x, y, w, h], ``iscrowd`` 0, ``name`` (raw name or None), ``entity_id`` and
+        ``kind`` (``thing``/``stuff``, when known).
     """
     images = images or {}
     out_images, out_anns = [], []
@@ -219,6 +228,8 @@ def annotations_to_coco(
             }
             if e.score is not None:
                 record["score"] = e.score
+            if e.kind is not None:
+                record["kind"] = e.kind
             out_anns.append(record)
             next_id += 1
     if not categories:

@@ -2,7 +2,8 @@
 
 A class is the entity's open-vocabulary ``name`` (``category_id_ori`` in EntitySeg files) or,
 when it has none, its category's name. Thing/stuff comes from ``is_thing(name)`` (e.g. the
-vocabulary), else from the category's ``isthing`` flag, else is unknown (None).
+vocabulary), else from the entity's own ``kind`` (e.g. carried in from COCO panoptic or ADE20K),
+else from the category's ``isthing`` flag, else is unknown (None).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def class_counts(
     entities (descending) then name, for a :class:`~entityseg_data.stats.engine.DatasetStats`.
     ``class_of`` maps a raw name to its class (e.g. the vocabulary's merged class)."""
     names = list(stats.names)
+    kinds = list(getattr(stats, "kinds", []))
     cats = stats.categories
     cat_ids = np.asarray(stats.category_ids)
     area = np.asarray(stats.entities.get("area", np.zeros(0)))
@@ -48,6 +50,9 @@ def class_counts(
             flag: bool | None = None
             if is_thing is not None:
                 flag = is_thing(name)
+            own = kinds[i] if i < len(kinds) else None  # the entity's own thing/stuff
+            if flag is None and own is not None:
+                flag = own == "thing"
             if flag is None and cat is not None and "isthing" in cat:
                 flag = bool(cat["isthing"])
             kind[name] = flag

@@ -48,6 +48,8 @@ class DatasetStats:
     ``entities``: per-entity arrays (``image_id``, ``area`` (px), ``convexity``, ``simplicity``,
     ``perimeter`` (px), ``convex_area`` (px)), all of the same length.
     ``names``: per-entity open-vocabulary name (or None) in the same order.
+    ``kinds``: per-entity ``thing``/``stuff`` the annotations state (their ``kind``, else their
+    category's ``isthing``; None when unknown), in the same order.
     ``errors``: images skipped with the reason.
     ``shape_measures``: the definition set of convexity / simplicity
     (:data:`~entityseg_data.stats.measures.SHAPE_DEFINITIONS`).
@@ -57,6 +59,7 @@ class DatasetStats:
     images: list[dict[str, Any]] = field(default_factory=list)
     entities: dict[str, np.ndarray] = field(default_factory=dict)
     names: list[str | None] = field(default_factory=list)
+    kinds: list[str | None] = field(default_factory=list)
     categories: dict[int, dict[str, Any]] = field(default_factory=dict)
     category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -177,6 +180,7 @@ def measure_image(
         "image": row,
         "entities": ents,
         "names": [a.get("name") or a.get("category_id_ori") for a in anns],
+        "kinds": [a.get("kind") for a in anns],
         "category_ids": np.asarray([int(a.get("category_id", 0)) for a in anns], np.int64),
     }
 
@@ -266,6 +270,7 @@ def compute_stats(
                 for k, v in res["entities"].items():
                     parts[k].append(v)
                 out.names.extend(res["names"])
+                out.kinds.extend(res["kinds"])
                 cat_parts.append(res["category_ids"])
             if progress is not None:
                 progress(1)

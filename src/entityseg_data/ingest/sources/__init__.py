@@ -7,7 +7,9 @@ Spec strings (the CLI's ``SOURCE`` arguments), parsed by :func:`parse_source`:
 ``urls:FILE``               a URL list: ``.txt`` (one per line), ``.csv``/``.tsv``/``.parquet``
                             with a ``url`` column (+ optional id, license, author, attribution)
 ``coco:JSON[:IMAGE_ROOT]``  a COCO instances/panoptic JSON; masks become pre-annotations
-``ade20k:DIR``              an ADE20K root (ADEChallengeData2016 or ADE20K_2021_17_01)
+``ade20k:DIR``              an ADE20K root (ADEChallengeData2016 or ADE20K_2021_17_01); masks
+                            become pre-annotations
+``labelmaps:IMAGES:LABELS`` an image folder + a folder of label-map PNGs (same stems)
 ``unsplash:TSV``            the Unsplash Lite/Full ``photos.tsv000``
 ``laion:PARQUET``           a LAION-400M / LAION-5B metadata Parquet file
 ==========================  ===================================================================
@@ -24,6 +26,7 @@ from entityseg_data.ingest.sources.ade20k import Ade20kSource
 from entityseg_data.ingest.sources.base import Item, Source
 from entityseg_data.ingest.sources.coco import CocoSource
 from entityseg_data.ingest.sources.folder import FolderSource
+from entityseg_data.ingest.sources.labelmaps import LabelMapSource
 from entityseg_data.ingest.sources.laion import LaionSource
 from entityseg_data.ingest.sources.unsplash import UnsplashSource
 from entityseg_data.ingest.sources.urls import UrlListSource
@@ -33,6 +36,7 @@ SOURCE_KINDS: dict[str, type[Source]] = {
     "urls": UrlListSource,
     "coco": CocoSource,
     "ade20k": Ade20kSource,
+    "labelmaps": LabelMapSource,
     "unsplash": UnsplashSource,
     "laion": LaionSource,
 }
@@ -68,6 +72,11 @@ def parse_source(spec: str, *, domain_tags: tuple[str, ...] = ()) -> Source:
         return CocoSource(
             annotations=json_path, image_root=root, domain_tags=("coco", *tags), label=spec
         )
+    if kind == "labelmaps":
+        images, sep2, labels = rest.rpartition(":")
+        if not sep2 or not images or not labels:
+            raise DataError(f"source {spec!r}: expected labelmaps:IMAGES_DIR:LABELS_DIR")
+        return LabelMapSource(images_dir=images, label_dir=labels, domain_tags=tags, label=spec)
     if kind == "ade20k":
         return Ade20kSource(root=rest, domain_tags=("ade20k", *tags), label=spec)
     if kind == "unsplash":
@@ -81,6 +90,7 @@ __all__ = [
     "CocoSource",
     "FolderSource",
     "Item",
+    "LabelMapSource",
     "LaionSource",
     "Source",
     "UnsplashSource",

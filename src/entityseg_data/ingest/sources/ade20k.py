@@ -217,19 +217,10 @@ def scene_parsing_label_map(
 
 
 def _pre(builder, path: Path, raw_h: int, raw_w: int, orientation: int):
-    from entityseg_data.ingest import preannotations
+    from entityseg_data.ingest.preannotations import from_label_map
 
     lm, infos = builder(path)
-    return preannotations.build(
-        lm,
-        infos,
-        ann_height=lm.shape[0],
-        ann_width=lm.shape[1],
-        raw_height=raw_h,
-        raw_width=raw_w,
-        orientation=orientation,
-        model_version=MODEL_VERSION,
-    )
+    return from_label_map(lm, infos, raw_h, raw_w, orientation, model_version=MODEL_VERSION)
 
 
 class Ade20kSource(Source):
