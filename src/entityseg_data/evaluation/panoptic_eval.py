@@ -23,8 +23,8 @@ counts (panopticapi divides by zero there).
 Streaming: an image is reduced to four small per-category count vectors; its PNGs are decoded
 one at a time and the pair-wise intersections are counted in row stripes of
 ``STRIPE_PIXELS`` pixels with a compact index per image, so the working memory is the two
-decoded RGB images (3 bytes per pixel each) plus a few stripe-sized arrays, whatever the size of
-the set (about 110 MB at 12 MP).
+decoded images plus a few stripe-sized arrays, whatever the size of the set (peak RSS 185 MB at
+12 MP, the same for 1 or 3 images: benchmarks/bench_eval_classaware.py).
 """
 
 from __future__ import annotations
