@@ -330,7 +330,15 @@ def export_entityseg(
         new = {i: v for i, v in splits.items() if existing.get(i) != v}
         if new:
             with ws.catalog() as cat:
-                cat.set_splits(new)
+                if cat.read_only:  # an archived/shared workspace: the release still gets made
+                    log.warning(
+                        "%s is read-only: the splits of %d images are in the release but not "
+                        "recorded in the catalog",
+                        ws.root,
+                        len(new),
+                    )
+                else:
+                    cat.set_splits(new)
     atomic_write_json(
         out / "export.json",
         {
