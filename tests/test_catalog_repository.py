@@ -223,3 +223,40 @@ def test_records_are_plain_data(tmp_path):
     assert d["domain_tags"] == ["a"] and d["extra"] == {"k": [1, 2]}
     json.dumps(d)
     assert ImageRecord.from_row(d) == rec
+
+
+@pytest.mark.skipif(not _can_drop_caps(), reason="needs setpriv to drop root's DAC override")
+def test_probe_9_6_read_only_workspace_status_stats_export_validate(tmp_path):
+    """probe 9.6: `status`, `stats --out` elsewhere, `export entityseg --out` elsewhere and
+    `data validate` on a `chmod -R a-w` workspace all failed with 'attempt to write a readonly
+    database'. They run now, and the workspace (catalog bytes) is unchanged."""
+    from entityseg_data.export.converters import convert_label_maps
+    from entityseg_data.synthetic import write_dataset
+
+    root = tmp_path / "syn"
+    write_dataset(root, 3, seed=3, sizes=[(120, 160)], image_format="png", label_maps=True)
+    ws = Workspace.create(tmp_path / "ro")
+    convert_label_maps(ws, root / "images", root / "label_maps")
+    before = ws.catalog_path.read_bytes()
+    _read_only_tree(ws.root)
+    prefix = NOCAP if os.geteuid() == 0 else []
+    base = [*prefix, sys.executable, "-m", "entityseg_data", "-w", str(ws.root)]
+    runs = {}
+    try:
+        for name, args in {
+            "status": ["status"],
+            "stats": ["stats", "--out", str(tmp_path / "stats"), "--no-plots"],
+            "export": ["export", "entityseg", "--out", str(tmp_path / "rel"), "--no-lr", "--copy"],
+            "validate": ["data", "validate"],
+        }.items():
+            runs[name] = subprocess.run([*base, *args], capture_output=True, text=True, timeout=300)
+    finally:
+        _writable_tree(ws.root)
+    for name, proc in runs.items():
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert "readonly" not in proc.stderr, (name, proc.stderr)
+    assert "images: 3" in runs["status"].stdout
+    assert (tmp_path / "stats" / "stats.json").is_file()
+    assert (tmp_path / "rel" / "export.json").is_file()
+    assert "read-only" in runs["export"].stderr  # the new splits are not recorded, and it says so
+    assert ws.catalog_path.read_bytes() == before
