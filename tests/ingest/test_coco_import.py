@@ -114,9 +114,7 @@ def test_icevision_instances_polygons_smaller_wins_and_crowd():
     items = {it.extra["coco_image_id"]: it for it in src.items()}
     assert len(items) == 6
     for im in data["images"]:
-        anns = [
-            a for a in data["annotations"] if a["image_id"] == im["id"] and not a["iscrowd"]
-        ]
+        anns = [a for a in data["annotations"] if a["image_id"] == im["id"] and not a["iscrowd"]]
         item = items[im["id"]]
         if not anns:
             assert item.pre_annotation is None
@@ -277,3 +275,53 @@ def test_cli_export_convert_panoptic_on_real_data(tmp_path):
     assert "images: 2, entities: 50" in out.stdout  # 18 + 32 segments (3 crowd kept)
     kinds = [a["kind"] for a in workspace_coco(Workspace.open(ws))["annotations"]]
     assert kinds.count("thing") == 43 and kinds.count("stuff") == 7
+
+
+def test_probe_5_21_missing_height_is_reported_not_a_keyerror(tmp_path):
+    """Probe 5.21: ``ingest coco:`` and ``export convert instances`` with an image record
+    without ``height`` died with ``error (KeyError): 'height'``. Now that image is left out, the
+    others are imported, and the record is named in the output."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    anns = []
+    for i in (1, 2):
+        Image.new("RGB", (30, 20), (40 * i, 0, 0)).save(imgs / f"{i}.png")
+        m = np.zeros((20, 30), np.uint8)
+        m[2:10, 3 + 10 * i : 12 + 10 * i] = 1
+        anns.append({"id": i, "image_id": i, "category_id": 1, "segmentation": rle_utils.encode(m)})
+    data = {
+        "images": [
+            {"id": 1, "file_name": "1.png", "width": 30},
+            {"id": 2, "file_name": "2.png", "height": 20, "width": 30},
+        ],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "thing", "isthing": 1}],
+    }
+    path = tmp_path / "gt_noheight.json"
+    path.write_text(json.dumps(data))
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "entityseg_data", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+            timeout=600,
+        )
+
+    assert run("init", str(tmp_path / "w1")).returncode == 0
+    out = run("-w", str(tmp_path / "w1"), "ingest", f"coco:{path}:{imgs}", "--no-nsfw")
+    assert out.returncode == 0, out.stderr
+    assert "KeyError" not in out.stderr
+    assert "gt_noheight.json: images[0] (id 1): missing 'height'" in out.stderr
+    assert run("init", str(tmp_path / "w2")).returncode == 0
+    out = run("-w", str(tmp_path / "w2"), "export", "convert", "instances", str(path), str(imgs))
+    assert out.returncode == 0, out.stderr
+    assert "images: 1, entities: 1" in out.stdout
+    assert "images[0] (id 1): missing 'height'" in out.stderr

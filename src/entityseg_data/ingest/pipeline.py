@@ -201,6 +201,9 @@ class _Run:
                 break
         while in_flight:
             self._drain(in_flight, source.label)
+        # records the source itself left out (a COCO image without a size, a corrupt RLE...)
+        for problem in getattr(source, "problems", ()):
+            counts.note(str(problem))
 
     def _id_conflict(self, source: Source, item: Item, first: str, where: str) -> None:
         """A source id used by two different rows: the later row is not ingested (its id
