@@ -240,3 +240,38 @@ def test_files_and_bad_input(tmp_path):
     nocats = dict(gt, categories=[])
     with pytest.raises(DataError, match="categories"):
         evaluate_instance_files(nocats, results)
+
+
+def test_real_coco_entity_task_equals_class_agnostic_pycocotools():
+    """The default (class-agnostic) task on the same real annotations: pycocotools with every
+    category set to one, as the official entity evaluator does."""
+    from entityseg_data.evaluation import evaluate_files
+
+    gt = json.loads((realdata("icevision_coco2017_6img") / "annotations.json").read_text())
+    rng = np.random.default_rng(1)
+    results = []
+    for a in gt["annotations"]:
+        if a.get("iscrowd"):
+            continue
+        img = next(i for i in gt["images"] if i["id"] == a["image_id"])
+        m = rle_utils.decode(
+            rle_utils.to_compressed(a["segmentation"], img["height"], img["width"])
+        )
+        results.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": 1,
+                "segmentation": rle_utils.encode(_perturb(rng, m)),
+                "score": float(rng.random()),
+            }
+        )
+    agnostic = dict(
+        gt,
+        categories=[{"id": 1, "name": "entity"}],
+        annotations=[dict(a, category_id=1) for a in gt["annotations"]],
+    )
+    ref = pycocotools_eval(agnostic, results)
+    s = evaluate_files(gt, results)["segm"]
+    mine = [s[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")]
+    mine += [s["ARs"], s["ARm"], s["ARl"]]
+    np.testing.assert_allclose(mine, ref.stats, rtol=0, atol=1e-12)
