@@ -116,6 +116,7 @@ class _State:
     def __init__(self) -> None:
         self.routes: dict[str, tuple] = {}
         self.hits: dict[str, int] = {}
+        self.sent: dict[str, int] = {}  # body bytes sent by the trickle route
         self.log: list[tuple[str, float]] = []
         self.lock = threading.Lock()
         self.delay = 0.0
@@ -189,6 +190,22 @@ class _Handler(BaseHTTPRequestHandler):
                 for i in range(0, len(body), step):
                     self.wfile.write(body[i : i + step])
                     self.wfile.flush()
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif kind == "trickle":  # `piece` bytes every `pause` s, endlessly, counted in st.sent
+            piece, pause = args
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Connection", "close")  # no length: the body ends at the close
+            self.end_headers()
+            self.close_connection = True
+            try:
+                while True:
+                    self.wfile.write(b"\xff" * piece)
+                    self.wfile.flush()
+                    with st.lock:
+                        st.sent[path] = st.sent.get(path, 0) + piece
                     time.sleep(pause)
             except (BrokenPipeError, ConnectionResetError):
                 pass

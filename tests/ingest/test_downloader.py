@@ -115,6 +115,31 @@ def test_total_timeout_cuts_slow_drip(server, images):
         assert dl.fetch(url).data == body
 
 
+def test_total_timeout_is_a_wall_clock_deadline_for_slow_drip_bodies(server):
+    """probe 1.5: a body dripping 10 bytes every 20 ms (each read well within `timeout`) is cut
+    at `total_timeout` by a socket-level deadline, not after the next 64 KiB chunk (checked
+    after ~64 KiB, the server sent ~65 KB in 130 s): the server gets to send only a few hundred
+    bytes (16 KiB would need 30 s of delay past the deadline)."""
+    url = server.route("/trickle.jpg", "trickle", 10, 0.02)
+    cfg = IngestConfig(timeout=30.0, total_timeout=0.3, retries=0, per_host_rps=0)
+    with Downloader(config=cfg) as dl, pytest.raises(FetchError) as exc:
+        dl.fetch(url)
+    assert exc.value.kind == "timeout"
+    assert "total_timeout" in exc.value.message
+    assert 0 < server.state.sent["/trickle.jpg"] < 16384
+
+
+def test_malformed_urls_are_bad_url_not_internal_errors():
+    """probe 1.22: an unclosed IPv6 bracket (urllib raises ValueError) and a port out of range
+    are `bad_url` failures naming the URL, with no request made."""
+    with Downloader(config=FAST) as dl:
+        for url in ("http://[::1:bad/x.jpg", "http://127.0.0.1:99999/x.jpg", "http://[zz]/x"):
+            with pytest.raises(FetchError) as exc:
+                dl.fetch(url)
+            assert exc.value.kind == "bad_url", url
+            assert url in exc.value.message and exc.value.attempts == 1
+
+
 def test_size_limit_while_streaming(server, images):
     body = images.jpeg(400, 300, seed=4)
     url = server.route("/big.jpg", "ok", body, "image/jpeg")

@@ -83,7 +83,7 @@ def test_url_lists_txt_csv_parquet(tmp_path):
     import pyarrow.parquet as pq
 
     txt = tmp_path / "urls.txt"
-    txt.write_text("# comment\nhttp://h/a.jpg\n\nhttp://h/b.jpg extra\n")
+    txt.write_text("# comment\nhttp://h/a.jpg\n\n  http://h/b.jpg \n")
     assert [i.url for i in UrlListSource(path=txt).items()] == ["http://h/a.jpg", "http://h/b.jpg"]
     assert [i.source_id for i in UrlListSource(path=txt).items()] == [
         "http://h/a.jpg",

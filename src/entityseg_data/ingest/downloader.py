@@ -3,7 +3,9 @@
 * bounded memory: a body is streamed into memory only up to ``max_bytes`` (checked against
   ``Content-Length`` first), and the pipeline keeps at most ``2 * workers`` items in flight;
 * per-host rate limit: a token bucket per host shared by all threads (``per_host_rps``);
-* timeouts: connect, per-read, and a total deadline per download;
+* timeouts: connect, per-read, and a wall-clock deadline per download attempt
+  (``total_timeout``): every socket wait is capped by the time left, so a server that drips a
+  byte now and then cannot hold a worker past the deadline;
 * retries with exponential backoff and jitter for transient failures (timeouts, resets,
   truncated bodies, 429 and 5xx; ``Retry-After`` honoured up to 60 s);
 * redirects followed by hand, at most ``max_redirects``, loops detected;
@@ -24,6 +26,7 @@ import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationValueError,
     NameResolutionError,
     NewConnectionError,
     ProtocolError,
@@ -144,24 +147,29 @@ class Downloader:
         seen = {url}
         current = url
         for _ in range(cfg.max_redirects + 1):
-            parts = urlsplit(current)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise FetchError("bad_url", f"not an http(s) URL: {current!r}")
-            self.limiter.wait(parts.hostname)
+            host = _http_host(current)
+            waited = self.limiter.wait(host)
+            if deadline is not None:
+                deadline += waited  # the deadline is for the network, not our own rate limit
             try:
                 resp = self.pool.request(
                     "GET",
                     current,
                     preload_content=False,
                     redirect=False,
-                    timeout=urllib3.Timeout(connect=cfg.connect_timeout, read=cfg.timeout),
+                    timeout=urllib3.Timeout(
+                        connect=_capped(cfg.connect_timeout, deadline, url),
+                        read=_capped(cfg.timeout, deadline, url),
+                    ),
                 )
             except NameResolutionError as exc:  # (subclass of NewConnectionError)
                 raise FetchError("dns", f"{current}: {exc}") from None
             except (NewConnectionError, ProtocolError) as exc:  # (before ConnectTimeoutError)
                 raise FetchError("connection", f"{current}: {exc}") from None
             except (ConnectTimeoutError, ReadTimeoutError) as exc:
-                raise FetchError("timeout", f"{current}: {exc}") from None
+                raise _timeout(current, exc, deadline) from None
+            except LocationValueError as exc:  # (an HTTPError and a ValueError)
+                raise FetchError("bad_url", f"not a valid URL: {current!r} ({exc})") from None
             except HTTPError as exc:
                 raise FetchError("connection", f"{current}: {exc}") from None
             try:
@@ -169,7 +177,12 @@ class Downloader:
                     location = resp.headers.get("Location")
                     if not location:
                         raise FetchError("bad_redirect", f"{current}: redirect without Location")
-                    nxt = urljoin(current, location)
+                    try:
+                        nxt = urljoin(current, location)
+                    except ValueError as exc:
+                        raise FetchError(
+                            "bad_redirect", f"{current}: bad Location {location!r} ({exc})"
+                        ) from None
                     if nxt in seen:
                         raise FetchError("redirect_loop", f"{url}: redirect loop at {nxt}")
                     seen.add(nxt)
@@ -197,16 +210,23 @@ class Downloader:
         if length and length.isdigit() and cfg.max_bytes > 0 and int(length) > cfg.max_bytes:
             raise FetchError("too_large", f"{url}: {length} bytes > max_bytes {cfg.max_bytes}")
         chunks, total = [], 0
+        sock = getattr(resp.connection, "sock", None)
         try:
-            for chunk in resp.stream(65536):
+            while True:
+                if deadline is not None and sock is not None:
+                    # a socket-level deadline: no single wait may end after it
+                    sock.settimeout(_capped(cfg.timeout, deadline, url))
+                chunk = resp.read1(65536)  # what one socket read brings, at most 64 KiB
+                if not chunk:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise FetchError("timeout", f"{url}: download exceeded total_timeout")
                 total += len(chunk)
                 if cfg.max_bytes > 0 and total > cfg.max_bytes:
                     raise FetchError("too_large", f"{url}: body exceeds {cfg.max_bytes} bytes")
-                if deadline is not None and time.monotonic() > deadline:
-                    raise FetchError("timeout", f"{url}: download exceeded total_timeout")
                 chunks.append(chunk)
         except ReadTimeoutError as exc:
-            raise FetchError("timeout", f"{url}: {exc}") from None
+            raise _timeout(url, exc, deadline) from None
         except ProtocolError as exc:
             raise FetchError("truncated", f"{url}: body cut short ({exc})") from None
         except HTTPError as exc:
@@ -218,6 +238,37 @@ class Downloader:
         if mime is None:
             raise FetchError("not_image", f"{url}: body is not a known image format")
         return FetchResult(data=data, url=url, mime=mime, content_type=ctype or None, attempts=1)
+
+
+def _http_host(url: str) -> str:
+    """The host of an http(s) URL, or FetchError ``bad_url`` (also for a malformed one, such as
+    an unclosed IPv6 bracket)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError as exc:
+        raise FetchError("bad_url", f"not a valid URL: {url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise FetchError("bad_url", f"not an http(s) URL: {url!r}")
+    return host
+
+
+def _capped(seconds: float, deadline: float | None, url: str) -> float:
+    """``seconds``, cut to the time left before ``deadline``; FetchError ``timeout`` when none
+    is left."""
+    if deadline is None:
+        return seconds
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchError("timeout", f"{url}: download exceeded total_timeout")
+    return min(seconds, left) if seconds > 0 else left
+
+
+def _timeout(url: str, exc: Exception, deadline: float | None) -> FetchError:
+    if deadline is not None and time.monotonic() >= deadline:
+        return FetchError("timeout", f"{url}: download exceeded total_timeout")
+    return FetchError("timeout", f"{url}: {exc}")
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -38,7 +38,7 @@ from entityseg_data.ingest.failures import SETTINGS_META, settings_snapshot, sho
 from entityseg_data.ingest.filters import Verdict
 from entityseg_data.ingest.nsfw_stage import score_nsfw
 from entityseg_data.ingest.report import IngestReport, ProgressEvent, ProgressFn
-from entityseg_data.ingest.sources.base import Item, Source
+from entityseg_data.ingest.sources.base import Item, Source, text_id
 from entityseg_data.ingest.storage import image_relpath, remove_stale_temp_files
 from entityseg_data.ingest.worker import Outcome, prefilter, process_item
 from entityseg_data.io import atomic_write_bytes
@@ -58,8 +58,9 @@ def _batched(it: Iterable[Item], n: int) -> Iterator[list[Item]]:
 
 
 def _where(item: Item) -> str:
-    """Where an item's bytes are (its URL or local path): tells two rows with one id apart."""
-    return item.url or item.path or ""
+    """Where an item's bytes are (its URL or local path): tells two rows with one id apart.
+    Valid UTF-8 (a non-UTF-8 file name gets ``\\xNN`` escapes) so the catalog can store it."""
+    return text_id(item.url or item.path or "")
 
 
 class _Run:

@@ -15,6 +15,7 @@ from entityseg_data.ingest.downloader import Downloader, FetchError
 from entityseg_data.ingest.filters import Verdict, check_aspect, check_resolution
 from entityseg_data.ingest.preannotations import PreAnnotation
 from entityseg_data.ingest.sources.base import Item
+from entityseg_data.io import check_regular_file, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,21 @@ def process_item(item: Item, config: IngestConfig, downloader: Downloader | None
     access). Failures come back as ``Outcome(ok=False, kind=...)``, never as exceptions."""
     final_url = content_type = None
     attempts = 1
+    if item.problem is not None:  # the source could not describe this entry: report it
+        return Outcome(False, item.problem_kind, item.problem)
     try:
         if item.path is not None:
             path = Path(item.path)
-            size = path.stat().st_size
+            try:  # regular files only (a FIFO would block, /dev/zero never ends)
+                size = check_regular_file(path)
+            except DataError as exc:
+                return Outcome(False, "io_error", str(exc))
             if config.max_bytes > 0 and size > config.max_bytes:
                 return Outcome(False, "too_large", f"{path}: {size} bytes > max_bytes")
-            data = path.read_bytes()
+            try:
+                data = read_bytes(path, max_bytes=config.max_bytes)  # bounded, even if it grew
+            except DataError as exc:
+                return Outcome(False, "io_error", str(exc))
         else:
             if downloader is None:
                 raise DataError("a URL item needs a downloader")

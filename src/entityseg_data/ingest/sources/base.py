@@ -35,6 +35,10 @@ class Item:
         annotations_approved: the source's masks are approved annotations, not suggestions
             (``export convert``: written as approved stage-1 + stage-2 annotations by the
             annotator ``import`` instead of a prediction).
+        problem: set when the source could not describe this entry properly (an unreadable
+            sub-folder, a symlink loop, a malformed metadata row): the pipeline records the item
+            as failed with ``problem_kind`` and this message and fetches nothing, so one bad
+            entry is reported and never stops the rest of the source.
     """
 
     source: str
@@ -52,6 +56,8 @@ class Item:
     pre_annotation: PreAnnotationFn | None = None
     pre_annotation_version: str | None = None
     annotations_approved: bool = False
+    problem: str | None = None
+    problem_kind: str = "bad_record"
 
     @property
     def is_remote(self) -> bool:
@@ -75,6 +81,16 @@ class Source(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r})"
+
+
+def text_id(value: str) -> str:
+    """``value`` as valid UTF-8 text for the catalog: a file name that is not UTF-8 (a
+    surrogate-escaped ``str`` from the file system) gets its bad bytes as ``\\xNN`` escapes."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def clean(value: Any) -> str | None:
