@@ -141,16 +141,13 @@ def load_predictions(
 
 def read_label_map(path: Path) -> np.ndarray:
     """(H, W) int64 label map of a PNG (grey 8/16/32 bit, palette indices, or RGB ids)."""
-    from PIL import Image
+    from entityseg_data.io.coco import panoptic_ids
+    from entityseg_data.io.images import read_label_image
 
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA"):
-                a = np.asarray(im.convert("RGB")).astype(np.int64)
-                return a[..., 0] + 256 * a[..., 1] + 65536 * a[..., 2]
-            return np.asarray(im).astype(np.int64)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read label map ({exc})") from None
+    im = read_label_image(path, "label map")
+    if im.mode in ("RGB", "RGBA"):
+        return panoptic_ids(np.asarray(im.convert("RGB")))
+    return np.asarray(im).astype(np.int64)
 
 
 def label_map_predictions(
