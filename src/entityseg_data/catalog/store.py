@@ -508,7 +508,8 @@ class Catalog:
     ) -> PredictionRecord | None:
         """The newest prediction of an image (of ``model_version`` when given; ties broken by
         model version name), or None."""
-        sql, params = "SELECT * FROM predictions WHERE image_id = ?", [image_id]
+        sql = "SELECT * FROM predictions WHERE image_id = ?"
+        params: list[Any] = [image_id]
         if model_version:
             sql += " AND model_version = ?"
             params.append(model_version)
@@ -599,7 +600,8 @@ class Catalog:
         self, kind: str | None = None, *, limit: int | None = None, any_kind: bool = False
     ) -> list[LedgerItem]:
         """Failed ledger entries by id: of failure ``kind`` (``any_kind=True``: all kinds)."""
-        sql, params = "SELECT * FROM items WHERE state = 'failed'", []
+        sql = "SELECT * FROM items WHERE state = 'failed'"
+        params: list[Any] = []
         if not any_kind:
             sql += " AND error_kind IS ?"
             params.append(kind)

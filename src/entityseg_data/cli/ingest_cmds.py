@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -109,7 +109,7 @@ def ingest(
         raise click.UsageError("give at least one SOURCE (or --refilter / --errors)")
     ws = get_workspace(ctx)
     cfg = ws.config(overrides).ingest
-    changes = {
+    changes: dict[str, Any] = {
         k: v
         for k, v in {
             "limit": limit,

@@ -21,7 +21,7 @@ import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from entityseg_data.config_fields import SECRET, ConfigValueError, secret_field  # noqa: F401
 from entityseg_data.errors import ConfigError
@@ -75,7 +75,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if value in args:
             return value
         raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if isinstance(value, Mapping):
@@ -170,7 +170,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
     hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cast(Any, cls))]
     kwargs = {}
     for k, v in data.items():
         full = f"{prefix}.{k}" if prefix else str(k)
@@ -219,7 +219,7 @@ def all_keys(cls: type, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         full = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             keys.extend(all_keys(tp, full))
         else:
             keys.append(full)
@@ -229,7 +229,7 @@ def all_keys(cls: type, prefix: str = "") -> list[str]:
 def set_key(obj: T, dotted: str, raw: Any, *, root: str = "") -> T:
     """Return a copy of ``obj`` with ``dotted`` set to ``raw`` coerced to the field's type."""
     head, _, rest = dotted.partition(".")
-    names = [f.name for f in dataclasses.fields(obj)]
+    names = [f.name for f in dataclasses.fields(cast(Any, obj))]
     full = f"{root}.{head}" if root else head
     if head not in names:
         valid = all_keys(type(obj))
@@ -244,7 +244,7 @@ def set_key(obj: T, dotted: str, raw: Any, *, root: str = "") -> T:
     if rest:
         if not dataclasses.is_dataclass(tp):
             raise ConfigError(f"'{full}' is a {_type_name(tp)}, not a section; cannot set '{rest}'")
-        return dataclasses.replace(obj, **{head: set_key(current, rest, raw, root=full)})
+        return _replace(obj, **{head: set_key(current, rest, raw, root=full)})
     if dataclasses.is_dataclass(tp):
         raise ConfigError(
             f"'{full}' is a section; set one of its keys, e.g. "
@@ -260,9 +260,14 @@ def set_key(obj: T, dotted: str, raw: Any, *, root: str = "") -> T:
             raise
         raise ConfigError(f"{full}: expected {_type_name(tp)}, got {raw!r}") from None
     try:
-        return dataclasses.replace(obj, **{head: coerced})
+        return _replace(obj, **{head: coerced})
     except ConfigValueError as exc:
         raise exc.under(root) from None
+
+
+def _replace(obj: T, **changes: Any) -> T:
+    """:func:`dataclasses.replace` for a config dataclass known only as ``T``."""
+    return cast(T, dataclasses.replace(cast(Any, obj), **changes))
 
 
 def parse_override(text: str) -> tuple[str, str]:

@@ -30,8 +30,8 @@ class PhashIndex:
     """Image ids with their 64-bit pHashes, searchable by Hamming distance."""
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._hashes = np.zeros(max(1, capacity), np.uint64)
-        self._ids = np.zeros(max(1, capacity), np.int64)
+        self._hashes: np.ndarray = np.zeros(max(1, capacity), np.uint64)
+        self._ids: np.ndarray = np.zeros(max(1, capacity), np.int64)
         self._n = 0
 
     def __len__(self) -> int:
