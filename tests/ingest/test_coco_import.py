@@ -325,3 +325,31 @@ def test_probe_5_21_missing_height_is_reported_not_a_keyerror(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "images: 1, entities: 1" in out.stdout
     assert "images[0] (id 1): missing 'height'" in out.stderr
+
+
+def test_convert_instances_real_icevision_keeps_masks_exactly(workspace):
+    """``export convert instances`` (import_coco) on real COCO instances: the approved masks are
+    exactly the coco: source's entities (polygons rasterised, overlaps smaller-wins, crowd
+    dropped); the image without annotations is not imported."""
+    from entityseg_data.ingest.importers import import_coco
+    from entityseg_data.io.coco import workspace_coco
+
+    root = realdata("icevision_coco2017_6img")
+    data = json.loads((root / "annotations.json").read_text())
+    res = import_coco(workspace, root / "annotations.json", root / "images")
+    assert res.images == 5 and not res.problems
+    coco = workspace_coco(workspace)
+    with workspace.catalog() as cat:
+        coco_id = {r.id: r.extra["coco_image_id"] for r in cat.images(status=None)}
+    src = CocoSource(annotations=root / "annotations.json", image_root=root / "images")
+    items = {it.extra["coco_image_id"]: it for it in src.items()}
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    got: dict[int, list[dict]] = {}
+    for a in coco["annotations"]:
+        got.setdefault(coco_id[a["image_id"]], []).append(a)
+    assert len(got) == 5
+    for cid, anns in got.items():
+        want = _pre(items[cid], *sizes[cid]).entities
+        assert [a["name"] for a in anns] == [e["name"] for e in want]
+        for a, e in zip(anns, want, strict=True):
+            assert np.array_equal(_decode(a["segmentation"]), _decode(e["segmentation"]))
