@@ -330,3 +330,38 @@ def test_a_failed_send_back_is_retried_by_the_next_pull(flow):
     assert again.unchanged >= 1 and again.sent_back == 1 and again.in_rework == 1
     assert catalog_rows(ws, 1)[(iid, who)]["status"] == "rework"
     assert flaky.tasks_by_id[t.id].data["qa_status"] == "rework"
+
+
+def test_context_regions_are_marked_and_need_no_name(flow, tmp_path):
+    from entityseg_data.annotation.backend import TaskSpec
+    from entityseg_data.annotation.labelstudio import configs
+    from entityseg_data.annotation.labelstudio.backend import LabelStudioBackend
+    from entityseg_data.annotation.workflow import merge_stage2
+
+    _ws, _ids, be, _cfg, _ = flow
+    t = next(iter(be.tasks_by_id.values()))
+    seed = replace(t.spec.seed, stage=2)
+    ctx = seed.entities[1].id
+    spec = TaskSpec(
+        image_id=seed.image_id,
+        stage=2,
+        annotator="alice",
+        image="images/x.png",
+        height=seed.height,
+        width=seed.width,
+        seed=seed,
+        seed_version="stage1:alice",
+        context=(ctx,),
+    )
+    task = LabelStudioBackend(object(), root=tmp_path)._task_json(spec)
+    labels = {r["id"]: r["value"]["brushlabels"][0] for r in task["predictions"][0]["result"]}
+    assert labels[ctx] == configs.CONTEXT_LABEL
+    assert {v for k, v in labels.items() if k != ctx} <= set(configs.MASK_LABELS)
+    # the fake marks them too, and the stage-2 merge neither needs a name for them nor keeps them
+    (tid,) = be.create_tasks(t.project, [spec])
+    named = tuple(replace(e, name=None if e.id == ctx else "x") for e in seed.entities)
+    info = be.submit(tid, "alice", replace(seed, entities=named))
+    state = next(s for s in be.tasks(t.project) if s.id == tid)
+    sub = be.read_submission(state, info, 2)
+    merge = merge_stage2(sub.annotation, sub.regions, seed)
+    assert merge.unnamed == () and ctx not in [e.id for e in merge.annotation.entities]

@@ -158,6 +158,7 @@ class InMemoryBackend:
         kinds = dict(kinds or {})
         regions = []
         entities = []
+        context = set(t.spec.context)
         for e in annotation.entities:
             flag = flags.get(e.id)
             regions.append(
@@ -166,6 +167,7 @@ class InMemoryBackend:
                     name=e.name,
                     flag=flag,
                     kinds=(kinds.get(e.id, "brush"),) if e.id not in names_only else (),
+                    label="context" if e.id in context else None,
                     has_geometry=e.id not in names_only,
                 )
             )
