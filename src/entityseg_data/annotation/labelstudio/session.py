@@ -33,6 +33,7 @@ from entityseg_data.annotation.labelstudio.accounts import (
 )
 from entityseg_data.annotation.labelstudio.client import LabelStudioClient
 from entityseg_data.annotation.labelstudio.server import LabelStudioServer
+from entityseg_data.catalog import AnnotationRecord
 from entityseg_data.config.annotation import LabelStudioConfig
 from entityseg_data.errors import LabelStudioError
 
@@ -241,11 +242,11 @@ def user_emails(client: LabelStudioClient) -> dict[int, str]:
     return {int(u["id"]): str(u.get("email") or "") for u in client.users()}
 
 
-def tasks_for(workspace: Workspace, stage: int, annotator: str) -> list[dict[str, Any]]:
-    """The catalog rows of the tasks assigned to ``annotator`` at ``stage`` (image_id,
+def tasks_for(workspace: Workspace, stage: int, annotator: str) -> list[AnnotationRecord]:
+    """The catalog records of the tasks assigned to ``annotator`` at ``stage`` (image_id,
     ls_project_id, ls_task_id, status)."""
     with workspace.catalog() as cat:
-        return [r for r in cat.annotations(stage=stage, annotator=annotator) if r["ls_task_id"]]
+        return [r for r in cat.annotations(stage=stage, annotator=annotator) if r.ls_task_id]
 
 
 def submit_annotation(
@@ -269,12 +270,8 @@ def submit_annotation(
     from entityseg_data.annotation.workflow import flag_choices
 
     with workspace.catalog() as cat:
-        rows = [
-            r
-            for r in cat.annotations(stage=stage, annotator=annotator)
-            if r["image_id"] == image_id
-        ]
-    if not rows or not rows[0]["ls_task_id"]:
+        row = cat.annotation(image_id, stage, annotator)
+    if row is None or not row.ls_task_id:
         raise LabelStudioError(f"image {image_id} was not pushed to {annotator} for stage {stage}")
     if results is None:
         if annotation is None:
@@ -283,7 +280,7 @@ def submit_annotation(
         results = annotation_to_results(annotation, with_names=stage == 2, flags=flags)
     client = client or annotator_client(workspace, annotator)
     extra = {} if lead_time is None else {"lead_time": float(lead_time)}
-    return client.create_annotation(int(rows[0]["ls_task_id"]), list(results), **extra)
+    return client.create_annotation(int(row.ls_task_id), list(results), **extra)
 
 
 __all__ = [
