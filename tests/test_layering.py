@@ -46,10 +46,7 @@ STAGE_DEPS: dict[str, set[str]] = {
 KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.annotation.ml_backend", "entityseg_data.model.inference.predictor"),
     ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.labelstudio.format"),
-    ("entityseg_data.export.entityseg", "entityseg_data.stats.engine"),
-    ("entityseg_data.export.hf", "entityseg_data.stats.engine"),
     ("entityseg_data.export.lr", "entityseg_data.stats.measures"),
-    ("entityseg_data.export.subsets", "entityseg_data.stats.engine"),
     ("entityseg_data.export.subsets", "entityseg_data.stats.measures"),
     ("entityseg_data.io.coco", "entityseg_data.evaluation.runs"),
 }
