@@ -230,13 +230,13 @@ def test_probe_9_6_read_only_workspace_status_stats_export_validate(tmp_path):
     """probe 9.6: `status`, `stats --out` elsewhere, `export entityseg --out` elsewhere and
     `data validate` on a `chmod -R a-w` workspace all failed with 'attempt to write a readonly
     database'. They run now, and the workspace (catalog bytes) is unchanged."""
-    from entityseg_data.export.converters import convert_label_maps
+    from entityseg_data.ingest.importers import import_label_maps
     from entityseg_data.synthetic import write_dataset
 
     root = tmp_path / "syn"
     write_dataset(root, 3, seed=3, sizes=[(120, 160)], image_format="png", label_maps=True)
     ws = Workspace.create(tmp_path / "ro")
-    convert_label_maps(ws, root / "images", root / "label_maps")
+    import_label_maps(ws, root / "images", root / "label_maps")
     before = ws.catalog_path.read_bytes()
     _read_only_tree(ws.root)
     prefix = NOCAP if os.geteuid() == 0 else []
