@@ -55,3 +55,17 @@ def require(module: str, extra: str | None = None):
         raise MissingDependencyError(
             f"'{module}' is needed here but not installed ({exc}); install it with: {hint}"
         ) from None
+
+
+class RLEError(DataError):
+    """A run-length encoded mask is corrupt (truncated, garbage, wrong size or wrong sum); the
+    message names the record (file, image id, annotation id) when the caller knows it."""
+
+
+class OverlapError(DataError):
+    """Masks that must not overlap do; ``pairs`` maps ``(i, j)`` region indices (0-based, i < j)
+    to the number of shared pixels."""
+
+    def __init__(self, message: str, pairs: dict[tuple[int, int], int] | None = None) -> None:
+        super().__init__(message)
+        self.pairs = dict(pairs or {})

@@ -20,9 +20,15 @@ integer arithmetic on a bit string and fills the output with one ``np.repeat``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
-from entityseg_data.errors import DataError
+from entityseg_data.errors import DataError, OverlapError
+from entityseg_data.masks import rle as rle_ops
+from entityseg_data.masks import runs as R
+from entityseg_data.masks.rle import RLE
 
 _SIZES = (3, 4, 8, 16)
 _WORD = 8
@@ -266,7 +272,100 @@ def decode_brush_alpha(rle: list[int] | bytes | np.ndarray, height: int, width: 
     return np.repeat(values.astype(dtype), pix_len).reshape(height, width)
 
 
+# ----------------------------------------------------------------------------- results
+#: Label Studio tag names of the toolkit's labeling configs (``annotation/configs.py`` uses the
+#: same values): the image, the brush tool and its one label.
+LS_IMAGE = "image"
+LS_BRUSH = "mask"
+LS_LABEL = "entity"
+
+
+def brush_result(
+    rle: list[int],
+    *,
+    region_id: str,
+    height: int,
+    width: int,
+    score: float | None = None,
+    readonly: bool = False,
+    from_name: str = LS_BRUSH,
+    to_name: str = LS_IMAGE,
+    label: str = LS_LABEL,
+) -> dict[str, Any]:
+    """The Label Studio ``brushlabels`` result of one region whose brush RLE is ``rle`` (from
+    :func:`encode_brush` & co.), over an image of (height, width) pixels, not rotated. The one
+    builder of brush results (annotation push, the ML backend, ``SegmentationResult``)."""
+    out: dict[str, Any] = {
+        "id": str(region_id),
+        "type": "brushlabels",
+        "from_name": from_name,
+        "to_name": to_name,
+        "original_width": int(width),
+        "original_height": int(height),
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": rle, "brushlabels": [label]},
+    }
+    if score is not None:
+        out["score"] = float(score)
+    if readonly:
+        out["readonly"] = True
+    return out
+
+
+def brush_rles_of_label_map(
+    label_map: np.ndarray, ids: Sequence[int] | None = None
+) -> dict[int, list[int]]:
+    """Brush RLE of every nonzero id of an (H, W) label map (or of ``ids``), from the row-major
+    runs of one pass over the map (no dense per-id masks)."""
+    if label_map.ndim != 2:
+        raise DataError(f"label map must be (H, W), got shape {label_map.shape}")
+    npix = label_map.size
+    by_id = R.label_runs(label_map.reshape(-1), ids)
+    return {i: encode_brush_runs(r.starts, r.lengths, npix) for i, r in by_id.items()}
+
+
+def brush_rles_of_rles(
+    rles: Sequence[Mapping[str, Any]], height: int, width: int, *, where: str = ""
+) -> list[list[int]]:
+    """Brush RLE of each COCO RLE (of size (height, width)) as it is: disjoint masks go through
+    one label map and one transpose; overlapping ones mask by mask."""
+    if not rles:
+        return []
+    regions = rle_ops.runs_many(rles, height, width, where=where)
+    npix = height * width
+    try:
+        flat_t = R.paint(regions, npix, policy="reject")
+    except OverlapError:
+        return [encode_brush(rle_ops.decode(r)) for r in rles]
+    lm = R.transpose(flat_t.reshape(width, height))
+    by_id = R.label_runs(lm.reshape(-1), range(1, len(rles) + 1))
+    return [encode_brush_runs(by_id[i].starts, by_id[i].lengths, npix) for i in by_id]
+
+
+def rles_of_brush_runs(regions: Sequence[R.Runs], height: int, width: int) -> list[RLE]:
+    """COCO RLE of each region given by its row-major pixel runs (e.g. :func:`brush_pixel_runs`),
+    as drawn: disjoint regions through one label map and one transpose, overlapping ones region
+    by region."""
+    if not regions:
+        return []
+    npix = height * width
+    try:
+        flat = R.paint(regions, npix, policy="reject")
+    except OverlapError:
+        return [rle_ops.encode(R.mask_of_runs(r, npix).reshape(height, width)) for r in regions]
+    lm_t = R.transpose(flat.reshape(height, width))  # column-major order of the image
+    by_id = R.label_runs(lm_t.reshape(-1), range(1, len(regions) + 1))
+    return [rle_ops.from_runs(by_id[i], height, width) for i in by_id]
+
+
 __all__ = [
+    "LS_BRUSH",
+    "LS_IMAGE",
+    "LS_LABEL",
+    "brush_result",
+    "brush_rles_of_label_map",
+    "brush_rles_of_rles",
+    "rles_of_brush_runs",
     "brush_pixel_runs",
     "decode_brush",
     "decode_brush_alpha",
