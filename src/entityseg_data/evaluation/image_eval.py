@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from entityseg_data.evaluation import boundary as boundary_mod
 from entityseg_data.evaluation.matching import ImageResult, Params, evaluate_image, sort_detections
 from entityseg_data.masks import rle as rle_utils
-
-RLE = dict[str, Any]
+from entityseg_data.masks.rle import RLE
 
 
 @dataclass(frozen=True)
@@ -56,17 +53,10 @@ class PairResult:
     gt_bands: tuple[RLE, ...] | None = None
 
 
-def _b(rles: Sequence[RLE]) -> list[dict[str, Any]]:
-    return [rle_utils._to_bytes(r) for r in rles]
-
-
 def mask_ious(dt: Sequence[RLE], gt: Sequence[RLE], crowd: Sequence[bool]) -> np.ndarray:
     """(D, G) COCO mask IoU (crowd GT: intersection / detection area)."""
-    if not dt or not gt:
-        return np.zeros((len(dt), len(gt)))
-    return np.asarray(
-        mask_utils.iou(_b(dt), _b(gt), [int(c) for c in crowd]), dtype=np.float64
-    ).reshape(len(dt), len(gt))
+    # the RLEs were read by the strict reader (coco_io): no second validation
+    return rle_utils.iou_matrix(dt, gt, [int(c) for c in crowd], trusted=True)
 
 
 def gt_bands_of(gt: GTImage, dilation_ratio: float) -> tuple[RLE, ...]:
