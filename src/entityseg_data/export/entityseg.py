@@ -68,7 +68,7 @@ def to_entityseg(
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in coco["images"]}
     names: Counter[str] = Counter()
     flags: dict[str, bool | None] = {}
-    anns = []
+    anns: list[dict[str, Any]] = []
     for a in coco["annotations"]:
         iid = int(a["image_id"])
         if iid not in sizes:
@@ -306,11 +306,12 @@ def export_entityseg(
                 max_side=cfg.lr_max_side,
             )
             lr_parts[name] = (lr_coco, counts)
-            for m in counts["skipped"]:  # an image the lr copy cannot read leaves hr too
+            lr_skipped: list[dict[str, Any]] = list(counts["skipped"])
+            for m in lr_skipped:  # an image the lr copy cannot read leaves hr too
                 skipped.append(m)
                 if m["image_id"] in placed:
                     placed.pop(m["image_id"]).unlink(missing_ok=True)
-            parts[name] = drop_images(sub, {m["image_id"] for m in counts["skipped"]})
+            parts[name] = drop_images(sub, {m["image_id"] for m in lr_skipped})
     bad = {m["image_id"] for m in skipped}
     splits = {i: v for i, v in splits.items() if i not in bad}
     result = ExportResult(out_dir=out, splits=splits)

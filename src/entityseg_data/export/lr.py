@@ -40,13 +40,13 @@ def lr_size(height: int, width: int, short: int = 800, max_side: int = 1333) -> 
 
 def resize_image(img: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
     """PIL bilinear resize of an RGB image to (H, W)."""
-    return img.resize((size_hw[1], size_hw[0]), Image.BILINEAR)
+    return img.resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
 
 
 def resize_label_map(label_map: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """PIL nearest resize of an (H, W) integer label map; returns (h, w) of the input dtype."""
     im = Image.fromarray(label_map.astype(np.int32), mode="I")
-    out = np.asarray(im.resize((size_hw[1], size_hw[0]), Image.NEAREST))
+    out = np.asarray(im.resize((size_hw[1], size_hw[0]), Image.Resampling.NEAREST))
     return out.astype(label_map.dtype)
 
 
@@ -93,7 +93,7 @@ def make_lr(
     jpeg_quality: int = 95,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, Any], dict[str, int]]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the lr images and return ``(lr_coco, counts)``.
 
     ``lr_coco`` is ``coco`` with lr ``height``/``width`` and resized annotations (same ids, same

@@ -44,7 +44,10 @@ class ImportResult:
 
 
 def import_config(
-    workspace: Workspace, *, near_duplicates: bool = True, overrides: Mapping[str, Any] = ()
+    workspace: Workspace,
+    *,
+    near_duplicates: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> IngestConfig:
     """The workspace's ingest section with the import defaults (module docstring)."""
     base = workspace.config().ingest
@@ -56,7 +59,7 @@ def import_config(
     }
     if not near_duplicates:
         values["phash_threshold"] = -1
-    values.update(dict(overrides))
+    values.update(dict(overrides or {}))
     return dataclasses.replace(base, **values)
 
 

@@ -385,7 +385,7 @@ class _Reader:
         if not _is_int(h) or not _is_int(w):
             self.report(MALFORMED_IMAGE, where, f"size must be integers, got {h!r}x{w!r}")
             raise _Skip
-        return int(h), int(w)
+        return int(h or 0), int(w or 0)
 
     def category(self, i: int, cat: Any) -> CocoCategory:
         where = f"{self.name}: categories[{i}]"

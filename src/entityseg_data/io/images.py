@@ -199,7 +199,8 @@ def is_16bit_rgb(im: Image.Image) -> bool:
     """True for 16-bit-per-channel RGB(A) files, which PIL opens as 8-bit RGB(A). Call before
     ``getexif()``, which loads PNGs."""
     try:
-        return any(";16" in str(getattr(t, "args", "")) for t in (im.tile or []))
+        tiles = getattr(im, "tile", None) or []
+        return any(";16" in str(getattr(t, "args", "")) for t in tiles)
     except (IndexError, TypeError):
         return False
 
