@@ -148,6 +148,7 @@ def test_failure_classes_and_retry_rule():
     assert failure_class("internal_error") == "transient"
     assert failure_class("too_large") == failure_class("content_type") == "setting"
     assert failure_class("http_404") == failure_class("not_image") == "permanent"
+    assert failure_class("bad_record") == "source" and should_retry("bad_record", {}, cfg)
     assert should_retry("timeout", {}, cfg)
     assert not should_retry("timeout", {}, dataclasses.replace(cfg, retry_failed=False))
     assert not should_retry("too_large", {"settings": {"max_bytes": cfg.max_bytes}}, cfg)
@@ -184,3 +185,17 @@ def test_probe_1_30_two_rows_with_one_id_are_reported_not_silently_dropped(
     )
     assert res.exit_code == 0 and "duplicate_id=1" in res.output
     assert "is used by two rows" in res.output
+
+
+def test_a_bad_row_fixed_in_the_list_is_ingested_by_the_rerun(workspace, server, images, tmp_path):
+    """A `bad_record` failure (a row the source cannot describe) is decided without a download:
+    the rerun reads the row again, so fixing the list is enough (no --retry-failed)."""
+    url = server.route("/fixed.jpg", "ok", images.jpeg(seed=31), "image/jpeg")
+    path = tmp_path / "rows.csv"
+    path.write_text("id,url\nr1,\n", encoding="utf-8")  # no URL yet
+    src = UrlListSource(path=path)
+    assert _counts(ingest(workspace, [src], CFG), src)["failed"] == {"bad_record": 1}
+    assert _counts(ingest(workspace, [src], CFG), src)["failed"] == {"bad_record": 1}
+    path.write_text(f"id,url\nr1,{url}\n", encoding="utf-8")
+    fixed = _counts(ingest(workspace, [src], CFG), src)
+    assert fixed["accepted"] == 1 and fixed["failed"] == {}

@@ -218,6 +218,7 @@ def _errors(ws: Workspace, as_json: bool) -> None:
     for kind, entry in report.items():
         retry = {
             "transient": "retried by a rerun",
+            "source": "read again from the source by a rerun",
             "setting": "retried when its setting changes",
             "permanent": f"permanent: --retry-failed={kind} fetches them again",
         }[entry["retry"]]

@@ -6,6 +6,9 @@ keeps its failure ``kind``; on the next run of its source the item is
 * **retried** when the cause may have gone away by itself (:data:`TRANSIENT`: timeouts, resets,
   HTTP 429/5xx, DNS, local I/O errors, and ``internal_error``, a bug or an unforeseen
   condition), unless ``ingest.retry_failed`` is false;
+* **re-read** when the cause is the source entry itself (:data:`SOURCE_ENTRY`: ``bad_record``,
+  a ragged CSV row or a row without a URL): no download is involved, so a row fixed in the list
+  is ingested by the next run, and a row still broken fails again at no cost;
 * **re-evaluated** when the cause is a setting (:data:`SETTING_KEYS`: ``too_large`` depends on
   ``max_bytes``, ``too_many_pixels`` on ``max_pixels``, ``content_type`` on ``allowed_mime``,
   ``too_many_redirects`` on ``max_redirects``): the ledger keeps the setting's value at the
@@ -29,6 +32,8 @@ from entityseg_data.config.ingest import IngestConfig
 TRANSIENT = frozenset(
     {"timeout", "connection", "truncated", "http_429", "dns", "io_error", "internal_error"}
 )
+# failures decided from the source entry alone (nothing fetched): re-read on every run
+SOURCE_ENTRY = frozenset({"bad_record"})
 # failures decided by a setting: the config keys that decided them
 SETTING_KEYS: Mapping[str, tuple[str, ...]] = {
     "too_large": ("max_bytes",),
@@ -39,14 +44,16 @@ SETTING_KEYS: Mapping[str, tuple[str, ...]] = {
 # the ledger ``meta`` key holding the settings a setting-caused failure was decided with
 SETTINGS_META = "settings"
 
-FailureClass = Literal["transient", "setting", "permanent"]
+FailureClass = Literal["transient", "source", "setting", "permanent"]
 
 
 def failure_class(kind: str | None) -> FailureClass:
-    """``transient``, ``setting`` or ``permanent`` (see the module doc)."""
+    """``transient``, ``source``, ``setting`` or ``permanent`` (see the module doc)."""
     kind = kind or ""
     if kind in TRANSIENT or kind.startswith("http_5") or kind == "http_408":
         return "transient"
+    if kind in SOURCE_ENTRY:
+        return "source"
     if kind in SETTING_KEYS:
         return "setting"
     return "permanent"
@@ -65,6 +72,8 @@ def should_retry(kind: str | None, meta: Mapping[str, Any], config: IngestConfig
     cls = failure_class(kind)
     if cls == "transient":
         return config.retry_failed
+    if cls == "source":
+        return True
     if cls == "setting":
         stored = meta.get(SETTINGS_META)
         return not isinstance(stored, Mapping) or dict(stored) != settings_snapshot(kind, config)
@@ -78,6 +87,7 @@ def _plain(value: Any) -> Any:
 __all__ = [
     "SETTINGS_META",
     "SETTING_KEYS",
+    "SOURCE_ENTRY",
     "TRANSIENT",
     "FailureClass",
     "failure_class",
