@@ -125,6 +125,43 @@ def test_batch_of_images_equals_one_at_a_time(tiny):
             assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_view_chunks_equal_one_batch(tiny):
+    """Backbone + pixel decoder one view (or two) at a time give the batched outputs."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 3, 64, 96)
+    with torch.inference_mode():
+        ref = tiny(x, aux=False)
+        for chunk in (1, 2, 4):
+            out = tiny(x, aux=False, view_chunk=chunk)
+            for a, b in (
+                (out.batch_level.final.pred_logits, ref.batch_level.final.pred_logits),
+                (out.batch_level.final.pred_masks, ref.batch_level.final.pred_masks),
+                (out.image_level.final.pred_masks, ref.image_level.final.pred_masks),
+            ):
+                assert torch.allclose(a, b, atol=1e-5), (chunk, (a - b).abs().max())
+
+
+def test_gathered_attention_masks_equal_resized_full_masks():
+    """The intermediate heads' attention masks from the mask features gathered at the source
+    pixels of the resize equal the official full-resolution-then-resize ones."""
+    from entityseg_data.model.decoder import _average_2x2, _ResizedFeatures
+
+    torch.manual_seed(4)
+    feats = torch.randn(2, 16, 32, 48)
+    emb = torch.randn(2, 5, 16)
+    full = torch.einsum("nqc,nchw->nqhw", emb, feats)
+    rf = _ResizedFeatures(feats)
+    for size in ((4, 6), (8, 12), (16, 24)):
+        ref = F.interpolate(full, size=size, mode="bilinear", align_corners=False)
+        ours = _average_2x2(torch.einsum("nqc,nchw->nqhw", emb, rf.gathered(size)))
+        assert torch.allclose(ours, ref, atol=1e-5)
+        assert (
+            torch.equal(_mask_for_attention(ours, None, 2), _mask_for_attention(full, size, 2))
+            or (ours.abs() < 1e-4).any()
+        )
+    assert rf.gathered((5, 6)) is None  # not an even integer factor: caller resizes
+
+
 def test_any_number_of_views_and_mask2former(tiny):
     torch.manual_seed(2)
     for v in (1, 2, 4):

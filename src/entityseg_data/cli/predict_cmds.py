@@ -112,6 +112,14 @@ FORMAT_CHOICES = ("png", "json", "coco", "overlay", "cutouts", "npz")
     "same outputs. No model is loaded.",
 )
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="fp32 = the official computation; bf16/fp16 autocast (fp16: GPU) and int8 (dynamic "
+    "quantization of Linear layers, CPU) are faster approximations (docs/benchmarks.md).",
+)
 @click.option("--trust-pickle", is_flag=True, help="Allow pickled checkpoints (trusted files).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @set_option
@@ -139,6 +147,7 @@ def predict(
     workspace_images: bool,
     from_sam: bool,
     threads: int | None,
+    precision: str,
     trust_pickle: bool,
     no_progress: bool,
     overrides: tuple[str, ...],
@@ -234,6 +243,7 @@ def predict(
         mode=mode,
         preset=model_name if weights else None,
         trust_pickle=trust_pickle,
+        precision=precision,
     )
     if overrides:
         seg = _apply_sets(seg, overrides)
@@ -271,7 +281,8 @@ def predict(
     info = summary.as_dict()
     click.echo(
         f"predicted {info['done']} image(s), skipped {info['skipped']}, failed {info['failed']}; "
-        f"{info['entities']} entities; {info['seconds']} s ({info['images_per_second']} img/s)"
+        f"{info['entities']} entities; {info['seconds']} s ({info['images_per_second']} img/s, "
+        f"{info['images_per_hour']} img/h)"
     )
     if output is not None:
         from entityseg_data.io import atomic_write_text

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from entityseg_data.model.config import ModelConfig
 from entityseg_data.model.decoder import MultiScaleMaskedTransformerDecoder
 from entityseg_data.model.outputs import ModelOutput
-from entityseg_data.model.pixel_decoder import MSDeformAttnPixelDecoder
+from entityseg_data.model.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 
 
 class MaskFormerHead(nn.Module):
@@ -55,7 +55,12 @@ class CropFormer(nn.Module):
                 m.fused = enabled
 
     def forward(
-        self, images: Tensor, *, aux: bool | None = None, return_features: bool = False
+        self,
+        images: Tensor,
+        *,
+        aux: bool | None = None,
+        return_features: bool = False,
+        view_chunk: int | None = None,
     ) -> ModelOutput:
         """
         Args:
@@ -63,6 +68,10 @@ class CropFormer(nn.Module):
                 bottom/right to a multiple of ``config.size_divisibility``. View 0 = full image.
             aux: return the earlier heads' predictions (default: ``self.training``).
             return_features: also return intermediates (see :class:`ModelOutput`).
+            view_chunk: run the backbone and the pixel decoder on this many views at a time
+                (they treat every view independently) and keep only their outputs: the peak
+                memory of those stages is that of ``view_chunk`` views instead of B x V.
+                Same values (per-view computation); ignored with ``return_features``.
         """
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be (B, V, 3, H, W), got {tuple(images.shape)}")
@@ -70,7 +79,11 @@ class CropFormer(nn.Module):
         div = self.config.size_divisibility
         if h % div or w % div:
             raise ValueError(f"image size {h}x{w} is not a multiple of {div}; pad it first")
-        feats = self.backbone(images.reshape(b * v, 3, h, w))
+        flat = images.reshape(b * v, 3, h, w)
+        if view_chunk is not None and 0 < view_chunk < b * v and not return_features:
+            pix = self._pixel_features_chunked(flat, int(view_chunk))
+            return self._decode(pix, num_views=v, aux=aux, feats=None, return_features=False)
+        feats = self.backbone(flat)
         return self.forward_backbone_features(
             feats, num_views=v, aux=aux, return_features=return_features
         )
@@ -85,14 +98,47 @@ class CropFormer(nn.Module):
     ) -> ModelOutput:
         """Run everything after the backbone. feats: "res2".."res5" (B*V, C_i, h_i, w_i), views of
         an image contiguous."""
+        pix = self.sem_seg_head.pixel_decoder(feats)
+        return self._decode(
+            pix, num_views=num_views, aux=aux, feats=feats, return_features=return_features
+        )
+
+    def _pixel_features_chunked(self, flat: Tensor, chunk: int) -> PixelDecoderOutput:
+        """Backbone + pixel decoder over ``chunk`` views at a time; outputs written into
+        preallocated tensors (no concatenation copy)."""
+        n = flat.shape[0]
+        out: PixelDecoderOutput | None = None
+        for s in range(0, n, chunk):
+            part = self.sem_seg_head.pixel_decoder(self.backbone(flat[s : s + chunk]))
+            if out is None:
+                out = PixelDecoderOutput(
+                    mask_features=part.mask_features.new_empty((n, *part.mask_features.shape[1:])),
+                    multi_scale=[m.new_empty((n, *m.shape[1:])) for m in part.multi_scale],
+                )
+            e = s + part.mask_features.shape[0]
+            out.mask_features[s:e].copy_(part.mask_features)
+            for dst, src in zip(out.multi_scale, part.multi_scale):
+                dst[s:e].copy_(src)
+            del part
+        assert out is not None
+        return out
+
+    def _decode(
+        self,
+        pix: PixelDecoderOutput,
+        *,
+        num_views: int,
+        aux: bool | None,
+        feats: dict[str, Tensor] | None,
+        return_features: bool,
+    ) -> ModelOutput:
         if aux is None:
             aux = self.training
-        pix = self.sem_seg_head.pixel_decoder(feats)
         res = self.sem_seg_head.predictor(
             pix.multi_scale, pix.mask_features, num_views=num_views, aux=aux
         )
         features = None
-        if return_features:
+        if return_features and feats is not None:
             features = dict(feats)
             for i, m in enumerate(pix.multi_scale):
                 features[f"multi_scale_{i}"] = m

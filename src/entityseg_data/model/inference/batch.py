@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,10 @@ class Summary:
     def images_per_second(self) -> float:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def images_per_hour(self) -> float:
+        return 3600.0 * self.images_per_second
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,
@@ -55,6 +61,7 @@ class Summary:
             "entities": self.entities,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 3),
+            "images_per_hour": round(self.images_per_hour, 1),
         }
 
 
@@ -72,6 +79,31 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _predict_chunk(segmenter: Any, loaded: list, fail: Callable) -> list[Any]:
+    """Results of one forward over ``loaded`` (index, job, image) items, None for failures;
+    when the batch fails, the images are retried one by one so that only the culprit fails."""
+    if not loaded:
+        return []
+    try:
+        return list(
+            segmenter.predict_arrays(
+                [im for _, _, im in loaded], sources=[str(j.item.path) for _, j, _ in loaded]
+            )
+        )
+    except Exception as exc:
+        if len(loaded) == 1:
+            fail(loaded[0][1], exc)
+            return [None]
+    results: list[Any] = []
+    for _index, job, im in loaded:
+        try:
+            results.extend(segmenter.predict_arrays([im], sources=[str(job.item.path)]))
+        except Exception as exc1:
+            fail(job, exc1)
+            results.append(None)
+    return results
+
+
 def run_predictions(
     segmenter: Any,
     jobs: Sequence[Job],
@@ -84,8 +116,13 @@ def run_predictions(
     failures_path: str | Path | None = None,
     workspace: Workspace | None = None,
     on_progress: Callable[[int], None] | None = None,
+    prefetch: int = 1,
 ) -> Summary:
-    """Predict ``jobs`` and write the outputs (to ``output`` and/or the workspace)."""
+    """Predict ``jobs`` and write the outputs (to ``output`` and/or the workspace).
+
+    ``prefetch``: chunks of ``batch_size`` images decoded ahead in a loader thread while the
+    model runs (0 = decode in turn); output files are written by a writer thread meanwhile.
+    """
     from entityseg_data.model.inference.workspace_io import (
         predicted_ids,
         write_workspace_prediction,
@@ -127,51 +164,87 @@ def run_predictions(
         pending.append((index, job))
 
     step = max(1, int(batch_size))
-    for s in range(0, len(pending), step):
-        chunk = pending[s : s + step]
-        loaded = []
+    chunks = [pending[s : s + step] for s in range(0, len(pending), step)]
+
+    def load(chunk: list[tuple[int, Job]]) -> list[tuple[int, Job, Any, BaseException | None]]:
+        """Decode (and resize) a chunk: runs in the loader thread, ahead of the model."""
+        out: list[tuple[int, Job, Any, BaseException | None]] = []
         for index, job in chunk:
             try:
-                img = resize_input(load_image(job.item.path), resize)
-                loaded.append((index, job, img))
+                out.append((index, job, resize_input(load_image(job.item.path), resize), None))
             except Exception as exc:  # one bad image never stops the run
+                out.append((index, job, None, exc))
+        return out
+
+    def write(res: Any, img: Any, job: Job, index: int) -> None:
+        save_result(res, output, formats=formats, image=img, root=job.item.root, index=index)
+
+    # decode of the next chunks and writing of the outputs overlap the model's forward: one
+    # loader thread (``prefetch`` chunks ahead) and one writer thread for the output files
+    # (the workspace catalog is written from this thread: SQLite connections stay here)
+    prefetch = max(0, int(prefetch))
+    loader = ThreadPoolExecutor(1, thread_name_prefix="predict-load") if prefetch else None
+    writer = ThreadPoolExecutor(1, thread_name_prefix="predict-write") if output else None
+    queued: deque[Future] = deque()
+    writes: deque[tuple[Future, Job, int, int]] = deque()
+
+    def collect_writes(block_above: int) -> None:
+        """Record finished writes (in order); wait while more than ``block_above`` are pending
+        (each holds a result and its image)."""
+        while writes and (writes[0][0].done() or len(writes) > block_above):
+            fut, job, n_entities, n_chunk = writes.popleft()
+            exc = fut.exception()
+            if exc is not None:
                 fail(job, exc)
-        results: list[Any] = []
-        if loaded:
-            try:
-                results = segmenter.predict_arrays(
-                    [im for _, _, im in loaded], sources=[str(j.item.path) for _, j, _ in loaded]
-                )
-            except Exception as exc:
-                if len(loaded) == 1:
-                    fail(loaded[0][1], exc)
-                    loaded = []
-                else:  # retry one by one so only the culprit fails
-                    results = []
-                    kept = []
-                    for index, job, im in loaded:
-                        try:
-                            results.extend(
-                                segmenter.predict_arrays([im], sources=[str(job.item.path)])
-                            )
-                            kept.append((index, job, im))
-                        except Exception as exc1:
-                            fail(job, exc1)
-                    loaded = kept
-        for (index, job, img), res in zip(loaded, results):
-            try:
-                if output is not None:
-                    save_result(
-                        res, output, formats=formats, image=img, root=job.item.root, index=index
-                    )
-                if workspace is not None and job.image_id is not None:
-                    write_workspace_prediction(workspace, job.image_id, res, version)
+            else:
                 summary.done += 1
-                summary.entities += len(res)
-            except Exception as exc:
-                fail(job, exc)
-        if on_progress:
-            on_progress(len(chunk))
+                summary.entities += n_entities
+            if on_progress and n_chunk:
+                on_progress(n_chunk)
+
+    try:
+        for k, chunk in enumerate(chunks):
+            if loader is not None:
+                while len(queued) < prefetch + 1 and k + len(queued) < len(chunks):
+                    queued.append(loader.submit(load, chunks[k + len(queued)]))
+                items = queued.popleft().result()
+            else:
+                items = load(chunk)
+            loaded = []
+            for index, job, img, exc in items:
+                if exc is not None:
+                    fail(job, exc)
+                else:
+                    loaded.append((index, job, img))
+            results = _predict_chunk(segmenter, loaded, fail)
+            loaded = [item for item, res in zip(loaded, results) if res is not None]
+            results = [res for res in results if res is not None]
+            written = 0
+            for (index, job, img), res in zip(loaded, results):
+                try:
+                    if workspace is not None and job.image_id is not None:
+                        write_workspace_prediction(workspace, job.image_id, res, version)
+                except Exception as exc:
+                    fail(job, exc)
+                    continue
+                if writer is not None:
+                    writes.append((writer.submit(write, res, img, job, index), job, len(res), 0))
+                    written += 1
+                else:
+                    summary.done += 1
+                    summary.entities += len(res)
+            # progress counts the whole chunk (failures included) once its writes are queued
+            if writes and written:
+                fut, job, n, _ = writes[-1]
+                writes[-1] = (fut, job, n, len(chunk))
+            elif on_progress:
+                on_progress(len(chunk))
+            collect_writes(block_above=2 * step)
+        collect_writes(block_above=0)
+    finally:
+        for pool in (loader, writer):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
     summary.seconds = time.perf_counter() - start
     if failures_path is not None:
         lines = "".join(json.dumps(f) + "\n" for f in summary.failures)

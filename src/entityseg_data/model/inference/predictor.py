@@ -27,6 +27,24 @@ from entityseg_data.model.inference.views import ViewGeometry, build_views, view
 log = logging.getLogger(__name__)
 
 MODES = ("cropformer", "mask2former")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+"""``fp32`` (default, the official computation); ``bf16`` / ``fp16``: autocast (the pixel decoder
+stays fp32 as officially; fp16 on GPUs only); ``int8``: dynamic int8 quantization of the Linear
+layers (CPU). The non-fp32 ones are faster approximations: see docs/benchmarks.md for their
+measured agreement with fp32."""
+
+
+def quantize_linear_int8(model: Any) -> Any:
+    """``model`` with every ``nn.Linear`` replaced by a dynamically quantized int8 Linear
+    (weights int8 per tensor, activations quantized per call; CPU; in place)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation notices about quantized tensors
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 class EntitySegmenter:
@@ -38,7 +56,9 @@ class EntitySegmenter:
     resize; ``crops=False`` runs the full view only (V = 1). ``tune_malloc``: make glibc keep
     freed memory for reuse instead of page-faulting every large tensor anew
     (:func:`entityseg_data.model.runtime.tune_allocator`; a process-wide setting, off with
-    ``ENTITYSEG_MALLOC=default``).
+    ``ENTITYSEG_MALLOC=default``). ``precision``: one of :data:`PRECISIONS` (fp32 default).
+    ``view_chunk``: views run through the backbone and pixel decoder at a time (default 1 on
+    CPU: bounded memory; 0 = all at once, the default on accelerators).
     """
 
     def __init__(
@@ -53,7 +73,11 @@ class EntitySegmenter:
         model_version: str = "entityseg-data",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         tune_malloc: bool = True,
+        precision: str = "fp32",
+        view_chunk: int | None = None,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if tune_malloc:
             from entityseg_data.model.runtime import tune_allocator
 
@@ -72,6 +96,17 @@ class EntitySegmenter:
         self.stride_ratio = views.crop_stride_ratio
         self.model_version = model_version
         self.max_pixels = max_pixels
+        self.precision = precision
+        dev_type = str(device).split(":")[0]
+        # CPU: one view at a time through the backbone and pixel decoder (bounded memory, same
+        # values); accelerators: all views in one batch unless asked
+        self.view_chunk = view_chunk if view_chunk is not None else (1 if dev_type == "cpu" else 0)
+        if precision == "int8":
+            if dev_type != "cpu":
+                raise ConfigError("precision 'int8' (dynamic quantization) runs on CPU only")
+            self.model = quantize_linear_int8(self.model)
+        if precision == "fp16" and dev_type == "cpu":
+            raise ConfigError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'int8'")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -92,8 +127,9 @@ class EntitySegmenter:
 
         ``mode``: "cropformer" or "mask2former"; with a bare backbone name (``"hornet_3x"``)
         it picks the model family, with a full name it must agree with it. Remaining keyword
-        arguments change :class:`PostprocessOptions` fields (``score_thresh=0.5``...) or the
-        view size (``min_size``, ``max_size``).
+        arguments change :class:`PostprocessOptions` fields (``score_thresh=0.5``...), the
+        view size (``min_size``, ``max_size``) or the constructor's ``precision``,
+        ``view_chunk`` and ``tune_malloc``.
         """
         from entityseg_data.model.inference.hub import resolve_model
         from entityseg_data.model.loading import load_checkpoint
@@ -116,7 +152,9 @@ class EntitySegmenter:
                 f"model, but mode={mode!r} was asked for"
             )
         view_changes = {
-            k: option_changes.pop(k) for k in ("min_size", "max_size") if k in option_changes
+            k: option_changes.pop(k)
+            for k in ("min_size", "max_size", "precision", "view_chunk", "tune_malloc")
+            if k in option_changes
         }
         opts = PostprocessOptions.from_config(cfg.inference, **option_changes)
         version = preset_name or _version_name(Path(str(name_or_path)))
@@ -193,9 +231,12 @@ class EntitySegmenter:
         del views
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()  # a model handed over mid-training (drop path) is put in eval mode
+        dev_type = x.device.type
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         try:
             with torch.inference_mode():
-                out = self.model(x, aux=False)
+                with torch.autocast(dev_type, dtype=amp or torch.float32, enabled=amp is not None):
+                    out = self.model(x, aux=False, view_chunk=self.view_chunk or None)
                 results = postprocess_batch(out, geos, self.options)
         finally:
             self.model.train(was_training)

@@ -183,8 +183,6 @@ class Trainer:
         self.micro = config.micro_batch(self.dist.world_size)
         if config.max_iter < 1:
             raise ConfigError("max_iter must be >= 1")
-        if config.threads:
-            torch.set_num_threads(config.threads)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         random.seed(config.seed)
@@ -350,7 +348,16 @@ class Trainer:
         return metrics
 
     def train(self) -> TrainResult:
-        """Run from the start (or resumed) iteration to ``max_iter``."""
+        """Run from the start (or resumed) iteration to ``max_iter`` (with ``config.threads``
+        intra-op threads, the caller's count restored afterwards)."""
+        from entityseg_data.model.runtime import intraop_threads
+
+        if not self.cfg.threads:
+            return self._train()
+        with intraop_threads(self.cfg.threads):
+            return self._train()
+
+    def _train(self) -> TrainResult:
         cfg = self.cfg
         if hasattr(self, "_resume_rng"):
             set_rng_state(self._resume_rng)
