@@ -260,3 +260,34 @@ def test_probe_9_6_read_only_workspace_status_stats_export_validate(tmp_path):
     assert (tmp_path / "rel" / "export.json").is_file()
     assert "read-only" in runs["export"].stderr  # the new splits are not recorded, and it says so
     assert ws.catalog_path.read_bytes() == before
+
+
+def test_predictions_as_image_masks(tmp_path):
+    """A Segmenter's ImageMasks is written as a prediction file and read back equal; a corrupt
+    RLE in the file is one error naming the file (strict decoder)."""
+    import numpy as np
+
+    from entityseg_data.masks.types import ImageMasks
+
+    ws = Workspace.create(tmp_path / "ws")
+    with ws.catalog() as cat:
+        iid = _image(cat, 1)
+    lm = np.zeros((6, 8), np.uint16)
+    lm[:3, :5] = 1
+    lm[3:, 2:] = 2
+    masks = ImageMasks.from_label_map(lm, image_id=iid, scores=[0.9, 0.4])
+    rel = ws.write_prediction(masks, "seg:v1")
+    rec, back = ws.prediction_masks(iid, "seg:v1")
+    assert rec.path == rel and rec.n_entities == 2
+    assert np.array_equal(back.label_map(), lm)
+    assert [e.score for e in back] == [0.9, 0.4] and [e.id for e in back] == [1, 2]
+    _, payload = ws.latest_prediction(iid, "seg:v1")
+    assert "image_id" not in payload["entities"][0] and payload["model_version"] == "seg:v1"
+    payload["entities"][1]["segmentation"]["counts"] = payload["entities"][1]["segmentation"][
+        "counts"
+    ][:-1]
+    (ws.root / rel).write_text(json.dumps(payload))
+    with pytest.raises(DataError, match=rel.split("/")[-1]):
+        ws.prediction_masks(iid, "seg:v1")
+    with pytest.raises(DataError, match="no image_id"):
+        ws.write_prediction(ImageMasks.from_label_map(lm), "seg:v1")

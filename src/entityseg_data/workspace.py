@@ -31,6 +31,7 @@ from entityseg_data.config.workspace import (
     save_workspace_config,
 )
 from entityseg_data.errors import WorkspaceError
+from entityseg_data.masks.types import ImageMasks
 
 CONFIG_FILE = "entityseg.yaml"
 CATALOG_FILE = "catalog.sqlite"
@@ -152,7 +153,7 @@ class Workspace:
         """The file to read an image's pixels from (the normalised copy when there is one)."""
         return self.abspath(image.path)
 
-    def write_prediction(self, payload: Mapping[str, Any], model_version: str) -> str:
+    def write_prediction(self, payload: ImageMasks | Mapping[str, Any], model_version: str) -> str:
         """Write a prediction file and its catalog row (see
         :mod:`entityseg_data.catalog.predictions`); returns the path relative to the root."""
         with self.catalog() as cat:
@@ -164,6 +165,15 @@ class Workspace:
         """The newest prediction of an image (of ``model_version``) with its payload, or None."""
         with self.catalog() as cat:
             return _predictions.latest_prediction(self.root, cat, image_id, model_version)
+
+    def prediction_masks(
+        self, image_id: int, model_version: str | None = None
+    ) -> tuple[PredictionRecord, ImageMasks] | None:
+        """The newest prediction of an image (of ``model_version``) as checked
+        :class:`ImageMasks`, or None."""
+        with self.catalog() as cat:
+            rec = cat.latest_prediction(image_id, model_version)
+        return None if rec is None else (rec, _predictions.prediction_masks(self.root, rec))
 
     def predicted_ids(self, model_version: str) -> set[int]:
         """Ids of the images that have a prediction file of ``model_version``."""

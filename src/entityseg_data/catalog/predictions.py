@@ -7,7 +7,10 @@ File: ``predictions/<model_version with ':' and '/' as '_'>/<image_id>.json`` ho
 atomically first, then its row in one transaction, so a crash leaves either nothing or a file
 without a row (rewritten by the rerun), never a row without a file.
 
-Any segmenter's output becomes stage-1 pre-annotations through :func:`write_prediction`.
+Any segmenter's output becomes stage-1 pre-annotations through :func:`write_prediction`, given
+as :class:`~entityseg_data.masks.types.ImageMasks` (a :class:`~entityseg_data.masks.types.Segmenter`
+result) or as the payload dict; :func:`prediction_masks` reads a file back as ``ImageMasks``
+with every RLE strictly checked.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from entityseg_data.catalog.records import PredictionRecord
 from entityseg_data.catalog.store import Catalog
 from entityseg_data.errors import DataError
+from entityseg_data.masks.types import ImageMasks
 
 
 def prediction_relpath(model_version: str, image_id: int) -> str:
@@ -28,13 +32,35 @@ def prediction_relpath(model_version: str, image_id: int) -> str:
     return f"predictions/{folder}/{int(image_id)}.json"
 
 
+def masks_payload(masks: ImageMasks, model_version: str) -> dict[str, Any]:
+    """The prediction-file payload of ``masks`` (entities as COCO-style dicts: ``id``,
+    ``segmentation``, ``area``, ``bbox``, ``score``... without the repeated ``image_id``)."""
+    if masks.image_id is None:
+        raise DataError(f"prediction of {model_version!r}: the masks have no image_id")
+    entities = []
+    for e in masks.entities:
+        d = e.to_coco(masks.image_id)
+        d.pop("image_id", None)
+        entities.append(d)
+    return {
+        "image_id": masks.image_id,
+        "height": masks.height,
+        "width": masks.width,
+        "model_version": model_version,
+        "entities": entities,
+    }
+
+
 def write_prediction(
-    root: Path, cat: Catalog, payload: Mapping[str, Any], model_version: str
+    root: Path, cat: Catalog, payload: ImageMasks | Mapping[str, Any], model_version: str
 ) -> str:
-    """Write a prediction file (``{"image_id", "height", "width", "entities": [...]}``) under
-    ``root``, then its catalog row; returns the path relative to ``root``."""
+    """Write a prediction file (``{"image_id", "height", "width", "entities": [...]}``, or the
+    payload of an :class:`ImageMasks`) under ``root``, then its catalog row; returns the path
+    relative to ``root``."""
     from entityseg_data.io import atomic_write_json
 
+    if isinstance(payload, ImageMasks):
+        payload = masks_payload(payload, model_version)
     try:
         image_id = int(payload["image_id"])
         entities = list(payload.get("entities", []))
@@ -59,6 +85,18 @@ def read_prediction(root: Path, record: PredictionRecord) -> dict[str, Any]:
     return data
 
 
+def prediction_masks(root: Path, record: PredictionRecord) -> ImageMasks:
+    """A prediction file as :class:`ImageMasks` (every RLE strictly validated against the
+    file's size; DataError/RLEError naming the file and entity)."""
+    data = read_prediction(root, record)
+    where = str(Path(root) / record.path)
+    entities = data.get("entities", [])
+    if not isinstance(entities, list):
+        raise DataError(f"{where}: 'entities' must be a list")
+    image = {"id": data.get("image_id", record.image_id), **data}
+    return ImageMasks.from_coco(image, entities, file=where)
+
+
 def latest_prediction(
     root: Path, cat: Catalog, image_id: int, model_version: str | None = None
 ) -> tuple[PredictionRecord, dict[str, Any]] | None:
@@ -79,6 +117,8 @@ def predicted_ids(root: Path, cat: Catalog, model_version: str) -> set[int]:
 
 __all__ = [
     "latest_prediction",
+    "masks_payload",
+    "prediction_masks",
     "predicted_ids",
     "prediction_relpath",
     "read_prediction",
