@@ -49,7 +49,7 @@ def _voronoi(rng, h, w, n, scale, jitter):
 
 
 def make_data(n_images: int, h: int, w: int, seed: int = 0):
-    from entityseg_data.evaluation import runs
+    from entityseg_data.masks import rle as rle_utils
 
     rng = np.random.default_rng(seed)
     images, anns, results = [], [], []
@@ -58,9 +58,7 @@ def make_data(n_images: int, h: int, w: int, seed: int = 0):
         iid = i + 1
         images.append({"id": iid, "height": h, "width": w, "file_name": f"bench_{iid}.jpg"})
         gt = _voronoi(rng, h, w, 18, 4, 40.0)
-        flat = np.ascontiguousarray(gt.T).reshape(-1)
-        rles = runs.label_map_t_to_rles(flat, range(1, 19), h, w)
-        from entityseg_data.masks import rle as rle_utils
+        rles = rle_utils.label_map_to_rles(gt, range(1, 19))
 
         for k in range(1, 19):
             r = rles[k]
@@ -91,8 +89,7 @@ def make_data(n_images: int, h: int, w: int, seed: int = 0):
         relabel = np.zeros(uniq.size, np.int32)
         relabel[keep] = np.arange(1, keep.size + 1)
         plm = relabel[inv].reshape(h, w)
-        flat = np.ascontiguousarray(plm.T).reshape(-1)
-        prles = runs.label_map_t_to_rles(flat, range(1, keep.size + 1), h, w)
+        prles = rle_utils.label_map_to_rles(plm, range(1, keep.size + 1))
         scores = rng.random(keep.size)
         for k in range(1, keep.size + 1):
             results.append(

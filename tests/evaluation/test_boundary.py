@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from entityseg_data.evaluation import boundary as B
-from entityseg_data.evaluation import runs
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks import runs as R
 
 
 def _scene(rng, h, w, k):
@@ -83,14 +83,14 @@ def test_runs_roundtrip():
         h, w = (int(v) for v in rng.integers(1, 30, 2))
         m = (rng.random((h, w)) < rng.random()).astype(np.uint8)
         r = rle_utils.encode(m)
-        assert runs.counts(r).sum() == h * w
-        s, e = runs.one_runs(r)
-        x0, x1 = runs.column_range(s, e, h)
+        assert rle_utils.counts(r).sum() == h * w
+        rr = rle_utils.runs(r)
+        x0, x1 = R.column_range(rr, h)
         if x1 > x0:
-            blk = runs.decode_block(s, e, h, x0, x1)
+            blk = R.decode_columns(rr, h, x0, x1)
             assert np.array_equal(blk, m.T[x0:x1])
-            assert runs.block_to_rle(blk, x0, h, w)["counts"] == r["counts"]
+            assert rle_utils.from_runs(R.columns_to_runs(blk, x0, h), h, w) == r
         lm = rng.integers(0, 4, (h, w))
         flat = np.ascontiguousarray(lm.T).reshape(-1)
-        for k, v in runs.label_map_t_to_rles(flat, [0, 1, 2, 3, 9], h, w).items():
+        for k, v in rle_utils.flat_label_map_to_rles(flat, h, w, [0, 1, 2, 3, 9]).items():
             assert v["counts"] == rle_utils.encode(lm == k)["counts"]

@@ -154,7 +154,7 @@ def test_polygons_equal_pycocotools():
 @pytest.mark.parametrize(
     ("counts", "message"),
     [
-        ("0::", "cover 20 pixels, the mask has 600"),  # wrong sum (the probe's '0::')
+        ("0::", "cover 20 pixels, image has 600"),  # wrong sum (the probe's '0::')
         ("garbage~~", "outside the COCO alphabet"),
         ("0`T1" + "\x7f", "outside the COCO alphabet"),
         ("0`", "truncated"),  # ends inside a count (continuation bit set)

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from entityseg_data.evaluation import runs
-
-RLE = dict[str, Any]
+from entityseg_data.errors import OverlapError
+from entityseg_data.masks import rle as rle_ops
+from entityseg_data.masks import runs as R
+from entityseg_data.masks.rle import RLE
 
 
 def band_width(height: int, width: int, dilation_ratio: float = 0.02) -> int:
@@ -62,39 +62,38 @@ def interior_from_crop(crop: np.ndarray, d: int) -> np.ndarray:
 
 def band_of_rle(rle: RLE, d: int) -> RLE:
     """Band RLE of one mask RLE (per-mask method)."""
-    h, w = int(rle["size"][0]), int(rle["size"][1])
-    s, e = runs.one_runs(rle)
-    if s.size == 0:
+    h, w = rle_ops.size(rle)
+    runs = rle_ops.runs(rle)
+    if runs.starts.size == 0:
         return rle
-    x0, x1 = runs.column_range(s, e, h)
+    x0, x1 = R.column_range(runs, h)
     if x1 - x0 <= 2 * d:
         return rle
-    block = runs.decode_block(s, e, h, x0, x1)  # (w_c, H): columns as rows
+    block = R.decode_columns(runs, h, x0, x1)  # (w_c, H): columns as rows
     rows = np.flatnonzero(block.any(axis=0))
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
     if y1 - y0 <= 2 * d:
         return rle
     crop = block[:, y0:y1]
-    interior = runs.interior_t(np.ascontiguousarray(crop), d)  # (h_c, w_c)
+    interior = interior_t(np.ascontiguousarray(crop), d)  # (h_c, w_c)
     if not interior.any():
         return rle
     crop -= interior.T  # interior is inside the mask: crop - interior = band (in place on block)
-    return runs.block_to_rle(block, x0, h, w)
+    return rle_ops.from_runs(R.columns_to_runs(block, x0, h), h, w)
 
 
-def _bands_label_map(
-    all_runs: Sequence[tuple[np.ndarray, np.ndarray]], height: int, width: int, d: int
-) -> list[RLE]:
+def _bands_label_map(all_runs: Sequence[R.Runs], height: int, width: int, d: int) -> list[RLE]:
     n = len(all_runs)
-    flat = runs.paint_runs(all_runs, height, width)
-    if flat is None:
-        raise ValueError("the label-map band method needs disjoint masks")
+    try:
+        flat = R.paint(all_runs, height * width, policy="reject")
+    except OverlapError:
+        raise ValueError("the label-map band method needs disjoint masks") from None
     lm_t = flat.reshape(width, height)
-    interior = runs.interior_t(lm_t, d)  # (H, W)
-    band = lm_t - runs.transpose(interior)  # interior is lm_t or 0 pixelwise: exact
+    interior = interior_t(lm_t, d)  # (H, W)
+    band = lm_t - R.transpose(interior)  # interior is lm_t or 0 pixelwise: exact
     del interior
     band = band.reshape(-1)
-    rles = runs.label_map_t_to_rles(band, range(1, n + 1), height, width)
+    rles = rle_ops.flat_label_map_to_rles(band, height, width, range(1, n + 1))
     return [rles[i + 1] for i in range(n)]
 
 
@@ -122,15 +121,48 @@ def bands(
     if method not in ("auto", "mask", "labelmap"):
         raise ValueError(f"unknown band method {method!r}")
     if method == "auto" and disjoint:
-        all_runs = [runs.one_runs(r) for r in rles]
+        all_runs = rle_ops.runs_many(rles, height, width)
         cols = 0
-        for s, e in all_runs:
-            x0, x1 = runs.column_range(s, e, height)
+        for r in all_runs:
+            x0, x1 = R.column_range(r, height)
             if x1 - x0 > 2 * d:
                 cols += x1 - x0
         if cols > 4 * width:
             return _bands_label_map(all_runs, height, width, d)
         return [band_of_rle(r, d) for r in rles]
     if method == "labelmap":
-        return _bands_label_map([runs.one_runs(r) for r in rles], height, width, d)
+        return _bands_label_map(rle_ops.runs_many(rles, height, width), height, width, d)
     return [band_of_rle(r, d) for r in rles]
+
+
+# ----------------------------------------------------------------------------- erosion
+def row_interior(a: np.ndarray, d: int) -> np.ndarray:
+    """Keep a label where the run of equal values along its row extends at least ``d`` pixels
+    to both sides inside the row; 0 elsewhere. ``a``: (R, C) C-contiguous integer array.
+    (A 1-D erosion by a window of 2d+1 of every label at once, with 0 beyond the row ends.)"""
+    r_n, c_n = a.shape
+    if c_n <= 2 * d or a.size == 0:
+        return np.zeros_like(a)
+    flat = np.ascontiguousarray(a).reshape(-1)
+    n = flat.size
+    ch = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    b = np.union1d(ch, np.arange(c_n, n, c_n))
+    starts = np.concatenate(([0], b))
+    ends = np.concatenate((b, [n]))
+    length = ends - starts
+    inner = np.maximum(length - 2 * d, 0)
+    left = np.where(inner > 0, d, length)
+    lens = np.stack([left, inner, length - left - inner], axis=1).reshape(-1)
+    vals = np.zeros((starts.size, 3), a.dtype)
+    vals[:, 1] = flat[starts]
+    return np.repeat(vals.reshape(-1), lens).reshape(r_n, c_n)
+
+
+def interior_t(a_t: np.ndarray, d: int) -> np.ndarray:
+    """Erosion of every label of a transposed label map ``a_t`` (W, H) (rows = image columns)
+    by a (2d+1) x (2d+1) square, outside = 0. Returns the (H, W) (non-transposed) interior: a
+    pixel keeps its label iff its whole window lies inside the array and carries that label."""
+    u_t = row_interior(a_t, d)  # uniform along image columns
+    u = R.transpose(u_t)
+    del u_t
+    return row_interior(u, d)  # and along image rows

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
-from entityseg_data.evaluation import runs
 from entityseg_data.evaluation.image_eval import GTImage, PredImage
 from entityseg_data.io import files as io_files
 from entityseg_data.io.coco import CocoDataset, checked_rle, read_coco
@@ -157,10 +156,9 @@ def label_map_predictions(
     (missing = 1.0)."""
     if label_map.ndim != 2:
         raise DataError(f"{where}: label map must be (H, W), got shape {label_map.shape}")
-    h, w = label_map.shape
-    flat = np.ascontiguousarray(label_map.T).reshape(-1)
-    labels = [int(k) for k in np.unique(flat) if k > 0]
-    rles = runs.label_map_t_to_rles(flat, labels, h, w)
+    by_label = rle_utils.label_map_to_rles(label_map)  # ascending labels
+    labels = list(by_label)
+    rles = by_label
     sc = []
     for k in labels:
         s = 1.0 if scores is None else scores.get(k, 1.0)

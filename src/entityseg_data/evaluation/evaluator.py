@@ -20,7 +20,6 @@ import numpy as np
 
 from entityseg_data.config.evaluation import EvaluationConfig
 from entityseg_data.errors import DataError
-from entityseg_data.evaluation import runs
 from entityseg_data.evaluation.coco_io import (
     _score,
     _segmentation,
@@ -34,6 +33,7 @@ from entityseg_data.evaluation.matching import Params
 from entityseg_data.evaluation.metrics import build_metrics
 from entityseg_data.evaluation.overlaps import fix_overlaps as _fix_overlaps
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks import runs as mask_runs
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def as_predictions(pred: Any, height: int, width: int, where: str = "predictions
         if masks.dtype != np.uint8:
             masks = masks.view(np.uint8) if masks.dtype == bool else (masks != 0).view(np.uint8)
         # the encoder wants column-major masks: one tiled transpose per mask
-        rles = tuple(rle_utils.encode_fortran_view(runs.transpose(m)) for m in masks)
+        rles = tuple(rle_utils.encode_fortran_view(mask_runs.transpose(m)) for m in masks)
         return PredImage(rles=rles, scores=scores)
     if isinstance(pred, Sequence):
         rles, scores = [], []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from entityseg_data.evaluation import runs
 from entityseg_data.evaluation.image_eval import PredImage
 from entityseg_data.evaluation.matching import sort_detections
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks import runs as R
 
 
 def overlap_pixels(pred: PredImage) -> int:
@@ -25,14 +25,14 @@ def fix_overlaps(pred: PredImage, height: int, width: int) -> PredImage:
         return pred
     lm_t = np.zeros((width, height), np.int32)
     for i in sort_detections(pred.scores):
-        s, e = runs.one_runs(pred.rles[i])
-        x0, x1 = runs.column_range(s, e, height)
+        r = rle_utils.runs(pred.rles[i])
+        x0, x1 = R.column_range(r, height)
         if x1 <= x0:
             continue
-        block = runs.decode_block(s, e, height, x0, x1)
+        block = R.decode_columns(r, height, x0, x1)
         region = lm_t[x0:x1]
         region[(block != 0) & (region == 0)] = i + 1
-    rles = runs.label_map_t_to_rles(lm_t.reshape(-1), range(1, n + 1), height, width)
+    rles = rle_utils.flat_label_map_to_rles(lm_t.reshape(-1), height, width, range(1, n + 1))
     keep = [i for i in range(n) if rle_utils.area(rles[i + 1]) > 0]
     return PredImage(
         rles=tuple(rles[i + 1] for i in keep),

@@ -175,7 +175,7 @@ def _batch(
     if bad.size:
         i = int(bad[0])
         raise RLEError(
-            f"{_pre(names[i])}RLE counts cover {int(sums[i])} pixels, the mask has {int(npix[i])}"
+            f"{_pre(names[i])}RLE counts cover {int(sums[i])} pixels, image has {int(npix[i])}"
         )
     return flat, offsets, npix
 
@@ -459,9 +459,16 @@ def label_map_to_rles(label_map: np.ndarray, ids: Iterable[int] | None = None) -
     if label_map.ndim != 2:
         raise DataError(f"label map must be (H, W), got shape {label_map.shape}")
     h, w = label_map.shape
-    flat = R.transpose(label_map).reshape(-1)
-    by_id = R.label_runs(flat, None if ids is None else list(ids))
-    return {i: from_runs(r, h, w) for i, r in by_id.items()}
+    return flat_label_map_to_rles(R.transpose(label_map).reshape(-1), h, w, ids)
+
+
+def flat_label_map_to_rles(
+    flat: np.ndarray, height: int, width: int, ids: Iterable[int] | None = None
+) -> dict[int, RLE]:
+    """:func:`label_map_to_rles` of a label map given flat in column-major order (the (W, H)
+    transpose's rows), e.g. one painted by :func:`entityseg_data.masks.runs.paint`."""
+    by_id = R.label_runs(np.asarray(flat).reshape(-1), None if ids is None else list(ids))
+    return {i: from_runs(r, height, width) for i, r in by_id.items()}
 
 
 def rles_to_label_map(
@@ -508,6 +515,7 @@ __all__ = [
     "encode",
     "encode_fortran_view",
     "from_counts",
+    "flat_label_map_to_rles",
     "from_runs",
     "iou_matrix",
     "label_map_to_rles",

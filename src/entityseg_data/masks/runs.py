@@ -163,7 +163,7 @@ def check_counts(counts: np.ndarray, npix: int, *, where: str = "") -> np.ndarra
         raise RLEError(f"{_prefix(where)}RLE has a negative run length (corrupt counts)")
     total = int(counts.sum())
     if total != npix:
-        raise RLEError(f"{_prefix(where)}RLE counts cover {total} pixels, the mask has {npix}")
+        raise RLEError(f"{_prefix(where)}RLE counts cover {total} pixels, image has {npix}")
     return counts
 
 
@@ -498,8 +498,8 @@ def paint(
 
 
 def label_runs(flat: np.ndarray, labels: Sequence[int] | None = None) -> dict[int, Runs]:
-    """Runs of every nonzero label of a flat label map (or of ``labels``; a label without
-    pixels gets empty runs), in one pass over the pixels plus work per run."""
+    """Runs of every nonzero label of a flat label map (or of ``labels``, 0 included if listed;
+    a label without pixels gets empty runs), in one pass over the pixels plus work per run."""
     flat = np.asarray(flat).reshape(-1)
     n = flat.size
     if n == 0:
@@ -508,8 +508,9 @@ def label_runs(flat: np.ndarray, labels: Sequence[int] | None = None) -> dict[in
     starts = np.concatenate([[0], change]).astype(np.int64)
     ends = np.concatenate([change, [n]]).astype(np.int64)
     values = flat[starts]
-    fg = values != 0
-    starts, ends, values = starts[fg], ends[fg], values[fg]
+    if labels is None or 0 not in labels:  # 0 (background) only when asked for
+        fg = values != 0
+        starts, ends, values = starts[fg], ends[fg], values[fg]
     order = np.argsort(values, kind="stable")
     starts, ends, values = starts[order], ends[order], values[order]
     uniq, first = np.unique(values, return_index=True)
@@ -524,6 +525,32 @@ def label_runs(flat: np.ndarray, labels: Sequence[int] | None = None) -> dict[in
         a, b = bounds[i]
         out[i] = Runs(starts[a:b], ends[a:b])
     return out
+
+
+def column_range(runs: Runs, height: int) -> tuple[int, int]:
+    """``[x0, x1)``: the image columns touched by column-major runs ((0, 0) when empty)."""
+    s, e = runs
+    if s.size == 0:
+        return 0, 0
+    return int(s[0] // height), int((e[-1] - 1) // height) + 1
+
+
+def decode_columns(runs: Runs, height: int, x0: int, x1: int) -> np.ndarray:
+    """``(x1 - x0, H)`` uint8 block of a mask's transpose: image columns x0..x1-1 as rows, from
+    column-major runs (only those pixels are written)."""
+    a, b = x0 * height, x1 * height
+    s = np.clip(runs.starts, a, b) - a
+    e = np.clip(runs.ends, a, b) - a
+    keep = e > s
+    return mask_of_runs(Runs(s[keep], e[keep]), b - a).reshape(x1 - x0, height)
+
+
+def columns_to_runs(block_t: np.ndarray, x0: int, height: int) -> Runs:
+    """Column-major runs of a mask that is zero outside columns x0..x0+len(block_t)-1, given
+    the ``(w_c, H)`` transposed block (nonzero = inside)."""
+    r = runs_of_mask(np.ascontiguousarray(block_t).reshape(-1))
+    off = x0 * height
+    return Runs(r.starts + off, r.ends + off)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -580,6 +607,9 @@ __all__ = [
     "Runs",
     "bbox_colmajor",
     "check_counts",
+    "column_range",
+    "columns_to_runs",
+    "decode_columns",
     "conflicts",
     "counts_to_runs",
     "coverage",
