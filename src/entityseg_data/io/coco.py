@@ -41,11 +41,10 @@ import numpy as np
 
 from entityseg_data.errors import DataError
 from entityseg_data.io.files import read_json
+from entityseg_data.masks.rle import RLE
 
 if TYPE_CHECKING:
     from entityseg_data.workspace import Workspace
-
-RLE = dict[str, Any]
 
 # issue keys (also used by ``data validate``)
 MALFORMED_FILE = "malformed_file"
@@ -665,22 +664,7 @@ def checked_rle(segmentation: Any, height: int, width: int) -> RLE:
         raise
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise DataError(f"malformed segmentation ({exc})") from None
-    _check_counts(rle, int(height), int(width))
-    return rle
-
-
-def _check_counts(rle: RLE, height: int, width: int) -> None:
-    """Strict check of a compressed RLE's counts: COCO alphabet, not truncated, runs
-    non-negative and covering exactly ``height * width`` pixels."""
-    # TODO(io): the masks engineer's strict decoder (STATUS 'masks API') replaces this call
-    from entityseg_data.evaluation.runs import counts
-
-    c = counts(rle)
-    if c.size and int(c.min()) < 0:
-        raise DataError("RLE counts string has a negative run")
-    total = int(c.sum())
-    if total != height * width:
-        raise DataError(f"RLE counts cover {total} pixels, image has {height * width}")
+    return rle  # to_compressed decoded it strictly (alphabet, truncation, runs, sum)
 
 
 # --------------------------------------------------------------------------------------------
