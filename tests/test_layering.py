@@ -48,7 +48,6 @@ KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.labelstudio.format"),
     ("entityseg_data.export.lr", "entityseg_data.stats.measures"),
     ("entityseg_data.export.subsets", "entityseg_data.stats.measures"),
-    ("entityseg_data.io.coco", "entityseg_data.evaluation.runs"),
 }
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"entityseg_data.model.convert", "entityseg_data.model.loading"}),
