@@ -172,7 +172,12 @@ def predict(
     """
     import os
 
-    from entityseg_data.model.inference.batch import Job, run_predictions
+    from entityseg_data.model.inference.batch import (
+        Job,
+        check_outputs,
+        check_resize,
+        run_predictions,
+    )
     from entityseg_data.model.inference.inputs import (
         InputItem,
         expand_inputs,
@@ -202,6 +207,7 @@ def predict(
         template_fields(output)
     fmts = check_formats(formats or ("png", "json"))
     size = parse_resize(resize)
+    check_resize(size)
     shard_i, shard_n = parse_shard(shard)
 
     workspace = get_workspace(ctx) if workspace_images else None
@@ -216,6 +222,8 @@ def predict(
     picked = select([j.item for j in jobs], stride=stride, shard=(shard_i, shard_n))
     keep = {id(it) for it in picked}
     jobs = [j for j in jobs if id(j.item) in keep]
+    # collisions and outputs read back as inputs: refused before the model is loaded
+    check_outputs(jobs, output, fmts, inputs=inputs)
 
     from entityseg_data.model.runtime import tune_allocator
 

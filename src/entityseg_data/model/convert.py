@@ -142,7 +142,12 @@ def read_source(path: str | Path, *, trust_pickle: bool = False) -> tuple[dict[s
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            if "Weights only load failed" in str(exc) and not _looks_truncated(path):
+            garbage = "Unsupported operand" in str(exc)  # bytes that are no pickle at all
+            if (
+                "Weights only load failed" in str(exc)
+                and not garbage
+                and not _looks_truncated(path)
+            ):
                 if not trust_pickle:
                     raise _unsafe_hint(path, _first_line(exc)) from None
                 try:
@@ -154,10 +159,19 @@ def read_source(path: str | Path, *, trust_pickle: bool = False) -> tuple[dict[s
                     f"{path}: not a readable torch checkpoint (truncated or not a checkpoint): "
                     f"{_first_line(exc)}"
                 ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        except (
+            RuntimeError,
+            EOFError,
+            OSError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+        ) as exc:
+            # (a text file read as a legacy pickle fails with KeyError: probe 7.4)
             raise CheckpointError(
                 f"{path}: not a readable torch checkpoint (truncated or not a checkpoint): "
-                f"{_first_line(exc)}"
+                f"{type(exc).__name__}: {_first_line(exc)}"
             ) from None
     return _flatten_container(obj, path), fmt
 
@@ -235,6 +249,25 @@ def check_state_dict(
         raise CheckpointError(f"{source}: weights do not match the model: {'; '.join(parts)}{hint}")
 
 
+def check_finite(state: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Raise one CheckpointError when floating weights hold NaN or infinite values (a corrupt
+    file or a diverged training run: such a model predicts nothing, silently). Meta tensors
+    (shape-only checks) are skipped."""
+    bad: list[tuple[str, int, int]] = []
+    for key, value in state.items():
+        if value.is_meta or not value.is_floating_point():
+            continue
+        n = int(value.numel() - torch.isfinite(value).sum())
+        if n:
+            bad.append((key, n, value.numel()))
+    if bad:
+        key, n, total = bad[0]
+        raise CheckpointError(
+            f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values, first {key} "
+            f"({n} of {total} values); the checkpoint is corrupt or its training diverged"
+        )
+
+
 def convert_mapping(
     raw: Mapping[str, Any], cfg: ModelConfig, *, source: str = "<state_dict>"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -282,6 +315,7 @@ def convert_mapping(
                 )
             state[key] = value.to(want)
             casts += 1
+    check_finite(state, source=source)
     n_params = sum(p.numel() for p in model.parameters())
     report = {
         "architecture": cfg.architecture,
@@ -433,6 +467,7 @@ def convert_file(
 
 __all__ = [
     "DROPPED_KEYS",
+    "check_finite",
     "check_state_dict",
     "convert_file",
     "convert_mapping",

@@ -111,6 +111,7 @@ def load_checkpoint(
         (model in eval mode, its config, the conversion report dict).
     """
     from entityseg_data.model.convert import (
+        check_finite,
         check_state_dict,
         convert_state_dict,
         read_converted,
@@ -132,6 +133,8 @@ def load_checkpoint(
         state, report = convert_state_dict(path, cfg, trust_pickle=trust_pickle)
     model = build_model(cfg, device="meta")
     check_state_dict(state, model.state_dict(), source=str(path))
+    if path.is_dir():  # (an official file was checked while converting)
+        check_finite(state, source=str(path))
     model.load_state_dict(state, strict=True, assign=True)
     model.to(device)
     model.eval()

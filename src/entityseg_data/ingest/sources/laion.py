@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from entityseg_data.errors import DataError
 from entityseg_data.ingest.sources.base import Item, Source, clean, to_int
@@ -45,7 +46,7 @@ class LaionSource(Source):
             sid = clean(pick(row, "SAMPLE_ID", "key", "hash"))
             if sid is None:
                 sid = hashlib.sha1(url.encode("utf-8")).hexdigest()[:20]
-            flags = {}
+            flags: dict[str, Any] = {}
             tag = clean(pick(row, "NSFW"))
             if tag is not None:
                 flags["NSFW"] = tag.upper()

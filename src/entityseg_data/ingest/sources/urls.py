@@ -56,12 +56,12 @@ class UrlListSource(Source):
                     f"{[k for k in row if isinstance(k, str)]}; is the separator a comma?)"
                 )
             problem = ragged(row) or (None if url else "no 'url' value")
-            if problem is not None:
+            if problem is not None or url is None:
                 yield Item(
                     source=self.kind,
                     source_id=source_id or f"{self.path}#row{n}",
                     url=url,
-                    problem=f"{self.path}: row {n}: {problem}",
+                    problem=f"{self.path}: row {n}: {problem or 'no url'}",
                     problem_kind="bad_record",
                 )
                 continue

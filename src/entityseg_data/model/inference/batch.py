@@ -3,12 +3,21 @@
 One bad image never stops a run: it is recorded (path, error) in the summary and the failures
 file (JSON lines) and the run goes on. Every output file is written atomically and the sidecar
 JSON last, so a killed run resumes with ``skip_existing``.
+
+Before anything is predicted, :func:`check_outputs` refuses an output plan that would lose or
+feed back results: two inputs mapped to the same output files (``-o 'out/{stem}'`` with two
+``x.jpg`` in different folders), an output that is one of the inputs, or one that running the
+same command again would read as an input (``-o`` inside an input folder or matching an input
+pattern).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -17,11 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from entityseg_data.errors import EntitySegError
+from entityseg_data.errors import ConfigError, DataError, EntitySegError
 from entityseg_data.io import atomic_write_text
 from entityseg_data.model.inference.images import load_image
 from entityseg_data.model.inference.inputs import InputItem, resize_input
-from entityseg_data.model.inference.outputs import output_base, outputs_exist, save_result
+from entityseg_data.model.inference.outputs import (
+    output_base,
+    output_paths,
+    outputs_exist,
+    save_result,
+)
 
 if TYPE_CHECKING:
     from entityseg_data.workspace import Workspace
@@ -73,9 +87,15 @@ class Job:
     image_id: int | None = None
 
 
+# the largest side an input may be resized to (--resize), and so the largest label map
+MAX_RESIZE_SIDE = 16384
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, EntitySegError):
         return str(exc)
+    if isinstance(exc, MemoryError) and not str(exc):
+        return "out of memory (MemoryError)"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -104,6 +124,101 @@ def _predict_chunk(segmenter: Any, loaded: list, fail: Callable) -> list[Any]:
     return results
 
 
+def check_resize(size: tuple[int, int] | int | None) -> None:
+    """Refuse a ``--resize`` whose side is over :data:`MAX_RESIZE_SIDE` (probe 6.4)."""
+    sides = size if isinstance(size, tuple) else (size,) if size is not None else ()
+    if any(s > MAX_RESIZE_SIDE for s in sides):
+        raise ConfigError(
+            f"--resize {'x'.join(str(s) for s in sides)}: over the largest side of "
+            f"{MAX_RESIZE_SIDE} px"
+        )
+
+
+def resized_shape(h: int, w: int, size: tuple[int, int] | int | None) -> tuple[int, int]:
+    """The (H, W) an (h, w) image gets from ``resize`` (see ``inputs.resize_input``); DataError
+    when a side would be over :data:`MAX_RESIZE_SIDE` (a short side N on a long strip)."""
+    if size is None:
+        return h, w
+    if isinstance(size, tuple):
+        out = size
+    else:
+        scale = size / min(h, w)
+        out = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if max(out) > MAX_RESIZE_SIDE:
+        raise DataError(
+            f"resizing {h}x{w} to a short side of {size} gives {out[0]}x{out[1]}, over the "
+            f"largest side of {MAX_RESIZE_SIDE} px"
+        )
+    return out
+
+
+def _abs(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.abspath(os.fspath(path)))
+
+
+def _read_back(path: Path, fmt: str) -> Path:
+    """A file of output ``path`` that a later input expansion could pick up as an image."""
+    return path / "0001.png" if fmt == "cutouts" else path
+
+
+def check_outputs(
+    jobs: Sequence[Job],
+    output: str | None,
+    formats: Sequence[str] = ("png", "json"),
+    *,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+) -> None:
+    """Raise one ConfigError for an output plan that would lose or feed back results.
+
+    Args:
+        jobs: the run's images (the output of job ``i`` uses ``index=i``).
+        output: the output template or folder (None: no files, nothing to check).
+        inputs: the input specs the jobs came from (folders, globs, files, lists): an output
+            inside an input folder or matching an input pattern is refused, because running the
+            same command again would read it as an image (probe 6.8).
+    """
+    if output is None:
+        return
+    from entityseg_data.model.inference.inputs import IMAGE_EXTENSIONS
+
+    sources = {_abs(job.item.path): job.item.path for job in jobs}
+    claimed: dict[Path, tuple[int, Path]] = {}
+    folders = [_abs(s) for s in inputs if Path(os.fspath(s)).expanduser().is_dir()]
+    patterns = [os.path.abspath(os.fspath(s)) for s in inputs if glob.has_magic(os.fspath(s))]
+    for index, job in enumerate(jobs):
+        base = _abs(output_base(output, job.item.path, root=job.item.root, index=index))
+        first_index, first = claimed.setdefault(base, (index, job.item.path))
+        if first_index != index:
+            raise ConfigError(
+                f"{first} and {job.item.path} would both be written to {base}.* (the second "
+                f"would overwrite the first): use an output template that tells them apart, "
+                f"e.g. with {{relpath}} or {{parent}}/{{stem}}, or an output folder"
+            )
+        for fmt, path in output_paths(base, formats).items():
+            path = _abs(path)
+            if path in sources:
+                raise ConfigError(
+                    f"the output {path} is the input {sources[path]}: write the outputs "
+                    f"outside the input folder"
+                )
+            probe = _read_back(path, fmt)
+            if probe.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            for folder in folders:
+                if probe.is_relative_to(folder):
+                    raise ConfigError(
+                        f"the output {path} is inside the input folder {folder}: the next run "
+                        f"would read its own label maps as images; write the outputs outside "
+                        f"it (e.g. -o {folder}_entities)"
+                    )
+            for pattern in patterns:
+                if fnmatch.fnmatchcase(str(probe), pattern):
+                    raise ConfigError(
+                        f"the output {path} matches the input pattern {pattern}: the next run "
+                        f"would read it as an image; write the outputs elsewhere"
+                    )
+
+
 def run_predictions(
     segmenter: Any,
     jobs: Sequence[Job],
@@ -122,12 +237,15 @@ def run_predictions(
 
     ``prefetch``: chunks of ``batch_size`` images decoded ahead in a loader thread while the
     model runs (0 = decode in turn); output files are written by a writer thread meanwhile.
+    Raises ConfigError before predicting anything when two jobs share their output files or an
+    output is an input (:func:`check_outputs`).
     """
     from entityseg_data.model.inference.workspace_io import (
         predicted_ids,
         write_workspace_prediction,
     )
 
+    check_outputs(jobs, output, formats)
     summary = Summary(total=len(jobs))
     start = time.perf_counter()
     version = segmenter.model_version
@@ -171,7 +289,9 @@ def run_predictions(
         out: list[tuple[int, Job, Any, BaseException | None]] = []
         for index, job in chunk:
             try:
-                out.append((index, job, resize_input(load_image(job.item.path), resize), None))
+                img = load_image(job.item.path)
+                resized_shape(img.shape[0], img.shape[1], resize)  # bounded before allocating
+                out.append((index, job, resize_input(img, resize), None))
             except Exception as exc:  # one bad image never stops the run
                 out.append((index, job, None, exc))
         return out
