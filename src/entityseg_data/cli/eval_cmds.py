@@ -287,6 +287,13 @@ def _echo_semantic(metrics: dict) -> None:
     )
 
 
+def _unit_interval(value: float, name: str) -> float:
+    """``value`` when 0 < value <= 1 (NaN is refused too: probe 5.13), else a usage error."""
+    if not 0.0 < value <= 1.0:
+        raise click.BadParameter(f"must be in (0, 1], got {value}", param_hint=name)
+    return value
+
+
 @click.command(
     "consistency",
     epilog="""\b
@@ -331,7 +338,8 @@ Example:
     type=float,
     default=0.5,
     show_default=True,
-    help="Mask match threshold for category accuracy.",
+    callback=lambda ctx, param, v: _unit_interval(v, "--iou"),
+    help="Mask match threshold for category accuracy, in (0, 1].",
 )
 @click.option(
     "--plain-names",

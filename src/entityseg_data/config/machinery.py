@@ -279,11 +279,40 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def apply_overrides(obj: T, overrides: Iterable[str] | Mapping[str, Any]) -> T:
-    """Apply ``dotted.key=value`` overrides (strings, or a mapping of key to value) in order."""
-    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    """Apply ``dotted.key=value`` overrides (strings, or a mapping of key to value) in order.
+
+    ``dotted.key=value`` strings are what ``--set`` passes from the command line: a secret field
+    among them is refused (argv is visible to other users and kept in the shell history), with
+    the environment variable that provides it."""
+    if isinstance(overrides, Mapping):
+        items: Iterable[tuple[str, Any]] = overrides.items()
+    else:
+        items = [parse_override(o) for o in overrides]
+        for key, _ in items:
+            _refuse_secret(obj, key)
     for key, value in items:
         obj = set_key(obj, key, value)
     return obj
+
+
+def _refuse_secret(obj: Any, dotted: str, full: str = "") -> None:
+    """ConfigError when ``dotted`` names a secret field of ``obj`` (probe 8.3)."""
+    full = full or dotted
+    head, _, rest = dotted.partition(".")
+    if not dataclasses.is_dataclass(obj):
+        return
+    for f in dataclasses.fields(obj):
+        if f.name != head:
+            continue
+        if rest:
+            _refuse_secret(getattr(obj, head), rest, full)
+        elif f.metadata.get(SECRET):
+            env = f.metadata.get("env")
+            where = f"the environment variable {env}" if env else "an environment variable"
+            raise ConfigError(
+                f"--set {full}: secrets are never taken from the command line (argv is visible "
+                f"to other users and kept in the shell history); set {where} instead"
+            )
 
 
 def env_overrides(obj: T, environ: Mapping[str, str] | None = None) -> T:

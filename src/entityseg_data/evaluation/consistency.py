@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entityseg_data.errors import DataError
+from entityseg_data.errors import ConfigError, DataError
 from entityseg_data.evaluation.coco_io import gt_set, read_json
 from entityseg_data.evaluation.image_eval import GTImage, PredImage, evaluate_pair, mask_ious
 from entityseg_data.evaluation.matching import Params, accumulate, average_precision
@@ -227,6 +227,8 @@ def consistency(
         "category_accuracy"}]}``. AP values are fractions (-1 when undefined); accuracies are
         fractions or None when no named pair exists.
     """
+    if not 0.0 < iou_threshold <= 1.0:  # (also False for NaN: probe 5.13)
+        raise ConfigError(f"the IoU threshold must be in (0, 1], got {iou_threshold}")
     sets = load_annotator_sets(sources, workspace=workspace, stage=stage)
     if len(sets) < 2:
         raise DataError("consistency needs at least two annotators")

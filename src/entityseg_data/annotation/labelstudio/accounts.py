@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from entityseg_data.annotation.labelstudio.client import LabelStudioClient
+from entityseg_data.annotation.labelstudio.client import LabelStudioClient, redact
 from entityseg_data.errors import ConfigError, LabelStudioError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def personal_access_token(url: str, email: str, password: str) -> str:
     if r.status_code not in (200, 201):
         raise LabelStudioError(
             f"creating a personal access token for {email} failed (HTTP {r.status_code}: "
-            f"{r.text[:200]})"
+            f"{redact(r.text, (password,))[:200]})"
         )
     token = r.json().get("token")
     if not token:

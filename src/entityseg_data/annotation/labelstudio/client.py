@@ -12,13 +12,32 @@ retries and error messages are ours and the heavy SDK import is not needed on ev
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from entityseg_data.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
+
+MASK = "********"
+# credentials as servers and proxies echo them: an Authorization value, or a key/value pair
+_AUTH_VALUE = re.compile(r"\b(Token|Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
+_KEY_VALUE = re.compile(
+    r"""(?i)(["']?(?:refresh|access|token|api_key|password)["']?\s*[:=]\s*["']?)[^\s"'&,}]+"""
+)
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` (e.g. an error body from the server) with ``secrets`` and anything shaped like a
+    credential (``Token ...``, ``Bearer ...``, ``"access": "..."``, ``password=...``) masked, so
+    an error message never prints a token that a server or proxy reflected (probe 8.2)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    return _KEY_VALUE.sub(lambda m: f"{m.group(1)}{MASK}", text)
 
 
 class LabelStudioClient:
@@ -86,7 +105,8 @@ class LabelStudioClient:
             if r.status_code == 401 and self.is_jwt and attempt == 0:
                 continue
             if r.status_code >= 400:
-                raise LabelStudioError(f"{method} {path}: HTTP {r.status_code}: {r.text[:300]}")
+                body = redact(r.text, (self._token, self._access))[:300]
+                raise LabelStudioError(f"{method} {path}: HTTP {r.status_code}: {body}")
             if not expect_json:
                 return r
             if r.status_code == 204 or not r.content:
@@ -231,4 +251,4 @@ class LabelStudioClient:
         )
 
 
-__all__ = ["LabelStudioClient"]
+__all__ = ["MASK", "LabelStudioClient", "redact"]

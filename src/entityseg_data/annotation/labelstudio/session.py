@@ -111,22 +111,32 @@ def start_local_server(
 def connect(
     workspace: Workspace, url: str | None = None, *, labelstudio: LabelStudioConfig | None = None
 ) -> LabelStudioClient:
-    """The admin client for the workspace's server (URL from the argument, the credentials file
-    or the config; token from ``LABEL_STUDIO_API_KEY`` or the credentials file). ``labelstudio``:
-    the config section to use (default: the workspace's, without overrides)."""
-    cfg = labelstudio or workspace.config().labelstudio
+    """The admin client for the workspace's server.
+
+    The URL is the argument, else a ``labelstudio.url`` given as an override (``--set``: the
+    section passed as ``labelstudio`` differs from the workspace's), else the credentials file
+    (the server ``annotate server`` started or connected), else the config. The token is
+    ``LABEL_STUDIO_API_KEY``, else the one stored in the credentials file, but only for the
+    server it was stored for (never sent to another). ``labelstudio``: the config section to use
+    (default: the workspace's, without overrides)."""
+    base = workspace.config().labelstudio
+    cfg = labelstudio or base
     creds = read_credentials(workspace)
-    url = url or creds.get("url") or cfg.url
-    token = cfg.api_key or (creds.get("admin") or {}).get("token")
+    explicit = url or (cfg.url if cfg.url != base.url else None)  # probe 8.4
+    url = explicit or creds.get("url") or cfg.url
+    stored_url = str(creds.get("url") or "").rstrip("/")
+    same_server = not stored_url or stored_url == url.rstrip("/")
+    token = cfg.api_key or ((creds.get("admin") or {}).get("token") if same_server else None)
     if not token and cfg.password:
         token = personal_access_token(url, cfg.username, cfg.password)
         admin = {"email": cfg.username, "password": cfg.password, "token": token}
         creds.update({"url": url, "admin": admin})
         write_credentials(workspace, creds)
     if not token:
+        other = "" if same_server else f" (the stored token is for {stored_url})"
         raise LabelStudioError(
-            f"no API token for {url}: set LABEL_STUDIO_API_KEY (a personal access token from "
-            "Account & Settings) or start the server with 'entityseg-data annotate server'"
+            f"no API token for {url}{other}: set LABEL_STUDIO_API_KEY (a personal access token "
+            "from Account & Settings) or start the server with 'entityseg-data annotate server'"
         )
     return LabelStudioClient(url=url, token=token)
 
