@@ -194,3 +194,24 @@ def test_unreadable_sub_folder_is_reported(tmp_path, images):
     (locked_id,) = [k for k in entries if k.endswith("/locked")]
     assert "cannot list the folder" in entries[locked_id]
     assert "Permission denied" in entries[locked_id]
+
+
+def test_ragged_unsplash_row_is_one_bad_record(tmp_path):
+    """probe 1.29 for the Unsplash TSV: a row with an extra (tab) field is reported, not read
+    with shifted columns."""
+    from entityseg_data.ingest.sources import UnsplashSource
+
+    path = tmp_path / "photos.tsv000"
+    path.write_text(
+        "photo_id\tphoto_image_url\tphoto_width\tphoto_height\n"
+        "a1\thttps://images.unsplash.com/a1\t4000\t3000\n"
+        "b2\tdescription with a\ttab\thttps://images.unsplash.com/b2\t4000\t3000\n"
+        "c3\thttps://images.unsplash.com/c3\t4000\t3000\n"
+    )
+    items = list(UnsplashSource(path=path).items())
+    assert [(i.source_id, i.problem is None) for i in items] == [
+        ("a1", True),
+        ("b2", False),
+        ("c3", True),
+    ]
+    assert f"{path}: row 2" in items[1].problem and items[1].problem_kind == "bad_record"

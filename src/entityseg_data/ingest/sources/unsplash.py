@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from entityseg_data.errors import DataError
 from entityseg_data.ingest.sources.base import Item, Source, clean, to_int
-from entityseg_data.ingest.sources.tables import iter_rows, pick
+from entityseg_data.ingest.sources.tables import iter_rows, pick, ragged
 
 UNSPLASH_LICENSE = "Unsplash License (https://unsplash.com/license)"
 
@@ -52,6 +52,16 @@ class UnsplashSource(Source):
         for n, row in enumerate(iter_rows(self.path, fmt=fmt), start=1):
             photo_id = clean(pick(row, "photo_id"))
             image_url = clean(pick(row, "photo_image_url"))
+            problem = ragged(row)
+            if problem is not None:  # shifted columns: report the row, go on
+                yield Item(
+                    source=self.kind,
+                    source_id=photo_id or f"{self.path}#row{n}",
+                    url=image_url,
+                    problem=f"{self.path}: row {n}: {problem}",
+                    problem_kind="bad_record",
+                )
+                continue
             if photo_id is None or image_url is None:
                 raise DataError(
                     f"{self.path}: row {n} lacks photo_id/photo_image_url (is this an Unsplash "
