@@ -24,9 +24,9 @@ region left without pixels is dropped.
 annotation). Every rule reports its :class:`Move` s: how many pixels went from which region to
 which, and under which clause.
 
-Masks are compressed COCO RLEs; the work is done on column-major flat label maps (COCO's pixel
-order, so decoding and re-encoding need no transpose). Memory: two (H*W) uint16/uint32 maps plus
-one decoded mask at a time (~60 MB at 12 MP).
+Masks are compressed COCO RLEs; the work is done on their column-major runs with the core's
+label-map algebra (:func:`entityseg_data.masks.runs.paint` with :class:`IntentRule` as its
+overlap rule): no dense mask is decoded; one (H*W) label map is painted.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from entityseg_data.errors import ConfigError
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks import runs as R
 from entityseg_data.masks.store import Entity
 
 Policy = Literal["intent", "reject", "smaller_wins", "later_wins"]
@@ -76,26 +76,53 @@ class OverlapResult:
         return out
 
 
-def _flat_mask(rle: Mapping[str, Any], height: int, width: int, where: str) -> np.ndarray:
-    """Column-major flat bool view of a mask (no copy beyond pycocotools' decode)."""
-    seg = rle_utils.to_compressed(dict(rle), height, width)
-    rle_utils.check_size(seg, height, width, where=where)
-    counts = seg["counts"]
-    raw = {
-        "size": seg["size"],
-        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
-    }
-    m = mask_utils.decode(raw)  # (H, W) Fortran order
-    return m.T.reshape(-1).view(bool)
+def _difference(a: R.Runs, b: R.Runs, npix: int) -> R.Runs:
+    """Runs of the pixels of ``a`` outside ``b``."""
+    if b.starts.size == 0 or a.starts.size == 0:
+        return a
+    comp_s = np.concatenate([[0], b.ends])
+    comp_e = np.concatenate([b.starts, [npix]])
+    keep = comp_e > comp_s
+    comp = R.Runs(comp_s[keep].astype(np.int64), comp_e[keep].astype(np.int64))
+    return R.intersection([a, comp])
 
 
-def _dtype(n: int) -> Any:
-    return np.uint16 if n < 65535 else np.uint32
+@dataclass(frozen=True)
+class IntentRule:
+    """The ``intent`` rule as a :class:`entityseg_data.masks.runs.OverlapRule`: every region is
+    split into what it kept from its seed (priority 0) and what was painted (priority 1); the
+    label-map painter keeps the highest priority, ties going to the later region."""
+
+    seeds: tuple[R.Runs | None, ...]
+    npix: int
+
+    def parts(self, regions: Sequence[R.Runs]) -> list[tuple[R.Runs, R.Runs]]:
+        """(kept, painted) of every region."""
+        out = []
+        for r, seed in zip(regions, self.seeds):
+            if seed is None:
+                out.append((R.EMPTY, r))
+            else:
+                kept = R.intersection([r, seed])
+                out.append((kept, _difference(r, kept, self.npix)))
+        return out
+
+    def pieces(self, regions: Sequence[R.Runs]) -> list[list[tuple[R.Runs, float]]]:
+        return [[(k, 0.0), (p, 1.0)] for k, p in self.parts(regions)]
 
 
-def _encode(final: np.ndarray, n: int, height: int, width: int) -> dict[int, dict[str, Any]]:
-    lm = final.reshape(width, height).T  # (H, W) view in Fortran order
-    return rle_utils.label_map_to_rles(lm, ids=range(1, n + 1))
+@dataclass(frozen=True)
+class _Ordered:
+    """``smaller_wins`` (ties: the earlier region) / ``later_wins`` as one-piece priorities."""
+
+    smaller: bool
+
+    def pieces(self, regions: Sequence[R.Runs]) -> list[list[tuple[R.Runs, float]]]:
+        n = len(regions)
+        if not self.smaller:
+            return [[(r, 0.0)] for r in regions]
+        # the smaller area wins; among equal areas the earlier region (priority ties go later)
+        return [[(r, -float(r.area * (n + 1) + i))] for i, r in enumerate(regions)]
 
 
 def resolve(
@@ -116,119 +143,99 @@ def resolve(
             ``later_wins``.
 
     Returns the disjoint entities, the dropped ids and the moves; entities are returned unchanged
-    (same objects) when nothing overlaps.
+    (same objects) when nothing overlaps. Works on column-major runs (masks.runs): no dense mask
+    is decoded.
     """
     if policy not in POLICIES:
         raise ConfigError(f"annotation.overlap_policy must be one of {POLICIES}, got {policy!r}")
     entities = list(entities)
-    segs = [e.segmentation for e in entities]
-    overlap = rle_utils.overlap_pixels(segs)
-    if overlap == 0 or policy == "reject":
+    npix = height * width
+    regions = [rle_utils.runs(e.segmentation, where=f"region {e.id}") for e in entities]
+    for e in entities:
+        rle_utils.check_size(e.segmentation, height, width, where=f"region {e.id}")
+    pairs = R.overlap_pairs(regions)
+    overlap = R.overlap_pixels(regions) if pairs else 0
+    if not pairs or policy == "reject":
         return OverlapResult(entities=tuple(entities), overlap_pixels=int(overlap))
     # only regions that share pixels with another take part (the others stay as they are)
-    ious = rle_utils.iou_matrix(segs, segs)
-    np.fill_diagonal(ious, 0)
-    involved = [i for i in range(len(entities)) if ious[i].max() > 0]
-    part = [entities[i] for i in involved]
-    n = len(part)
-    dt = _dtype(n)
+    involved = sorted({i for pair in pairs for i in pair})
+    part = [regions[i] for i in involved]
+    rule: IntentRule | _Ordered
     if policy == "intent":
-        final, moves = _intent(part, height, width, seeds or {}, dt)
+        seed_runs: list[R.Runs | None] = []
+        for i in involved:
+            seed = (seeds or {}).get(entities[i].id)
+            if seed is None:
+                seed_runs.append(None)
+            elif seed.get("counts") == entities[i].segmentation.get("counts"):
+                seed_runs.append(regions[i])  # unchanged from its seed: all kept
+            else:
+                rle_utils.check_size(seed, height, width, where=f"seed of {entities[i].id}")
+                seed_runs.append(rle_utils.runs(seed, where=f"seed of {entities[i].id}"))
+        rule = IntentRule(tuple(seed_runs), npix)
     else:
-        final, moves = _ordered(part, height, width, policy, dt)
-    rles = _encode(final, n, height, width)
-    new_seg = {i: rles[k + 1] for k, i in enumerate(involved)}
-    kept, dropped = [], []
+        rule = _Ordered(smaller=policy == "smaller_wins")
+    flat = R.paint(part, npix, policy=rule)
+    final = R.label_runs(flat, list(range(1, len(part) + 1)))
+    moves = _moves(entities, involved, part, final, rule, policy, npix)
+    kept_entities, dropped = [], []
+    local = {i: k for k, i in enumerate(involved)}
     for i, e in enumerate(entities):
-        seg = new_seg.get(i)
-        if seg is None:
-            kept.append(e)
-        elif rle_utils.area(seg) > 0:
-            kept.append(replace(e, segmentation=seg))
-        else:
+        if i not in local:
+            kept_entities.append(e)
+            continue
+        runs_i = final[local[i] + 1]
+        if runs_i.area == 0:
             dropped.append(e.id)
+        elif runs_i.area == regions[i].area:
+            kept_entities.append(e)  # lost nothing
+        else:
+            kept_entities.append(
+                replace(e, segmentation=rle_utils.from_runs(runs_i, height, width))
+            )
     return OverlapResult(
-        entities=tuple(kept),
+        entities=tuple(kept_entities),
         dropped=tuple(dropped),
         moves=tuple(moves),
         overlap_pixels=int(overlap),
     )
 
 
-def _ordered(
-    entities: Sequence[Entity], height: int, width: int, policy: str, dt: Any
-) -> tuple[np.ndarray, list[Move]]:
-    n = len(entities)
-    order = list(range(n))
-    if policy == "smaller_wins":
-        areas = rle_utils.areas([e.segmentation for e in entities])
-        # paint the largest first so the smallest is painted last and wins; ties: earlier wins
-        order = sorted(range(n), key=lambda i: (-int(areas[i]), -i))
-    final = np.zeros(height * width, dt)
-    masks: dict[int, np.ndarray] = {}
-    for i in order:
-        idx = np.flatnonzero(_flat_mask(entities[i].segmentation, height, width, entities[i].id))
-        masks[i] = idx
-        final[idx] = i + 1
-    moves: list[Move] = []
-    for i in range(n):
-        got = final[masks[i]]
-        lost = got[got != i + 1].astype(np.int64)
-        if lost.size:
-            for j, c in zip(*np.unique(lost, return_counts=True)):
-                moves.append(Move(entities[i].id, entities[int(j) - 1].id, int(c), policy))
-    return final, moves
-
-
-def _intent(
+def _moves(
     entities: Sequence[Entity],
-    height: int,
-    width: int,
-    seeds: Mapping[str, Mapping[str, Any]],
-    dt: Any,
-) -> tuple[np.ndarray, list[Move]]:
-    n = len(entities)
-    npix = height * width
-    seeded = np.zeros(n + 1, bool)
-    kept_layer = np.zeros(npix, dt)  # regions painted in order over the pixels they kept
-    painted_layer = np.zeros(npix, dt)  # ... and over the pixels they painted
-    claims: list[tuple[np.ndarray, np.ndarray]] = []
-    for i, e in enumerate(entities):
-        idx = np.flatnonzero(_flat_mask(e.segmentation, height, width, e.id))
-        seed = seeds.get(e.id)
-        if seed is not None:
-            seeded[i + 1] = True
-        own: np.ndarray
-        if seed is not None and seed.get("counts") == e.segmentation.get("counts"):
-            own = np.ones(idx.size, bool)  # unchanged from its seed: every pixel is kept
-        elif seed is not None:
-            own = _flat_mask(seed, height, width, f"seed of {e.id}")[idx]
-        else:
-            own = np.zeros(idx.size, bool)
-        claims.append((idx, own))
-        kept_layer[idx[own]] = i + 1
-        painted_layer[idx[~own]] = i + 1
-    final = np.where(painted_layer > 0, painted_layer, kept_layer)
-    del kept_layer
+    involved: Sequence[int],
+    part: Sequence[R.Runs],
+    final: Mapping[int, R.Runs],
+    rule: IntentRule | _Ordered,
+    policy: str,
+    npix: int,
+) -> list[Move]:
+    """Pixels each region lost to each other region, by clause of the rule."""
     moves: list[Move] = []
-    for i, (idx, own) in enumerate(claims):
-        got = final[idx]
-        lost = got != i + 1
-        if not lost.any():
-            continue
-        winners = got[lost].astype(np.int64)
-        i_painted = ~own[lost]
-        w_painted = painted_layer[idx[lost]] > 0  # a painter wins wherever there is one
-        rule = np.where(
-            w_painted & ~i_painted,
-            np.where(seeded[winners], 0, 1),  # painted_over_seed / new_region
-            np.where(w_painted, 2, 3),  # later_edit / seed_overlap
-        )
-        key = winners * 4 + rule
-        for k, c in zip(*np.unique(key, return_counts=True)):
-            j, r = divmod(int(k), 4)
-            moves.append(Move(entities[i].id, entities[j - 1].id, int(c), RULES[r]))
-    return final, moves
+    parts = rule.parts(part) if isinstance(rule, IntentRule) else None
+    for (a, b), _ in sorted(R.overlap_pairs(part).items()):
+        for i, j in ((a, b), (b, a)):  # i lost to j
+            lost = R.intersection([part[i], final[j + 1]])
+            if lost.area == 0:
+                continue
+            src, dst = entities[involved[i]].id, entities[involved[j]].id
+            if parts is None:
+                moves.append(Move(src, dst, lost.area, policy))
+                continue
+            kept_i = parts[i][0]
+            painted_j = parts[j][1]
+            j_new = isinstance(rule, IntentRule) and rule.seeds[j] is None
+            won_painted = R.intersection([lost, painted_j])
+            over_kept = R.intersection([won_painted, kept_i]).area
+            crossing = won_painted.area - over_kept
+            for clause, px in (
+                ("new_region" if j_new else "painted_over_seed", over_kept),
+                ("later_edit", crossing),
+                ("seed_overlap", lost.area - won_painted.area),
+            ):
+                if px:
+                    moves.append(Move(src, dst, int(px), clause))
+    return moves
 
 
 __all__ = ["POLICIES", "RULES", "Move", "OverlapResult", "Policy", "resolve"]
