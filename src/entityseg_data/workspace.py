@@ -47,7 +47,10 @@ class Workspace:
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(
-        cls, root: str | Path, config: WorkspaceConfig | None = None, exist_ok: bool = False
+        cls,
+        root: str | os.PathLike[str],
+        config: WorkspaceConfig | None = None,
+        exist_ok: bool = False,
     ) -> Workspace:
         """Create the folders, write the config and create the catalog.
 
@@ -68,7 +71,7 @@ class Workspace:
         return ws
 
     @classmethod
-    def open(cls, root: str | Path) -> Workspace:
+    def open(cls, root: str | os.PathLike[str]) -> Workspace:
         root = Path(root).resolve()
         if not (root / CONFIG_FILE).exists():
             raise WorkspaceError(
@@ -78,7 +81,7 @@ class Workspace:
         return cls(root)
 
     @classmethod
-    def find(cls, start: str | Path = ".") -> Workspace:
+    def find(cls, start: str | os.PathLike[str] = ".") -> Workspace:
         """The workspace containing ``start`` (searching parent folders)."""
         path = Path(start).resolve()
         for candidate in (path, *path.parents):

@@ -45,7 +45,7 @@ def test_cli_ingest_report_refilter_and_nsfw(tmp_path, images, tiny_clip_dir):
     assert src["seen"] == 4 and src["accepted"] == 3  # 240x100 is too wide for max 2.0
     assert src["filtered"] == {"aspect": 1}
     with ws.catalog() as cat:
-        assert all("indoor" in r["domain_tags"] for r in cat.images(status=None))
+        assert all("indoor" in r.domain_tags for r in cat.images(status=None))
 
     res = runner.invoke(
         cli,

@@ -102,10 +102,10 @@ def test_nsfw_filter_in_pipeline_and_cached_refilter(workspace, photo_dir, tiny_
     key = clip_mod.cache_key(tiny_clip, "")
     assert report.nsfw_model == key
     with workspace.catalog() as cat:
-        rows = cat.query("SELECT * FROM verdicts WHERE filter = 'nsfw' ORDER BY image_id")
-        assert len(rows) == 6 and all(r["verdict"] == "pass" for r in rows)
-        assert all("UNTRAINED CLIP, meaningless" in r["reason"] for r in rows)
-        scores = [r["score"] for r in rows]
+        rows = cat.verdicts(filter_name="nsfw")
+        assert len(rows) == 6 and all(r.passed for r in rows)
+        assert all("UNTRAINED CLIP, meaningless" in (r.reason or "") for r in rows)
+        scores = [r.score for r in rows]
     assert all(0.0 <= s <= 1.0 for s in scores)
     cache_path = workspace.cache_dir / "clip" / f"{key}.sqlite"
     with EmbeddingCache(cache_path) as cache:
@@ -120,11 +120,11 @@ def test_nsfw_filter_in_pipeline_and_cached_refilter(workspace, photo_dir, tiny_
     assert rep.rejected_by["nsfw"] == expected_rejects
     assert rep.status["rejected"] == expected_rejects
     with workspace.catalog() as cat:
-        again = cat.query("SELECT * FROM verdicts WHERE filter = 'nsfw' ORDER BY image_id")
-        assert [r["score"] for r in again] == pytest.approx(scores, abs=1e-6)
+        again = cat.verdicts(filter_name="nsfw")
+        assert [r.score for r in again] == pytest.approx(scores, abs=1e-6)
         for r in again:
-            status = cat.image(r["image_id"])["status"]
-            assert status == ("rejected" if r["verdict"] == "reject" else "accepted")
+            status = cat.image(r.image_id).status
+            assert status == ("accepted" if r.passed else "rejected")
     with EmbeddingCache(cache_path) as cache:
         assert cache.count_images() == 6
 

@@ -88,41 +88,41 @@ def test_ingest_folder_and_urls(workspace, corpus):
     assert u["duplicates"] == {"exact": 1, "near": 1}  # across sources, against the catalog
     assert u["accepted"] == 1
     with workspace.catalog() as cat:
-        rows = {r["source_id"].split("/")[-1]: r for r in cat.images(status=None)}
+        rows = {r.source_id.split("/")[-1]: r for r in cat.images(status=None)}
         assert set(rows) == {"a.jpg", "b_rot.jpg", "c_small.jpg", "d.png", "e.jpg"}
-        assert rows["c_small.jpg"]["status"] == "rejected"
-        (res,) = [v for v in cat.verdicts(rows["c_small.jpg"]["id"]) if v["filter"] == "resolution"]
-        assert res["verdict"] == "reject" and "100 < min_side 200" in res["reason"]
-        assert res["score"] == 100
+        assert rows["c_small.jpg"].status == "rejected"
+        (res,) = [v for v in cat.verdicts(rows["c_small.jpg"].id) if v.filter == "resolution"]
+        assert res.verdict == "reject" and "100 < min_side 200" in res.reason
+        assert res.score == 100
         # byte-exact originals named by sha256, provenance recorded
         for r in rows.values():
-            data = workspace.abspath(r["file_path"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == r["sha256"]
-            ext = ".png" if r["mime"] == "image/png" else ".jpg"
-            assert r["file_path"].endswith(r["sha256"] + ext)
-        assert workspace.abspath(rows["a.jpg"]["file_path"]).read_bytes() == corpus["a_jpg"]
-        assert rows["a.jpg"]["license"] == "CC0" and rows["a.jpg"]["norm_path"] is None
+            data = workspace.abspath(r.file_path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == r.sha256
+            ext = ".png" if r.mime == "image/png" else ".jpg"
+            assert r.file_path.endswith(r.sha256 + ext)
+        assert workspace.abspath(rows["a.jpg"].file_path).read_bytes() == corpus["a_jpg"]
+        assert rows["a.jpg"].license == "CC0" and rows["a.jpg"].norm_path is None
         e = rows["e.jpg"]
-        assert e["source"] == "urls" and e["url"].endswith("/e.jpg")
-        assert (e["license"], e["author"]) == ("CC-BY 4.0", "Bob")
+        assert e.source == "urls" and e.url.endswith("/e.jpg")
+        assert (e.license, e.author) == ("CC-BY 4.0", "Bob")
         # EXIF-rotated: upright size, orientation recorded, upright normalised copy
         b = rows["b_rot.jpg"]
-        assert (b["width"], b["height"], b["orig_orientation"]) == (400, 300, 6)
-        assert b["norm_path"].startswith("images_norm/")
+        assert (b.width, b.height, b.orig_orientation) == (400, 300, 6)
+        assert b.norm_path.startswith("images_norm/")
         from PIL import Image
 
-        with Image.open(workspace.abspath(b["norm_path"])) as im:
+        with Image.open(workspace.abspath(b.norm_path)) as im:
             assert im.size == (400, 300) and im.mode == "RGB"
-        assert rows["d.png"]["norm_path"] is None  # already RGB
-        dups = cat.query("SELECT * FROM duplicates ORDER BY id")
-        kinds = {(d["dropped_source_id"].split("/")[-1], d["kind"]) for d in dups}
+        assert rows["d.png"].norm_path is None  # already RGB
+        dups = cat.duplicates()
+        kinds = {(d.dropped_source_id.split("/")[-1], d.kind) for d in dups}
         assert kinds == {
             ("a_copy.jpg", "exact"),
             ("a_q60.jpg", "near"),
             ("dup_a.jpg", "exact"),
             ("a.png", "near"),
         }
-        assert {d["kept_image_id"] for d in dups} == {rows["a.jpg"]["id"]}
+        assert {d.kept_image_id for d in dups} == {rows["a.jpg"].id}
         items = cat.query("SELECT state, COUNT(*) AS n FROM items GROUP BY state")
         assert {r["state"]: r["n"] for r in items} == {
             "done": 4,
@@ -186,11 +186,11 @@ def test_near_duplicate_keep_largest(workspace, tmp_path, images):
     assert rep.totals().duplicates["replaced"] == 1
     with workspace.catalog() as cat:
         (acc,) = cat.images()
-        assert acc["source_id"].endswith("large.jpg") and acc["width"] == 800
+        assert acc.source_id.endswith("large.jpg") and acc.width == 800
         (dup,) = cat.images(status="duplicate")
-        assert dup["source_id"].endswith("small.jpg")
-        (d,) = cat.query("SELECT * FROM duplicates")
-        assert d["kept_image_id"] == acc["id"] and d["dropped_source_id"].endswith("small.jpg")
+        assert dup.source_id.endswith("small.jpg")
+        (d,) = cat.duplicates()
+        assert d.kept_image_id == acc.id and d.dropped_source_id.endswith("small.jpg")
 
 
 def test_coco_preannotations_follow_exif(workspace, tmp_path, images):
@@ -237,11 +237,11 @@ def test_coco_preannotations_follow_exif(workspace, tmp_path, images):
             r["image_id"]: r
             for r in cat.query("SELECT * FROM predictions WHERE model_version = 'source:coco'")
         }
-        imgs = {r["source_id"]: r for r in cat.images()}
+        imgs = {r.source_id: r for r in cat.images()}
         one = imgs["instances_val2017:1"]
-        assert (one["width"], one["height"], one["orig_orientation"]) == (400, 300, 6)
-        payload = json.loads(workspace.abspath(preds[one["id"]]["path"]).read_text())
-        assert payload["image_id"] == one["id"]
+        assert (one.width, one.height, one.orig_orientation) == (400, 300, 6)
+        payload = json.loads(workspace.abspath(preds[one.id]["path"]).read_text())
+        assert payload["image_id"] == one.id
         assert (payload["height"], payload["width"]) == (300, 400)
         (ent,) = payload["entities"]
         mask = rle.decode(ent["segmentation"])
@@ -302,8 +302,8 @@ def test_laion_prefilter_and_limit(workspace, tmp_path, server, images):
     assert rep.totals().accepted == 1  # the 4th row now
     with workspace.catalog() as cat:
         rows = cat.images()
-        assert [r["source_id"] for r in rows] == ["1", "4"]
-        assert rows[0]["extra"]["caption"] == "a"
+        assert [r.source_id for r in rows] == ["1", "4"]
+        assert rows[0].extra["caption"] == "a"
         reasons = cat.query("SELECT error_kind, error FROM items WHERE state = 'rejected'")
         kinds = {r["error_kind"] for r in reasons}
         assert kinds == {"prefilter:laion_nsfw", "prefilter:resolution"}
@@ -326,10 +326,10 @@ def test_iconic_heuristic(workspace, tmp_path, images):
     assert dict(rep.totals().filtered) == {"iconic": 1}
     with workspace.catalog() as cat:
         (acc,) = cat.images()
-        assert acc["source_id"].endswith("scene.jpg")
+        assert acc.source_id.endswith("scene.jpg")
         (rej,) = cat.images(status="rejected")
-        (v,) = [v for v in cat.verdicts(rej["id"]) if v["filter"] == "iconic"]
-        assert v["verdict"] == "reject" and v["score"] > 0.95
+        (v,) = [v for v in cat.verdicts(rej.id) if v.filter == "iconic"]
+        assert v.verdict == "reject" and v.score > 0.95
     # turning the heuristic off in a re-filter brings the product shot back
     rep2 = refilter(workspace, IngestConfig(nsfw_enabled=False))
     assert rep2.changes["rejected->accepted"] == 1
@@ -369,5 +369,5 @@ def test_img2dataset_shard_via_folder_source(workspace, tmp_path, images):
     assert t.accepted == 1 and dict(t.failed) == {"not_image": 1}
     with workspace.catalog() as cat:
         (img,) = cat.images()
-        assert img["url"] == "http://example.org/000000000.jpg" and img["license"] == "CC-BY"
-        assert img["extra"]["caption"] == "a cat" and img["extra"]["sample_id"] == 11
+        assert img.url == "http://example.org/000000000.jpg" and img.license == "CC-BY"
+        assert img.extra["caption"] == "a cat" and img.extra["sample_id"] == 11
