@@ -74,7 +74,7 @@ def test_label_maps_to_workspace_and_entityseg_export(syn_set, tmp_path):
                 assert (tmp_path / "release" / "images" / im["file_name"]).is_file()
     assert len(merged) == 4
     with ws.catalog() as cat:
-        assert {r["split"] for r in cat.images(status=None)} <= {"train", "val"}
+        assert {r.split for r in cat.images(status=None)} <= {"train", "val"}
 
 
 def test_instances_roundtrip_and_json_export(syn_set, tmp_path):

@@ -350,7 +350,7 @@ def vocab_cmd(
         with ws.catalog() as cat:
             rows = cat.annotations(stage=2, status="approved")
         for r in rows:
-            ann = load_annotation(ws.root, 2, r["annotator"], r["image_id"])
+            ann = load_annotation(ws.root, 2, r.annotator, r.image_id)
             if ann is not None:
                 names += [e.name for e in ann.entities]
     if not names:

@@ -18,7 +18,7 @@ evaluation, statistics, export and training code read like any other COCO file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from entityseg_data.io import atomic_write_json
 from entityseg_data.masks import rle as rle_utils
 
 if TYPE_CHECKING:
+    from entityseg_data.catalog import ImageRecord
     from entityseg_data.workspace import Workspace
 
 
@@ -174,14 +175,14 @@ def iter_annotations(
 
 def annotations_to_coco(
     anns: Sequence[ImageAnnotation],
-    images: dict[int, dict[str, Any]] | None = None,
+    images: Mapping[int, ImageRecord] | None = None,
     category_of: Any = None,
 ) -> dict[str, Any]:
     """An EntitySeg/COCO instance dict from annotation files.
 
     Args:
         anns: the per-image annotations (one per image).
-        images: catalog rows by image id (``file_path``/``norm_path``, provenance); optional.
+        images: catalog records by image id (file path, provenance); optional.
         category_of: ``name -> (category_id, category_name)`` mapping (e.g. the vocabulary); when
             None every entity gets category 1 ``entity`` (class-agnostic) and keeps its raw name in
             ``name``.
@@ -196,17 +197,18 @@ def annotations_to_coco(
     categories: dict[int, str] = {}
     next_id = 1
     for ann in anns:
-        row = images.get(ann.image_id, {})
+        row = images.get(ann.image_id)
+        file_name = (row.norm_path or row.file_path) if row is not None else None
         out_images.append(
             {
                 "id": ann.image_id,
-                "file_name": row.get("norm_path") or row.get("file_path") or f"{ann.image_id}",
+                "file_name": file_name or f"{ann.image_id}",
                 "height": ann.height,
                 "width": ann.width,
-                "img_source": row.get("source"),
-                "url_image": row.get("url"),
-                "license": row.get("license"),
-                "attribution": row.get("attribution"),
+                "img_source": row.source if row else None,
+                "url_image": row.url if row else None,
+                "license": row.license if row else None,
+                "attribution": row.attribution if row else None,
             }
         )
         for e in ann.entities:
@@ -258,12 +260,12 @@ def workspace_to_coco(
     """
     with workspace.catalog() as cat:
         rows = cat.annotations(stage=stage, annotator=annotator)
-        images = {r["id"]: r for r in cat.images(status=None)}
+        images = {r.id: r for r in cat.images(status=None)}
     chosen: dict[int, str] = {}
     for r in rows:
-        if statuses is not None and r["status"] not in statuses:
+        if statuses is not None and r.status not in statuses:
             continue
-        chosen.setdefault(r["image_id"], r["annotator"])
+        chosen.setdefault(r.image_id, r.annotator)
     if annotator is not None and statuses is None:
         for a in iter_annotations(workspace.root, stage, annotator):
             chosen.setdefault(a.image_id, annotator)

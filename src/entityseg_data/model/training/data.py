@@ -446,7 +446,7 @@ def workspace_records(
     coco = workspace_to_coco(ws, stage=1, statuses=("approved",))
     if split:
         with ws.catalog() as cat:
-            keep = {int(r["id"]) for r in cat.images(status=None, split=split)}
+            keep = {r.id for r in cat.images(status=None, split=split)}
         coco = dict(coco)
         coco["images"] = [im for im in coco["images"] if int(im["id"]) in keep]
         coco["annotations"] = [a for a in coco["annotations"] if int(a["image_id"]) in keep]
