@@ -1,0 +1,42 @@
+"""The catalog is the only place that runs SQL on the workspace catalog (issue 14): no module
+outside ``entityseg_data/catalog/`` executes a statement or reaches the connection. (At 4bab1a3
+ingest/pipeline.py alone ran 13 raw statements beside ``Catalog.add_image``.)"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "entityseg_data"
+# its own SQLite file (CLIP embeddings by image hash), not the catalog
+EXEMPT = {"ingest/filters/embedding_cache.py"}
+SQL = re.compile(
+    r"^\s*(SELECT\b.*\bFROM\b|INSERT (OR \w+ )?INTO\b|UPDATE \w+ SET\b|DELETE FROM\b"
+    r"|(CREATE|DROP|ALTER) (TABLE|INDEX)\b|PRAGMA \w+)",
+    re.S,
+)
+RAW = {"query", "scalar", "execute", "executemany", "executescript", "conn"}
+
+
+def offenders() -> list[str]:
+    out = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        if rel.startswith("catalog/") or rel in EXEMPT:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if SQL.search(node.value):
+                    out.append(f"{rel}:{node.lineno}: SQL text {node.value[:40]!r}")
+            elif isinstance(node, ast.Attribute) and node.attr in RAW:
+                base = node.value
+                name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", "")
+                if name in ("cat", "catalog", "conn") or node.attr == "conn":
+                    out.append(f"{rel}:{node.lineno}: {name}.{node.attr}")
+    return out
+
+
+def test_no_sql_outside_the_catalog():
+    assert offenders() == []
