@@ -19,7 +19,7 @@ Any problem raises one :class:`~entityseg_data.errors.DataError` naming the file
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.evaluation.image_eval import GTImage, PredImage
 from entityseg_data.io import files as io_files
-from entityseg_data.io.coco import CocoDataset, checked_rle, read_coco
+from entityseg_data.io.coco import CocoDataset, checked_rle, checked_rles, read_coco
 from entityseg_data.masks import rle as rle_utils
 
 
@@ -66,6 +66,15 @@ def _segmentation(seg: Any, h: int, w: int, where: str) -> dict[str, Any]:
         raise DataError(f"{where}: {exc}") from None
 
 
+def _areas(anns: Sequence[Any]) -> np.ndarray:
+    """(N,) float64: each annotation's ``area`` when given, else its pixel count (one batch)."""
+    out = np.array([np.nan if a.area is None else a.area for a in anns], dtype=np.float64)
+    missing = np.flatnonzero(np.isnan(out))
+    if missing.size:
+        out[missing] = rle_utils.areas([anns[i].segmentation for i in missing])
+    return out
+
+
 def load_gt(source: str | Path | Mapping[str, Any]) -> GTSet:
     """Validated GT of a COCO/EntitySeg JSON file or dict (:func:`entityseg_data.io.coco.
     read_coco`, strict: one DataError naming the file and record)."""
@@ -84,13 +93,7 @@ def gt_set(ds: CocoDataset) -> GTSet:
             width=im.width,
             rles=tuple(a.segmentation for a in items),
             crowd=np.array([a.iscrowd for a in items], dtype=bool),
-            areas=np.array(
-                [
-                    a.area if a.area is not None else float(rle_utils.area(a.segmentation))
-                    for a in items
-                ],
-                dtype=np.float64,
-            ),
+            areas=_areas(items),
         )
     file_names = {im.id: im.file_name or str(im.id) for im in ds.images}
     return GTSet(images=images, file_names=file_names, source=ds.source)
@@ -117,6 +120,8 @@ def load_predictions(
     if not isinstance(data, list):
         raise DataError(f"{name}: predictions must be a list of results (COCO results format)")
     per: dict[int, tuple[list, list]] = {i: ([], []) for i in gt.images}
+    items: list[tuple[Any, int, int]] = []
+    meta: list[tuple[int, str, float]] = []
     for i, p in enumerate(data):
         where = f"{name}: prediction [{i}]"
         if not isinstance(p, Mapping):
@@ -128,8 +133,13 @@ def load_predictions(
         if iid not in gt.images:
             raise DataError(f"{where}: unknown image id {iid} (not in the ground truth)")
         g = gt.images[iid]
-        rle = _segmentation(p["segmentation"], g.height, g.width, where)
         score = _score(p["score"], where)
+        items.append((p["segmentation"], g.height, g.width))
+        meta.append((iid, where, score))
+    # every RLE string decoded in one vectorised pass by the strict decoder
+    for rle, (iid, where, score) in zip(checked_rles(items), meta, strict=True):
+        if isinstance(rle, DataError):
+            raise DataError(f"{where}: {rle}")
         per[iid][0].append(rle)
         per[iid][1].append(score)
     return {

@@ -33,7 +33,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -500,7 +500,7 @@ class _Reader:
             else "rle"
         )
         try:
-            rle = checked_rle(seg, img.height, img.width)
+            rle = _prepare(seg, img.height, img.width)  # counts decoded later, in one batch
         except _RleSizeError as exc:
             self.report(RLE_SIZE_MISMATCH, where, str(exc), **ids)
             raise _Skip from None
@@ -535,6 +535,43 @@ class _Reader:
             kind=kind,
             extra={k: v for k, v in a.items() if k not in _ANN_KEYS},
         )
+
+    def check_counts(
+        self, anns: list[CocoAnnotation], wheres: Sequence[str]
+    ) -> list[CocoAnnotation]:
+        """Decode the counts of every RLE annotation in one vectorised pass (the strict
+        decoder); report the corrupt ones (strict: raise) and drop them; uncompressed RLEs
+        become compressed."""
+        from entityseg_data.errors import RLEError
+        from entityseg_data.masks import rle as rle_ops
+
+        todo = [k for k, a in enumerate(anns) if a.format != "polygon"]
+        rles = [anns[k].segmentation for k in todo]
+        try:
+            cs: list[Any] = rle_ops.counts_many(rles)
+        except RLEError:
+            cs = []
+            for k in todo:
+                try:
+                    cs.append(rle_ops.counts(anns[k].segmentation))
+                except RLEError as exc:
+                    a = anns[k]
+                    self.report(
+                        MALFORMED_SEGMENTATION,
+                        wheres[k],
+                        str(exc),
+                        image_id=a.image_id,
+                        annotation_id=a.id,
+                    )
+                    cs.append(None)
+        drop: set[int] = set()
+        for k, c in zip(todo, cs, strict=True):
+            seg = anns[k].segmentation
+            if c is None:
+                drop.add(k)
+            elif isinstance(seg["counts"], list):
+                anns[k] = replace(anns[k], segmentation=rle_ops.from_counts(c, *seg["size"]))
+        return [a for k, a in enumerate(anns) if k not in drop]
 
     def panoptic(
         self,
@@ -620,51 +657,79 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def checked_rle(segmentation: Any, height: int, width: int) -> RLE:
-    """A compressed RLE of ``segmentation`` (compressed RLE, uncompressed RLE or polygons)
-    checked against the image size ``height x width``: the RLE's ``size`` must be the image's
-    and its runs must cover exactly ``height * width`` pixels. Raises DataError (the RLE size
-    mismatch as a subclass) with the problem; the caller adds the file and record."""
-    from entityseg_data.masks import rle as rle_utils
+def _prepare(segmentation: Any, height: int, width: int) -> RLE:
+    """Checks that need no decoding, and polygons rasterised: a compressed-or-list RLE dict
+    ``{"size": [H, W], "counts": str | list}`` whose counts still need :func:`_decode_counts`
+    (polygons come back validated). Raises DataError / _RleSizeError."""
+    from entityseg_data.errors import RLEError
+    from entityseg_data.masks import rle as rle_ops
 
     if isinstance(segmentation, Mapping):
-        size = segmentation.get("size")
-        if (
-            not isinstance(size, list | tuple)
-            or len(size) != 2
-            or not all(_is_int(v) for v in size)
-        ):
-            raise DataError(f"malformed RLE size {size!r}")
-        rh, rw = int(size[0]), int(size[1])
+        try:
+            rh, rw = rle_ops.size(segmentation)
+        except RLEError as exc:
+            raise DataError(str(exc)) from None
         if (rh, rw) != (int(height), int(width)):
             raise _RleSizeError(f"RLE size {rh}x{rw} differs from the image size {height}x{width}")
         counts = segmentation.get("counts")
-        if isinstance(counts, list):
-            if not all(_is_int(c) and c >= 0 for c in counts):
-                raise DataError("uncompressed RLE counts must be non-negative integers")
-            if sum(int(c) for c in counts) != rh * rw:
+        if isinstance(counts, bytes):
+            try:
+                counts = counts.decode("ascii")
+            except UnicodeDecodeError:
                 raise DataError(
-                    f"RLE counts cover {sum(int(c) for c in counts)} pixels, image has {rh * rw}"
-                )
-        elif not isinstance(counts, str | bytes):
+                    "RLE counts string has characters outside the COCO alphabet"
+                ) from None
+        if not isinstance(counts, str | list):
             raise DataError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
-    elif isinstance(segmentation, list):
-        for poly in segmentation:
-            if not isinstance(poly, list | tuple) or not all(_number(v) for v in poly):
-                raise DataError("a polygon must be a list of finite numbers")
-            if len(poly) % 2:
-                raise DataError(f"a polygon has an odd number of coordinates ({len(poly)})")
-    else:
-        raise DataError(f"unsupported segmentation of type {type(segmentation).__name__}")
+        return {"size": [rh, rw], "counts": counts}
+    if isinstance(segmentation, list):
+        return rle_ops.polygons_to_rle(segmentation, int(height), int(width))
+    raise DataError(f"unsupported segmentation of type {type(segmentation).__name__}")
+
+
+def checked_rles(items: Sequence[tuple[Any, int, int]]) -> list[RLE | DataError]:
+    """:func:`checked_rle` of many ``(segmentation, height, width)``, the counts strings decoded
+    in one vectorised pass (:func:`entityseg_data.masks.rle.counts_many`, the strict decoder);
+    each result is the compressed RLE or the DataError of that item."""
+    from entityseg_data.errors import RLEError
+    from entityseg_data.masks import rle as rle_ops
+
+    out: list[RLE | DataError] = []
+    todo: list[int] = []
+    for seg, h, w in items:
+        try:
+            out.append(_prepare(seg, h, w))
+            todo.append(len(out) - 1)
+        except DataError as exc:
+            out.append(exc)
+    rles = [out[i] for i in todo]
     try:
-        rle = rle_utils.to_compressed(
-            dict(segmentation) if isinstance(segmentation, Mapping) else segmentation, height, width
-        )
-    except DataError:
-        raise
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise DataError(f"malformed segmentation ({exc})") from None
-    return rle  # to_compressed decoded it strictly (alphabet, truncation, runs, sum)
+        cs = rle_ops.counts_many(rles)  # type: ignore[arg-type]
+    except RLEError:  # find which (only when something is wrong)
+        cs = []
+        for i in todo:
+            try:
+                cs.append(rle_ops.counts(out[i]))  # type: ignore[arg-type]
+            except RLEError as exc:
+                out[i] = DataError(str(exc))
+                cs.append(None)  # type: ignore[arg-type]
+    for i, c in zip(todo, cs, strict=True):
+        r = out[i]
+        if c is not None and isinstance(r, dict) and isinstance(r["counts"], list):
+            out[i] = rle_ops.from_counts(c, r["size"][0], r["size"][1])
+    return out
+
+
+def checked_rle(segmentation: Any, height: int, width: int) -> RLE:
+    """A compressed RLE of ``segmentation`` (compressed RLE, uncompressed RLE or polygons)
+    checked against the image size ``height x width`` by the strict decoder
+    (:mod:`entityseg_data.masks.rle`): the RLE's ``size`` must be the image's, the counts string
+    in the COCO alphabet and complete, the runs covering exactly ``height * width`` pixels.
+    Raises DataError (an RLE size mismatch as a subclass); the caller adds file and record."""
+    (res,) = checked_rles([(segmentation, height, width)])
+    if isinstance(res, DataError):
+        raise res
+    return res
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,6 +804,7 @@ def read_coco(
     is_panoptic = any(isinstance(a, Mapping) and "segments_info" in a for a in raw_anns)
     seen: set[int] = set()
     pan_seen: set[int] = set()
+    ann_where: list[str] = []
     for i, a in enumerate(raw_anns):
         try:
             if is_panoptic:
@@ -755,8 +821,13 @@ def read_coco(
                 panoptic.append(p)
             else:
                 anns.append(rd.annotation(i, a, images, categories, seen))
+                ann_where.append(
+                    f"{name}: annotations[{i}]"
+                    + (f" (id {anns[-1].id})" if anns[-1].id is not None else "")
+                )
         except _Skip:
             continue
+    anns = rd.check_counts(anns, ann_where)
     info = data.get("info")
     return CocoDataset(
         source=name,
