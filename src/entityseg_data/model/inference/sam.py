@@ -82,7 +82,9 @@ def record_score(rec: dict[str, Any], score_key: str = "predicted_iou") -> float
     return float(rec[score_key])
 
 
-def _record_mask(rec: dict[str, Any], height: int | None, width: int | None) -> np.ndarray:
+def _record_mask(
+    rec: dict[str, Any], height: int | None, width: int | None, where: str = ""
+) -> np.ndarray:
     if "mask_path" in rec:
         from PIL import Image
 
@@ -92,8 +94,8 @@ def _record_mask(rec: dict[str, Any], height: int | None, width: int | None) -> 
         except OSError as exc:
             raise DataError(f"{rec['mask_path']}: cannot read mask: {exc}") from None
         return m
-    segm = rle_utils.to_compressed(rec["segmentation"], height, width)
-    return rle_utils.decode(segm).astype(bool)
+    segm = rle_utils.to_compressed(rec["segmentation"], height, width, where=where)
+    return rle_utils.decode(segm, where=where).astype(bool)
 
 
 def sam_to_result(
@@ -117,7 +119,7 @@ def sam_to_result(
     order = np.argsort(scores, kind="stable")  # ascending: the highest score is painted last
     label_map: np.ndarray | None = None
     for k in order:
-        m = _record_mask(records[k], height, width)
+        m = _record_mask(records[k], height, width, where=f"SAM record [{k}]")
         if label_map is None:
             label_map = np.zeros(m.shape, dtype=np.uint16)
             height, width = m.shape
