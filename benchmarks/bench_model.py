@@ -75,14 +75,15 @@ class StageClock:
     several times (view chunks) accumulates."""
 
     def __init__(self, sync=None) -> None:
-        self.marks: list[tuple[str, float, float, float, int]] = []
+        self.marks: list[tuple[str, float, float, float, int, int]] = []
         self.sync = sync
 
     def mark(self, label: str) -> None:
         if self.sync is not None:
             self.sync()
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        self.marks.append((label, time.perf_counter(), ru.ru_utime, ru.ru_stime, ru.ru_minflt))
+        hwm = _status_kb("VmHWM:") * 1024
+        self.marks.append((label, time.perf_counter(), ru.ru_utime, ru.ru_stime, ru.ru_minflt, hwm))
 
     def wrap(self, obj, name: str, label: str, after: str) -> None:
         orig = getattr(obj, name)
@@ -98,7 +99,10 @@ class StageClock:
     def table(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
         for a, b in zip(self.marks[:-1], self.marks[1:]):
-            row = out.setdefault(a[0], {"wall_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "minflt": 0})
+            row = out.setdefault(
+                a[0], {"wall_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "minflt": 0, "peak_gb": 0.0}
+            )
+            row["peak_gb"] = max(row["peak_gb"], b[5] / 1e9)  # process peak when it ends
             row["wall_s"] += b[1] - a[1]
             row["user_s"] += b[2] - a[2]
             row["sys_s"] += b[3] - a[3]
@@ -492,7 +496,7 @@ def compare_outputs(ours_npz: str, official_npz: str) -> dict:
 def fmt_table(rows: list[dict], gflops: dict[str, dict], rate: float | None) -> str:
     head = (
         "| preset | impl | variant | alloc | stage | wall s | CPU s | sys s | minor faults | "
-        "GFLOP | floor s | of floor | peak RSS GB | load |"
+        "GFLOP | floor s | of floor | peak RSS GB (at stage end) | load |"
     )
     lines = [head, "|" + "---|" * 14]
     for r in rows:
@@ -504,7 +508,7 @@ def fmt_table(rows: list[dict], gflops: dict[str, dict], rate: float | None) -> 
             gf = g.get(stage) if stage != "total" else g.get("total")
             floor = gf / rate if (gf and rate) else None
             frac = f"{100 * floor / st['cpu_s']:.0f} %" if floor and st["cpu_s"] else ""
-            peak = f"{r['peak_rss_gb']:.2f}" if stage == "total" else ""
+            peak = f"{r['peak_rss_gb'] if stage == 'total' else st.get('peak_gb', 0.0):.2f}"
             lines.append(
                 f"| {r['preset']} | {r['impl']} | {r['variant']} | {r['alloc']} | {stage} | "
                 f"{st['wall_s']:.2f} | {st['cpu_s']:.2f} | {st['sys_s']:.2f} | "

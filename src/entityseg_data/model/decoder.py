@@ -38,16 +38,21 @@ class DecoderResult:
     assoc_out: Tensor | None  # (Q, B, C)
 
 
-def _mask_for_attention(masks: Tensor, size: tuple[int, int] | None, nheads: int) -> Tensor:
+def _mask_for_attention(
+    masks: Tensor, size: tuple[int, int] | None, nheads: int | None = None
+) -> Tensor:
     """masks (N, Q, ..., H, W) logits -> bool (N*nheads, Q, S): True where sigmoid < 0.5 after a
     bilinear resize of every map to ``size`` (``None``: the maps are already at that size);
-    rows masked everywhere are released (all False)."""
+    rows masked everywhere are released (all False). ``nheads=None``: (N, Q, S), one mask
+    shared by the heads (what the decoder passes; the attention layer expands it if needed)."""
     n, q = masks.shape[:2]
     small = masks.flatten(1, -3)  # (N, Q*..., H, W)
     if size is not None:
         small = F.interpolate(small, size=size, mode="bilinear", align_corners=False)
     attn = small.sigmoid().reshape(n, q, -1) < 0.5  # (N, Q, S) flattened (..., h, w)
     attn = attn & ~attn.all(-1, keepdim=True)
+    if nheads is None:
+        return attn.detach()
     return attn.unsqueeze(1).expand(n, nheads, q, attn.shape[-1]).flatten(0, 1).detach()
 
 
@@ -201,10 +206,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         gathered = None if (need_masks or size is None) else features.gathered(size)
         if gathered is None:  # the official order: full-resolution masks, then resized
             masks = torch.einsum(eq, emb, features.features)
-            attn = None if size is None else _mask_for_attention(masks, size, self.num_heads)
+            attn = None if size is None else _mask_for_attention(masks, size)
             return (masks if need_masks else None), attn
         small = _average_2x2(torch.einsum(eq, emb, gathered))
-        return None, _mask_for_attention(small, None, self.num_heads)
+        return None, _mask_for_attention(small, None)
 
     def _decode(
         self,
