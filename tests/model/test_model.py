@@ -215,3 +215,25 @@ def test_training_forward_backward_reaches_every_parameter():
     loss.backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert no_grad == [], no_grad[:5]
+
+
+def test_masked_attention_equals_multihead_attention():
+    """The per-head-chunk masked attention gives nn.MultiheadAttention's values with the mask
+    expanded per head (need_weights path), chunked or not."""
+    from entityseg_data.model.layers import transformer as tr
+
+    torch.manual_seed(5)
+    mha = torch.nn.MultiheadAttention(32, 4).eval()
+    q, k, v = torch.randn(6, 2, 32), torch.randn(50, 2, 32), torch.randn(50, 2, 32)
+    mask = torch.rand(2, 6, 50) < 0.5
+    mask[:, :, 0] = False
+    with torch.no_grad():
+        ref = mha(q, k, v, attn_mask=mask.repeat_interleave(4, 0), need_weights=True)[0]
+        ours = tr.masked_attention(mha, q, k, v, mask)
+        old = tr.ATTENTION_CHUNK_BYTES
+        tr.ATTENTION_CHUNK_BYTES = 1  # one head per step
+        try:
+            chunked = tr.masked_attention(mha, q, k, v, mask)
+        finally:
+            tr.ATTENTION_CHUNK_BYTES = old
+    assert torch.allclose(ours, ref, atol=1e-6) and torch.equal(ours, chunked)
