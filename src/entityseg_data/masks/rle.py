@@ -502,6 +502,35 @@ def rles_to_label_map(
     return R.transpose(flat.reshape(width, height))
 
 
+def label_map_t(
+    rles: Sequence[Mapping[str, Any]],
+    height: int,
+    width: int,
+    *,
+    policy: OverlapPolicy | OverlapRule = "later_wins",
+    dtype: Any = None,
+    where: str | Sequence[str] = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Transposed label map and overlap flags of RLEs, straight from their runs (no transpose).
+
+    Returns:
+        ``(lm_t, overlapped)``: ``lm_t`` (W, H) (value ``i + 1`` = ``rles[i]``, 0 = none;
+        uint16, uint32 beyond 65535 masks); ``overlapped`` (N,) bool, True for masks sharing
+        pixels with another one (their pixels follow ``policy``; measure them on their own).
+    """
+    rs = runs_many(rles, height, width, where=where)
+    if dtype is None:
+        dtype = np.uint16 if len(rles) < 65536 else np.uint32
+    flat = R.paint(
+        rs,
+        height * width,
+        policy=policy,
+        dtype=dtype,
+        where=where if isinstance(where, str) else "",
+    )
+    return flat.reshape(width, height), R.conflicts(rs)
+
+
 __all__ = [
     "RLE",
     "area",
@@ -518,6 +547,7 @@ __all__ = [
     "flat_label_map_to_rles",
     "from_runs",
     "iou_matrix",
+    "label_map_t",
     "label_map_to_rles",
     "merge",
     "overlap_pixels",
