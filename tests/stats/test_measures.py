@@ -15,7 +15,6 @@ from entityseg_data.stats.measures import (
     crofton_perimeters,
     label_map_t,
     mask_measures,
-    rle_counts,
     rle_measures,
 )
 from entityseg_data.synthetic import make_scene
@@ -86,7 +85,7 @@ def test_rle_counts_reconstructs_masks():
         for density in (0.0, 0.3, 1.0):
             mask = (rng.random(shape) < density).astype(np.uint8)
             rle = rle_utils.encode(mask)
-            counts = rle_counts(rle)
+            counts = rle_utils.counts(rle)
             flat = np.repeat(np.arange(counts.size) % 2, counts).astype(np.uint8)
             assert flat.size == mask.size
             assert np.array_equal(flat.reshape(shape[1], shape[0]).T, mask)
@@ -94,7 +93,7 @@ def test_rle_counts_reconstructs_masks():
     big = np.zeros((3000, 400), np.uint8)
     big[:, 100:300] = 1
     big[1000:1100, :] = 0
-    c = rle_counts(rle_utils.encode(big))
+    c = rle_utils.counts(rle_utils.encode(big))
     assert c.sum() == big.size and c[0] == 100 * 3000
 
 

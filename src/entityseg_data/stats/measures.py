@@ -43,8 +43,7 @@ import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
 from entityseg_data.errors import DataError
-
-RLE = dict[str, Any]
+from entityseg_data.masks.rle import RLE, label_map_t
 
 _CROFTON = math.pi / 8.0
 
@@ -71,129 +70,6 @@ def check_definition(definition: str) -> str:
             f"{', '.join(SHAPE_DEFINITIONS)}"
         )
     return definition
-
-
-# ----------------------------------------------------------------------------- RLE run lengths
-def rle_counts(rle: RLE) -> np.ndarray:
-    """Uncompressed run lengths (int64) of a COCO RLE (compressed string or counts list).
-
-    Vectorised port of the pycocotools string format: 5-bit groups with a continuation bit,
-    sign-extended, each count from the 4th on stored as a delta to the count two before it.
-    """
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        return np.asarray(counts, dtype=np.int64)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return np.zeros(0, np.int64)
-    more = (c & 0x20) != 0
-    ends = np.flatnonzero(~more)
-    if ends.size == 0 or ends[-1] != c.size - 1:
-        raise DataError("corrupt compressed RLE string (unterminated count)")
-    # position of each char within its number
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    group = np.repeat(np.arange(ends.size), ends - starts + 1)
-    k = np.arange(c.size) - starts[group]
-    vals = np.zeros(ends.size, dtype=np.int64)
-    np.add.at(vals, group, (c & 0x1F) << (5 * k))
-    neg = (c[ends] & 0x10) != 0
-    nbits = 5 * (ends - starts + 1)
-    vals[neg] |= -(np.int64(1) << nbits[neg])
-    out = vals.copy()
-    if out.size > 3:
-        # counts[m] += counts[m-2] for m > 2: prefix sums over odd and even positions
-        odd = out[1::2].copy()
-        out[1::2] = np.cumsum(odd)
-        even = out[2::2].copy()
-        out[2::2] = np.cumsum(even)
-    return out
-
-
-def checked_counts(rle: RLE) -> np.ndarray:
-    """:func:`rle_counts` that raises DataError unless every count is >= 0 and they add up to
-    ``size[0] * size[1]`` (pycocotools does not check, and loops on such strings)."""
-    try:
-        h, w = int(rle["size"][0]), int(rle["size"][1])
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise DataError(f"RLE without a valid size: {str(rle)[:80]}") from None
-    cnt = rle_counts(rle)
-    if (cnt < 0).any() or int(cnt.sum()) != h * w:
-        raise DataError(
-            f"corrupt RLE: run lengths add up to {int(cnt.sum())} (negative: "
-            f"{bool((cnt < 0).any())}) for a {h}x{w} mask"
-        )
-    return cnt
-
-
-def _runs(rle: RLE) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, ends) of the foreground runs, as flat column-major (Fortran) pixel indices."""
-    cnt = checked_counts(rle)
-    pos = np.cumsum(cnt)
-    # runs alternate 0s, 1s, 0s, ...: foreground run j spans [pos[2j], pos[2j+1])
-    starts = pos[0:-1:2]
-    ends = pos[1::2]
-    n = min(starts.size, ends.size)
-    starts, ends = starts[:n], ends[:n]
-    keep = ends > starts
-    return starts[keep], ends[keep]
-
-
-def label_map_t(rles: Sequence[RLE], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Transposed label map ``(W, H)`` uint16 (value i+1 = ``rles[i]``) of non-overlapping RLEs,
-    built from run lengths in one ``np.repeat``.
-
-    Returns ``(lm_t, overlapped)``: ``overlapped`` is a bool array, True for entities that share
-    pixels with another one; their pixels go to the later entity (like painting in order) and
-    callers should measure them on their own masks.
-    """
-    n = len(rles)
-    if n >= 65535:
-        raise DataError(f"too many entities in one image ({n})")
-    total = int(height) * int(width)
-    overlapped = np.zeros(n, dtype=bool)
-    if n == 0:
-        return np.zeros((width, height), np.uint16), overlapped
-    all_s, all_e, all_l = [], [], []
-    for i, r in enumerate(rles):
-        h, w = int(r["size"][0]), int(r["size"][1])
-        if (h, w) != (height, width):
-            raise DataError(f"entity {i}: RLE size {h}x{w} differs from the image {height}x{width}")
-        s, e = _runs(r)
-        all_s.append(s)
-        all_e.append(e)
-        all_l.append(np.full(s.size, i + 1, dtype=np.int64))
-    s = np.concatenate(all_s)
-    e = np.concatenate(all_e)
-    lab = np.concatenate(all_l)
-    order = np.argsort(s, kind="stable")
-    s, e, lab = s[order], e[order], lab[order]
-    if s.size and e.max() > total:
-        raise DataError(f"RLE runs exceed the image size {height}x{width}")
-    if s.size > 1 and bool((s[1:] < np.maximum.accumulate(e)[:-1]).any()):
-        # some pixels are covered twice: find the entities involved, paint in order (later wins)
-        diff = np.zeros(total + 1, np.int32)
-        np.add.at(diff, s, 1)
-        np.add.at(diff, e, -1)
-        multi = np.cumsum(diff[:-1]) > 1
-        pref = np.concatenate(([0], np.cumsum(multi)))
-        hit = (pref[e] - pref[s]) > 0
-        overlapped[np.unique(lab[hit]) - 1] = True
-        flat = np.zeros(total, np.uint16)
-        for j in np.argsort(lab, kind="stable"):
-            flat[s[j] : e[j]] = lab[j]
-        return flat.reshape(width, height), overlapped
-    # gaps (label 0) interleaved with runs
-    gap_starts = np.concatenate(([0], e))
-    gap_ends = np.concatenate((s, [total]))
-    values = np.zeros(2 * s.size + 1, dtype=np.uint16)
-    values[1::2] = lab
-    lengths = np.empty(2 * s.size + 1, dtype=np.int64)
-    lengths[0::2] = gap_ends - gap_starts
-    lengths[1::2] = e - s
-    flat = np.repeat(values, lengths)
-    return flat.reshape(width, height), overlapped
 
 
 # ----------------------------------------------------------------------------- measures
