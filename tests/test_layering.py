@@ -46,8 +46,6 @@ STAGE_DEPS: dict[str, set[str]] = {
 KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.annotation.ml_backend", "entityseg_data.model.inference.predictor"),
     ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.labelstudio.format"),
-    ("entityseg_data.export.lr", "entityseg_data.stats.measures"),
-    ("entityseg_data.export.subsets", "entityseg_data.stats.measures"),
 }
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"entityseg_data.model.convert", "entityseg_data.model.loading"}),

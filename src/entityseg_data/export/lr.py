@@ -24,7 +24,7 @@ from entityseg_data.errors import DataError
 from entityseg_data.io import atomic_open
 from entityseg_data.io import images as image_io
 from entityseg_data.masks import rle as rle_utils
-from entityseg_data.stats.measures import label_map_t
+from entityseg_data.masks.rle import label_map_t
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from entityseg_data.errors import ConfigError
 from entityseg_data.export.entityseg import entity_name
 from entityseg_data.io import atomic_open, atomic_write_json
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks.rle import label_map_t
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,6 @@ def instance_subset(
 
 def _label_map(anns: list[dict[str, Any]], h: int, w: int) -> np.ndarray:
     """(H, W) uint16 map of annotation index + 1 (later annotations win on overlaps)."""
-    from entityseg_data.stats.measures import label_map_t
-
     if not anns:
         return np.zeros((h, w), np.uint16)
     rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in anns]
