@@ -237,3 +237,16 @@ def test_masked_attention_equals_multihead_attention():
         finally:
             tr.ATTENTION_CHUNK_BYTES = old
     assert torch.allclose(ours, ref, atol=1e-6) and torch.equal(ours, chunked)
+
+
+@pytest.mark.parametrize("view_chunk", [None, 1])
+def test_prediction_path_has_no_cpu_assumption(view_chunk):
+    """The inference path (gathered attention masks, shared-mask attention, view chunks) runs
+    on the meta device: every tensor it creates follows the input's device (what --device cuda
+    relies on; no GPU here)."""
+    model = build_model(PRESETS["tiny_swin"], device="meta").to_empty(device="meta").eval()
+    x = torch.zeros(1, 5, 3, 64, 96, device="meta")
+    with torch.inference_mode():
+        out = model(x, aux=False, view_chunk=view_chunk)
+    assert out.batch_level.final.pred_masks.device.type == "meta"
+    assert out.batch_level.final.pred_masks.shape == (1, 16, 5, 16, 24)
