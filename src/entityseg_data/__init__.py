@@ -1,10 +1,130 @@
 """entityseg-data: build, annotate, measure and use high-quality entity segmentation datasets.
 
-Importing the package is cheap: no torch, no Label Studio, no side effects. Subpackages:
-``ingest``, ``catalog``, ``annotation``, ``masks``, ``evaluation``, ``stats``, ``export``,
-``model``.
+The public API (docs/design.md, docs/tutorial.md)::
+
+    from entityseg_data import Workspace, LabelStudio, FelzenszwalbSegmenter
+    ws = Workspace.create("my_set")                    # or Workspace.open("my_set")
+    ws.ingest(["folder:photos/"])                      # IngestReport
+    ws.predictions.add(FelzenszwalbSegmenter())        # any Segmenter: pre-annotations
+    with LabelStudio.start(ws) as ls:                  # or InMemoryBackend() in tests
+        ann = ws.annotation(ls)
+        ann.push(stage=1)                              # ... people annotate ...
+        ann.pull(stages=(1,))
+    ds = ws.dataset()                                  # typed approved entities
+    ws.stats_report("report/"); ws.export_entityseg("release/")
+
+Importing the package is cheap: names are imported on first use (no torch, no Label Studio,
+no side effects); type checkers and IDEs see the real types.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# public name -> module defining it (imported on first access)
+_EXPORTS: dict[str, str] = {
+    # the workspace and its verbs
+    "Workspace": "entityseg_data.api.workspace",
+    "Annotation": "entityseg_data.api.annotation",
+    "LabelStudio": "entityseg_data.api.annotation",
+    "Predictions": "entityseg_data.api.predictions",
+    "PredictReport": "entityseg_data.api.predictions",
+    "Agreement": "entityseg_data.api.reports",
+    "StatsReport": "entityseg_data.api.reports",
+    "FelzenszwalbSegmenter": "entityseg_data.api.segmenters",
+    "load_segmenter": "entityseg_data.api.segmenters",
+    "train": "entityseg_data.api.training",
+    "load_train_config": "entityseg_data.api.training",
+    # typed data
+    "Dataset": "entityseg_data.dataset",
+    "Sample": "entityseg_data.dataset",
+    "Entity": "entityseg_data.masks.types",
+    "ImageMasks": "entityseg_data.masks.types",
+    "Segmenter": "entityseg_data.masks.types",
+    "ImageAnnotation": "entityseg_data.masks.store",
+    "ImageRecord": "entityseg_data.catalog",
+    # annotation backends
+    "AnnotationBackend": "entityseg_data.annotation.backend",
+    "InMemoryBackend": "entityseg_data.annotation.fake",
+    # the model
+    "EntitySegmenter": "entityseg_data.model.inference.predictor",
+    "SegmentationResult": "entityseg_data.model.inference.result",
+    # configuration
+    "WorkspaceConfig": "entityseg_data.config",
+    "InferenceConfig": "entityseg_data.model.config",
+    "ModelConfig": "entityseg_data.model.config",
+    "TrainConfig": "entityseg_data.model.training.config",
+    # errors
+    "EntitySegError": "entityseg_data.errors",
+    "ConfigError": "entityseg_data.errors",
+    "DataError": "entityseg_data.errors",
+}
+
+__all__ = [
+    "__version__",
+    "Agreement",
+    "Annotation",
+    "AnnotationBackend",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "Entity",
+    "EntitySegError",
+    "EntitySegmenter",
+    "FelzenszwalbSegmenter",
+    "ImageAnnotation",
+    "ImageMasks",
+    "ImageRecord",
+    "InMemoryBackend",
+    "InferenceConfig",
+    "LabelStudio",
+    "ModelConfig",
+    "PredictReport",
+    "Predictions",
+    "Sample",
+    "SegmentationResult",
+    "Segmenter",
+    "StatsReport",
+    "TrainConfig",
+    "Workspace",
+    "WorkspaceConfig",
+    "load_segmenter",
+    "load_train_config",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from entityseg_data.annotation.backend import AnnotationBackend
+    from entityseg_data.annotation.fake import InMemoryBackend
+    from entityseg_data.api.annotation import Annotation, LabelStudio
+    from entityseg_data.api.predictions import Predictions, PredictReport
+    from entityseg_data.api.reports import Agreement, StatsReport
+    from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
+    from entityseg_data.api.training import load_train_config, train
+    from entityseg_data.api.workspace import Workspace
+    from entityseg_data.catalog import ImageRecord
+    from entityseg_data.config import WorkspaceConfig
+    from entityseg_data.dataset import Dataset, Sample
+    from entityseg_data.errors import ConfigError, DataError, EntitySegError
+    from entityseg_data.masks.store import ImageAnnotation
+    from entityseg_data.masks.types import Entity, ImageMasks, Segmenter
+    from entityseg_data.model.config import InferenceConfig, ModelConfig
+    from entityseg_data.model.inference.predictor import EntitySegmenter
+    from entityseg_data.model.inference.result import SegmentationResult
+    from entityseg_data.model.training.config import TrainConfig
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'entityseg_data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from entityseg_data.catalog import Catalog, ImageRecord, PredictionRecord
 from entityseg_data.catalog import predictions as _predictions
@@ -35,6 +35,7 @@ from entityseg_data.masks.types import ImageMasks
 
 CONFIG_FILE = "entityseg.yaml"
 CATALOG_FILE = "catalog.sqlite"
+_W = TypeVar("_W", bound="Workspace")  # create/open/find return the class they are called on
 SUBDIRS = ("images", "images_norm", "masks", "predictions", "exports", "cache", "labelstudio")
 
 
@@ -47,11 +48,11 @@ class Workspace:
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(
-        cls,
+        cls: type[_W],
         root: str | os.PathLike[str],
         config: WorkspaceConfig | None = None,
         exist_ok: bool = False,
-    ) -> Workspace:
+    ) -> _W:
         """Create the folders, write the config and create the catalog.
 
         Raises WorkspaceError when ``root`` already holds a workspace and ``exist_ok`` is False.
@@ -71,7 +72,7 @@ class Workspace:
         return ws
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str]) -> Workspace:
+    def open(cls: type[_W], root: str | os.PathLike[str]) -> _W:
         root = Path(root).resolve()
         if not (root / CONFIG_FILE).exists():
             raise WorkspaceError(
@@ -81,7 +82,7 @@ class Workspace:
         return cls(root)
 
     @classmethod
-    def find(cls, start: str | os.PathLike[str] = ".") -> Workspace:
+    def find(cls: type[_W], start: str | os.PathLike[str] = ".") -> _W:
         """The workspace containing ``start`` (searching parent folders)."""
         path = Path(start).resolve()
         for candidate in (path, *path.parents):

@@ -44,9 +44,9 @@ def train(config_path, overrides, resume, init, out_dir, no_progress):
           --init converted/mask2former_swin_tiny_3x
     """
     import logging
+    import os
 
-    from entityseg_data.model.training.config import load_train_config
-    from entityseg_data.model.training.distributed import init_distributed
+    from entityseg_data.api.training import load_train_config, train
 
     overrides = list(overrides)
     if out_dir:
@@ -54,30 +54,11 @@ def train(config_path, overrides, resume, init, out_dir, no_progress):
     if init:
         overrides.append(f"init={init}")
     cfg = load_train_config(config_path, overrides)
-    dist = init_distributed(cfg.device)
-    if not dist.is_main:
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 reports
+    if not main_rank:
         logging.getLogger("entityseg_data").setLevel(logging.WARNING)
-    from entityseg_data.model.training.trainer import Trainer, build_model_config
-
-    eval_fn = None
-    if cfg.data.val_json and dist.is_main:
-        from entityseg_data.model.training.evaluate import make_eval_fn
-
-        eval_fn = make_eval_fn(
-            val_json=cfg.data.val_json,
-            image_root=cfg.data.val_image_root or cfg.data.image_root,
-            model_cfg=build_model_config(cfg),
-            device=dist.device,
-            min_size=cfg.data.eval_min_size,
-            max_size=cfg.data.eval_max_size,
-            max_images=cfg.data.eval_max_images,
-            boundary=cfg.data.eval_boundary,
-        )
-    trainer = Trainer(
-        config=cfg, dist=dist, eval_fn=eval_fn, resume=resume, progress=not no_progress
-    )
-    result = trainer.train()
-    if dist.is_main:
+    result = train(cfg, resume=resume, progress=not no_progress)
+    if main_rank:
         last = result.losses[-1] if result.losses else float("nan")
         click.echo(
             f"trained {result.iteration} iterations (from {result.start_iteration}); "
@@ -86,7 +67,3 @@ def train(config_path, overrides, resume, init, out_dir, no_progress):
         for it, metrics in sorted(result.eval_results.items()):
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith("/AP"))
             click.echo(f"eval @ {it}: {shown}")
-    if dist.distributed:
-        import torch
-
-        torch.distributed.destroy_process_group()

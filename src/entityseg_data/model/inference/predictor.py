@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import ConfigError
+from entityseg_data.masks.types import Entity, ImageMasks
 from entityseg_data.model.inference.images import DEFAULT_MAX_PIXELS, as_rgb_array
 from entityseg_data.model.inference.postprocess import PostprocessOptions, postprocess_batch
 from entityseg_data.model.inference.preprocess import stack_views
@@ -200,6 +201,25 @@ class EntitySegmenter:
                 out.extend(self.predict_batch(images[s : s + max(1, batch_size)]))
             return out
         return self.predict_batch([images])[0]
+
+    def segment(self, image: np.ndarray) -> ImageMasks:
+        """The :class:`~entityseg_data.masks.types.Segmenter` protocol: an (H, W, 3) uint8 RGB
+        array in, its entities out (ids 1..N by descending score, each with its ``score`` and,
+        in ``extra``, ``class_score`` and ``mask_quality``)."""
+        res = self.predict_arrays([image])[0]
+        ents = tuple(
+            Entity(
+                id=i + 1,
+                rle=rle,
+                score=float(res.scores[i]),
+                extra={
+                    "class_score": float(res.class_scores[i]),
+                    "mask_quality": float(res.mask_quality[i]),
+                },
+            )
+            for i, rle in enumerate(res.rles)
+        )
+        return ImageMasks(image_id=None, height=res.height, width=res.width, entities=ents)
 
     def predict_batch(self, images: Sequence[Any]) -> list[SegmentationResult]:
         """Segment several images in one forward pass (views padded together)."""

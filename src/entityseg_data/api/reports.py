@@ -1,0 +1,60 @@
+"""Typed results of the measuring verbs (agreement, statistics, evaluation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from entityseg_data.stats.engine import DatasetStats
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Inter-annotator agreement (the paper's Table 1) of one stage.
+
+    ``report`` is the full dict of :func:`entityseg_data.evaluation.consistency.consistency`
+    (pairwise matrices, per-image rows); the common numbers are properties. AP values are
+    fractions (-1 when undefined), accuracies fractions or None when no named pair exists."""
+
+    stage: int
+    report: dict[str, Any]
+
+    @property
+    def annotators(self) -> list[str]:
+        return list(self.report["annotators"])
+
+    @property
+    def num_images(self) -> int:
+        return int(self.report["num_images"])
+
+    @property
+    def mean_mask_map(self) -> float:
+        return float(self.report["mean_mask_map"])
+
+    @property
+    def mean_category_accuracy(self) -> float | None:
+        v = self.report.get("mean_category_accuracy")
+        return None if v is None else float(v)
+
+    @property
+    def per_image(self) -> list[dict[str, Any]]:
+        return list(self.report.get("per_image", []))
+
+    def to_markdown(self, worst: int = 10) -> str:
+        """The Table-1 matrices and the least consistent images, as Markdown."""
+        from entityseg_data.evaluation.consistency import to_markdown
+
+        return to_markdown(self.report, worst=worst)
+
+
+@dataclass(frozen=True)
+class StatsReport:
+    """Dataset statistics written to a folder: the measured :class:`DatasetStats`, the files
+    written (``{kind: path}``: ``json``, ``table_md``, ``table_csv``, ``classes_csv``,
+    ``images_csv``, ``fig3``...) and the paper's Table 2 row(s) as Markdown."""
+
+    stats: DatasetStats
+    paths: dict[str, Path] = field(default_factory=dict)
+    table_markdown: str = ""

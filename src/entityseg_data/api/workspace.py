@@ -1,0 +1,338 @@
+"""The public :class:`Workspace`: the core workspace plus the verbs of the curation loop.
+
+>>> from entityseg_data import Workspace, LabelStudio, load_segmenter
+>>> ws = Workspace.create("my_set")                     # or Workspace.open("my_set")
+>>> ws.ingest(["folder:photos/", "urls:urls.txt"])      # IngestReport
+>>> ws.predictions.add(load_segmenter("cropformer_hornet_3x"))
+>>> with LabelStudio.start(ws) as ls:
+...     ann = ws.annotation(ls); ann.push(stage=1)       # people annotate, then
+...     ann.pull(stages=(1,))
+>>> ds = ws.dataset()                                   # typed approved entities
+>>> ws.stats_report("report/"); ws.export_entityseg("release/"); ws.export_hf("release_hf/")
+
+It IS a :class:`entityseg_data.workspace.Workspace` (a subclass adding methods), so it can be
+passed to every stage function. The core class imports no stage; this one imports each stage
+inside the verb that needs it, so ``import entityseg_data`` stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from entityseg_data import workspace as _core
+from entityseg_data.api.annotation import Annotation, LabelStudio
+from entityseg_data.api.predictions import Predictions
+from entityseg_data.api.reports import Agreement, StatsReport
+from entityseg_data.dataset import Dataset
+from entityseg_data.errors import DataError
+
+if TYPE_CHECKING:
+    from entityseg_data.annotation.backend import AnnotationBackend
+    from entityseg_data.catalog import ImageRecord
+    from entityseg_data.config import IngestConfig, StatsConfig
+    from entityseg_data.export.entityseg import ExportResult
+    from entityseg_data.ingest.importers import ImportResult
+    from entityseg_data.ingest.report import IngestReport, ProgressFn
+    from entityseg_data.ingest.sources.base import Source
+    from entityseg_data.model.training.config import TrainConfig
+    from entityseg_data.model.training.trainer import TrainResult
+    from entityseg_data.stats.engine import DatasetStats
+
+
+@dataclass(frozen=True)
+class Workspace(_core.Workspace):
+    """A dataset workspace with the verbs of the curation loop (module docstring).
+
+    Construct with :meth:`create`, :meth:`open` or :meth:`find` (inherited: they return this
+    class). Every verb reads the workspace's config (``entityseg.yaml``, then ``ENTITYSEG__*``
+    variables); verbs that take ``overrides`` apply ``key=value`` changes for that call only.
+    """
+
+    @classmethod
+    def of(cls, workspace: _core.Workspace | str | Path) -> Workspace:
+        """The public workspace of a core one (or of a folder holding one)."""
+        if isinstance(workspace, Workspace):
+            return workspace
+        if isinstance(workspace, _core.Workspace):
+            return cls(workspace.root)
+        return cls.open(workspace)
+
+    # ------------------------------------------------------------------ images in
+    def ingest(
+        self,
+        sources: Sequence[str | Source] | str | Source,
+        *,
+        tags: Sequence[str] = (),
+        config: IngestConfig | None = None,
+        overrides: Iterable[str] = (),
+        retry_failed: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> IngestReport:
+        """Collect images with provenance, de-duplication and filters.
+
+        ``sources``: spec strings (``folder:photos/``, ``urls:list.csv``, ``coco:ann.json:imgs``,
+        ``ade20k:DIR``, ``unsplash:TSV``, ``laion:PARQUET``; see docs/ingest.md) or
+        :class:`~entityseg_data.ingest.sources.base.Source` objects; ``tags`` are added to
+        every image's domain tags of spec sources. ``config``: the ingest section (default: the
+        workspace's, with ``overrides`` such as ``ingest.min_side=1000``). Resumable; see
+        :func:`entityseg_data.ingest.pipeline.ingest`."""
+        from entityseg_data.ingest.pipeline import ingest
+        from entityseg_data.ingest.sources import parse_source
+
+        items = (
+            [sources] if isinstance(sources, str) or not isinstance(sources, Sequence) else sources
+        )
+        built = [
+            parse_source(s, domain_tags=tuple(tags)) if isinstance(s, str) else s for s in items
+        ]
+        cfg = config or self.config(list(overrides)).ingest
+        return ingest(self, built, cfg, progress=progress, retry_failed=retry_failed)
+
+    def import_coco(
+        self,
+        annotations: str | Path,
+        images_dir: str | Path | None = None,
+        *,
+        panoptic_dir: str | Path | None = None,
+        crowd: str = "drop",
+        overlaps: str = "smaller_wins",
+        progress: Callable[[Any], None] | None = None,
+    ) -> ImportResult:
+        """Import a COCO instances / panoptic / EntitySeg JSON as APPROVED annotations (the
+        annotator ``import``): an existing dataset joins the workspace without annotation
+        rounds. ``crowd``: ``drop`` | ``keep``; ``overlaps``: ``smaller_wins`` |
+        ``later_wins``."""
+        from entityseg_data.ingest.importers import import_coco
+        from entityseg_data.ingest.sources.coco import ImportPolicy
+
+        policy = ImportPolicy(crowd=crowd, overlaps=overlaps)  # type: ignore[arg-type]
+        return import_coco(
+            self,
+            annotations,
+            images_dir,
+            panoptic_dir=panoptic_dir,
+            policy=policy,
+            progress=progress,
+        )
+
+    def import_label_maps(
+        self,
+        images_dir: str | Path,
+        label_dir: str | Path,
+        *,
+        names: Mapping[int, str] | None = None,
+        void_values: Sequence[int] = (0,),
+    ) -> ImportResult:
+        """Import an image folder + a folder of label-map PNGs (same stems; value -> entity,
+        ``names`` value -> name) as approved annotations."""
+        from entityseg_data.ingest.importers import import_label_maps
+
+        return import_label_maps(self, images_dir, label_dir, names=names, void_values=void_values)
+
+    def images(
+        self, status: str | None = "accepted", split: str | None = None
+    ) -> list[ImageRecord]:
+        """Catalog records of the images (``status`` None = every status), by id."""
+        with self.catalog() as cat:
+            return cat.images(status=status, split=split)
+
+    # ------------------------------------------------------------------ predictions
+    @property
+    def predictions(self) -> Predictions:
+        """The workspace's model predictions (add / latest / write)."""
+        return Predictions(self)
+
+    # ------------------------------------------------------------------ annotation
+    def annotation(
+        self,
+        backend: AnnotationBackend | LabelStudio | None = None,
+        *,
+        overrides: Iterable[str] = (),
+    ) -> Annotation:
+        """Annotation rounds through ``backend`` (an :class:`AnnotationBackend` such as
+        :class:`~entityseg_data.annotation.fake.InMemoryBackend`, or a :class:`LabelStudio`
+        handle); default: the Label Studio server recorded in the workspace."""
+        if backend is None:
+            backend = LabelStudio.connect(self)
+        return Annotation(self, backend, overrides=overrides)
+
+    # ------------------------------------------------------------------ the dataset
+    def dataset(
+        self,
+        stage: int = 1,
+        *,
+        annotator: str | None = None,
+        statuses: Sequence[str] | None = ("approved",),
+        split: str | None = None,
+    ) -> Dataset:
+        """The annotated images as typed records (see :class:`~entityseg_data.dataset.Dataset`):
+        by default the approved stage-1 masks with their stage-2 names."""
+        return Dataset(self, stage=stage, annotator=annotator, statuses=statuses, split=split)
+
+    # ------------------------------------------------------------------ measuring
+    def stats(
+        self,
+        *,
+        stage: int = 1,
+        name: str | None = None,
+        config: StatsConfig | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> DatasetStats:
+        """The paper's Table 2 measures and Fig. 3 distributions of the approved annotations
+        (with stage-2 names); see docs/statistics.md."""
+        from entityseg_data.stats.engine import workspace_stats
+
+        return workspace_stats(
+            self,
+            name=name,
+            stage=stage,
+            config=config or self.config().stats,
+            progress=progress,
+        )
+
+    def stats_report(
+        self,
+        out_dir: str | Path,
+        *,
+        stage: int = 1,
+        name: str | None = None,
+        vocabulary: bool = True,
+        plots: bool = True,
+    ) -> StatsReport:
+        """:meth:`stats` written to ``out_dir`` (stats.json, table2.md/.csv, classes.csv,
+        images.csv, entities.csv, fig3.png, entity_shapes.png). ``vocabulary``: count classes
+        through the annotation vocabulary (merged names, thing/stuff)."""
+        from entityseg_data.stats.classes import vocabulary_lookups
+        from entityseg_data.stats.report import write_report
+        from entityseg_data.stats.table import table2, to_markdown
+
+        stats = self.stats(stage=stage, name=name)
+        kwargs: dict[str, Any] = {}
+        found = vocabulary_lookups(n for n in stats.names) if vocabulary else None
+        if found is not None:
+            kwargs = {"is_thing": found[0], "class_of": found[1]}
+        paths = write_report([stats], out_dir, plots=plots, **kwargs)
+        return StatsReport(stats=stats, paths=paths, table_markdown=to_markdown(table2([stats])))
+
+    def agreement(
+        self,
+        annotators: Sequence[str] | None = None,
+        *,
+        stage: int = 1,
+        iou_threshold: float = 0.5,
+    ) -> Agreement:
+        """Inter-annotator agreement (the paper's Table 1) on the images several annotators
+        annotated: mask mAP of each annotator against each other, category accuracy of the
+        stage-2 names of matched masks. ``annotators``: default every annotator with files of
+        ``stage``."""
+        from entityseg_data.evaluation.consistency import consistency
+        from entityseg_data.masks.store import annotators as stored
+
+        names = list(annotators) if annotators is not None else stored(self.root, stage)
+        if len(names) < 2:
+            raise DataError(f"agreement needs two or more annotators of stage {stage}, got {names}")
+        report = consistency(
+            [f"ws:{n}" for n in names], workspace=self, stage=stage, iou_threshold=iou_threshold
+        )
+        return Agreement(stage=stage, report=report)
+
+    def evaluate(
+        self,
+        model_version: str,
+        *,
+        stage: int = 1,
+        boundary: bool = False,
+        split: str | None = None,
+    ) -> dict[str, Any]:
+        """Class-agnostic AP^e / AR (and boundary AP) of the predictions of ``model_version``
+        against the approved masks (images without a prediction count as empty). Returns the
+        metrics dict of :mod:`entityseg_data.evaluation.metrics`."""
+        from entityseg_data.evaluation.evaluator import evaluate_files
+
+        ds = self.dataset(stage, split=split)
+        if not len(ds):
+            raise DataError(f"{self.root}: no approved stage-{stage} annotations to evaluate on")
+        gt = ds.to_coco()
+        preds: list[dict[str, Any]] = []
+        for image_id in ds.image_ids:
+            masks = self.predictions.latest(image_id, model_version)
+            if masks is None:
+                continue
+            for e in masks.entities:
+                preds.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": 1,
+                        "segmentation": e.rle,
+                        "score": 1.0 if e.score is None else float(e.score),
+                    }
+                )
+        return evaluate_files(gt, preds, boundary=boundary)
+
+    # ------------------------------------------------------------------ exports
+    def export_entityseg(
+        self,
+        out_dir: str | Path,
+        *,
+        seed: int | None = None,
+        lr: bool = True,
+        split: bool = True,
+        overrides: Iterable[str] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> ExportResult:
+        """The EntitySeg release layout: COCO JSON (compressed RLE, one ``entity`` category,
+        free-form names) per split, hr images and the lr copy; splits are kept in the
+        catalog. ``seed``: default the workspace's."""
+        from entityseg_data.export.entityseg import export_entityseg
+
+        cfg = self.config(list(overrides))
+        return export_entityseg(
+            self,
+            out_dir,
+            config=cfg.export,
+            seed=cfg.seed if seed is None else seed,
+            lr=lr,
+            split=split,
+            progress=progress,
+        )
+
+    def export_hf(
+        self,
+        out_dir: str | Path,
+        *,
+        push_to_hub: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """A Hugging Face dataset (Parquet per split + ``out_dir/hf`` for
+        ``datasets.load_from_disk``); see :func:`entityseg_data.export.hf.export_hf`."""
+        from entityseg_data.export.hf import export_hf
+
+        return export_hf(self, out_dir, push_to_hub=push_to_hub, progress=progress)
+
+    # ------------------------------------------------------------------ model
+    def train(
+        self,
+        config: TrainConfig | None = None,
+        *,
+        overrides: Iterable[str] | Mapping[str, Any] = (),
+        resume: bool = True,
+        progress: bool = False,
+    ) -> TrainResult:
+        """Fine-tune on this workspace's approved masks (``data.workspace`` is set to this
+        workspace when the config names no data). ``resume``: continue from the run's last
+        checkpoint."""
+        from entityseg_data.api.training import load_train_config, train
+
+        cfg = load_train_config(None, overrides) if config is None else config
+        if config is not None and overrides:
+            from entityseg_data.config import apply_overrides
+
+            cfg = apply_overrides(cfg, overrides)
+        if not (cfg.data.workspace or cfg.data.train_json):
+            from entityseg_data.config import apply_overrides
+
+            cfg = apply_overrides(cfg, {"data.workspace": str(self.root)})
+        return train(cfg, resume=resume, progress=progress)
