@@ -184,12 +184,13 @@ def test_unknown_policy_is_refused():
 
 
 def test_label_map_fast_paths_match_the_dense_ones():
-    from entityseg_data.annotation.labelstudio.format import (
-        brush_runs_to_rles,
-        coco_counts,
-        rles_to_brush,
+    from entityseg_data.masks import runs as R
+    from entityseg_data.masks.brush import (
+        brush_pixel_runs,
+        brush_rles_of_rles,
+        encode_brush,
+        rles_of_brush_runs,
     )
-    from entityseg_data.masks.brush import brush_pixel_runs, encode_brush
 
     rng = np.random.default_rng(5)
     h, w = 37, 53
@@ -198,19 +199,19 @@ def test_label_map_fast_paths_match_the_dense_ones():
     rles = [rle_utils.encode((lm == i).astype(np.uint8)) for i in range(1, 6)]
     for r, i in zip(rles, range(1, 6)):
         m = (lm == i).astype(np.uint8).ravel(order="F")
-        assert coco_counts(r).sum() == h * w
-        assert np.array_equal(np.repeat(np.arange(coco_counts(r).size) % 2, coco_counts(r)), m)
-    brushes = rles_to_brush(rles, h, w)
+        assert rle_utils.counts(r).sum() == h * w
+        c = rle_utils.counts(r)
+        assert np.array_equal(np.repeat(np.arange(c.size) % 2, c), m)
+    brushes = brush_rles_of_rles(rles, h, w)
     assert brushes == [encode_brush(rle_utils.decode(r)) for r in rles]
-    runs = [brush_pixel_runs(b, h, w) for b in brushes]
-    assert brush_runs_to_rles(runs, h, w) == rles
-    # overlapping regions: the fast paths refuse (callers fall back to dense masks)
-    over = [rles[0], rle_utils.encode(np.ones((h, w), np.uint8))]
-    assert rles_to_brush(over, h, w) is None
-    assert (
-        brush_runs_to_rles([runs[0], brush_pixel_runs(encode_brush(np.ones((h, w))), h, w)], h, w)
-        is None
-    )
+    runs = [R.Runs(s, s + n) for s, n in (brush_pixel_runs(b, h, w) for b in brushes)]
+    assert rles_of_brush_runs(runs, h, w) == rles
+    # overlapping regions: each converted as drawn
+    full = np.ones((h, w), np.uint8)
+    over = [rles[0], rle_utils.encode(full)]
+    assert brush_rles_of_rles(over, h, w) == [brushes[0], encode_brush(full)]
+    s, n = brush_pixel_runs(encode_brush(full), h, w)
+    assert rles_of_brush_runs([runs[0], R.Runs(s, s + n)], h, w) == over
 
 
 def test_one_region_with_brush_and_polygon_is_the_union():
@@ -236,8 +237,8 @@ def test_one_region_with_brush_and_polygon_is_the_union():
 
 def test_12mp_label_map_paths_are_bit_exact_against_the_sdk():
     sdk = pytest.importorskip("label_studio_sdk.converter.brush")
-    from entityseg_data.annotation.labelstudio.format import brush_runs_to_rles, rles_to_brush
-    from entityseg_data.masks.brush import brush_pixel_runs
+    from entityseg_data.masks import runs as R
+    from entityseg_data.masks.brush import brush_pixel_runs, brush_rles_of_rles, rles_of_brush_runs
 
     h, w = 3000, 4000
     rng = np.random.default_rng(0)
@@ -245,8 +246,8 @@ def test_12mp_label_map_paths_are_bit_exact_against_the_sdk():
     lm = np.repeat(np.repeat(small, 50, 0), 50, 1).astype(np.uint16)
     lm[1000:1003, :] = 9  # thin full-width stripe: runs longer than 2^16 values
     rles = [rle_utils.encode((lm == i).astype(np.uint8)) for i in range(1, 10)]
-    brushes = rles_to_brush(rles, h, w)
+    brushes = brush_rles_of_rles(rles, h, w)
     for i in (1, 9):  # the SDK is slow: two of the nine
         assert brushes[i - 1] == sdk.mask2rle((lm == i).astype(np.uint8) * 255)
-    runs = [brush_pixel_runs(b, h, w) for b in brushes]
-    assert brush_runs_to_rles(runs, h, w) == rles
+    runs = [R.Runs(s, s + n) for s, n in (brush_pixel_runs(b, h, w) for b in brushes)]
+    assert rles_of_brush_runs(runs, h, w) == rles

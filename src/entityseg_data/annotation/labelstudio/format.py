@@ -26,11 +26,14 @@ import numpy as np
 from entityseg_data.annotation.labelstudio import configs
 from entityseg_data.errors import DataError
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks import runs as R
 from entityseg_data.masks.brush import (
     brush_pixel_runs,
+    brush_rles_of_rles,
     encode_brush,
-    encode_brush_runs,
+    rles_of_brush_runs,
 )
+from entityseg_data.masks.brush import brush_result as core_brush_result
 from entityseg_data.masks.store import Entity, ImageAnnotation
 
 log = logging.getLogger(__name__)
@@ -49,23 +52,19 @@ def brush_rle_result(
     score: float | None = None,
     readonly: bool = False,
 ) -> dict[str, Any]:
-    """The ``brushlabels`` result of one region from its Label Studio brush RLE (the one place
-    that writes the result's layout: ids, tag names, original size, rotation 0)."""
-    out: dict[str, Any] = {
-        "id": str(region_id),
-        "type": "brushlabels",
-        "from_name": configs.BRUSH,
-        "to_name": configs.IMAGE,
-        "original_width": int(width),
-        "original_height": int(height),
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": list(rle), "brushlabels": [label]},
-    }
-    if score is not None:
-        out["score"] = float(score)
-    if readonly:
-        out["readonly"] = True
-    return out
+    """The ``brushlabels`` result of one region from its Label Studio brush RLE (the core's
+    :func:`entityseg_data.masks.brush.brush_result` with this project's tag names)."""
+    return core_brush_result(
+        list(rle),
+        region_id=region_id,
+        height=height,
+        width=width,
+        score=score,
+        readonly=readonly,
+        from_name=configs.BRUSH,
+        to_name=configs.IMAGE,
+        label=label,
+    )
 
 
 def brush_result(
@@ -145,9 +144,7 @@ def annotation_to_results(
         seg = rle_utils.to_compressed(dict(e.segmentation), h, w)
         rle_utils.check_size(seg, h, w, where=f"region {e.id}")
         segs.append(seg)
-    brushes = rles_to_brush(segs, h, w) if segs else []
-    if brushes is None:  # overlapping entities: one by one
-        brushes = [encode_brush(rle_utils.decode(seg)) for seg in segs]
+    brushes = brush_rles_of_rles(segs, h, w)  # one label map when disjoint, else one by one
     if labels is None:
         labels = display_labels(segs, h, w, stage=ann.stage)
     for e, rle, label in zip(ann.entities, brushes, labels):
@@ -165,14 +162,8 @@ def adjacency(rles: Sequence[Mapping[str, Any]], h: int, w: int) -> dict[int, se
     are painted later-wins first (the colouring is for display only)."""
     if len(rles) < 2:
         return {}
-    runs = [counts_to_runs(coco_counts(r)) for r in rles]
-    lm = runs_to_label_map(runs, h * w)  # column-major: rows of the (W, H) transpose
-    if lm is None:
-        lm = np.zeros(h * w, np.uint16 if len(rles) < 65535 else np.uint32)
-        for i, (starts, lengths) in enumerate(runs):
-            for a, n in zip(starts.tolist(), lengths.tolist()):
-                lm[a : a + n] = i + 1
-    return label_map_adjacency(lm.reshape(w, h))
+    lm_t, _ = rle_utils.label_map_t(rles, h, w)  # later wins; (W, H): adjacency is symmetric
+    return label_map_adjacency(lm_t)
 
 
 def label_map_adjacency(grid: np.ndarray) -> dict[int, set[int]]:
@@ -231,33 +222,20 @@ class Region:
         """All geometry results of the region merged (sorted, disjoint runs)."""
         if len(self.runs) == 1:
             return self.runs[0]
-        starts = np.concatenate([s for s, _ in self.runs])
-        lengths = np.concatenate([n for _, n in self.runs])
-        return _union_runs(starts, lengths)
+        r = R.union([R.Runs(s, s + n) for s, n in self.runs])
+        return r.starts, r.lengths
 
     def mask(self, height: int, width: int) -> np.ndarray:
         """(H, W) uint8 mask of the region."""
         starts, lengths = self.union_runs()
-        return _runs_to_mask(starts, lengths, height, width)
+        return R.mask_of_runs(R.Runs(starts, starts + lengths), height * width).reshape(
+            height, width
+        )
 
 
 def _mask_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    flat = np.concatenate([[0], (mask.reshape(-1) != 0).view(np.uint8), [0]]).astype(np.int8)
-    d = np.diff(flat)
-    starts = np.flatnonzero(d == 1)
-    return starts.astype(np.int64), (np.flatnonzero(d == -1) - starts).astype(np.int64)
-
-
-def _runs_to_mask(starts: np.ndarray, lengths: np.ndarray, h: int, w: int) -> np.ndarray:
-    vals = np.zeros(2 * len(starts) + 1, np.uint8)
-    vals[1::2] = 1
-    lens = np.asarray(runs_to_counts(np.asarray(starts), np.asarray(lengths), h * w))
-    return np.repeat(vals, lens).reshape(h, w)
-
-
-def _mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    # the transpose is C-contiguous: pycocotools reads it as the Fortran mask without a copy
-    return rle_utils.encode_fortran_view(np.ascontiguousarray(mask.T))
+    r = R.runs_of_mask(mask)
+    return r.starts, r.lengths
 
 
 def parse_results(
@@ -338,10 +316,8 @@ def regions_to_entities(
     Disjoint regions go through one label map (fast); overlapping ones are converted one by one
     so that QA sees the masks exactly as drawn."""
     with_geo = [r for r in regions if r.runs]
-    runs = [r.union_runs() for r in with_geo]
-    rles = brush_runs_to_rles(runs, height, width)
-    if rles is None:
-        rles = [_mask_to_rle(r.mask(height, width)) for r in with_geo]
+    runs = [R.Runs(s, s + n) for s, n in (r.union_runs() for r in with_geo)]
+    rles = rles_of_brush_runs(runs, height, width)
     return [
         Entity(id=r.id, segmentation=seg, name=r.name or r.flag, score=r.score, origin=origin)
         for r, seg in zip(with_geo, rles)
@@ -484,158 +460,8 @@ def ls_export_to_annotations(
     return dict(out)
 
 
-# ------------------------------------------------------------------------------------ fast paths
-# A 12 MP mask costs ~0.2 s to transpose with numpy (the C-order brush vs Fortran-order COCO
-# layouts); converting every region of an image through one label map, transposed once (OpenCV's
-# blocked transpose when available), and working on runs instead of dense masks keeps a 12 MP
-# image with 20 regions well under a second each way. Overlapping regions cannot share a label
-# map: those images take the per-region dense path (and QA reports the overlap).
-
-
-def transpose2d(a: np.ndarray) -> np.ndarray:
-    """C-contiguous transpose of a 2-D array (OpenCV when importable: ~4x faster)."""
-    if a.dtype in (np.uint8, np.uint16, np.int32, np.float32):
-        try:
-            import cv2
-
-            return cv2.transpose(a)
-        except ImportError:  # optional accelerator
-            pass
-    return np.ascontiguousarray(a.T)
-
-
-def coco_counts(rle: Mapping[str, Any]) -> np.ndarray:
-    """Uncompressed counts of a compressed COCO RLE (vectorised ``rleFrString``)."""
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        return np.asarray(counts, np.int64)
-    raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-    c = np.frombuffer(raw, np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return np.zeros(0, np.int64)
-    last = np.flatnonzero((c & 0x20) == 0)
-    first = np.concatenate([[0], last[:-1] + 1])
-    n = last - first + 1
-    k = np.arange(c.size) - np.repeat(first, n)
-    x = np.add.reduceat((c & 0x1F) << (5 * k), first)
-    neg = (c[last] & 0x10) != 0
-    x = np.where(neg, x - (np.int64(1) << (5 * n)), x)
-    out = x.copy()
-    if out.size > 3:
-        out[1::2] = np.cumsum(x[1::2])
-        out[2::2] = np.cumsum(x[2::2])
-    return out
-
-
-def counts_to_runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, lengths) of the ones of an uncompressed RLE (flat, in the RLE's order)."""
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    return starts[1::2], counts[1::2]
-
-
-def runs_to_counts(starts: np.ndarray, lengths: np.ndarray, npix: int) -> list[int]:
-    """Uncompressed RLE counts (zeros first) of sorted, disjoint runs of ones."""
-    ends = starts + lengths
-    gaps = starts - np.concatenate([[0], ends[:-1]]).astype(np.int64)
-    out = np.empty(2 * starts.size + 1, np.int64)
-    out[0:-1:2] = gaps
-    out[1::2] = lengths
-    out[-1] = npix - (ends[-1] if ends.size else 0)
-    return out.tolist()
-
-
-def _union_runs(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if starts.size == 0:
-        return starts, lengths
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], (starts + lengths)[order]
-    reach = np.maximum.accumulate(e)
-    new = np.ones(s.size, bool)
-    new[1:] = s[1:] > reach[:-1]
-    idx = np.flatnonzero(new)
-    ends = np.maximum.reduceat(e, idx)
-    return s[idx], ends - s[idx]
-
-
-def runs_to_label_map(
-    runs: Sequence[tuple[np.ndarray, np.ndarray]], npix: int
-) -> np.ndarray | None:
-    """Flat label map (uint16/uint32, region k -> k + 1) of disjoint regions given as runs, or
-    None when two regions share a pixel."""
-    if not runs:
-        return np.zeros(npix, np.uint16)
-    ids = np.concatenate([np.full(len(s), k + 1, np.int64) for k, (s, _) in enumerate(runs)])
-    starts = np.concatenate([np.asarray(s, np.int64) for s, _ in runs])
-    lengths = np.concatenate([np.asarray(n, np.int64) for _, n in runs])
-    order = np.argsort(starts, kind="stable")
-    starts, lengths, ids = starts[order], lengths[order], ids[order]
-    ends = starts + lengths
-    if starts.size > 1 and np.any(starts[1:] < np.maximum.accumulate(ends)[:-1]):
-        return None
-    dtype = np.uint16 if len(runs) < 65535 else np.uint32
-    vals = np.zeros(2 * starts.size + 1, dtype)
-    vals[1::2] = ids
-    lens = np.asarray(runs_to_counts(starts, lengths, npix), np.int64)
-    return np.repeat(vals, lens)
-
-
-def label_runs(flat: np.ndarray, n_labels: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Runs (starts, lengths) of labels 1..n_labels in a flat label map."""
-    n = flat.size
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64)
-    lengths = np.diff(np.concatenate([starts, [n]]))
-    vals = flat[starts].astype(np.int64)
-    order = np.argsort(vals, kind="stable")
-    vals, starts, lengths = vals[order], starts[order], lengths[order]
-    bounds = np.searchsorted(vals, np.arange(1, n_labels + 2))
-    return [
-        (starts[bounds[i] : bounds[i + 1]], lengths[bounds[i] : bounds[i + 1]])
-        for i in range(n_labels)
-    ]
-
-
-def _counts_to_rle(counts: list[int], h: int, w: int) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
-
-
-def brush_runs_to_rles(
-    runs: Sequence[tuple[np.ndarray, np.ndarray]], h: int, w: int
-) -> list[dict[str, Any]] | None:
-    """COCO RLEs of disjoint regions given as row-major pixel runs; None if they overlap."""
-    lm = runs_to_label_map(runs, h * w)
-    if lm is None:
-        return None
-    lm_t = transpose2d(lm.reshape(h, w)).ravel()  # column-major order of the image
-    out = []
-    for s, n in label_runs(lm_t, len(runs)):
-        counts = runs_to_counts(s, n, h * w)
-        if len(counts) > 1 and counts[-1] == 0:  # pycocotools writes no trailing zero count
-            counts.pop()
-        out.append(_counts_to_rle(counts, h, w))
-    return out
-
-
-def rles_to_brush(rles: Sequence[Mapping[str, Any]], h: int, w: int) -> list[list[int]] | None:
-    """Brush RLEs of disjoint COCO RLEs (one label map, one transpose); None if they overlap."""
-    runs = [counts_to_runs(coco_counts(r)) for r in rles]
-    lm_t = runs_to_label_map(runs, h * w)  # in column-major order: a (W, H) C array
-    if lm_t is None:
-        return None
-    lm = transpose2d(lm_t.reshape(w, h)).ravel()
-    return [encode_brush_runs(s, n, h * w) for s, n in label_runs(lm, len(rles))]
-
-
 __all__ = [
     "Region",
-    "brush_runs_to_rles",
-    "coco_counts",
-    "rles_to_brush",
-    "transpose2d",
     "annotation_from_ls",
     "annotation_to_results",
     "annotator_name",
