@@ -34,13 +34,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from entityseg_data.annotation.labelstudio import configs
-from entityseg_data.annotation.labelstudio.format import (
-    brush_rle_result,
-    label_map_adjacency,
-    label_runs,
-)
+from entityseg_data.annotation.labelstudio.format import brush_rle_result, label_map_adjacency
 from entityseg_data.errors import DataError
-from entityseg_data.masks.brush import encode_brush_runs
+from entityseg_data.masks.brush import brush_rles_of_label_map
 
 log = logging.getLogger(__name__)
 
@@ -240,17 +236,16 @@ class MLBackend:
         if ids is None:
             ids = [i for i in range(1, len(scores) + 1) if areas[i] >= self.min_area]
             ids = sorted(ids, key=lambda i: -scores[i - 1])[: self.max_entities]
-        # runs of every label straight from the row-major label map (no dense masks)
-        runs = label_runs(lm.ravel(), int(lm.max())) if ids else []
+        # brush RLEs from the row-major label map's runs (one pass, no dense masks)
+        brushes = brush_rles_of_label_map(lm, ids) if ids else {}
         # palette display labels: touching entities get different colours (all one class)
         palette = configs.palette_labels(label_map_adjacency(lm), int(lm.max()), 1)
         results = []
         for i in ids:
-            starts, lengths = runs[i - 1]
             results.append(
                 brush_rle_result(
                     f"ml{task.get('id', 't')}_{i}",
-                    encode_brush_runs(starts, lengths, h * w),
+                    brushes[i],
                     height=h,
                     width=w,
                     label=palette[i - 1],
