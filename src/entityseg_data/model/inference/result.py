@@ -152,27 +152,24 @@ class SegmentationResult:
         Result ids are ``{id_prefix}{entity id}``; pass a unique ``id_prefix`` per task when ids
         must be unique across a project.
         """
-        from entityseg_data.masks.brush import encode_brush
+        from entityseg_data.masks.brush import brush_result, brush_rles_of_label_map
 
-        result = []
-        for i in range(len(self)):
-            result.append(
-                {
-                    "id": f"{id_prefix}{i + 1}",
-                    "type": "brushlabels",
-                    "from_name": from_name,
-                    "to_name": to_name,
-                    "original_width": self.width,
-                    "original_height": self.height,
-                    "image_rotation": 0,
-                    "value": {
-                        "format": "rle",
-                        "rle": encode_brush(self.label_map == i + 1),
-                        "brushlabels": [label],
-                    },
-                    "score": float(self.scores[i]),
-                }
+        n = len(self)
+        # every entity's brush RLE from one pass over the label map's row-major runs
+        brushes = brush_rles_of_label_map(self.label_map, range(1, n + 1)) if n else {}
+        result = [
+            brush_result(
+                brushes[i + 1],
+                region_id=f"{id_prefix}{i + 1}",
+                height=self.height,
+                width=self.width,
+                score=float(self.scores[i]),
+                from_name=from_name,
+                to_name=to_name,
+                label=label,
             )
+            for i in range(n)
+        ]
         return {
             "model_version": model_version or self.model_version or "entityseg-data",
             "score": float(self.scores.mean()) if len(self) else 0.0,
