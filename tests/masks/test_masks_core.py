@@ -104,6 +104,12 @@ def test_multi_mask_paths_equal_pycocotools():
             smaller[ms[i] > 0] = i + 1
         got = rle.rles_to_label_map(rl, h, w, policy="smaller_wins")
         np.testing.assert_array_equal(got, smaller)
+        rs = rle.runs_many(rl)
+        for i in range(n):
+            for j in range(n):
+                d = R.difference(rs[i], rs[j])
+                exp = ((ms[i] > 0) & ~(ms[j] > 0)).T.reshape(-1)
+                np.testing.assert_array_equal(R.mask_of_runs(d, h * w), exp)
         pairs = R.overlap_pairs(rle.runs_many(rl))
         for i in range(n):
             for j in range(i + 1, n):

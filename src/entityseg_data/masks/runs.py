@@ -303,6 +303,17 @@ def intersection(regions: Sequence[Runs]) -> Runs:
     return normalize_runs(s[keep], e[keep], presorted=True)
 
 
+def difference(a: Runs, b: Runs) -> Runs:
+    """Runs of the pixels of ``a`` outside ``b``."""
+    if a.starts.size == 0 or b.starts.size == 0:
+        return a
+    hi = max(int(a.ends[-1]), int(b.ends[-1]))
+    comp_s = np.concatenate([[0], b.ends])
+    comp_e = np.concatenate([b.starts, [hi]])
+    keep = comp_e > comp_s
+    return intersection([a, Runs(comp_s[keep], comp_e[keep])])
+
+
 def overlap_pixels(regions: Sequence[Runs]) -> int:
     """Sum of the areas minus the area of the union (a pixel inside k masks counts k - 1)."""
     if len(regions) < 2:
@@ -610,6 +621,7 @@ __all__ = [
     "column_range",
     "columns_to_runs",
     "decode_columns",
+    "difference",
     "conflicts",
     "counts_to_runs",
     "coverage",
