@@ -35,8 +35,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-import numpy as np
-
 from entityseg_data.errors import ConfigError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks import runs as R
@@ -76,17 +74,6 @@ class OverlapResult:
         return out
 
 
-def _difference(a: R.Runs, b: R.Runs, npix: int) -> R.Runs:
-    """Runs of the pixels of ``a`` outside ``b``."""
-    if b.starts.size == 0 or a.starts.size == 0:
-        return a
-    comp_s = np.concatenate([[0], b.ends])
-    comp_e = np.concatenate([b.starts, [npix]])
-    keep = comp_e > comp_s
-    comp = R.Runs(comp_s[keep].astype(np.int64), comp_e[keep].astype(np.int64))
-    return R.intersection([a, comp])
-
-
 @dataclass(frozen=True)
 class IntentRule:
     """The ``intent`` rule as a :class:`entityseg_data.masks.runs.OverlapRule`: every region is
@@ -104,7 +91,7 @@ class IntentRule:
                 out.append((R.EMPTY, r))
             else:
                 kept = R.intersection([r, seed])
-                out.append((kept, _difference(r, kept, self.npix)))
+                out.append((kept, R.difference(r, kept)))
         return out
 
     def pieces(self, regions: Sequence[R.Runs]) -> list[list[tuple[R.Runs, float]]]:
