@@ -128,14 +128,11 @@ def read_image(path: str, height: int, width: int) -> np.ndarray:
 
 def decode_mask(segm: Any, height: int, width: int, where: str = "") -> np.ndarray:
     """(H, W) bool mask of a compressed/uncompressed RLE or polygon segmentation."""
-    try:
-        rle = rle_utils.to_compressed(segm, height, width)
-        rle_utils.check_size(rle, height, width, where)
-        return rle_utils.decode(rle).astype(bool)
-    except DataError:
-        raise
-    except Exception as exc:  # pycocotools raises bare exceptions on corrupt counts
-        raise DataError(f"{where}: cannot decode segmentation ({exc})") from None
+    if isinstance(segm, Mapping):  # strict: size, then counts (RLEError names ``where``)
+        rle = rle_utils.validate(segm, height, width, where=where)
+    else:
+        rle = rle_utils.to_compressed(segm, height, width, where=where)
+    return rle_utils.decode(rle).astype(bool)
 
 
 def resize_rgb(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
