@@ -37,8 +37,8 @@ from entityseg_data.evaluation.matching import (
     sort_detections,
 )
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks.rle import RLE
 
-RLE = dict[str, Any]
 VERSION = 1
 
 
