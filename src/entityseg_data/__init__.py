@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "StatsReport": "entityseg_data.api.reports",
     "FelzenszwalbSegmenter": "entityseg_data.api.segmenters",
     "load_segmenter": "entityseg_data.api.segmenters",
+    "source": "entityseg_data.api.sources",
     "train": "entityseg_data.api.training",
     "load_train_config": "entityseg_data.api.training",
     # typed data
@@ -93,6 +94,7 @@ __all__ = [
     "WorkspaceConfig",
     "load_segmenter",
     "load_train_config",
+    "source",
     "train",
 ]
 
@@ -103,6 +105,7 @@ if TYPE_CHECKING:
     from entityseg_data.api.predictions import Predictions, PredictReport
     from entityseg_data.api.reports import Agreement, StatsReport
     from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
+    from entityseg_data.api.sources import source
     from entityseg_data.api.training import load_train_config, train
     from entityseg_data.api.workspace import Workspace
     from entityseg_data.catalog import ImageRecord

@@ -17,6 +17,7 @@ from entityseg_data.api.predictions import (
 )
 from entityseg_data.api.reports import Agreement, StatsReport
 from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
+from entityseg_data.api.sources import source
 from entityseg_data.api.training import load_train_config, train
 from entityseg_data.api.workspace import Workspace
 
@@ -33,5 +34,6 @@ __all__ = [
     "load_train_config",
     "masks_from_payload",
     "masks_to_payload",
+    "source",
     "train",
 ]

@@ -28,7 +28,33 @@ if TYPE_CHECKING:
     from entityseg_data.catalog import AnnotationRecord
     from entityseg_data.config import WorkspaceConfig
     from entityseg_data.masks.store import ImageAnnotation
+    from entityseg_data.masks.types import ImageMasks
     from entityseg_data.workspace import Workspace
+
+
+def as_annotation(
+    masks: ImageAnnotation | ImageMasks, *, stage: int, annotator: str
+) -> ImageAnnotation:
+    """An annotation file record of ``masks`` (entity ids as strings, names kept)."""
+    from entityseg_data.masks.store import Entity as StoredEntity
+    from entityseg_data.masks.store import ImageAnnotation
+
+    if isinstance(masks, ImageAnnotation):
+        return replace(masks, stage=stage, annotator=annotator)
+    if masks.image_id is None:
+        raise DataError("the masks to submit need an image_id")
+    ents = tuple(
+        StoredEntity(id=str(e.id), segmentation=e.rle, name=e.name, kind=e.kind)
+        for e in masks.entities
+    )
+    return ImageAnnotation(
+        image_id=int(masks.image_id),
+        height=masks.height,
+        width=masks.width,
+        stage=stage,
+        annotator=annotator,
+        entities=ents,
+    )
 
 
 class LabelStudio:
@@ -209,18 +235,18 @@ class Annotation:
         self,
         stage: int,
         annotator: str,
-        annotation: ImageAnnotation,
+        annotation: ImageAnnotation | ImageMasks,
         *,
         skip_existing: bool = True,
     ) -> bool:
         """Submit ``annotation`` (masks; stage-2 names on its entities) for its image as
         ``annotator``, through the backend as that person would (scripts, imports, simulated
-        annotators). Returns False when ``skip_existing`` and the annotator already submitted
-        this task."""
+        annotators). Stage 2 names the approved stage-1 masks: keep their entity ids. Returns
+        False when ``skip_existing`` and the annotator already submitted this task."""
         from entityseg_data.annotation.fake import InMemoryBackend
 
-        image_id = int(annotation.image_id)
-        ann = replace(annotation, stage=stage, annotator=annotator)
+        ann = as_annotation(annotation, stage=stage, annotator=annotator)
+        image_id = int(ann.image_id)
         if isinstance(self.backend, InMemoryBackend):
             task = self.backend.task_of(annotator, image_id, stage)
             if skip_existing and annotator in task.submissions:

@@ -91,7 +91,9 @@ def write_samples(
     atomic_write_bytes(folder / "astronaut_copy.png", (folder / "astronaut.png").read_bytes())
     atomic_write_bytes(folder / "coffee_reencoded.jpg", _jpeg(photos["coffee"], 85))
     # too small for the resolution filter
-    small = np.asarray(Image.fromarray(photos["chelsea"]).resize((150, 100), Image.BILINEAR))
+    small = np.asarray(
+        Image.fromarray(photos["chelsea"]).resize((150, 100), Image.Resampling.BILINEAR)
+    )
     atomic_write_bytes(folder / "chelsea_small.png", _png(small))
 
     # served over HTTP: the rocket photo and the synthetic scenes
