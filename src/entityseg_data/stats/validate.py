@@ -145,13 +145,13 @@ def validate_coco(
             error=str(p)[:300],
         )
     by_image: dict[int, list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
-    for a in ds.annotations:
+    pixel_counts = rle_utils.areas([a.segmentation for a in ds.annotations])  # one pass
+    for a, n_pix in zip(ds.annotations, pixel_counts.tolist(), strict=True):
         where_ = {"annotation_id": a.id, "image_id": a.image_id}
         if a.format == "polygon" and expect_rle:
             rep.add("polygon", **where_)
         elif a.format == "uncompressed_rle":
             rep.add("uncompressed_rle", **where_)
-        n_pix = rle_utils.area(a.segmentation)
         if n_pix == 0:
             rep.add("empty_mask", **where_)
         # polygon areas are analytic, not pixel counts: only RLE areas are compared
@@ -167,9 +167,7 @@ def validate_coco(
                 rles = [r for _, r in pairs]
                 extra = rle_utils.overlap_pixels(rles)
                 if extra > 0:
-                    ious = rle_utils.iou_matrix(rles, rles)
-                    np.fill_diagonal(ious, 0)
-                    i, j = np.unravel_index(int(np.argmax(ious)), ious.shape)
+                    i, j = _worst_pair(rles, img.height, img.width)
                     rep.add(
                         "overlap",
                         image_id=img.id,
@@ -184,6 +182,22 @@ def validate_coco(
         "validated %d images, %d annotations: %s", rep.n_images, rep.n_annotations, dict(rep.counts)
     )
     return rep
+
+
+_MAX_PAIR_SEARCH = 64  # masks among which the named overlapping pair is looked for
+
+
+def _worst_pair(rles: list[dict[str, Any]], height: int, width: int) -> tuple[int, int]:
+    """Indices of the two masks sharing the most pixels, among the first conflicting ones (the
+    run algebra of :mod:`entityseg_data.masks.runs`: no all-pairs IoU matrix, so an image with
+    thousands of overlapping masks stays cheap)."""
+    from entityseg_data.masks import runs as runs_ops
+
+    regions = rle_utils.runs_many(rles, height, width)
+    hit = np.flatnonzero(runs_ops.conflicts(regions))[:_MAX_PAIR_SEARCH]
+    pairs = runs_ops.overlap_pairs([regions[int(k)] for k in hit])
+    (a, b), _ = max(pairs.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+    return int(hit[a]), int(hit[b])
 
 
 def _check_image_file(rep: ValidationReport, path: Path, img: Any, deep: bool) -> None:
