@@ -256,6 +256,11 @@ class CocoDataset:
 
 
 def _is_int(value: Any) -> bool:
+    t = type(value)
+    if t is int:  # the common case first (this runs several times per record)
+        return True
+    if t is float:
+        return math.isfinite(value) and value == int(value)
     return (
         not isinstance(value, bool)
         and isinstance(value, int | float)
@@ -265,6 +270,11 @@ def _is_int(value: Any) -> bool:
 
 
 def _number(value: Any) -> bool:
+    t = type(value)
+    if t is int:
+        return True
+    if t is float:
+        return math.isfinite(value)
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
@@ -418,7 +428,8 @@ class _Reader:
         if (
             not isinstance(value, list | tuple)
             or len(value) != 4
-            or not all(_number(v) for v in value)
+            or not (_number(value[0]) and _number(value[1]))
+            or not (_number(value[2]) and _number(value[3]))
         ):
             self.report(
                 MALFORMED_ANNOTATION,
@@ -427,7 +438,7 @@ class _Reader:
                 **ids,
             )
             raise _Skip
-        x, y, w, h = (float(v) for v in value)
+        x, y, w, h = float(value[0]), float(value[1]), float(value[2]), float(value[3])
         return (x, y, w, h)
 
     def _area(self, value: Any, where: str, **ids) -> float | None:
@@ -547,8 +558,10 @@ class _Reader:
 
         todo = [k for k, a in enumerate(anns) if a.format != "polygon"]
         rles = [anns[k].segmentation for k in todo]
-        try:
-            cs: list[Any] = rle_ops.counts_many(rles)
+        try:  # in chunks: one pass each, memory bounded by the chunk's runs
+            cs: list[Any] = []
+            for c0 in range(0, len(rles), _CHUNK):
+                cs.extend(rle_ops.counts_many(rles[c0 : c0 + _CHUNK]))
         except RLEError:
             cs = []
             for k in todo:
@@ -641,6 +654,9 @@ class _Reader:
         return PanopticImage(image_id=iid, file_name=fn, segments=tuple(segs))
 
 
+_CHUNK = 2048  # RLEs decoded per vectorised pass
+
+
 class _Skip(Exception):
     """The current record is dropped (its problem was reported)."""
 
@@ -704,7 +720,9 @@ def checked_rles(items: Sequence[tuple[Any, int, int]]) -> list[RLE | DataError]
             out.append(exc)
     rles = [out[i] for i in todo]
     try:
-        cs = rle_ops.counts_many(rles)  # type: ignore[arg-type]
+        cs = []
+        for c0 in range(0, len(rles), _CHUNK):
+            cs.extend(rle_ops.counts_many(rles[c0 : c0 + _CHUNK]))  # type: ignore[arg-type]
     except RLEError:  # find which (only when something is wrong)
         cs = []
         for i in todo:

@@ -145,7 +145,11 @@ def validate_coco(
             error=str(p)[:300],
         )
     by_image: dict[int, list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
-    pixel_counts = rle_utils.areas([a.segmentation for a in ds.annotations])  # one pass
+    segs = [a.segmentation for a in ds.annotations]
+    pixel_counts = np.concatenate(  # vectorised passes of 2048 RLEs (bounded memory)
+        [np.zeros(0, np.int64)]
+        + [rle_utils.areas(segs[i : i + 2048]) for i in range(0, len(segs), 2048)]
+    )
     for a, n_pix in zip(ds.annotations, pixel_counts.tolist(), strict=True):
         where_ = {"annotation_id": a.id, "image_id": a.image_id}
         if a.format == "polygon" and expect_rle:
