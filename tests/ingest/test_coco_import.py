@@ -353,3 +353,48 @@ def test_convert_instances_real_icevision_keeps_masks_exactly(workspace):
         assert [a["name"] for a in anns] == [e["name"] for e in want]
         for a, e in zip(anns, want, strict=True):
             assert np.array_equal(_decode(a["segmentation"]), _decode(e["segmentation"]))
+
+
+def test_probe_5_19_5_20_bad_rles_lose_only_their_annotation(workspace, tmp_path):
+    """Probes 5.19 (a truncated RLE became non-deterministic garbage pre-annotations) and 5.20
+    (an RLE size mismatch lost the whole image as a permanent internal_error), through the real
+    pipeline: both images are accepted, each keeps its good annotation, deterministically."""
+    from PIL import Image
+
+    from entityseg_data.config.ingest import IngestConfig
+    from entityseg_data.ingest import ingest
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    anns = []
+    for i in (1, 2):
+        rng = np.random.default_rng(i)  # distinct content: not near duplicates
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+        for k in range(2):
+            m = np.zeros((20, 30), np.uint8)
+            m[2 + 8 * k : 8 + 8 * k, 3:20] = 1
+            anns.append({"id": len(anns) + 1, "image_id": i, "segmentation": rle_utils.encode(m)})
+    anns[0]["segmentation"] = {"size": [20, 30], "counts": "0::"}  # truncated (5.19)
+    big = np.zeros((40, 60), np.uint8)
+    big[:5, :5] = 1
+    anns[2]["segmentation"] = rle_utils.encode(big)  # 40x60 on a 20x30 image (5.20)
+    data = {
+        "images": [{"id": i, "file_name": f"{i}.png", "height": 20, "width": 30} for i in (1, 2)],
+        "annotations": anns,
+    }
+    path = tmp_path / "instances_bad.json"
+    path.write_text(json.dumps(data))
+    src = CocoSource(annotations=path, image_root=imgs)
+    report = ingest(workspace, [src], IngestConfig(nsfw_enabled=False, workers=1))
+    assert report.totals().accepted == 2 and not report.totals().failed
+    assert sorted(p.issue for p in src.problems) == ["malformed_segmentation", "rle_size_mismatch"]
+    with workspace.catalog() as cat:
+        rows = cat.images()
+    for row in rows:
+        _rec, payload = workspace.latest_prediction(row.id, "source:coco")
+        (ent,) = payload["entities"]  # the good annotation of each image
+        want = rle_utils.decode(
+            anns[1]["segmentation"] if row.extra["coco_image_id"] == 1 else anns[3]["segmentation"]
+        )
+        assert np.array_equal(_decode(ent["segmentation"]), want.astype(bool))
+    assert any("annotations[0] (id 1)" in m for m in report.totals().messages)
