@@ -19,7 +19,7 @@ def _ann(image_id, annotator, h=12, w=16, stage=1):
     lm = np.zeros((h, w), np.uint8)
     lm[:6] = 1
     lm[6:, :8] = 2
-    ents = tuple(Entity(id=f"e{k}", segmentation=rle.encode(lm == k), name=f"n{k}") for k in (1, 2))
+    ents = tuple(Entity(id=f"e{k}", rle=rle.encode(lm == k), name=f"n{k}") for k in (1, 2))
     return ImageAnnotation(
         image_id=image_id, height=h, width=w, stage=stage, annotator=annotator, entities=ents
     )
@@ -56,7 +56,7 @@ def test_size_mismatch_is_an_error(workspace):
         width=5,
         stage=1,
         annotator="a",
-        entities=(Entity(id="x", segmentation=rle.encode(np.ones((4, 4)))),),
+        entities=(Entity(id="x", rle=rle.encode(np.ones((4, 4)))),),
     )
     with pytest.raises(DataError, match="differs from the image size"):
         save_annotation(workspace.root, bad)

@@ -133,9 +133,7 @@ def render(out_dir: Path) -> list[Path]:
                 img[count > 1] = 0
             return img
 
-        ents = [
-            Entity(id=rid, segmentation=rle_utils.encode(m.astype(np.uint8))) for rid, m in sc.drawn
-        ]
+        ents = [Entity(id=rid, rle=rle_utils.encode(m.astype(np.uint8))) for rid, m in sc.drawn]
         seeds = {k: rle_utils.encode(v.astype(np.uint8)) for k, v in sc.seeds.items()}
         panels = [
             ("seed", paint(list(sc.seeds.items())), None),

@@ -47,7 +47,7 @@ def test_vocab_and_status_commands(workspace):
                 width=w,
                 stage=2,
                 annotator="alice",
-                entities=(Entity(id="r1", segmentation=rle_utils.encode(m), name=name),),
+                entities=(Entity(id="r1", rle=rle_utils.encode(m), name=name),),
             )
             path = save_annotation(workspace.root, ann)
             cat.set_annotation(

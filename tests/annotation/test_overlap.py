@@ -19,7 +19,7 @@ from entityseg_data.masks.store import Entity
 
 
 def ent(rid: str, mask: np.ndarray) -> Entity:
-    return Entity(id=rid, segmentation=rle_utils.encode(mask.astype(np.uint8)))
+    return Entity(id=rid, rle=rle_utils.encode(mask.astype(np.uint8)))
 
 
 def masks_of(result) -> dict[str, np.ndarray]:

@@ -25,8 +25,7 @@ from entityseg_data.masks.store import Entity, ImageAnnotation
 def ann_of(masks: dict[str, np.ndarray], names: dict[str, str] | None = None, stage: int = 1):
     h, w = next(iter(masks.values())).shape
     ents = tuple(
-        Entity(id=k, segmentation=rle_utils.encode(m), name=(names or {}).get(k))
-        for k, m in masks.items()
+        Entity(id=k, rle=rle_utils.encode(m), name=(names or {}).get(k)) for k, m in masks.items()
     )
     return ImageAnnotation(image_id=1, height=h, width=w, stage=stage, annotator="a", entities=ents)
 
@@ -73,8 +72,8 @@ def test_resolve_ties_go_to_the_earlier_region():
     h, w = 4, 4
     a, b = block(h, w, 0, 2, 0, 4), block(h, w, 1, 3, 0, 4)  # equal areas, row 1 shared
     ents = [
-        Entity(id="a", segmentation=rle_utils.encode(a)),
-        Entity(id="b", segmentation=rle_utils.encode(b)),
+        Entity(id="a", rle=rle_utils.encode(a)),
+        Entity(id="b", rle=rle_utils.encode(b)),
     ]
     res = resolve(ents, h, w, "smaller_wins")
     out = {e.id: rle_utils.decode(e.segmentation) for e in res.entities}

@@ -64,9 +64,7 @@ def submit_tile(be, task, masks: dict[str, np.ndarray], names=None, stage=1):
     for rid, m in masks.items():
         part = crop(m, tile)
         if part.any():
-            ents.append(
-                Entity(id=rid, segmentation=rle_utils.encode(part), name=(names or {}).get(rid))
-            )
+            ents.append(Entity(id=rid, rle=rle_utils.encode(part), name=(names or {}).get(rid)))
     ann = ImageAnnotation(
         image_id=task.spec.image_id,
         height=tile.height,

@@ -27,7 +27,7 @@ def voronoi(h: int, w: int, n: int, seed: int) -> np.ndarray:
 
 def entities_of(lm: np.ndarray, prefix: str = "9_") -> list[Entity]:
     return [
-        Entity(id=f"{prefix}{k}", segmentation=r, score=0.5, name=f"n{k}")
+        Entity(id=f"{prefix}{k}", rle=r, score=0.5, name=f"n{k}")
         for k, r in sorted(rle_utils.label_map_to_rles(lm).items())
     ]
 
@@ -38,7 +38,7 @@ def masks(entities) -> dict[str, np.ndarray]:
 
 def tile_entity(tile, eid: str, full_mask: np.ndarray, **kw) -> Entity:
     x0, y0, x1, y1 = tile.crop
-    return Entity(id=eid, segmentation=rle_utils.encode(full_mask[y0:y1, x0:x1]), **kw)
+    return Entity(id=eid, rle=rle_utils.encode(full_mask[y0:y1, x0:x1]), **kw)
 
 
 def disc(cx: float, cy: float, r: float, h: int = H, w: int = W) -> np.ndarray:
@@ -337,7 +337,7 @@ def test_stitch_refuses_missing_tiles_and_wrong_sizes(plan, seed):
     with pytest.raises(DataError, match=r"tiles \[2\] have no annotation"):
         stitch(plan, crops, seed)
     crops = dict(enumerate(tiling.crop_entities(seed, plan)))
-    crops[0] = [Entity(id="x", segmentation=rle_utils.encode(np.ones((5, 5), np.uint8)))]
+    crops[0] = [Entity(id="x", rle=rle_utils.encode(np.ones((5, 5), np.uint8)))]
     with pytest.raises(DataError, match="tile 0 region x"):
         stitch(plan, crops, seed)
 

@@ -86,9 +86,7 @@ def test_pull_applies_the_intent_rule_to_a_brush_extension(flow):
     stroke[h // 4 : h // 2 + 8, 5:15] = True  # region 1 extended down into region 2
     edited = masks[f"{iid}_1"] | stroke
     ents = tuple(
-        replace(e, segmentation=rle_utils.encode(edited.astype(np.uint8)))
-        if e.id == f"{iid}_1"
-        else e
+        replace(e, rle=rle_utils.encode(edited.astype(np.uint8))) if e.id == f"{iid}_1" else e
         for e in seed.entities
     )
     be.submit(t.id, who, replace(seed, entities=ents))
@@ -180,7 +178,7 @@ def test_stage2_names_attach_and_geometry_is_locked(flow):
         elif t is erased_task:  # the eraser touched a mask in stage 2
             m = rle_utils.decode(ents[0].segmentation).copy()
             m[:3, :3] = 0
-            ents[0] = replace(ents[0], segmentation=rle_utils.encode(m))
+            ents[0] = replace(ents[0], rle=rle_utils.encode(m))
         else:
             ents[2] = replace(ents[2], name=None)
             flags = {ents[2].id: "person_other"}  # a flag instead of a name
@@ -228,7 +226,7 @@ def test_stage2_new_region_is_refused(flow):
     extra[:4, :4] = 1
     ents = (
         *(replace(e, name="x") for e in seed.entities),
-        Entity(id="new", segmentation=rle_utils.encode(extra), name="y"),
+        Entity(id="new", rle=rle_utils.encode(extra), name="y"),
     )
     be.submit(t.id, t.spec.annotator, replace(seed, entities=ents, stage=2))
     r2 = pull(ws, be, cfg, stages=(2,))[2]

@@ -110,7 +110,7 @@ def _annotation(
     ents = tuple(
         Entity(
             id=f"{annotator[0]}{image_id}_{e.id}" if new_ids else str(e.id),
-            segmentation=e.rle,
+            rle=e.rle,
             name=e.name,
         )
         for e in masks.entities

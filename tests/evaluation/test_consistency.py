@@ -114,9 +114,7 @@ def test_workspace_annotators(workspace):
                 width=W,
                 stage=2,
                 annotator=ann,
-                entities=tuple(
-                    Entity(id=str(i), segmentation=r, name=n) for i, (r, n) in enumerate(ents)
-                ),
+                entities=tuple(Entity(id=str(i), rle=r, name=n) for i, (r, n) in enumerate(ents)),
             ),
         )
     rep = consistency(["ws:ann1", "ws:ann2"], workspace=workspace, stage=2, canonical=str.lower)
@@ -173,9 +171,7 @@ def test_label_studio_export_two_annotators(tmp_path):
             width=W,
             stage=2,
             annotator=email,
-            entities=tuple(
-                Entity(id=f"r{uid}{i}", segmentation=r, name=n) for i, (r, n) in enumerate(ents)
-            ),
+            entities=tuple(Entity(id=f"r{uid}{i}", rle=r, name=n) for i, (r, n) in enumerate(ents)),
         )
         return {
             "id": uid * 10 + image_id,

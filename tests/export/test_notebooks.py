@@ -32,7 +32,7 @@ def sample_ws(tmp_path_factory):
             lm[rle_utils.decode(e.segmentation) > 0] = i
         lm = np.roll(lm, 2, axis=1)
         rles = rle_utils.label_map_to_rles(lm)
-        ents = tuple(Entity(id=f"b{i}", segmentation=r) for i, r in sorted(rles.items()))
+        ents = tuple(Entity(id=f"b{i}", rle=r) for i, r in sorted(rles.items()))
         save_annotation(
             ws.root,
             ImageAnnotation(

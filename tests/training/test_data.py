@@ -194,8 +194,8 @@ def test_workspace_records_approved_stage1_and_split(workspace):
         m = np.zeros((h, w), bool)
         m[:, : w // 2] = True
         ents = (
-            Entity(id="a", segmentation=rle_utils.encode(m)),
-            Entity(id="b", segmentation=rle_utils.encode(~m)),
+            Entity(id="a", rle=rle_utils.encode(m)),
+            Entity(id="b", rle=rle_utils.encode(~m)),
         )
         save_annotation(
             workspace.root,

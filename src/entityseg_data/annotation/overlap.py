@@ -177,9 +177,7 @@ def resolve(
         elif runs_i.area == regions[i].area:
             kept_entities.append(e)  # lost nothing
         else:
-            kept_entities.append(
-                replace(e, segmentation=rle_utils.from_runs(runs_i, height, width))
-            )
+            kept_entities.append(replace(e, rle=rle_utils.from_runs(runs_i, height, width)))
     return OverlapResult(
         entities=tuple(kept_entities),
         dropped=tuple(dropped),

@@ -100,7 +100,7 @@ def prediction_seed(
         entities.append(
             Entity(
                 id=f"{image_id}_{e.get('id', k)}",
-                segmentation=e["segmentation"],
+                rle=e["segmentation"],
                 score=e.get("score"),
                 name=e.get("name"),
                 origin="prediction",

@@ -306,7 +306,7 @@ def crop_entities(entities: Sequence[Entity], plan: TilePlan) -> list[list[Entit
             x0, y0, x1, y1 = t.crop
             part = full[y0:y1, x0:x1]
             if part.any():
-                out[t.index].append(replace(e, segmentation=rle_utils.encode(part)))
+                out[t.index].append(replace(e, rle=rle_utils.encode(part)))
     return out
 
 
@@ -604,7 +604,7 @@ def stitch(
             full[y0:y1, x0:x1] |= patch.mask & (source[y0:y1, x0:x1] == t_index)
         first = members_of[eid][0][2]
         attrs = next((e for ti, _p, e in members_of[eid] if e.id == eid), first)
-        out.append(replace(attrs, id=eid, segmentation=rle_utils.encode(full)))
+        out.append(replace(attrs, id=eid, rle=rle_utils.encode(full)))
         tiles_of[eid] = tuple(sorted({ti for ti, _p, _e in members_of[eid]}))
     return StitchResult(
         entities=tuple(out), merges=tuple(merges), tiles_of=tiles_of, margin_edits=margin_edits

@@ -246,7 +246,7 @@ def merge_stage2(
             if ch is not None:
                 changed.append(ch)
         entities.append(
-            Entity(id=rid, segmentation=s.segmentation, name=name, score=s.score, origin="stage2")
+            Entity(id=rid, rle=s.segmentation, name=name, score=s.score, origin="stage2")
         )
         if not name:
             unnamed.append(rid)

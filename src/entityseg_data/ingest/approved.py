@@ -36,7 +36,7 @@ def write_approved(
         ents = tuple(
             Entity(
                 id=f"e{k}",
-                segmentation=e["segmentation"],
+                rle=e["segmentation"],
                 name=e.get("name") if stage == 2 else None,
                 origin=origin,
                 kind=e.get("kind"),

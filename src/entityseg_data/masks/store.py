@@ -26,30 +26,11 @@ from typing import TYPE_CHECKING, Any
 from entityseg_data.errors import DataError
 from entityseg_data.io import atomic_write_json
 from entityseg_data.masks import rle as rle_utils
+from entityseg_data.masks.types import Entity
 
 if TYPE_CHECKING:
     from entityseg_data.catalog import ImageRecord
     from entityseg_data.workspace import Workspace
-
-
-@dataclass(frozen=True)
-class Entity:
-    """One entity mask of one image. ``segmentation`` is a compressed COCO RLE of the image size."""
-
-    id: str
-    segmentation: dict[str, Any]
-    name: str | None = None
-    score: float | None = None
-    origin: str | None = None
-    kind: str | None = None  # "thing" / "stuff" when the source says (COCO isthing, ADE150)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "segmentation": self.segmentation}
-        for key in ("name", "score", "origin", "kind"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        return out
 
 
 @dataclass(frozen=True)
@@ -81,18 +62,7 @@ class ImageAnnotation:
             h, w = int(data["height"]), int(data["width"])
             entities = []
             for i, e in enumerate(data.get("entities", [])):
-                seg = rle_utils.to_compressed(e["segmentation"], h, w)
-                rle_utils.check_size(seg, h, w, where=f"{where} entity {i}")
-                entities.append(
-                    Entity(
-                        id=str(e.get("id", i)),
-                        segmentation=seg,
-                        name=e.get("name"),
-                        score=e.get("score"),
-                        origin=e.get("origin"),
-                        kind=_kind(e.get("kind"), f"{where} entity {i}"),
-                    )
-                )
+                entities.append(Entity.from_json(e, h, w, index=i, where=f"{where} entity {i}"))
             return cls(
                 image_id=int(data["image_id"]),
                 height=h,
@@ -106,12 +76,6 @@ class ImageAnnotation:
             raise DataError(
                 f"{where or 'annotation'}: malformed annotation file ({exc!r})"
             ) from None
-
-
-def _kind(value: Any, where: str) -> str | None:
-    if value is None or value in ("thing", "stuff"):
-        return value
-    raise DataError(f"{where}: 'kind' must be 'thing' or 'stuff', got {value!r}")
 
 
 def annotation_path(root: Path, stage: int, annotator: str, image_id: int) -> Path:

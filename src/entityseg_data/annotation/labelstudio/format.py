@@ -319,7 +319,7 @@ def regions_to_entities(
     runs = [R.Runs(s, s + n) for s, n in (r.union_runs() for r in with_geo)]
     rles = rles_of_brush_runs(runs, height, width)
     return [
-        Entity(id=r.id, segmentation=seg, name=r.name or r.flag, score=r.score, origin=origin)
+        Entity(id=r.id, rle=seg, name=r.name or r.flag, score=r.score, origin=origin)
         for r, seg in zip(with_geo, rles)
     ]
 
