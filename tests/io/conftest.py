@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,21 @@ def umask_022() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+@pytest.fixture()
+def as_other_user() -> Callable[..., subprocess.CompletedProcess] | None:
+    """Run a command as uid/gid 65534 without groups (``setpriv``), or None when this process
+    cannot (not root, no setpriv): the tests then check the permission bits only. Root ignores
+    permission bits, so reading as root would prove nothing."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return None
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *args],
+            capture_output=True,
+            timeout=120,
+        )
+
+    return run
