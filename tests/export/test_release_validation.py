@@ -96,3 +96,27 @@ def test_release_files_are_readable_by_others(syn_set, tmp_path):
     files = [p for p in res.out_dir.rglob("*") if p.is_file()]
     assert len(files) > 8
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {"0o644"}
+
+
+def test_private_source_images_are_copied_not_linked(syn_set, tmp_path):
+    """Probe 8.5: images written 0600 by an older version are not hard-linked into a release
+    (a link shares the mode); they are copied with the umask's mode."""
+    import os
+    import shutil
+    import stat
+
+    root, path, coco = syn_set
+    work = tmp_path / "imgs"
+    shutil.copytree(root / "images", work)
+    for p in work.iterdir():
+        os.chmod(p, 0o600)
+    old = os.umask(0o022)
+    try:
+        res = export_entityseg(path, tmp_path / "es", images_dir=work, split=False, lr=False)
+    finally:
+        os.umask(old)
+    for im in coco["images"]:
+        out = tmp_path / "es" / "images" / im["file_name"]
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        assert out.stat().st_ino != (work / im["file_name"]).stat().st_ino
+    assert res.counts["all"]["images"] == len(coco["images"])

@@ -148,7 +148,9 @@ def _place(src: Path, dst: Path, link: bool) -> bool:
         return False
     check_regular_file(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if link:
+    # a hard link shares the source's mode: an image a pre-umask version wrote 0600 would stay
+    # unreadable by others in the release (probe 8.5), so such files are copied instead
+    if link and os.stat(src).st_mode & 0o044:
         try:
             os.link(src, dst)
             return True
