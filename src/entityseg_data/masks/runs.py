@@ -62,7 +62,7 @@ def decode_strings(
         checked here (see :func:`check_counts`).
     """
     names = [where] * len(strings) if isinstance(where, str) else where
-    raw = [s.encode("ascii", "replace") if type(s) is str else bytes(s) for s in strings]
+    raw = [s.encode("ascii", "replace") if isinstance(s, str) else bytes(s) for s in strings]
     lens = np.fromiter(map(len, raw), np.int64, len(raw))
     if len(raw) == 0:
         return np.zeros(0, np.int64), np.zeros(1, np.int64)
@@ -89,9 +89,9 @@ def decode_strings(
     starts[1:] = ends[:-1] + 1
     ngroups = ends - starts + 1
     if int(ngroups.max()) > MAX_GROUPS:
-        k = int(np.flatnonzero(ngroups > MAX_GROUPS)[0])
-        i = int(np.searchsorted(str_end, ends[k], side="right"))
-        raise RLEError(f"{_prefix(names[i])}RLE count has {int(ngroups[k])} groups (corrupt)")
+        j = int(np.flatnonzero(ngroups > MAX_GROUPS)[0])
+        i = int(np.searchsorted(str_end, ends[j], side="right"))
+        raise RLEError(f"{_prefix(names[i])}RLE count has {int(ngroups[j])} groups (corrupt)")
     k = np.arange(c.size) - np.repeat(starts, ngroups)
     vals = np.add.reduceat((c & 0x1F) << (5 * k), starts)
     neg = (c[ends] & 0x10) != 0
@@ -234,8 +234,8 @@ def normalize_runs(starts: np.ndarray, ends: np.ndarray, *, presorted: bool = Fa
 
 def runs_of_mask(flat: np.ndarray) -> Runs:
     """Runs of a flat mask (nonzero = inside)."""
-    m = np.asarray(flat).reshape(-1)
-    m = m.view(np.uint8) if m.dtype == bool else (m != 0).view(np.uint8)
+    a = np.asarray(flat).reshape(-1)
+    m = a.view(np.uint8) if a.dtype == bool else (a != 0).view(np.uint8)
     if m.size == 0:
         return EMPTY
     d = np.diff(m.astype(np.int8), prepend=np.int8(0), append=np.int8(0))

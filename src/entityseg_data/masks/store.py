@@ -235,7 +235,7 @@ def workspace_to_coco(
             chosen.setdefault(a.image_id, annotator)
     anns = []
     for image_id in sorted(chosen):
-        a = load_annotation(workspace.root, stage, chosen[image_id], image_id)
-        if a is not None:
-            anns.append(a)
+        loaded = load_annotation(workspace.root, stage, chosen[image_id], image_id)
+        if loaded is not None:
+            anns.append(loaded)
     return annotations_to_coco(anns, images, category_of)

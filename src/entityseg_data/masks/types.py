@@ -323,48 +323,6 @@ class ImageMasks:
             for k, e in enumerate(self.entities)
         ]
 
-    def to_json(self) -> dict[str, Any]:
-        """The entity record of a workspace annotation file: ``id``, ``segmentation`` and the
-        fields that are set (``name``, ``score``, ``origin``, ``kind``, ``category_id``,
-        ``flags``)."""
-        out: dict[str, Any] = {"id": self.id, "segmentation": self.rle}
-        for key in ("name", "score", "origin", "kind", "category_id"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        if self.flags:
-            out["flags"] = list(self.flags)
-        return out
-
-    @classmethod
-    def from_json(
-        cls, data: Mapping[str, Any], height: int, width: int, *, index: int = 0, where: str = ""
-    ) -> Entity:
-        """An entity of a workspace annotation / prediction file (``segmentation`` strictly
-        checked against (height, width); ``id`` defaults to ``index``)."""
-        if not isinstance(data, Mapping) or "segmentation" not in data:
-            raise DataError(f"{where or 'entity'}: an entity needs a 'segmentation'")
-        segm = data["segmentation"]
-        if isinstance(segm, Mapping):
-            seg = rle_ops.validate(segm, height, width, where=where)
-        else:
-            seg = rle_ops.to_compressed(segm, height, width, where=where)
-        kind = data.get("kind")
-        if kind is not None and kind not in KINDS:
-            raise DataError(f"{where or 'entity'}: 'kind' must be 'thing' or 'stuff', got {kind!r}")
-        score = data.get("score")
-        cat = data.get("category_id")
-        return cls(
-            id=str(data.get("id", index)),
-            rle=seg,
-            score=None if score is None else float(score),
-            name=data.get("name"),
-            category_id=None if cat is None else int(cat),
-            kind=kind,
-            flags=tuple(str(f) for f in data.get("flags") or ()),
-            origin=data.get("origin"),
-        )
-
     @classmethod
     def from_coco(
         cls,
