@@ -181,21 +181,8 @@ def annotations_to_coco(
             else:
                 cat_id, cat_name = category_of(e.name)
             categories[cat_id] = cat_name
-            record = {
-                "id": next_id,
-                "image_id": ann.image_id,
-                "segmentation": e.segmentation,
-                "area": rle_utils.area(e.segmentation),
-                "bbox": rle_utils.bbox(e.segmentation),
-                "category_id": cat_id,
-                "iscrowd": 0,
-                "name": e.name,
-                "entity_id": e.id,
-            }
-            if e.score is not None:
-                record["score"] = e.score
-            if e.kind is not None:
-                record["kind"] = e.kind
+            record = e.to_coco(ann.image_id, ann_id=next_id)  # area, bbox, score, kind...
+            record.update(category_id=cat_id, name=e.name, entity_id=e.id)
             out_anns.append(record)
             next_id += 1
     if not categories:
