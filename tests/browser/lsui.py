@@ -283,20 +283,91 @@ class Editor:
             )
         )
 
+    def region_index(self, region_id: str) -> int:
+        """The number the region list shows for a region."""
+        idx = self.page.evaluate(
+            "(id) => { const r = Htx.annotationStore.selected.regions.find("
+            "r => (r.cleanId || r.id) === id); return r ? r.region_index : null; }",
+            region_id,
+        )
+        if idx is None:
+            raise AssertionError(f"region {region_id} is not in the editor: {self.region_ids()}")
+        return int(idx)
+
+    def outliner_item(self, region_id: str) -> Any:
+        """The region's entry in the Regions panel, scrolled into view (the list is virtual:
+        only the entries in view exist, so the list is scrolled with the mouse wheel)."""
+        import re
+
+        page = self.page
+        idx = self.region_index(region_id)
+        item = page.locator(".lsf-outliner-item").filter(
+            has=page.locator(".lsf-outliner-item__index", has_text=re.compile(rf"^{idx}$"))
+        )
+        holder = page.locator(".lsf-tree-list-holder").first
+        for direction in (1, -1):
+            for _ in range(200):
+                if item.count():
+                    item.first.scroll_into_view_if_needed()
+                    return item.first
+                shown = [
+                    int(t)
+                    for t in page.locator(".lsf-outliner-item__index").all_inner_texts()
+                    if t.strip().isdigit()
+                ]
+                if shown and (idx < min(shown) if direction > 0 else idx > max(shown)):
+                    break  # it is the other way
+                before = holder.evaluate("e => e.scrollTop")
+                holder.hover()
+                page.mouse.wheel(0, direction * 120)
+                page.wait_for_function(
+                    "([e, b]) => e.scrollTop !== b || e.scrollTop === 0 || "
+                    "e.scrollTop + e.clientHeight >= e.scrollHeight - 1",
+                    arg=[holder.element_handle(), before],
+                )
+                if holder.evaluate("e => e.scrollTop") == before:
+                    break
+        raise AssertionError(f"region {region_id} (#{idx}) not found in the Regions panel")
+
     def select_region(self, region_id: str) -> None:
         """Click the region's entry in the region list (outliner)."""
-        ids = self.region_ids()
-        if region_id not in ids:
-            raise AssertionError(f"region {region_id} is not in the editor: {ids}")
-        item = self.page.locator(".lsf-outliner-item").nth(ids.index(region_id))
-        item.scroll_into_view_if_needed()
+        item = self.outliner_item(region_id)
         with self.measure("select"):
-            item.click()
+            item.locator(".lsf-outliner-item__title").click()
         self.page.wait_for_function(
             "(id) => Htx.annotationStore.selected.selectedRegions.some("
             "r => (r.cleanId || r.id) === id)",
             arg=region_id,
         )
+
+    def type_name(self, region_id: str, name: str) -> None:
+        """Type a stage-2 name into the region's box in the Regions panel and press Enter."""
+        box = self.outliner_item(region_id).locator("input, textarea").first
+        box.click()
+        box.fill("")
+        box.type(name)
+        with self.measure("name"):
+            box.press("Enter")
+        self.page.wait_for_function(
+            "([id, name]) => Htx.annotationStore.selected.serializeAnnotation().some("
+            "r => r.id === id && r.type === 'textarea' && (r.value.text || []).includes(name))",
+            arg=[region_id, name],
+        )
+
+    def pick_flag(self, region_id: str, flag: str) -> None:
+        """Select the region and choose a flag in the flag dropdown."""
+        self.select_region(region_id)
+        page = self.page
+        page.click(".lsf-taxonomy .ant-select-selector")
+        option = page.locator(".ant-select-tree-title", has_text=flag).first
+        option.wait_for()
+        option.click()
+        page.wait_for_function(
+            "([id, flag]) => Htx.annotationStore.selected.serializeAnnotation().some("
+            "r => r.id === id && r.type === 'taxonomy' && JSON.stringify(r.value).includes(flag))",
+            arg=[region_id, flag],
+        )
+        page.keyboard.press("Escape")  # close the dropdown
 
     def unselect(self) -> None:
         self.press("Escape")
