@@ -26,7 +26,9 @@ setup: setup-system $(BIN)/python
 	@echo "setup done: $(VENV)"
 
 # Offline WordNet 3.0 for the vocabulary tree (Debian packages; without them the WordNet tests
-# skip and names are normalised by rules only), and python3-venv where `python3 -m venv` lacks
+# skip and names are normalised by rules only), Debian's chromium for the browser tests (driven
+# by the playwright package with executable_path; Playwright's browser download is not used;
+# without it they skip), and python3-venv where `python3 -m venv` lacks
 # ensurepip (bare Debian/Ubuntu). Skipped without apt-get or root.
 setup-system:
 	@if ! $(PY) -c "import ensurepip" 2>/dev/null && command -v apt-get >/dev/null && \
@@ -39,6 +41,13 @@ setup-system:
 	   (apt-get update -q >/dev/null && apt-get install -y -q wordnet-base wordnet-sense-index >/dev/null)) \
 	   && echo "installed wordnet" || echo "warning: could not install Debian wordnet packages"; \
 	else echo "note: no apt-get/root: no WordNet (names normalised by rules only; WordNet tests skip)"; fi
+	@if command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ]; then \
+	  echo "chromium present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+	   && echo "installed chromium" || echo "warning: could not install Debian chromium"; \
+	else echo "note: no apt-get/root: no Chromium (the browser tests skip)"; fi
 
 # The main job: the curation pipeline on bundled sample images with a local Label Studio.
 demo: setup
