@@ -53,8 +53,13 @@ class Agreement:
 class StatsReport:
     """Dataset statistics written to a folder: the measured :class:`DatasetStats`, the files
     written (``{kind: path}``: ``json``, ``table_md``, ``table_csv``, ``classes_csv``,
-    ``images_csv``, ``fig3``...) and the paper's Table 2 row(s) as Markdown."""
+    ``images_csv``, ``fig3``, ``shapes``...), the paper's Table 2 (``table``: one row dict per
+    dataset, and as Markdown) and the per-class counts (``classes``: ``{name, kind, entities,
+    images, pixels}`` rows; ``class_kinds``: entities and classes per kind)."""
 
     stats: DatasetStats
     paths: dict[str, Path] = field(default_factory=dict)
+    table: list[dict[str, Any]] = field(default_factory=list)
     table_markdown: str = ""
+    classes: list[dict[str, Any]] = field(default_factory=list)
+    class_kinds: dict[str, int] = field(default_factory=dict)

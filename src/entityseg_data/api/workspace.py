@@ -159,6 +159,12 @@ class Workspace(_core.Workspace):
             backend = LabelStudio.connect(self)
         return Annotation(self, backend, overrides=overrides)
 
+    def annotators(self, stage: int = 1) -> list[str]:
+        """Annotators with annotation files of ``stage`` (``import`` for imported datasets)."""
+        from entityseg_data.masks.store import annotators
+
+        return annotators(self.root, stage)
+
     # ------------------------------------------------------------------ the dataset
     def dataset(
         self,
@@ -205,7 +211,7 @@ class Workspace(_core.Workspace):
         """:meth:`stats` written to ``out_dir`` (stats.json, table2.md/.csv, classes.csv,
         images.csv, entities.csv, fig3.png, entity_shapes.png). ``vocabulary``: count classes
         through the annotation vocabulary (merged names, thing/stuff)."""
-        from entityseg_data.stats.classes import vocabulary_lookups
+        from entityseg_data.stats.classes import class_counts, kind_totals, vocabulary_lookups
         from entityseg_data.stats.report import write_report
         from entityseg_data.stats.table import table2, to_markdown
 
@@ -215,7 +221,16 @@ class Workspace(_core.Workspace):
         if found is not None:
             kwargs = {"is_thing": found[0], "class_of": found[1]}
         paths = write_report([stats], out_dir, plots=plots, **kwargs)
-        return StatsReport(stats=stats, paths=paths, table_markdown=to_markdown(table2([stats])))
+        rows = table2([stats])
+        classes = class_counts(stats, **kwargs)
+        return StatsReport(
+            stats=stats,
+            paths=paths,
+            table=rows,
+            table_markdown=to_markdown(rows),
+            classes=classes,
+            class_kinds=kind_totals(classes),
+        )
 
     def agreement(
         self,
@@ -229,9 +244,8 @@ class Workspace(_core.Workspace):
         stage-2 names of matched masks. ``annotators``: default every annotator with files of
         ``stage``."""
         from entityseg_data.evaluation.consistency import consistency
-        from entityseg_data.masks.store import annotators as stored
 
-        names = list(annotators) if annotators is not None else stored(self.root, stage)
+        names = list(annotators) if annotators is not None else self.annotators(stage)
         if len(names) < 2:
             raise DataError(f"agreement needs two or more annotators of stage {stage}, got {names}")
         report = consistency(

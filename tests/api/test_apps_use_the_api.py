@@ -1,0 +1,68 @@
+"""The apps that show users how to work (notebooks, the tutorial's Python, the demo) import the
+public API and the core only, never a stage (issue 14): what they do, a user can do with
+``import entityseg_data``."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = {"ingest", "annotation", "evaluation", "stats", "export", "model"}
+
+
+def stage_imports(code: str) -> list[str]:
+    """``entityseg_data.<stage>...`` modules imported by ``code``."""
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "entityseg_data" and len(parts) > 1 and parts[1] in STAGES:
+                found.append(name)
+    return found
+
+
+def notebook_code(path: Path) -> str:
+    nb = json.loads(path.read_text())
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def markdown_python(path: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
+
+
+def test_the_checker_sees_a_stage_import():
+    assert stage_imports("from entityseg_data.stats.engine import x\nimport entityseg_data") == [
+        "entityseg_data.stats.engine"
+    ]
+    assert stage_imports("import entityseg_data.annotation.fake as f") == [
+        "entityseg_data.annotation.fake"
+    ]
+    assert stage_imports("from entityseg_data.api.simulation import simulate_name") == []
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
+def test_notebooks_use_the_public_api(name):
+    code = notebook_code(ROOT / "notebooks" / name)
+    assert "import entityseg_data" in code
+    assert stage_imports(code) == []
+
+
+def test_tutorial_python_uses_the_public_api():
+    blocks = markdown_python(ROOT / "docs" / "tutorial.md")
+    assert blocks
+    assert [b for b in blocks if stage_imports(b)] == []
+
+
+def test_demo_uses_the_public_api():
+    for path in (ROOT / "src" / "entityseg_data" / "demo").glob("*.py"):
+        assert stage_imports(path.read_text()) == [], path
