@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,35 +35,14 @@ from entityseg_data.masks.types import Entity, ImageMasks
 if TYPE_CHECKING:
     from entityseg_data.workspace import Workspace
 
-__all__ = ["Dataset", "Sample", "entities_of", "image_masks_of"]
+__all__ = ["Dataset", "Sample", "image_masks_of"]
 
 
 def image_masks_of(ann: store.ImageAnnotation) -> ImageMasks:
-    """The typed masks of an annotation file (entity ids, names, scores and kinds kept; the
-    file's ``origin`` goes to ``extra``)."""
+    """The masks of an annotation file (entity ids, names, scores, kinds and origins kept)."""
     return ImageMasks(
-        image_id=ann.image_id,
-        height=ann.height,
-        width=ann.width,
-        entities=entities_of(ann),
+        image_id=ann.image_id, height=ann.height, width=ann.width, entities=ann.entities
     )
-
-
-def entities_of(ann: store.ImageAnnotation) -> tuple[Entity, ...]:
-    out = []
-    for e in ann.entities:
-        kind = e.kind if e.kind in ("thing", "stuff") else None
-        out.append(
-            Entity(
-                id=e.id,
-                rle=e.segmentation,
-                score=e.score,
-                name=e.name,
-                kind=kind,  # type: ignore[arg-type]  # narrowed just above
-                extra={"origin": e.origin} if e.origin else {},
-            )
-        )
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -290,26 +269,12 @@ def _with_names(masks: ImageMasks, named: store.ImageAnnotation | None) -> Image
     entities, matched by entity id."""
     if named is None:
         return masks
-    by_id = {e.id: e for e in named.entities}
+    by_id = {str(e.id): e for e in named.entities}
     ents = []
     for e in masks.entities:
         two = by_id.get(str(e.id))
-        if two is None:
-            ents.append(e)
-            continue
-        kind = e.kind or (two.kind if two.kind in ("thing", "stuff") else None)
-        ents.append(
-            Entity(
-                id=e.id,
-                rle=e.rle,
-                score=e.score,
-                name=two.name if two.name is not None else e.name,
-                category_id=e.category_id,
-                kind=kind,  # type: ignore[arg-type]  # narrowed just above
-                flags=e.flags,
-                extra=e.extra,
-            )
-        )
-    return ImageMasks(
-        image_id=masks.image_id, height=masks.height, width=masks.width, entities=tuple(ents)
-    )
+        if two is not None:
+            name = two.name if two.name is not None else e.name
+            e = replace(e, name=name, kind=e.kind or two.kind)
+        ents.append(e)
+    return replace(masks, entities=tuple(ents))

@@ -105,10 +105,8 @@ def _annotation(
     image_id: int, masks: esd.ImageMasks, annotator: str, *, new_ids: bool = True
 ) -> esd.ImageAnnotation:
     """Stage 1: new region ids (drawn); stage 2: the approved masks' own ids (named)."""
-    from entityseg_data.masks.store import Entity
-
     ents = tuple(
-        Entity(
+        esd.Entity(
             id=f"{annotator[0]}{image_id}_{e.id}" if new_ids else str(e.id),
             rle=e.rle,
             name=e.name,

@@ -36,24 +36,19 @@ def as_annotation(
     masks: ImageAnnotation | ImageMasks, *, stage: int, annotator: str
 ) -> ImageAnnotation:
     """An annotation file record of ``masks`` (entity ids as strings, names kept)."""
-    from entityseg_data.masks.store import Entity as StoredEntity
     from entityseg_data.masks.store import ImageAnnotation
 
     if isinstance(masks, ImageAnnotation):
         return replace(masks, stage=stage, annotator=annotator)
     if masks.image_id is None:
         raise DataError("the masks to submit need an image_id")
-    ents = tuple(
-        StoredEntity(id=str(e.id), segmentation=e.rle, name=e.name, kind=e.kind)
-        for e in masks.entities
-    )
     return ImageAnnotation(
         image_id=int(masks.image_id),
         height=masks.height,
         width=masks.width,
         stage=stage,
         annotator=annotator,
-        entities=ents,
+        entities=tuple(replace(e, id=str(e.id)) for e in masks.entities),
     )
 
 
