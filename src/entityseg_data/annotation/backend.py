@@ -115,10 +115,13 @@ class Submission:
 
 @dataclass(frozen=True)
 class Feedback:
-    """What the annotator must fix: a note for the task and a message per offending region."""
+    """What the annotator must fix: a note for the task and a message per offending region.
+    ``restore`` lists regions whose seeded mask goes back into the annotator's draft (a mask
+    changed where masks are locked, stage 2: no editor tool can put the old pixels back)."""
 
     note: str
     regions: Mapping[str, str] = field(default_factory=dict)
+    restore: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -121,6 +121,10 @@ class InMemoryBackend:
         t.data.update({"qa_status": "rework", "qa_note": feedback.note})
         t.feedback.append(feedback)
         sub = t.submissions.pop(info.annotator)
+        if feedback.restore and t.spec.seed is not None:  # the seeded masks go back
+            seeds = {e.id: e for e in t.spec.seed.entities if e.id in feedback.restore}
+            ents = tuple(seeds.get(e.id, e) for e in sub.annotation.entities)
+            sub = replace(sub, annotation=replace(sub.annotation, entities=ents))
         t.drafts[info.annotator] = sub
         return True
 

@@ -283,6 +283,11 @@ def split_feedback(
             note=f"{feedback.note}\n(Tile {t + 1} of {n} of this image: the regions to fix here "
             "are marked; the others are in its other tiles.)",
             regions=regions,
+            restore=tuple(
+                local.get((t, eid), eid)
+                for eid in feedback.restore
+                if t in stitched.result.tiles_of.get(eid, ())
+            ),
         )
         for t, regions in sorted(out.items())
     }

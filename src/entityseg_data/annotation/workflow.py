@@ -265,7 +265,8 @@ def merge_stage2(
 REGION_ADVICE = {
     "overlap": "overlaps another region",
     "unnamed": "needs a name (or a flag)",
-    "geometry_changed": "its mask was changed: masks are fixed in stage 2, restore it",
+    "geometry_changed": "its mask was changed (masks are fixed in stage 2): the stage-1 mask "
+    "is back in your draft, leave it as it is",
     "unknown_region": "was not in the task: delete it (stage 2 only names the given regions)",
     "bad_result": "could not be read: redraw it",
     "size_mismatch": "has the wrong image size: redraw it",
@@ -298,7 +299,14 @@ def feedback_for(findings: Sequence[Finding], *, stage: int) -> Feedback:
         lines.append(f"- {check} x{k}: {example}")
     if warnings:
         lines.append("Also: " + "; ".join(sorted({f.check for f in warnings})))
-    return Feedback(note="\n".join(lines), regions={k: "; ".join(v) for k, v in regions.items()})
+    restore = tuple(
+        sorted({str(f.region) for f in errors if f.check == "geometry_changed" and f.region})
+    )
+    return Feedback(
+        note="\n".join(lines),
+        regions={k: "; ".join(v) for k, v in regions.items()},
+        restore=restore,
+    )
 
 
 __all__ = [

@@ -371,14 +371,40 @@ class LabelStudioBackend:
             )
             return False
         ann = self._annotation(info)
-        draft = who.post(f"/api/annotations/{int(info.id)}/convert-to-draft")
         results = relabel_for_rework(ann.get("result") or [], feedback)
+        if feedback.restore:
+            results = self._restore_seeds(task, results, feedback.restore)
+        draft = who.post(f"/api/annotations/{int(info.id)}/convert-to-draft")
         if draft and draft.get("id") is not None:
             try:  # the task is back with the annotator already: the marks are a help
                 who.patch(f"/api/drafts/{int(draft['id'])}/", {"result": results})
             except LabelStudioError as exc:
                 log.warning("task %s: the draft keeps no QA marks: %s", task.id, exc)
         return True
+
+    def _restore_seeds(
+        self, task: TaskState, results: list[dict[str, Any]], ids: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """``results`` with the seeded brush mask (the task's prediction) back for ``ids``,
+        labelled ``QA fix`` (a region the annotator deleted comes back too)."""
+        seeds = {}
+        for pred in self.client.task(int(task.id)).get("predictions") or []:
+            for r in pred.get("result") or []:
+                if r.get("type") == "brushlabels" and r.get("id") in ids:
+                    seeds[str(r["id"])] = r
+        out, seen = [], set()
+        for r in results:
+            rid = str(r.get("id"))
+            if r.get("type") == "brushlabels" and rid in seeds:
+                r = {**r, "value": {**seeds[rid]["value"], "brushlabels": [configs.FIX_LABEL]}}
+                seen.add(rid)
+            out.append(r)
+        for rid in sorted(set(seeds) - seen):
+            r = copy.deepcopy(seeds[rid])
+            r.pop("score", None)
+            r["value"]["brushlabels"] = [configs.FIX_LABEL]
+            out.append(r)
+        return out
 
     def clear_feedback(self, task: TaskState) -> None:
         if task.data.get(configs.QA_STATUS) or task.data.get(configs.QA_NOTE):
