@@ -273,3 +273,17 @@ def test_entity_segmenter_is_a_segmenter(oracle_dir, tmp_path):
     for i, e in enumerate(masks.entities):
         assert e.id == i + 1 and e.score == pytest.approx(float(res.scores[i]))
         np.testing.assert_array_equal(rle_utils.decode(e.rle).astype(bool), res.mask(i + 1))
+    # one config: settings change through new segmenters sharing the model, never in place
+    from dataclasses import replace as _replace
+
+    from entityseg_data.model.inference.postprocess import PostprocessOptions
+
+    assert PostprocessOptions is esd.InferenceConfig
+    strict = seg.with_options(score_thresh=0.5)
+    assert strict.model is seg.model and strict is not seg
+    assert (seg.options.score_thresh, strict.config.inference.score_thresh) == (0.0, 0.5)
+    assert all(e.score >= 0.5 for e in strict.segment(rgb).entities)
+    small = seg.with_config(_replace(seg.config, views=_replace(seg.config.views, min_size=96)))
+    assert (small.min_size, seg.min_size) == (96, 128)
+    with pytest.raises(esd.ConfigError, match="num_queries"):
+        seg.with_config(_replace(seg.config, num_queries=3))

@@ -7,6 +7,7 @@ import pytest
 from inference_helpers import load_pair, unpack_masks
 from PIL import Image
 
+from entityseg_data.model.config import InferenceConfig
 from entityseg_data.model.inference.predictor import EntitySegmenter
 
 PRESET = {"tiny": "tiny_swin", "tiny_hornet": "tiny_hornet"}
@@ -84,8 +85,13 @@ def test_default_size_end_to_end(segmenters, oracle_dir, model):
 
 def test_inputs_kinds_and_batches(segmenters, oracle_dir):
     base = segmenters["tiny"]
-    seg = EntitySegmenter(
-        model=base.model, config=base.config, min_size=96, max_size=160, model_version="tiny"
+    seg = EntitySegmenter(  # base.config carries base's reference score mode: back to defaults
+        model=base.model,
+        config=base.config,
+        options=InferenceConfig(),
+        min_size=96,
+        max_size=160,
+        model_version="tiny",
     )
     path = oracle_dir / "images" / "img_b_600x400.png"
     arr = np.asarray(Image.open(path).convert("RGB"))

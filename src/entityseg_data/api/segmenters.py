@@ -11,6 +11,7 @@ anything with ``model_version`` and ``segment(image) -> ImageMasks`` (the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,27 +43,24 @@ def load_segmenter(
     ``inference`` replaces the model's post-processing settings; ``min_size`` / ``max_size``
     the view resize (short side / long side cap, pixels); ``model_version`` the name its
     predictions are stored under (default: the preset, or the run / file name)."""
-    import dataclasses
-
     from entityseg_data.model.inference.predictor import EntitySegmenter
 
-    changes: dict[str, Any] = {}
-    if inference is not None:
-        changes.update({f.name: getattr(inference, f.name) for f in dataclasses.fields(inference)})
+    views: dict[str, Any] = {}
     if min_size is not None:
-        changes["min_size"] = min_size
+        views["min_size"] = min_size
     if max_size is not None:
-        changes["max_size"] = max_size
+        views["max_size"] = max_size
     seg = EntitySegmenter.from_pretrained(
         str(name_or_path),
         device=device,
         mode=mode,
         preset=preset,
         trust_pickle=trust_pickle,
-        **changes,
+        model_version=model_version,
+        **views,
     )
-    if model_version:
-        seg.model_version = model_version
+    if inference is not None:
+        seg = seg.with_config(dataclasses.replace(seg.config, inference=inference))
     return seg
 
 

@@ -47,3 +47,103 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> 
     click.echo("  ".join(str(c).ljust(widths[c]) for c in columns))
     for r in rows:
         click.echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+# ---------------------------------------------------------------------- options from config fields
+#: config roots a :class:`ConfigOption` can name: root -> (module, class), imported on use
+CONFIG_ROOTS: dict[str, tuple[str, str]] = {
+    "workspace": ("entityseg_data.config.workspace", "WorkspaceConfig"),
+    "model": ("entityseg_data.model.config", "ModelConfig"),
+    "train": ("entityseg_data.model.training.config", "TrainConfig"),
+}
+
+
+def config_root(root: str) -> type:
+    import importlib
+
+    module, name = CONFIG_ROOTS[root]
+    cls: type = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def field_type(root: str, key: str) -> Any:
+    """The annotated type of the dotted ``key`` under config ``root`` (KeyError if none)."""
+    import dataclasses
+    import typing
+
+    cls: Any = config_root(root)
+    *sections, leaf = key.split(".")
+    for name in [*sections, leaf]:
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise KeyError(f"{root}: {key}: {name!r} is not under a section")
+        hints = typing.get_type_hints(cls)
+        if name not in hints:
+            raise KeyError(f"{root}: no config key {key!r}")
+        cls = hints[name]
+    return cls
+
+
+def click_type_of(tp: Any) -> tuple[Any, bool]:
+    """``(click type, is_flag)`` for a config field type: int/float/str, bool (a flag pair),
+    Literal (a Choice of its values); ``X | None`` as X. Other types are refused."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return click_type_of(rest[0])
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in args]), False
+    if tp is bool:
+        return click.BOOL, True
+    for py, ct in ((int, click.INT), (float, click.FLOAT), (str, click.STRING)):
+        if tp is py:
+            return ct, False
+    raise TypeError(f"no command-line type for config type {tp!r}")
+
+
+class ConfigOption(click.Option):
+    """A command-line option that sets one config field: ``key`` (dotted) under the config
+    ``root`` (``workspace``, ``model`` or ``train``). Its click type and choices come from the
+    field's annotation, its default is None (= the config's value, so a workspace file or
+    ``--set`` still apply when the option is not given), and a given value becomes the override
+    ``key=value`` (see :func:`config_overrides`). tests/test_cli_options.py checks every option
+    of every command against the config dataclasses."""
+
+    def __init__(self, param_decls: Any, *, root: str, key: str, **kwargs: Any) -> None:
+        ctype, is_flag = click_type_of(field_type(root, key))
+        self.config_root = root
+        self.config_key = key
+        if is_flag:
+            kwargs.setdefault("is_flag", True)
+        else:
+            kwargs.setdefault("type", ctype)
+        kwargs["default"] = None
+        super().__init__(param_decls, **kwargs)
+
+
+def config_option(*param_decls: str, root: str, key: str, help: str, **kwargs: Any) -> Any:
+    """Decorator: a :class:`ConfigOption` (``--name/--no-name`` for a bool field)."""
+    return click.option(*param_decls, cls=ConfigOption, root=root, key=key, help=help, **kwargs)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    return str(value)
+
+
+def config_overrides(ctx: click.Context, root: str, overrides: tuple[str, ...] = ()) -> list[str]:
+    """``key=value`` overrides of ``root`` from the :class:`ConfigOption` s given on this command
+    line, then ``overrides`` (``--set``: it wins when both name a key)."""
+    out = []
+    for param in ctx.command.params:
+        if isinstance(param, ConfigOption) and param.config_root == root:
+            value = ctx.params.get(param.name or "")
+            if value is not None:
+                out.append(f"{param.config_key}={_text(value)}")
+    return [*out, *overrides]

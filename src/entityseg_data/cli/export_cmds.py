@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from entityseg_data.cli.common import get_workspace, set_option
+from entityseg_data.cli.common import config_option, config_overrides, get_workspace, set_option
 
 
 def _bar(total: int | None, desc: str):
@@ -49,7 +49,9 @@ def export() -> None:
 )
 @click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--seed", default=0, show_default=True, help="Split seed.")
+@config_option(
+    "--seed", root="workspace", key="seed", help="Split seed (default: the workspace's)."
+)
 @click.option("--no-split", is_flag=True, help="One 'all' file instead of train/val.")
 @click.option("--no-lr", is_flag=True, help="Skip the lr copy (short side 800, long <= 1333).")
 @click.option("--class-aware", is_flag=True, help="One category per name instead of 'entity'.")
@@ -61,7 +63,7 @@ def entityseg(
     json_file: str | None,
     images_dir: str | None,
     out_dir: str,
-    seed: int,
+    seed: int | None,
     no_split: bool,
     no_lr: bool,
     class_aware: bool,
@@ -76,24 +78,20 @@ def entityseg(
       entityseg-data -w my_set export entityseg --out release/ --set export.val_fraction=0.2
       entityseg-data export entityseg --json ann.json --images imgs/ --out release/
     """
-    from entityseg_data.config import apply_overrides
-    from entityseg_data.config.export import ExportConfig
+    from entityseg_data.config import WorkspaceConfig, apply_overrides
     from entityseg_data.export.entityseg import export_entityseg
 
     source, ws = _source(ctx, json_file, images_dir)
-    if ws is not None:
-        cfg = ws.config(overrides).export
-    else:
-        cfg = apply_overrides(
-            ExportConfig(), [o.split("export.", 1)[1] for o in overrides if o.startswith("export.")]
-        )
+    sets = config_overrides(ctx, "workspace", overrides)
+    wcfg = ws.config(sets) if ws is not None else apply_overrides(WorkspaceConfig(), sets)
+    cfg = wcfg.export
     with _bar(None, "export") as bar:
         res = export_entityseg(
             source,
             out_dir,
             images_dir=images_dir,
             config=cfg,
-            seed=seed,
+            seed=wcfg.seed,
             split=not no_split,
             lr=not no_lr,
             class_agnostic=not class_aware,

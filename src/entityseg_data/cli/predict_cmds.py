@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from entityseg_data.cli.common import get_workspace, set_option
+from entityseg_data.cli.common import config_option, config_overrides, get_workspace, set_option
 
 FORMAT_CHOICES = ("png", "json", "coco", "overlay", "cutouts", "npz")
 
@@ -66,19 +66,28 @@ FORMAT_CHOICES = ("png", "json", "coco", "overlay", "cutouts", "npz")
     default=None,
     help="Resize inputs first: HxW (e.g. 480x640) or a short side N; outputs are at that size.",
 )
-@click.option("--score-thresh", type=float, default=None, help="Drop entities scoring below.")
-@click.option("--min-area", type=int, default=None, help="Drop entities smaller (pixels).")
-@click.option("--max-entities", type=int, default=None, help="Keep at most N entities.")
-@click.option(
+@config_option(
+    "--score-thresh",
+    root="model",
+    key="inference.score_thresh",
+    help="Drop entities scoring below.",
+)
+@config_option(
+    "--min-area", root="model", key="inference.min_area", help="Drop entities smaller (pixels)."
+)
+@config_option(
+    "--max-entities", root="model", key="inference.max_entities", help="Keep at most N entities."
+)
+@config_option(
     "--score-mode",
-    type=click.Choice(["calibrated", "reference"]),
-    default=None,
+    root="model",
+    key="inference.score_mode",
     help="calibrated = entity prob x mean mask prob (default); reference = official.",
 )
-@click.option(
+@config_option(
     "--decoder",
-    default=None,
-    type=click.Choice(["batch_full_crops", "crops_only", "full_only", "image_full_only"]),
+    root="model",
+    key="inference.decoder",
     help="Which decoder outputs feed the result (paper ablation).",
 )
 @click.option(
@@ -236,28 +245,26 @@ def predict(
         local = int(os.environ.get("LOCAL_RANK", 0))
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
 
+    from entityseg_data.config import apply_overrides
+    from entityseg_data.errors import ConfigError
     from entityseg_data.model.inference.predictor import EntitySegmenter
 
-    option_changes = {
-        k: v
-        for k, v in dict(
-            score_thresh=score_thresh, min_area=min_area, score_mode=score_mode, decoder=decoder
-        ).items()
-        if v is not None
-    }
+    # --score-thresh & co. and --set: inference.* / views.* of the model's config
+    model_sets = config_overrides(ctx, "model", overrides)
+    for text in model_sets:
+        key = text.split("=", 1)[0].strip()
+        if not key.startswith(("inference.", "views.")):
+            raise ConfigError(f"--set {key}: predict accepts inference.* and views.* keys")
     seg = EntitySegmenter.from_pretrained(
-        weights or model_name,
+        str(weights or model_name),
         device=device,
         mode=mode,
         preset=model_name if weights else None,
         trust_pickle=trust_pickle,
         precision=precision,
     )
-    if overrides:
-        seg = _apply_sets(seg, overrides)
-    if max_entities is not None:
-        option_changes["max_entities"] = max_entities
-    seg = seg.with_options(**option_changes)
+    if model_sets:
+        seg = seg.with_config(apply_overrides(seg.config, model_sets))
 
     failures_path = failures
     if failures_path is None and output is not None:
@@ -355,27 +362,3 @@ def _output_root(output: str):
             break
         parts.append(part)
     return Path(*parts) if parts else Path(".")
-
-
-def _apply_sets(seg, overrides):
-    """Apply ``--set inference.*`` / ``views.*`` to a loaded segmenter."""
-    import dataclasses
-
-    from entityseg_data.config import apply_overrides
-    from entityseg_data.errors import ConfigError
-    from entityseg_data.model.inference.postprocess import PostprocessOptions
-
-    for text in overrides:
-        key = text.split("=", 1)[0].strip()
-        if not key.startswith(("inference.", "views.")):
-            raise ConfigError(f"--set {key}: predict accepts inference.* and views.* keys")
-    cfg = apply_overrides(seg.config, list(overrides))
-    new = seg.with_options()
-    new.config = cfg
-    new.options = dataclasses.replace(
-        PostprocessOptions.from_config(cfg.inference),
-        **{k: getattr(seg.options, k) for k in ("tile", "tile_budget_mb")},
-    )
-    new.min_size, new.max_size = cfg.views.min_size, cfg.views.max_size
-    new.side_ratio, new.stride_ratio = cfg.views.crop_side_ratio, cfg.views.crop_stride_ratio
-    return new

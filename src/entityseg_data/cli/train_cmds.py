@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from entityseg_data.cli.common import set_option
+from entityseg_data.cli.common import config_option, config_overrides, set_option
 
 
 @click.command("train")
@@ -17,13 +17,13 @@ from entityseg_data.cli.common import set_option
 )
 @set_option
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last if present.")
-@click.option(
+@config_option(
     "--init",
-    "init",
-    default=None,
+    root="train",
+    key="init",
     help="Start from an official checkpoint (.pth/.pkl/.npz) or a converted model folder.",
 )
-@click.option("--out", "out_dir", default=None, help="Output folder (overrides out_dir).")
+@config_option("--out", "out_dir", root="train", key="out_dir", help="Output folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines instead).")
 def train(config_path, overrides, resume, init, out_dir, no_progress):
     """Train CropFormer (or the Mask2Former baseline) on a COCO/EntitySeg JSON.
@@ -48,12 +48,9 @@ def train(config_path, overrides, resume, init, out_dir, no_progress):
 
     from entityseg_data.api.training import load_train_config, train
 
-    overrides = list(overrides)
-    if out_dir:
-        overrides.append(f"out_dir={out_dir}")
-    if init:
-        overrides.append(f"init={init}")
-    cfg = load_train_config(config_path, overrides)
+    cfg = load_train_config(
+        config_path, config_overrides(click.get_current_context(), "train", overrides)
+    )
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 reports
     if not main_rank:
         logging.getLogger("entityseg_data").setLevel(logging.WARNING)

@@ -6,8 +6,8 @@ read from an official YAML (:mod:`entityseg_data.model.yaml_config`). No torch i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
 
 from entityseg_data.errors import ConfigError
 from entityseg_data.model.backbones.config import (
@@ -53,36 +53,70 @@ class ViewConfig:
             )
 
 
+ScoreMode = Literal["calibrated", "reference"]
+Decoder = Literal["batch_full_crops", "crops_only", "full_only", "image_full_only"]
+#: the allowed values, from the types above (one definition: the CLI's choices come from here)
+SCORE_MODES: tuple[str, ...] = get_args(ScoreMode)
+DECODERS: tuple[str, ...] = get_args(Decoder)
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Post-processing choices (used by ``model/inference``, never inside the module).
+    """How model outputs become entities (``model/inference``; never inside the module): the
+    one post-processing config of ``predict``, :class:`EntitySegmenter
+    <entityseg_data.model.inference.predictor.EntitySegmenter>` and a model's ``config.json``.
 
     score_mode: "reference" = the official double-sigmoid score, "calibrated" = class score times
     the mean mask probability. decoder: which predictions are fused ("batch_full_crops" = the
-    official batch-level masks of the full view and the crops). mask2former_topk: Mask2Former
-    keeps the top-k queries by entity probability before painting (official
-    ``TEST.DETECTIONS_PER_IMAGE``; the released configs keep 100, i.e. all of Q = 100 or the best
-    100 of Q = 200); CropFormer keeps every query.
+    official batch-level masks of the full view and the crops). score_thresh / min_area (pixels)
+    / max_entities (None = all): which entities are kept. mask2former_topk: Mask2Former keeps the
+    top-k queries by entity probability before painting (official ``TEST.DETECTIONS_PER_IMAGE``;
+    the released configs keep 100, i.e. all of Q = 100 or the best 100 of Q = 200); CropFormer
+    keeps every query. tile / tile_budget_mb: the fusion works on output tiles of ``tile`` pixels,
+    the upsampled logits of one tile held within ``tile_budget_mb`` MiB (memory and speed only:
+    the result does not depend on them).
     """
 
-    score_mode: Literal["calibrated", "reference"] = "calibrated"
-    decoder: Literal["batch_full_crops", "crops_only", "full_only", "image_full_only"] = (
-        "batch_full_crops"
-    )
+    score_mode: ScoreMode = "calibrated"
+    decoder: Decoder = "batch_full_crops"
     score_thresh: float = 0.0
     min_area: int = 0
-    max_entities: int = 200
+    max_entities: int | None = 200
     mask2former_topk: int = 100
+    tile: int = 512
+    tile_budget_mb: float = 256.0
 
     def __post_init__(self) -> None:
+        if self.score_mode not in SCORE_MODES:
+            raise ConfigError(
+                f"inference.score_mode: must be one of {list(SCORE_MODES)}, got {self.score_mode!r}"
+            )
+        if self.decoder not in DECODERS:
+            raise ConfigError(
+                f"inference.decoder: must be one of {list(DECODERS)}, got {self.decoder!r}"
+            )
         if self.mask2former_topk < 1:
             raise ConfigError(
                 f"inference.mask2former_topk: must be >= 1, got {self.mask2former_topk}"
             )
         if not 0.0 <= self.score_thresh <= 1.0:
             raise ConfigError(f"inference.score_thresh: must be in [0, 1], got {self.score_thresh}")
-        if self.min_area < 0 or self.max_entities < 1:
-            raise ConfigError("inference: min_area must be >= 0 and max_entities >= 1")
+        if self.min_area < 0:
+            raise ConfigError(f"inference.min_area: must be >= 0, got {self.min_area}")
+        if self.max_entities is not None and self.max_entities < 0:
+            raise ConfigError(
+                f"inference.max_entities: must be >= 0 or None (all), got {self.max_entities}"
+            )
+        if self.tile < 1 or self.tile_budget_mb <= 0:
+            raise ConfigError("inference: tile must be >= 1 and tile_budget_mb > 0")
+
+    @classmethod
+    def from_config(cls, cfg: Any, **changes: Any) -> InferenceConfig:
+        """The settings of any object with matching attribute names, then ``changes``
+        (None values ignored)."""
+        kwargs = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
+        kwargs.update({k: v for k, v in changes.items() if v is not None})
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True)

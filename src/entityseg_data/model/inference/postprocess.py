@@ -22,50 +22,19 @@ official rule paints ALL queries before any filtering, so the pixels of a droppe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from entityseg_data.errors import ConfigError
+from entityseg_data.model.config import InferenceConfig
 from entityseg_data.model.inference.fusion import Painted, fuse_and_paint
 from entityseg_data.model.inference.result import SegmentationResult
 from entityseg_data.model.inference.views import ViewGeometry
 
-DECODERS = ("batch_full_crops", "crops_only", "full_only", "image_full_only")
-SCORE_MODES = ("calibrated", "reference")
-
-
-@dataclass(frozen=True)
-class PostprocessOptions:
-    """How model outputs become entities (see the module docstring)."""
-
-    score_mode: Literal["calibrated", "reference"] = "calibrated"
-    decoder: Literal["batch_full_crops", "crops_only", "full_only", "image_full_only"] = (
-        "batch_full_crops"
-    )
-    score_thresh: float = 0.0
-    min_area: int = 0
-    max_entities: int | None = None
-    mask2former_topk: int = 100
-    tile: int = 512
-    tile_budget_mb: float = 256.0
-
-    def __post_init__(self) -> None:
-        if self.score_mode not in SCORE_MODES:
-            raise ConfigError(f"score_mode must be one of {SCORE_MODES}, got {self.score_mode!r}")
-        if self.decoder not in DECODERS:
-            raise ConfigError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-        if self.max_entities is not None and self.max_entities < 0:
-            raise ConfigError("max_entities must be >= 0")
-
-    @classmethod
-    def from_config(cls, cfg: Any, **changes: Any) -> PostprocessOptions:
-        """Options from any object with matching attribute names (e.g. the model's
-        ``InferenceConfig``), then ``changes``."""
-        kwargs = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
-        kwargs.update({k: v for k, v in changes.items() if v is not None})
-        return cls(**kwargs)
+#: The post-processing options are the model's :class:`InferenceConfig` (one class; this name is
+#: kept for existing callers).
+PostprocessOptions = InferenceConfig
 
 
 def select_outputs(output: Any, index: int, geometry: ViewGeometry, decoder: str):

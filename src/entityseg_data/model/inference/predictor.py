@@ -19,8 +19,9 @@ import numpy as np
 
 from entityseg_data.errors import ConfigError
 from entityseg_data.masks.types import Entity, ImageMasks
+from entityseg_data.model.config import InferenceConfig
 from entityseg_data.model.inference.images import DEFAULT_MAX_PIXELS, as_rgb_array
-from entityseg_data.model.inference.postprocess import PostprocessOptions, postprocess_batch
+from entityseg_data.model.inference.postprocess import postprocess_batch
 from entityseg_data.model.inference.preprocess import stack_views
 from entityseg_data.model.inference.result import SegmentationResult
 from entityseg_data.model.inference.views import ViewGeometry, build_views, view_geometry
@@ -52,14 +53,15 @@ class EntitySegmenter:
     """A loaded model plus its view and post-processing settings.
 
     ``model``: a CropFormer/Mask2Former module (eval mode); ``config``: its ``ModelConfig``
-    (views from ``config.views``, post-processing defaults from ``config.inference``);
-    ``options`` overrides the post-processing; ``min_size``/``max_size`` override the view
-    resize; ``crops=False`` runs the full view only (V = 1). ``tune_malloc``: make glibc keep
-    freed memory for reuse instead of page-faulting every large tensor anew
-    (:func:`entityseg_data.model.runtime.tune_allocator`; a process-wide setting, off with
-    ``ENTITYSEG_MALLOC=default``). ``precision``: one of :data:`PRECISIONS` (fp32 default).
-    ``view_chunk``: views run through the backbone and pixel decoder at a time (default 1 on
-    CPU: bounded memory; 0 = all at once, the default on accelerators).
+    (views from ``config.views``, post-processing from ``config.inference``); ``options``
+    replaces ``config.inference`` and ``min_size``/``max_size`` the view resize: the segmenter
+    keeps ONE config with them folded in (:attr:`config`; read-only). Change settings with
+    :meth:`with_options` / :meth:`with_config`, which build a new segmenter sharing the model.
+    ``tune_malloc``: make glibc keep freed memory for reuse instead of page-faulting every large
+    tensor anew (:func:`entityseg_data.model.runtime.tune_allocator`; a process-wide setting,
+    off with ``ENTITYSEG_MALLOC=default``). ``precision``: one of :data:`PRECISIONS` (fp32
+    default). ``view_chunk``: views run through the backbone and pixel decoder at a time
+    (default 1 on CPU: bounded memory; 0 = all at once, the default on accelerators).
     """
 
     def __init__(
@@ -68,7 +70,7 @@ class EntitySegmenter:
         model: Any,
         config: Any,
         device: str = "cpu",
-        options: PostprocessOptions | None = None,
+        options: InferenceConfig | None = None,
         min_size: int | None = None,
         max_size: int | None = None,
         model_version: str = "entityseg-data",
@@ -83,18 +85,16 @@ class EntitySegmenter:
             from entityseg_data.model.runtime import tune_allocator
 
             tune_allocator()
-        self.model = model
-        self.config = config
-        self.device = device
-        inf = getattr(config, "inference", None)
-        self.options = options or (
-            PostprocessOptions.from_config(inf) if inf is not None else PostprocessOptions()
-        )
         views = config.views
-        self.min_size = int(min_size or views.min_size)
-        self.max_size = int(max_size or views.max_size)
-        self.side_ratio = views.crop_side_ratio
-        self.stride_ratio = views.crop_stride_ratio
+        views = dataclasses.replace(
+            views,
+            min_size=int(min_size or views.min_size),
+            max_size=int(max_size or views.max_size),
+        )
+        inference = options or getattr(config, "inference", None) or InferenceConfig()
+        self._config = dataclasses.replace(config, views=views, inference=inference)
+        self.model = model
+        self.device = device
         self.model_version = model_version
         self.max_pixels = max_pixels
         self.precision = precision
@@ -105,9 +105,37 @@ class EntitySegmenter:
         if precision == "int8":
             if dev_type != "cpu":
                 raise ConfigError("precision 'int8' (dynamic quantization) runs on CPU only")
-            self.model = quantize_linear_int8(self.model)
+            self.model = quantize_linear_int8(self.model)  # a no-op on a quantized model
         if precision == "fp16" and dev_type == "cpu":
             raise ConfigError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'int8'")
+
+    # ------------------------------------------------------------------ settings (read-only)
+    @property
+    def config(self) -> Any:
+        """The ``ModelConfig`` in use: architecture, views and inference settings."""
+        return self._config
+
+    @property
+    def options(self) -> InferenceConfig:
+        """The post-processing settings (``config.inference``)."""
+        inference: InferenceConfig = self._config.inference
+        return inference
+
+    @property
+    def min_size(self) -> int:
+        return int(self._config.views.min_size)
+
+    @property
+    def max_size(self) -> int:
+        return int(self._config.views.max_size)
+
+    @property
+    def side_ratio(self) -> float:
+        return float(self._config.views.crop_side_ratio)
+
+    @property
+    def stride_ratio(self) -> float:
+        return float(self._config.views.crop_stride_ratio)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -121,6 +149,7 @@ class EntitySegmenter:
         config: Any = None,
         trust_pickle: bool = False,
         cache_dir: str | Path | None = None,
+        model_version: str | None = None,
         **option_changes: Any,
     ) -> EntitySegmenter:
         """Load a released model by name (downloaded once from the Hugging Face hub and cached
@@ -128,9 +157,10 @@ class EntitySegmenter:
 
         ``mode``: "cropformer" or "mask2former"; with a bare backbone name (``"hornet_3x"``)
         it picks the model family, with a full name it must agree with it. Remaining keyword
-        arguments change :class:`PostprocessOptions` fields (``score_thresh=0.5``...), the
-        view size (``min_size``, ``max_size``) or the constructor's ``precision``,
-        ``view_chunk`` and ``tune_malloc``.
+        arguments change :class:`~entityseg_data.model.config.InferenceConfig` fields
+        (``score_thresh=0.5``...), the view size (``min_size``, ``max_size``) or the
+        constructor's ``precision``, ``view_chunk`` and ``tune_malloc``. ``model_version``
+        names the predictions (default: the preset, or the run / file name).
         """
         from entityseg_data.model.inference.hub import resolve_model
         from entityseg_data.model.loading import load_checkpoint
@@ -157,8 +187,8 @@ class EntitySegmenter:
             for k in ("min_size", "max_size", "precision", "view_chunk", "tune_malloc")
             if k in option_changes
         }
-        opts = PostprocessOptions.from_config(cfg.inference, **option_changes)
-        version = preset_name or _version_name(Path(str(name_or_path)))
+        opts = InferenceConfig.from_config(cfg.inference, **option_changes)
+        version = model_version or preset_name or _version_name(Path(str(name_or_path)))
         return cls(
             model=model,
             config=cfg,
@@ -169,11 +199,37 @@ class EntitySegmenter:
         )
 
     def with_options(self, **changes: Any) -> EntitySegmenter:
-        """A copy sharing the model with some post-processing options changed."""
-        new = object.__new__(EntitySegmenter)
-        new.__dict__.update(self.__dict__)
-        new.options = dataclasses.replace(self.options, **changes)
-        return new
+        """A segmenter sharing the model with some ``InferenceConfig`` fields changed
+        (``score_thresh=0.5``...)."""
+        inference = dataclasses.replace(self.options, **changes)
+        return self.with_config(dataclasses.replace(self._config, inference=inference))
+
+    def with_config(self, config: Any) -> EntitySegmenter:
+        """A segmenter sharing the model with other ``views`` / ``inference`` settings
+        (``config``: a ``ModelConfig`` of the same architecture, e.g. this one with ``--set
+        views.min_size=640`` applied). Raises ConfigError when an architecture field differs
+        (the loaded weights would not fit)."""
+        fixed = {"views", "inference"}
+        changed = [
+            f.name
+            for f in dataclasses.fields(self._config)
+            if f.name not in fixed and getattr(config, f.name) != getattr(self._config, f.name)
+        ]
+        if changed:
+            raise ConfigError(
+                f"{', '.join(changed)}: architecture settings of a loaded model cannot change "
+                "(only views.* and inference.*)"
+            )
+        return EntitySegmenter(
+            model=self.model,
+            config=config,
+            device=self.device,
+            model_version=self.model_version,
+            max_pixels=self.max_pixels,
+            tune_malloc=False,
+            precision=self.precision,
+            view_chunk=self.view_chunk,
+        )
 
     # ------------------------------------------------------------------ geometry
     @property
