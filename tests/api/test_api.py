@@ -287,3 +287,28 @@ def test_entity_segmenter_is_a_segmenter(oracle_dir, tmp_path):
     assert (small.min_size, seg.min_size) == (96, 128)
     with pytest.raises(esd.ConfigError, match="num_queries"):
         seg.with_config(_replace(seg.config, num_queries=3))
+
+
+def test_train_config_holds_a_model_config(tmp_path):
+    """TrainConfig.model is a ModelConfig section started from a preset (YAML ``model: NAME``
+    or ``preset``), changed by ``model.*`` keys; the old ``model_overrides`` strings still read."""
+    from entityseg_data.model.presets import get_preset
+
+    cfg = esd.load_train_config(None, ["model=tiny_swin", "model.num_queries=8"])
+    assert isinstance(cfg.model, esd.ModelConfig) and cfg.preset == "tiny_swin"
+    assert cfg.model == replace(get_preset("tiny_swin"), num_queries=8)
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "preset: tiny_cpu\nmodel:\n  dec_layers: 2\n  backbone:\n    drop_path_rate: 0.0\n"
+    )
+    cfg = esd.load_train_config(path, {"model.num_queries": 8})
+    base = get_preset("tiny_cpu")
+    assert cfg.model == replace(
+        base, dec_layers=2, num_queries=8, backbone=replace(base.backbone, drop_path_rate=0.0)
+    )
+    legacy = esd.load_train_config(None, ['model_overrides=["num_queries=8", "dec_layers=2"]'])
+    assert legacy.model == replace(base, num_queries=8, dec_layers=2)
+    with pytest.raises(esd.ConfigError, match="num_querys"):
+        esd.load_train_config(None, ["model.num_querys=8"])
+    with pytest.raises(esd.ConfigError, match="nheads"):  # the section validates itself
+        esd.load_train_config(None, ["model.nheads=7"])

@@ -347,10 +347,20 @@ def load_yaml_config(cls: type[T], path: str | os.PathLike[str] | None) -> T:
 
     Errors name the file: not found, not text, not valid YAML, unknown keys, wrong types, values
     out of range."""
-    import yaml
-
     if path is None:
         return cls()
+    data = read_yaml_mapping(path)
+    try:
+        return from_dict(cls, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file ({} for an empty file). Errors name the
+    file: not found, not text, not valid YAML, not a mapping."""
+    import yaml
+
     if not os.path.exists(path):
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -367,7 +377,6 @@ def load_yaml_config(cls: type[T], path: str | os.PathLike[str] | None) -> T:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return from_dict(cls, data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data

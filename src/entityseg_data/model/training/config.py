@@ -9,14 +9,19 @@ This module imports nothing heavy.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from entityseg_data.config import apply_overrides, load_yaml_config
+from entityseg_data.config import apply_overrides, from_dict, parse_override
+from entityseg_data.config.machinery import read_yaml_mapping
 from entityseg_data.errors import ConfigError
+from entityseg_data.model.config import ModelConfig
+from entityseg_data.model.presets import get_preset
 
+DEFAULT_PRESET = "tiny_cpu"
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
@@ -118,15 +123,18 @@ class TrainConfig:
 
     ``ims_per_batch`` is the TOTAL number of images per optimizer step over all processes and
     accumulation micro-steps (like detectron2's IMS_PER_BATCH); each process runs micro-batches of
-    ``ims_per_batch // (world_size * grad_accum)`` images. ``model`` names a preset of
-    ``entityseg_data.model.presets.PRESETS``; ``model_overrides`` are ``key=value`` strings applied
-    to that ModelConfig. ``init`` is an official or converted checkpoint to start from.
+    ``ims_per_batch // (world_size * grad_accum)`` images. ``model`` is the architecture (a
+    ``ModelConfig`` section); :func:`load_train_config` starts it from the preset named by
+    ``preset`` (``entityseg_data.model.presets.PRESETS``; ``model: NAME`` in a YAML file or
+    ``--set model=NAME`` name it too) and applies ``model.*`` keys on top, e.g.
+    ``model.num_queries=8`` or ``model.backbone.drop_path_rate=0``. ``init`` is an official or
+    converted checkpoint to start from.
     ``amp``: ``auto`` = bf16 on CPUs with native bf16 support and fp16 (+ GradScaler) on CUDA,
     else fp32 (``fp32`` = no autocast).
     """
 
-    model: str = "tiny_cpu"
-    model_overrides: tuple[str, ...] = ()
+    preset: str = DEFAULT_PRESET
+    model: ModelConfig = field(default_factory=lambda: get_preset(DEFAULT_PRESET))
     init: str = ""
     out_dir: str = "runs/train"
     seed: int = 0
@@ -163,8 +171,76 @@ def load_train_config(
 ) -> TrainConfig:
     """Read a YAML file (missing keys keep their defaults) and apply ``key=value`` overrides.
 
+    The architecture: ``preset`` (or ``model: NAME`` / ``model=NAME``) picks the starting
+    ``ModelConfig``, then the file's ``model:`` mapping and ``model.*`` overrides change its
+    fields. The older ``model_overrides: ["k=v", ...]`` list is read as ``model.k=v`` keys.
     Relative data paths are relative to the current working directory.
     """
-    cfg = load_yaml_config(TrainConfig, path)
-    cfg = apply_overrides(cfg, overrides)
-    return cfg
+    data: dict[str, Any] = dict(read_yaml_mapping(path)) if path is not None else {}
+    items = list(overrides.items()) if isinstance(overrides, Mapping) else None
+    if items is None:
+        items = [parse_override(text) for text in overrides]
+    where = f"{path}: " if path is not None else ""
+
+    preset = data.pop("preset", None)
+    section: Any = data.pop("model", None)
+    if isinstance(section, str):
+        preset, section = section, None
+    model_keys = _flatten(section or {}, "model")
+    model_keys += [(f"model.{k}", v) for k, v in _legacy(data.pop("model_overrides", None))]
+    rest = []
+    for key, value in items:
+        if key in ("preset", "model") and isinstance(value, str):
+            preset = value
+        elif key == "model" and isinstance(value, Mapping):
+            model_keys += _flatten(value, "model")
+        elif key == "model_overrides":
+            model_keys += [(f"model.{k}", v) for k, v in _legacy(value)]
+        elif key.startswith("model."):
+            model_keys.append((key, value))
+        else:
+            rest.append((key, value))
+    name = str(preset or DEFAULT_PRESET)
+    try:
+        cfg = from_dict(TrainConfig, {**data, "preset": name, "model": {}})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+    cfg = dataclasses.replace(cfg, model=get_preset(name))
+    for key, value in model_keys:
+        cfg = _set_model_key(cfg, key, value)
+    return apply_overrides(cfg, dict(rest))
+
+
+def _flatten(section: Any, prefix: str) -> list[tuple[str, Any]]:
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{prefix}: expected a preset name or a mapping, got {section!r}")
+    out: list[tuple[str, Any]] = []
+    for k, v in section.items():
+        if isinstance(v, Mapping):
+            out += _flatten(v, f"{prefix}.{k}")
+        else:
+            out.append((f"{prefix}.{k}", v))
+    return out
+
+
+def _legacy(value: Any) -> list[tuple[str, Any]]:
+    """``model_overrides`` (a list of ``k=v`` strings, or its YAML text) as (key, value)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        import yaml
+
+        value = yaml.safe_load(value) or []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"model_overrides: expected a list of key=value, got {value!r}")
+    return [parse_override(str(v)) for v in value]
+
+
+def _set_model_key(cfg: TrainConfig, key: str, value: Any) -> TrainConfig:
+    """``model.a.b=value``; the backbone is one of several config types (a union), so its keys
+    are set on the backbone the preset chose."""
+    if key.startswith("model.backbone."):
+        sub = key[len("model.backbone.") :]
+        backbone = apply_overrides(cfg.model.backbone, {sub: value})
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+    return apply_overrides(cfg, {key: value})

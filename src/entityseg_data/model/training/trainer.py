@@ -10,7 +10,6 @@ the same hardware and thread count, the losses) an uninterrupted run would have 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -25,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from entityseg_data.config import apply_overrides, to_dict
+from entityseg_data.config import to_dict
 from entityseg_data.errors import CheckpointError, ConfigError
+from entityseg_data.model.config import ModelConfig
 from entityseg_data.model.training.checkpoint import (
     export_model,
     find_last_checkpoint,
@@ -85,24 +85,9 @@ def resolve_amp(mode: str, device: str) -> torch.dtype | None:
     return None
 
 
-def build_model_config(cfg: TrainConfig):
-    """The ModelConfig of the run: preset ``cfg.model`` with ``cfg.model_overrides``."""
-    from entityseg_data.config import parse_override
-    from entityseg_data.model.presets import get_preset
-
-    model_cfg = get_preset(cfg.model)
-    backbone, rest = [], []
-    for text in cfg.model_overrides:
-        key, value = parse_override(text)
-        if key.startswith("backbone."):
-            backbone.append(f"{key[len('backbone.') :]}={value}")
-        else:
-            rest.append(text)
-    if backbone:  # the backbone field is a union of configs: override inside the chosen one
-        model_cfg = dataclasses.replace(
-            model_cfg, backbone=apply_overrides(model_cfg.backbone, backbone)
-        )
-    return apply_overrides(model_cfg, rest)
+def build_model_config(cfg: TrainConfig) -> ModelConfig:
+    """The ModelConfig of the run (``cfg.model``; kept for callers of this name)."""
+    return cfg.model
 
 
 class MetricsWriter:
