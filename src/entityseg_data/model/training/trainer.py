@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -174,7 +174,8 @@ class Trainer:
         np.random.seed(config.seed % 2**32)
         torch.manual_seed(config.seed)
 
-        self.model_cfg = build_model_config(config) if model is None else unwrap(model).config
+        given = None if model is None else cast(ModelConfig, unwrap(model).config)
+        self.model_cfg: ModelConfig = config.model if given is None else given
         if model is None:
             from entityseg_data.model.loading import build_model
 
