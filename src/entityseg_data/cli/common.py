@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import click
+
+if TYPE_CHECKING:
+    from entityseg_data.api.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,11 +24,20 @@ def set_option(f: F) -> F:
     )(f)
 
 
-def get_workspace(ctx: click.Context, required: bool = True):
+@overload
+def get_workspace(ctx: click.Context, required: Literal[True] = True) -> Workspace: ...
+
+
+@overload
+def get_workspace(ctx: click.Context, required: bool) -> Workspace | None: ...
+
+
+def get_workspace(ctx: click.Context, required: bool = True) -> Workspace | None:
     """The workspace named by ``--workspace`` / ``ENTITYSEG_WORKSPACE`` or found above the
-    current folder. Returns None when not required and none is found."""
+    current folder, as the public API's :class:`~entityseg_data.api.workspace.Workspace` (the
+    commands call its verbs). Returns None when not required and none is found."""
+    from entityseg_data.api.workspace import Workspace
     from entityseg_data.errors import WorkspaceError
-    from entityseg_data.workspace import Workspace
 
     obj = ctx.find_root().obj
     arg = getattr(obj, "workspace_arg", None)

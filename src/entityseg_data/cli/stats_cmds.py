@@ -72,7 +72,7 @@ def stats(
 
     from entityseg_data.config import apply_overrides
     from entityseg_data.config.stats import StatsConfig
-    from entityseg_data.stats.engine import compute_stats, load_coco, workspace_stats
+    from entityseg_data.stats.engine import compute_stats, load_coco
     from entityseg_data.stats.report import write_report
 
     ws = get_workspace(ctx, required=bool(with_workspace) or not json_files)
@@ -85,11 +85,11 @@ def stats(
         )
     )
     results = []
-    if use_ws:
+    if use_ws and ws is not None:
         with ws.catalog() as cat:
             total = len(cat.annotations(stage=stage, status="approved"))
         with _progress(total, f"stats {ws.root.name}") as bar:
-            results.append(workspace_stats(ws, stage=stage, config=cfg, progress=bar.update))
+            results.append(ws.stats(stage=stage, config=cfg, progress=bar.update))
     for i, path in enumerate(json_files):
         name = names[i] if i < len(names) else Path(path).stem
         images_dir = images_dirs[i] if i < len(images_dirs) else None
