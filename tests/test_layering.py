@@ -5,7 +5,8 @@ Layers, bottom to top:
 - stages: import the core and their own stage only (plus the few documented stage-to-stage
   edges in ``STAGE_DEPS``);
 - API (``entityseg_data/__init__``, ``entityseg_data.api*``): composes the stages;
-- apps (``cli``, ``demo``, ``__main__``): use the API and the core.
+- apps (``cli``, ``demo``, ``__main__``): use the API and the core, never a stage (the command
+  line's remaining stage imports are listed in ``KNOWN``).
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``: a lazy import is
 still a dependency. ``KNOWN`` lists the violations still being removed (issue 14); the test fails
@@ -44,6 +45,42 @@ STAGE_DEPS: dict[str, set[str]] = {
 }
 
 KNOWN: set[tuple[str, str]] = {
+    # the command line, not yet all on the public API (apps -> stage)
+    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.labelstudio.session"),
+    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.ml_backend"),
+    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.pull"),
+    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.push"),
+    ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.consistency"),
+    ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.evaluator"),
+    ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.instance_eval"),
+    ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.metrics"),
+    ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.panoptic_eval"),
+    ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.semantic_eval"),
+    ("entityseg_data.cli.export_cmds", "entityseg_data.export.entityseg"),
+    ("entityseg_data.cli.export_cmds", "entityseg_data.export.hf"),
+    ("entityseg_data.cli.export_cmds", "entityseg_data.export.subsets"),
+    ("entityseg_data.cli.export_cmds", "entityseg_data.ingest.importers"),
+    ("entityseg_data.cli.export_cmds", "entityseg_data.ingest.sources.coco"),
+    ("entityseg_data.cli.ingest_cmds", "entityseg_data.ingest.pipeline"),
+    ("entityseg_data.cli.ingest_cmds", "entityseg_data.ingest.refilter"),
+    ("entityseg_data.cli.ingest_cmds", "entityseg_data.ingest.report"),
+    ("entityseg_data.cli.ingest_cmds", "entityseg_data.ingest.sources"),
+    ("entityseg_data.cli.model_cmds", "entityseg_data.model.convert"),
+    ("entityseg_data.cli.model_cmds", "entityseg_data.model.loading"),
+    ("entityseg_data.cli.model_cmds", "entityseg_data.model.presets"),
+    ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.batch"),
+    ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.inputs"),
+    ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.outputs"),
+    ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.predictor"),
+    ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.sam"),
+    ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.workspace_io"),
+    ("entityseg_data.cli.predict_cmds", "entityseg_data.model.runtime"),
+    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.classes"),
+    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.engine"),
+    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.measures"),
+    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.report"),
+    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.table"),
+    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.validate"),
     ("entityseg_data.annotation.ml_backend", "entityseg_data.model.inference.predictor"),
     ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.labelstudio.format"),
 }
@@ -114,7 +151,7 @@ def allowed(src: str, dst: str) -> bool:
         return ld == "core" or td == ts or td in STAGE_DEPS.get(ts, set())
     if ls == "api":
         return ld in ("core", "stage", "api")
-    return ld != "unknown"
+    return ld in ("core", "api", "app")  # apps use the API and the core, never a stage
 
 
 def violations(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
