@@ -7,7 +7,12 @@ import json
 
 import click
 
-from entityseg_data.cli.common import echo_table, get_workspace, set_option
+from entityseg_data.cli.common import (
+    config_option,
+    echo_table,
+    get_workspace,
+    set_option,
+)
 
 
 @click.group("annotate")
@@ -24,8 +29,18 @@ def annotate() -> None:
 
 
 @annotate.command("server")
-@click.option("--port", type=int, default=None, help="Port (default: labelstudio.port).")
-@click.option("--host", default=None, help="Interface to bind (default: 127.0.0.1).")
+@config_option(
+    "--port",
+    root="workspace",
+    key="labelstudio.port",
+    help="Port (default: labelstudio.port; 0 = a free one).",
+)
+@config_option(
+    "--host",
+    root="workspace",
+    key="labelstudio.host",
+    help="Interface to bind (default: labelstudio.host, 127.0.0.1).",
+)
 @click.option(
     "--connect",
     "connect_url",
@@ -69,7 +84,11 @@ def server(
             me = client.whoami()
             click.echo(f"connected to {client.url} as {me.get('email')}")
             return
-        srv, client = session.start_local_server(ws, port=port, host=host)
+        # --port/--host over --set labelstudio.* over the workspace's labelstudio section
+        lcfg = ws.config(overrides).labelstudio
+        srv, client = session.start_local_server(
+            ws, port=lcfg.port if port is None else port, host=host or lcfg.host
+        )
         try:
             click.echo(
                 f"Label Studio is running at {srv.url} (admin: {client.whoami().get('email')})"

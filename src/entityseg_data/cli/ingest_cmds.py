@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from entityseg_data.cli.common import echo_table, get_workspace, set_option
+from entityseg_data.cli.common import (
+    ConfigOption,
+    config_option,
+    echo_table,
+    get_workspace,
+    set_option,
+)
 
 if TYPE_CHECKING:
     from entityseg_data.config.ingest import IngestConfig
@@ -17,12 +23,37 @@ if TYPE_CHECKING:
 
 @click.command("ingest")
 @click.argument("sources", nargs=-1, metavar="SOURCE...")
-@click.option("--limit", type=int, default=None, help="At most N new items per source.")
-@click.option("--min-side", type=int, default=None, help="Reject images whose short side < N px.")
-@click.option("--max-aspect", type=float, default=None, help="Reject long/short side ratios > R.")
-@click.option("--nsfw-threshold", type=float, default=None, help="Reject NSFW scores >= T (0-1).")
-@click.option("--no-nsfw", is_flag=True, help="Skip the CLIP NSFW filter.")
-@click.option("--workers", type=int, default=None, help="Concurrent fetch/decode threads.")
+@config_option(
+    "--limit", root="workspace", key="ingest.limit", help="At most N new items per source."
+)
+@config_option(
+    "--min-side",
+    root="workspace",
+    key="ingest.min_side",
+    help="Reject images whose short side < N px.",
+)
+@config_option(
+    "--max-aspect",
+    root="workspace",
+    key="ingest.max_aspect",
+    help="Reject long/short side ratios > R.",
+)
+@config_option(
+    "--nsfw-threshold",
+    root="workspace",
+    key="ingest.nsfw_threshold",
+    help="Reject NSFW scores >= T (0-1).",
+)
+@config_option(
+    "--nsfw/--no-nsfw",
+    "nsfw_enabled",
+    root="workspace",
+    key="ingest.nsfw_enabled",
+    help="Run (or skip) the CLIP NSFW filter.",
+)
+@config_option(
+    "--workers", root="workspace", key="ingest.workers", help="Concurrent fetch/decode threads."
+)
 @click.option("--tag", "tags", multiple=True, help="Domain tag recorded on every image.")
 @click.option(
     "--refilter",
@@ -55,7 +86,7 @@ def ingest(
     min_side: int | None,
     max_aspect: float | None,
     nsfw_threshold: float | None,
-    no_nsfw: bool,
+    nsfw_enabled: bool | None,
     workers: int | None,
     tags: tuple[str, ...],
     refilter: bool,
@@ -109,25 +140,19 @@ def ingest(
         raise click.UsageError("give at least one SOURCE (or --refilter / --errors)")
     ws = get_workspace(ctx)
     cfg = ws.config(overrides).ingest
-    changes: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "limit": limit,
-            "min_side": min_side,
-            "max_aspect": max_aspect,
-            "nsfw_threshold": nsfw_threshold,
-            "workers": workers,
-        }.items()
-        if v is not None
+    # the ingest.* flags (ConfigOptions): applied over the config, errors name the flag
+    flags = {
+        p.config_key.split(".", 1)[1]: p.opts[0]
+        for p in ctx.command.params
+        if isinstance(p, ConfigOption) and p.config_key.startswith("ingest.")
     }
-    if no_nsfw:
-        changes["nsfw_enabled"] = False
+    changes: dict[str, Any] = {k: ctx.params[k] for k in flags if ctx.params.get(k) is not None}
     if tags:
         changes["domain_tags"] = (*cfg.domain_tags, *tags)
     try:
         cfg = dataclasses.replace(cfg, **changes)
     except ConfigValueError as exc:  # an option out of range: name the option, not the key
-        option = "--no-nsfw" if exc.key == "nsfw_enabled" else "--" + exc.key.replace("_", "-")
+        option = flags.get(exc.key, exc.key)
         raise ConfigError(
             f"{option}: {exc.value!r} is out of range (allowed: {exc.allowed})"
         ) from None
