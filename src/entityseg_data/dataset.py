@@ -220,48 +220,25 @@ class Dataset:
         return out
 
     # ------------------------------------------------------------------ boundary
-    def to_coco(self) -> dict[str, Any]:
-        """An EntitySeg/COCO instance dict of the selection: one ``entity`` category, compressed
-        RLE segmentations, per annotation ``name`` (stage-2 name or None), ``entity_id`` (the
-        region id) and ``kind`` when known; image ``file_name`` relative to the workspace root,
-        provenance as ``img_source``/``url_image``/``license``/``attribution``. The same dict
-        as :func:`entityseg_data.io.coco.workspace_coco` for the default selection."""
-        images, annotations = [], []
-        next_id = 1
-        for s in self:
-            img = s.image
-            images.append(
-                {
-                    "id": s.image_id,
-                    "file_name": img.norm_path or img.file_path or f"{s.image_id}",
-                    "height": s.height,
-                    "width": s.width,
-                    "img_source": img.source,
-                    "url_image": img.url,
-                    "license": img.license,
-                    "attribution": img.attribution,
-                }
+    def to_coco(self, category_of: Any = None) -> dict[str, Any]:
+        """An EntitySeg/COCO instance dict of the selection, written by the one COCO writer of
+        annotation files (:func:`entityseg_data.masks.store.annotations_to_coco`): one
+        ``entity`` category (or ``category_of(name) -> (id, name)``), compressed RLE
+        segmentations, per annotation ``name`` (stage-2 name or None), ``entity_id`` (the region
+        id) and ``kind`` when known; image ``file_name`` relative to the workspace root. The same
+        dict as :func:`entityseg_data.io.coco.workspace_coco` for the default selection."""
+        anns = [
+            store.ImageAnnotation(
+                image_id=s.image_id,
+                height=s.height,
+                width=s.width,
+                stage=s.stage,
+                annotator=s.annotator,
+                entities=s.masks.entities,
             )
-            for e in s.masks.entities:
-                rec: dict[str, Any] = {
-                    "id": next_id,
-                    "image_id": s.image_id,
-                    "segmentation": e.rle,
-                    "area": e.area,
-                    "bbox": [float(v) for v in e.bbox],
-                    "category_id": 1,
-                    "iscrowd": 0,
-                    "name": e.name,
-                    "entity_id": e.id,
-                }
-                if e.score is not None:
-                    rec["score"] = e.score
-                if e.kind is not None:
-                    rec["kind"] = e.kind
-                annotations.append(rec)
-                next_id += 1
-        categories = [{"id": 1, "name": "entity", "supercategory": "entity"}]
-        return {"images": images, "annotations": annotations, "categories": categories}
+            for s in self
+        ]
+        return store.annotations_to_coco(anns, self._images, category_of)
 
 
 def _with_names(masks: ImageMasks, named: store.ImageAnnotation | None) -> ImageMasks:
