@@ -66,3 +66,30 @@ def test_tutorial_python_uses_the_public_api():
 def test_demo_uses_the_public_api():
     for path in (ROOT / "src" / "entityseg_data" / "demo").glob("*.py"):
         assert stage_imports(path.read_text()) == [], path
+
+
+def test_readme_python_names_exist():
+    """The README's API snippet (not run: it starts Label Studio) names only real things."""
+    import entityseg_data as esd
+    from entityseg_data.api.annotation import Annotation, LabelStudio
+    from entityseg_data.dataset import Dataset, Sample
+
+    (code,) = markdown_python(ROOT / "README.md")
+    tree = ast.parse(code)
+    owners = {
+        "esd": esd,
+        "ws": esd.Workspace,
+        "ls": LabelStudio,
+        "ann": Annotation,
+        "ds": Dataset,
+        "sample": Sample,
+    }
+    used = {
+        (n.value.id, n.attr)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+    }
+    assert used
+    missing = [f"{o}.{a}" for o, a in sorted(used) if o in owners and not hasattr(owners[o], a)]
+    assert missing == []
+    assert stage_imports(code) == []
