@@ -59,8 +59,6 @@ KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.cli.export_cmds", "entityseg_data.export.entityseg"),
     ("entityseg_data.cli.export_cmds", "entityseg_data.export.hf"),
     ("entityseg_data.cli.export_cmds", "entityseg_data.export.subsets"),
-    ("entityseg_data.cli.export_cmds", "entityseg_data.ingest.importers"),
-    ("entityseg_data.cli.export_cmds", "entityseg_data.ingest.sources.coco"),
     ("entityseg_data.cli.ingest_cmds", "entityseg_data.ingest.pipeline"),
     ("entityseg_data.cli.ingest_cmds", "entityseg_data.ingest.refilter"),
     ("entityseg_data.cli.ingest_cmds", "entityseg_data.ingest.report"),

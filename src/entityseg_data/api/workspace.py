@@ -99,13 +99,15 @@ class Workspace(_core.Workspace):
         panoptic_dir: str | Path | None = None,
         crowd: str = "drop",
         overlaps: str = "smaller_wins",
+        near_duplicates: bool = True,
         progress: Callable[[Any], None] | None = None,
     ) -> ImportResult:
         """Import a COCO instances / panoptic / EntitySeg JSON as APPROVED annotations (the
         annotator ``import``): an existing dataset joins the workspace without annotation
         rounds. ``crowd``: ``drop`` | ``keep``; ``overlaps``: ``smaller_wins`` |
-        ``later_wins``."""
-        from entityseg_data.ingest.importers import import_coco
+        ``later_wins``; ``near_duplicates``: also drop perceptual-hash near duplicates (exact
+        ones always). Filters and the NSFW model are off for imports."""
+        from entityseg_data.ingest.importers import import_coco, import_config
         from entityseg_data.ingest.sources.coco import ImportPolicy
 
         policy = ImportPolicy(crowd=crowd, overlaps=overlaps)  # type: ignore[arg-type]
@@ -115,6 +117,7 @@ class Workspace(_core.Workspace):
             images_dir,
             panoptic_dir=panoptic_dir,
             policy=policy,
+            config=import_config(self, near_duplicates=near_duplicates),
             progress=progress,
         )
 
@@ -125,12 +128,22 @@ class Workspace(_core.Workspace):
         *,
         names: Mapping[int, str] | None = None,
         void_values: Sequence[int] = (0,),
+        near_duplicates: bool = True,
+        progress: Callable[[Any], None] | None = None,
     ) -> ImportResult:
         """Import an image folder + a folder of label-map PNGs (same stems; value -> entity,
         ``names`` value -> name) as approved annotations."""
-        from entityseg_data.ingest.importers import import_label_maps
+        from entityseg_data.ingest.importers import import_config, import_label_maps
 
-        return import_label_maps(self, images_dir, label_dir, names=names, void_values=void_values)
+        return import_label_maps(
+            self,
+            images_dir,
+            label_dir,
+            names=names,
+            void_values=void_values,
+            config=import_config(self, near_duplicates=near_duplicates),
+            progress=progress,
+        )
 
     def images(
         self, status: str | None = "accepted", split: str | None = None

@@ -274,19 +274,14 @@ def convert_panoptic(ctx, panoptic_json, panoptic_dir, images_dir, crowd, dedupe
     Example:
       entityseg-data -w ws export convert panoptic panoptic_val2017.json panoptic_val2017/ val2017/
     """
-    from entityseg_data.ingest.importers import import_coco, import_config
-    from entityseg_data.ingest.sources.coco import ImportPolicy
-
     ws = get_workspace(ctx)
-    cfg = import_config(ws, near_duplicates=dedupe == "near")
     with _bar(None, "convert") as bar:
-        res = import_coco(
-            ws,
+        res = ws.import_coco(
             panoptic_json,
             images_dir,
             panoptic_dir=panoptic_dir,
-            policy=ImportPolicy(crowd=crowd),
-            config=cfg,
+            crowd=crowd,
+            near_duplicates=dedupe == "near",
             progress=_progress(bar),
         )
     _report(res)
@@ -318,18 +313,14 @@ def convert_instances(ctx, instances_json, images_dir, crowd, overlaps, dedupe):
     Example:
       entityseg-data -w ws export convert instances instances_val2017.json val2017/
     """
-    from entityseg_data.ingest.importers import import_coco, import_config
-    from entityseg_data.ingest.sources.coco import ImportPolicy
-
     ws = get_workspace(ctx)
-    cfg = import_config(ws, near_duplicates=dedupe == "near")
     with _bar(None, "convert") as bar:
-        res = import_coco(
-            ws,
+        res = ws.import_coco(
             instances_json,
             images_dir,
-            policy=ImportPolicy(crowd=crowd, overlaps=overlaps),
-            config=cfg,
+            crowd=crowd,
+            overlaps=overlaps,
+            near_duplicates=dedupe == "near",
             progress=_progress(bar),
         )
     _report(res)
@@ -365,7 +356,6 @@ def convert_label_maps_cmd(ctx, images_dir, label_dir, names_json, void_values, 
       entityseg-data -w ws export convert label-maps frames/ masks/ --names names.json
     """
     from entityseg_data.errors import DataError
-    from entityseg_data.ingest.importers import import_config, import_label_maps
     from entityseg_data.io import read_json
 
     names = None
@@ -376,15 +366,13 @@ def convert_label_maps_cmd(ctx, images_dir, label_dir, names_json, void_values, 
         except (TypeError, ValueError):
             raise DataError(f"{names_json}: must map label values to names") from None
     ws = get_workspace(ctx)
-    cfg = import_config(ws, near_duplicates=dedupe == "near")
     with _bar(None, "convert") as bar:
-        res = import_label_maps(
-            ws,
+        res = ws.import_label_maps(
             images_dir,
             label_dir,
             names=names,
             void_values=void_values,
-            config=cfg,
+            near_duplicates=dedupe == "near",
             progress=_progress(bar),
         )
     _report(res)
