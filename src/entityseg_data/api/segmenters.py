@@ -36,13 +36,16 @@ def load_segmenter(
     max_size: int | None = None,
     model_version: str | None = None,
     trust_pickle: bool = False,
+    precision: str = "fp32",
 ) -> EntitySegmenter:
     """Load the bundled model: a released name (``cropformer_hornet_3x``, downloaded once), a
     converted or trained model folder (``runs/x/model``) or an official checkpoint file.
 
     ``inference`` replaces the model's post-processing settings; ``min_size`` / ``max_size``
     the view resize (short side / long side cap, pixels); ``model_version`` the name its
-    predictions are stored under (default: the preset, or the run / file name)."""
+    predictions are stored under (default: the preset, or the run / file name); ``precision``:
+    ``fp32`` (the official computation), ``bf16``, ``fp16`` (GPU) or ``int8`` (CPU), see
+    docs/benchmarks.md for their agreement with fp32."""
     from entityseg_data.model.inference.predictor import EntitySegmenter
 
     views: dict[str, Any] = {}
@@ -57,6 +60,7 @@ def load_segmenter(
         preset=preset,
         trust_pickle=trust_pickle,
         model_version=model_version,
+        precision=precision,
         **views,
     )
     if inference is not None:

@@ -222,10 +222,9 @@ def predict(
     workspace = get_workspace(ctx) if workspace_images else None
     jobs: list[Job] = []
     if workspace is not None:
-        from entityseg_data.model.inference.workspace_io import workspace_images as ws_images
-
-        for image_id, path in ws_images(workspace):
-            jobs.append(Job(InputItem(path, path.parent), image_id))
+        for rec in workspace.images():
+            path = workspace.image_path(rec)
+            jobs.append(Job(InputItem(path, path.parent), rec.id))
     if inputs:
         jobs += [Job(it) for it in expand_inputs(inputs)]
     picked = select([j.item for j in jobs], stride=stride, shard=(shard_i, shard_n))
@@ -245,9 +244,9 @@ def predict(
         local = int(os.environ.get("LOCAL_RANK", 0))
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
 
+    from entityseg_data.api.segmenters import load_segmenter
     from entityseg_data.config import apply_overrides
     from entityseg_data.errors import ConfigError
-    from entityseg_data.model.inference.predictor import EntitySegmenter
 
     # --score-thresh & co. and --set: inference.* / views.* of the model's config
     model_sets = config_overrides(ctx, "model", overrides)
@@ -255,7 +254,7 @@ def predict(
         key = text.split("=", 1)[0].strip()
         if not key.startswith(("inference.", "views.")):
             raise ConfigError(f"--set {key}: predict accepts inference.* and views.* keys")
-    seg = EntitySegmenter.from_pretrained(
+    seg = load_segmenter(
         str(weights or model_name),
         device=device,
         mode=mode,
