@@ -26,7 +26,8 @@ from entityseg_data.model.config import ModelConfig
 _SWIN_T = ModelConfig(backbone=SWIN_TINY, num_queries=100)
 _SWIN_L = ModelConfig(backbone=SWIN_LARGE_W7, num_queries=100)
 _HORNET_L = ModelConfig(backbone=HORNET_LARGE_GF, num_queries=200)
-_TINY = dict(
+#: the oracle fixtures' sizes (the backbone is set per preset)
+_TINY = ModelConfig(
     num_queries=16,
     hidden_dim=64,
     nheads=4,
@@ -46,13 +47,16 @@ PRESETS: dict[str, ModelConfig] = {
     "mask2former_swin_large_3x": replace(_SWIN_L, batch_level=False),
     "cropformer_swin_tiny_3x": _SWIN_T,
     "mask2former_swin_tiny_3x": replace(_SWIN_T, batch_level=False),
-    "tiny_swin": ModelConfig(backbone=SWIN_ORACLE_TINY, **_TINY),
-    "tiny_hornet": ModelConfig(backbone=HORNET_ORACLE_TINY, **_TINY),
-    "tiny_cpu": ModelConfig(
+    "tiny_swin": replace(_TINY, backbone=SWIN_ORACLE_TINY),
+    "tiny_hornet": replace(_TINY, backbone=HORNET_ORACLE_TINY),
+    "tiny_cpu": replace(
+        _TINY,
         backbone=SwinConfig(
             embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), drop_path_rate=0.1
         ),
-        **{**_TINY, "enc_layers": 1, "enc_ffn_dim": 128, "dec_layers": 4},
+        enc_layers=1,
+        enc_ffn_dim=128,
+        dec_layers=4,
     ),
 }
 
