@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageDraw
 
 from entityseg_data.errors import DataError
@@ -125,7 +126,7 @@ def _blob_polygon(
     arc wavelength ~8 px). Vertices ~1 px apart along the outline."""
     n = max(64, int(2 * np.pi * r))
     th = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    rad = np.ones(n)
+    rad: npt.NDArray[np.float64] = np.ones(n)
     for k in range(2, 6):
         rad += rng.uniform(0, 0.18 / k * 2) * np.cos(k * th + rng.uniform(0, 7))
     rad = r * np.clip(rad, 0.35, None)
@@ -220,8 +221,8 @@ def make_scene(
         stuff[in_band] = sid
         if rng.random() < 0.5:
             sid2 = new_id(stuff_names[(2 * b + 1) % len(stuff_names)], "stuff", "split")
-            cx = _wavy(rng, h, rng.uniform(0.25, 0.75) * w, 0.05 * w, detail).astype(np.float32)
-            stuff[in_band & (xx >= cx[:, None])] = sid2
+            split_x = _wavy(rng, h, rng.uniform(0.25, 0.75) * w, 0.05 * w, detail)
+            stuff[in_band & (xx >= split_x.astype(np.float32)[:, None])] = sid2
     del band, yy, xx
     canvas = Image.fromarray(stuff, mode="I")
     del stuff
@@ -325,7 +326,9 @@ def _paint(
     stripes = (((xx * a + yy * b) // period) & 1).astype(np.int16) * 2 - 1
     # smooth noise: a coarse random field upsampled bilinearly, in [-1, 1] * 64
     coarse = rng.integers(0, 256, size=(max(2, h // 64), max(2, w // 64)), dtype=np.uint8)
-    smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BILINEAR), dtype=np.int16)
+    smooth = np.asarray(
+        Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR), dtype=np.int16
+    )
     smooth = (smooth - 128) // 2
     # fine grain: a tiled 256x256 block of +-8
     block = rng.integers(-8, 9, size=(256, 256), dtype=np.int16)
@@ -387,7 +390,8 @@ def write_dataset(
         (out / "label_maps").mkdir(parents=True, exist_ok=True)
     names = sorted(IS_THING)
     cat_ids = {name: i + 1 for i, name in enumerate(names)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i in range(1, int(n_images) + 1):
         h, w = sizes[(i - 1) % len(sizes)]
         rgb, lm, info = make_scene(seed * 1_000_003 + i, h, w, **(scene_kwargs or {}))
