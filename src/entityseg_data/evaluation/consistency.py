@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -51,6 +51,19 @@ class AnnotatorSet:
     images: dict[Any, GTImage]
     names: dict[Any, list[str | None]]
     file_names: dict[Any, str]
+
+
+class PairRow(TypedDict):
+    """One ordered annotator pair of :func:`consistency`'s ``pairs`` (``gt`` taken as ground
+    truth, ``pred`` as prediction); mAP / accuracy in [0, 1] (-1 / None: undefined)."""
+
+    gt: str
+    pred: str
+    mask_map: float
+    mask_ap50: float
+    category_accuracy: float | None
+    matched: int
+    named_pairs: int
 
 
 def plain_canonical(raw: str) -> str:
@@ -79,7 +92,7 @@ def _from_coco(data: Mapping[str, Any], name: str, where: str | None = None) -> 
     gt = gt_set(ds)
     names: dict[int, list[str | None]] = {im.id: [] for im in ds.images}
     for a in ds.annotations:
-        n = a.name or cats.get(a.category_id)
+        n = a.name or (cats.get(a.category_id) if a.category_id is not None else None)
         names[a.image_id].append(n if isinstance(n, str) and n.strip() else None)
     return AnnotatorSet(name=name, images=gt.images, names=names, file_names=gt.file_names)
 
@@ -248,11 +261,13 @@ def consistency(
     canon = functools.lru_cache(maxsize=None)(canonical or default_canonical())
     params = Params()
     names = [s.name for s in sets]
-    mask_map = {a: {} for a in names}
-    ap50 = {a: {} for a in names}
-    acc = {a: {} for a in names}
-    matched_n = {a: {} for a in names}
-    pairs, per_image = [], []
+    # annotator taken as GT -> annotator taken as prediction -> value
+    mask_map: dict[str, dict[str, float]] = {a: {} for a in names}
+    ap50: dict[str, dict[str, float]] = {a: {} for a in names}
+    acc: dict[str, dict[str, float | None]] = {a: {} for a in names}
+    matched_n: dict[str, dict[str, int]] = {a: {} for a in names}
+    pairs: list[PairRow] = []
+    per_image: list[dict[str, Any]] = []
     for i, g in enumerate(sets):
         for j, p in enumerate(sets):
             if i == j:

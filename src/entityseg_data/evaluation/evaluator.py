@@ -34,6 +34,7 @@ from entityseg_data.evaluation.metrics import build_metrics
 from entityseg_data.evaluation.overlaps import fix_overlaps as _fix_overlaps
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks import runs as mask_runs
+from entityseg_data.masks.rle import RLE
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,14 @@ def as_gt_image(gt: Any) -> GTImage:
     if isinstance(gt, GTImage):
         return gt
     if hasattr(gt, "entities") and hasattr(gt, "image_id"):
-        rles = tuple(e.segmentation for e in gt.entities)
+        ent_rles = tuple(e.segmentation for e in gt.entities)
         return GTImage(
             image_id=int(gt.image_id),
             height=int(gt.height),
             width=int(gt.width),
-            rles=rles,
-            crowd=np.zeros(len(rles), bool),
-            areas=rle_utils.areas(list(rles)).astype(np.float64),
+            rles=ent_rles,
+            crowd=np.zeros(len(ent_rles), bool),
+            areas=rle_utils.areas(list(ent_rles)).astype(np.float64),
         )
     if not isinstance(gt, Mapping):
         raise DataError(f"unsupported ground-truth record of type {type(gt).__name__}")
@@ -139,12 +140,13 @@ def as_predictions(pred: Any, height: int, width: int, where: str = "predictions
         rles = tuple(rle_utils.encode_fortran_view(mask_runs.transpose(m)) for m in masks)
         return PredImage(rles=rles, scores=scores)
     if isinstance(pred, Sequence):
-        rles, scores = [], []
+        seq_rles: list[RLE] = []
+        seq_scores: list[float] = []
         for i, p in enumerate(pred):
             w = f"{where} [{i}]"
-            rles.append(_segmentation(p["segmentation"], height, width, w))
-            scores.append(_score(p["score"], w))
-        return PredImage(rles=tuple(rles), scores=np.asarray(scores, np.float64))
+            seq_rles.append(_segmentation(p["segmentation"], height, width, w))
+            seq_scores.append(_score(p["score"], w))
+        return PredImage(rles=tuple(seq_rles), scores=np.asarray(seq_scores, np.float64))
     raise DataError(f"{where}: unsupported predictions of type {type(pred).__name__}")
 
 

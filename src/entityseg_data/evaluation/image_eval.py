@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from entityseg_data.evaluation import boundary as boundary_mod
 from entityseg_data.evaluation.matching import ImageResult, Params, evaluate_image, sort_detections
@@ -53,7 +54,9 @@ class PairResult:
     gt_bands: tuple[RLE, ...] | None = None
 
 
-def mask_ious(dt: Sequence[RLE], gt: Sequence[RLE], crowd: Sequence[bool]) -> np.ndarray:
+def mask_ious(
+    dt: Sequence[RLE], gt: Sequence[RLE], crowd: Sequence[bool] | npt.NDArray[np.bool_]
+) -> np.ndarray:
     """(D, G) COCO mask IoU (crowd GT: intersection / detection area)."""
     # the RLEs were read by the strict reader (coco_io): no second validation
     return rle_utils.iou_matrix(dt, gt, [int(c) for c in crowd], trusted=True)
@@ -105,7 +108,7 @@ def evaluate_pair(
             d = boundary_mod.band_width(gt.height, gt.width, dilation_ratio)
             disjoint = overlap == 0 or rle_utils.overlap_pixels(dt) == 0
             dt_b = boundary_mod.bands(dt, gt.height, gt.width, d, disjoint=disjoint)
-            bi = mask_ious(dt_b, list(gt_bands), crowd)
+            bi = mask_ious(dt_b, list(bands_out), crowd)
             nc = ~crowd
             b_ious[:, nc] = np.minimum(ious[:, nc], bi[:, nc])
         bres = evaluate_image(b_ious, scores, dt_areas, gt.areas, crowd, params)

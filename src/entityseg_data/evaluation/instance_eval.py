@@ -207,7 +207,7 @@ def build_instance_metrics(
     a, mi = params.area_labels.index("all"), params.max_dets.index(md)
     per_category: dict[str, Any] = {}
     for k, c in enumerate(cats):
-        row = {"id": int(c)}
+        row: dict[str, int | float] = {"id": int(c)}
         for key, iou in (("AP", None), ("AP50", 0.5), ("AP75", 0.75)):
             row[key] = _mean_defined(precision[_iou_index(params, iou)][:, :, k, a, mi])
         name = categories[c]

@@ -21,10 +21,11 @@ a GT annotation with id 0 never counts as matched there. Matches here are boolea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -64,7 +65,7 @@ class AreaResult:
 ImageResult = tuple[AreaResult, ...] | None
 
 
-def sort_detections(scores: Sequence[float]) -> np.ndarray:
+def sort_detections(scores: npt.ArrayLike) -> np.ndarray:
     """Indices of detections by descending score, stable (pycocotools' mergesort order)."""
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
 

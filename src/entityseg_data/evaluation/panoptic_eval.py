@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from entityseg_data.errors import DataError
 
@@ -139,7 +140,7 @@ def image_counts(
         )
     gi, pi = _Index(gt_segments), _Index(pred_segments)
     cols = pi.n + 1
-    inter = np.zeros((gi.n + 1) * cols, np.int64)
+    inter: npt.NDArray[np.int64] = np.zeros((gi.n + 1) * cols, np.int64)
     for g_ids, p_ids in zip(_stripes(g_rgb), _stripes(p_rgb)):
         g = gi.lookup(g_ids, g_where)
         p = pi.lookup(p_ids, p_where)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from entityseg_data.errors import DataError
 
@@ -53,11 +54,11 @@ class ConfusionMatrix:
         if gt.shape != pred.shape:
             raise DataError(f"{where}: prediction is {pred.shape}, ground truth {gt.shape}")
         k = self.k
-        m = np.zeros(k * (k + 1), np.int64)
+        m: npt.NDArray[np.int64] = np.zeros(k * (k + 1), np.int64)
         rows = max(1, STRIPE_PIXELS // max(1, gt.shape[1] if gt.ndim == 2 else 1))
         for y in range(0, gt.shape[0], rows):
             g = gt[y : y + rows].reshape(-1).astype(np.int64)
-            p = pred[y : y + rows].reshape(-1).astype(np.int64)
+            p: npt.NDArray[np.int64] = pred[y : y + rows].reshape(-1).astype(np.int64)
             keep = g != self.ignore
             g, p = g[keep], p[keep]
             bad = (g < 0) | (g >= k)
