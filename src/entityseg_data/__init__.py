@@ -34,6 +34,10 @@ _EXPORTS: dict[str, str] = {
     "PredictReport": "entityseg_data.api.predictions",
     "Agreement": "entityseg_data.api.reports",
     "StatsReport": "entityseg_data.api.reports",
+    "Rounds": "entityseg_data.api.rounds",
+    "RoundsReportFiles": "entityseg_data.api.rounds",
+    "RoundRecord": "entityseg_data.catalog",
+    "EditRecord": "entityseg_data.catalog",
     "FelzenszwalbSegmenter": "entityseg_data.api.segmenters",
     "load_segmenter": "entityseg_data.api.segmenters",
     "source": "entityseg_data.api.sources",
@@ -72,6 +76,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Dataset",
+    "EditRecord",
     "Entity",
     "EntitySegError",
     "EntitySegmenter",
@@ -85,6 +90,9 @@ __all__ = [
     "ModelConfig",
     "PredictReport",
     "Predictions",
+    "RoundRecord",
+    "Rounds",
+    "RoundsReportFiles",
     "Sample",
     "SegmentationResult",
     "Segmenter",
@@ -104,11 +112,12 @@ if TYPE_CHECKING:
     from entityseg_data.api.annotation import Annotation, LabelStudio
     from entityseg_data.api.predictions import Predictions, PredictReport
     from entityseg_data.api.reports import Agreement, StatsReport
+    from entityseg_data.api.rounds import Rounds, RoundsReportFiles
     from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
     from entityseg_data.api.sources import source
     from entityseg_data.api.training import load_train_config, train
     from entityseg_data.api.workspace import Workspace
-    from entityseg_data.catalog import ImageRecord
+    from entityseg_data.catalog import EditRecord, ImageRecord, RoundRecord
     from entityseg_data.config import WorkspaceConfig
     from entityseg_data.dataset import Dataset, Sample
     from entityseg_data.errors import ConfigError, DataError, EntitySegError

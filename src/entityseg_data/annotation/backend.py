@@ -59,12 +59,16 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class SubmissionInfo:
-    """A submitted annotation, before it is read: enough to tell whether it changed."""
+    """A submitted annotation, before it is read: enough to tell whether it changed.
+
+    ``lead_time`` is the seconds the annotator spent as the tool recorded them (None: none);
+    ``created_at`` / ``updated_at`` the tool's times (ISO 8601 text)."""
 
     id: str
     annotator: str
     updated_at: str = ""
     lead_time: float | None = None
+    created_at: str = ""
 
 
 @dataclass(frozen=True)

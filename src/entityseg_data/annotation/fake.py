@@ -180,11 +180,13 @@ class InMemoryBackend:
         for rid, flag in flags.items():
             if rid not in {e.id for e in annotation.entities}:
                 regions.append(RegionInfo(id=rid, flag=flag, has_geometry=False))
+        stamp = f"2025-01-01T00:00:{next(self._clock):06d}Z"
         info = SubmissionInfo(
             id=str(next(self._ids)),
             annotator=annotator,
-            updated_at=f"2025-01-01T00:00:{next(self._clock):06d}Z",
+            updated_at=stamp,
             lead_time=lead_time,
+            created_at=stamp,
         )
         t.submissions[annotator] = Submission(
             info=info,

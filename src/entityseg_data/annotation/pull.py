@@ -41,6 +41,7 @@ from entityseg_data.annotation.backend import (
 )
 from entityseg_data.annotation.push import assignment_key, load_seed, projects_key
 from entityseg_data.annotation.qa import Finding, QAResult, check_annotation, finding
+from entityseg_data.annotation.rounds import SeedMeasure, edit_breakdown
 from entityseg_data.annotation.tiling import TilingConfig
 from entityseg_data.annotation.workflow import (
     Candidate,
@@ -49,7 +50,7 @@ from entityseg_data.annotation.workflow import (
     feedback_for,
     merge_stage2,
 )
-from entityseg_data.catalog import AnnotationRecord, Catalog, ImageRecord
+from entityseg_data.catalog import AnnotationRecord, Catalog, EditRecord, ImageRecord
 from entityseg_data.config.annotation import AnnotationConfig
 from entityseg_data.errors import DataError, EntitySegError
 from entityseg_data.masks.store import ImageAnnotation, load_annotation, save_annotation
@@ -237,6 +238,7 @@ def _pull_unit(
     rows: Mapping[int, AnnotationRecord],
     report: PullReport,
     approved1: Mapping[int, str],
+    measure: SeedMeasure | None = None,
 ) -> None:
     root = Path(workspace.root)
     image_id = unit.image_id
@@ -310,7 +312,11 @@ def _pull_unit(
     final = replace(qa.annotation, meta=meta)
     path = save_annotation(root, final)
     status = "pulled" if qa.passed else "rejected"
+    edit = _edit_record(
+        cat, final, seed, sub.info, stage=stage, version=version, status=status, measure=measure
+    )
     with cat.transaction():
+        cat.set_edit(replace(edit, round_id=row.round_id if row is not None else None))
         cat.set_annotation(
             image_id,
             stage,
@@ -353,6 +359,56 @@ def _pull_unit(
             "moved": dict(qa.moved),
             "findings": [f"{f.severity}:{f.check}" for f in qa.findings],
         }
+    )
+
+
+def _edit_record(
+    cat: Catalog,
+    final: ImageAnnotation,
+    seed: ImageAnnotation | None,
+    info: SubmissionInfo,
+    *,
+    stage: int,
+    version: str,
+    status: str,
+    measure: SeedMeasure | None,
+) -> EditRecord:
+    """The catalog row of one pulled submission: lead time (labelled ``simulated`` when a
+    simulated annotator made it), times, seed, edit breakdown and, for a stage-1 seed with
+    ``measure``, the seed's AP against the submission."""
+    same_size = seed is not None and (seed.height, seed.width) == (final.height, final.width)
+    b = edit_breakdown(seed if same_size else None, final)
+    scores: Mapping[str, float] = {}
+    if measure is not None and stage == 1 and seed is not None and same_size:
+        scores = measure(seed, final)
+    source = None
+    if info.lead_time is not None:
+        simulated = cat.is_simulated(final.image_id, stage, final.annotator, info.id)
+        source = "simulated" if simulated else "tool"
+    return EditRecord(
+        image_id=final.image_id,
+        stage=stage,
+        annotator=final.annotator,
+        submission=info.id,
+        seed_version=version,
+        status=status,
+        lead_time=None if info.lead_time is None else float(info.lead_time),
+        lead_time_source=source,
+        created_at=info.created_at or None,
+        updated_at=info.updated_at or None,
+        n_seed=b.n_seed,
+        n_final=b.n_final,
+        unchanged=b.unchanged,
+        edited=b.edited,
+        deleted=b.deleted,
+        added=b.added,
+        iou_bins=dict(b.iou_bins),
+        pixels_changed=b.pixels_changed,
+        pixels_total=b.pixels_total,
+        seed_ap=scores.get("ap"),
+        seed_ap50=scores.get("ap50"),
+        seed_ar=scores.get("ar"),
+        seed_boundary_ap=scores.get("boundary_ap"),
     )
 
 
@@ -405,8 +461,12 @@ def pull(
     stages: Iterable[int] = (1, 2),
     annotators: Iterable[str] | None = None,
     progress: Callable[[int, str, int], None] | None = None,
+    measure: SeedMeasure | None = None,
 ) -> dict[int, PullReport]:
     """Pull, check, send back and approve the annotations of ``stages`` (module docstring).
+
+    Each submission read is also stored as an :class:`~entityseg_data.catalog.EditRecord`
+    (lead time, times, seed version, round, the edit breakdown of :mod:`.rounds`).
 
     Args:
         workspace: the workspace.
@@ -415,6 +475,8 @@ def pull(
         stages: stages to pull, in order (stage 1 first so its approvals can seed stage 2).
         annotators: only these annotators' projects.
         progress: optional callable ``(stage, annotator, n_tasks_done)``.
+        measure: scores a stage-1 seed against the submission (AP^e, AR, boundary AP) for the
+            edit records; the API passes the evaluation stage's (None: not measured).
 
     Returns ``{stage: PullReport}``.
     """
@@ -470,6 +532,7 @@ def pull(
                             rows=rows,
                             report=report,
                             approved1=approved1,
+                            measure=measure,
                         )
                     except DataError as exc:
                         log.warning("task %s (%s): %s", task.id, annotator, exc)

@@ -141,6 +141,8 @@ class PushReport:
     tasks: int = 0
     recovered: int = 0
     overlap_images: int = 0
+    round_id: int | None = None
+    selection: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -221,9 +223,15 @@ def push(
     seed: int = 0,
     image_ids: Iterable[int] | None = None,
     limit: int | None = None,
+    selection: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PushReport:
     """Create/update the stage's projects and create tasks for images not pushed yet.
+
+    Every push that records tasks records one annotation round in the catalog
+    (:class:`~entityseg_data.catalog.RoundRecord`: stage, seeds' model version, images,
+    annotators, ``selection``, time); each image's annotation rows carry its id, so the pull can
+    file what the annotators did under the round (``entityseg-data rounds report``).
 
     Args:
         workspace: the :class:`~entityseg_data.workspace.Workspace`.
@@ -233,6 +241,8 @@ def push(
         seed: the workspace seed (assignment tie breaks and the overlap draw).
         image_ids: restrict to these images (default: every eligible one).
         limit: push at most this many images.
+        selection: the name of the selection ``image_ids`` came from (recorded with the
+            round; None: a push not driven by a selection).
         progress: optional callable ``(n_done, n_total)``.
 
     Returns a :class:`PushReport`; per-image problems (size mismatch, unreadable seed) are
@@ -241,7 +251,7 @@ def push(
     if stage not in (1, 2):
         raise ConfigError(f"stage must be 1 or 2, got {stage}")
     root = Path(workspace.root)
-    report = PushReport(stage=stage)
+    report = PushReport(stage=stage, selection=selection)
     with workspace.catalog() as cat:
         rows = {r.id: r for r in cat.images(status="accepted")}
         done = {r.image_id for r in cat.annotations(stage=stage) if r.status != "pending"}
@@ -299,12 +309,14 @@ def push(
         cat.set_kv(projects_key(stage), projects)
     report.projects = {a: projects[a] for a in needed}
     existing = {a: backend.existing_tasks(projects[a], tag) for a in needed}
+    rounds = _RoundLog(stage=stage, selection=selection, annotators=tuple(needed))
 
     batch = max(1, config.push_batch)
     for start in range(0, len(eligible), batch):
         chunk = eligible[start : start + batch]
         per_project: dict[str, list[TaskSpec]] = defaultdict(list)
         recovered: list[tuple[int, str, str]] = []
+        versions: dict[int, str] = {}
         with workspace.catalog() as cat:
             for iid in chunk:
                 row = rows[iid]
@@ -365,6 +377,7 @@ def push(
                 if len(group) > 1:
                     report.overlap_images += 1
                 report.images += 1
+                versions[iid] = version
                 for annotator in group:
                     if iid in existing[annotator]:
                         recovered.append((iid, annotator, existing[annotator][iid][0]))
@@ -375,19 +388,30 @@ def push(
             first: dict[int, str] = {}
             for task, tid in zip(task_list, ids):
                 first.setdefault(task.image_id, tid)
-            _record(workspace, stage, annotator, projects[annotator], first.items())
+            _record(
+                workspace,
+                stage,
+                annotator,
+                projects[annotator],
+                first.items(),
+                rounds,
+                versions,
+                n_tasks=len(ids),
+            )
             report.tasks += len(ids)
         by_annotator: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for iid, annotator, tid in recovered:
             by_annotator[annotator].append((iid, tid))
         for annotator, items in by_annotator.items():
-            _record(workspace, stage, annotator, projects[annotator], items)
+            _record(workspace, stage, annotator, projects[annotator], items, rounds, versions)
             report.recovered += len(items)
         if progress is not None:
             progress(min(start + batch, len(eligible)), len(eligible))
+    report.round_id = rounds.round_id
     log.info(
-        "stage %s: %d images, %d tasks, %d overlap images, %d errors",
+        "stage %s (round %s): %d images, %d tasks, %d overlap images, %d errors",
         stage,
+        report.round_id,
         report.images,
         report.tasks,
         report.overlap_images,
@@ -396,10 +420,50 @@ def push(
     return report
 
 
+@dataclass
+class _RoundLog:
+    """The round of one push, recorded with the first task rows it files (no round for a push
+    that files nothing)."""
+
+    stage: int
+    selection: str | None
+    annotators: tuple[str, ...]
+    round_id: int | None = None
+
+    def file(
+        self, cat: Catalog, images: Iterable[int], versions: Mapping[int, str], n_tasks: int
+    ) -> int:
+        """Add ``images`` to the round (created on first use); join the caller's transaction."""
+        ids = list(images)
+        if self.round_id is None:
+            self.round_id = cat.add_round(
+                self.stage, selection=self.selection, annotators=self.annotators
+            )
+        cat.extend_round(
+            self.round_id,
+            images=ids,
+            seed_versions={i: versions.get(i, "") for i in ids},
+            n_tasks=n_tasks,
+        )
+        return self.round_id
+
+
 def _record(
-    workspace: Workspace, stage: int, annotator: str, project: str, items: Iterable[tuple[int, str]]
+    workspace: Workspace,
+    stage: int,
+    annotator: str,
+    project: str,
+    items: Iterable[tuple[int, str]],
+    rounds: _RoundLog,
+    versions: Mapping[int, str],
+    *,
+    n_tasks: int = 0,
 ) -> None:
+    """The catalog rows of tasks made (or recovered) for ``annotator``, and their round, in one
+    transaction."""
+    items = list(items)
     with workspace.catalog() as cat, cat.transaction():
+        round_id = rounds.file(cat, [iid for iid, _ in items], versions, n_tasks)
         for iid, tid in items:
             cat.set_annotation(
                 iid,
@@ -408,6 +472,7 @@ def _record(
                 status="pushed",
                 ls_project_id=int(project),
                 ls_task_id=int(tid),
+                round_id=round_id,
             )
 
 

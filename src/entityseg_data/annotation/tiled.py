@@ -239,6 +239,7 @@ def stitch_submissions(
         annotator=annotator,
         updated_at=max(x.updated_at for x in infos_list),
         lead_time=sum(lead) if lead else None,
+        created_at=min(x.created_at for x in infos_list),
     )
     ann = ImageAnnotation(
         image_id=image_id,

@@ -16,6 +16,7 @@ from entityseg_data.api.predictions import (
     masks_to_payload,
 )
 from entityseg_data.api.reports import Agreement, StatsReport
+from entityseg_data.api.rounds import Rounds, RoundsReportFiles
 from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
 from entityseg_data.api.sources import source
 from entityseg_data.api.training import load_train_config, train
@@ -28,6 +29,8 @@ __all__ = [
     "LabelStudio",
     "PredictReport",
     "Predictions",
+    "Rounds",
+    "RoundsReportFiles",
     "StatsReport",
     "Workspace",
     "load_segmenter",

@@ -173,11 +173,13 @@ class Annotation:
         *,
         image_ids: Iterable[int] | None = None,
         limit: int | None = None,
+        selection: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> PushReport:
         """Create the stage's projects and tasks for the images not pushed yet (stage 1:
         accepted images with their newest prediction as the seed; stage 2: images with
-        approved stage-1 masks)."""
+        approved stage-1 masks). A push that creates tasks records an annotation round
+        (``report.round_id``; ``selection`` names the selection ``image_ids`` came from)."""
         from entityseg_data.annotation.push import push
 
         return push(
@@ -188,6 +190,7 @@ class Annotation:
             seed=self.config.seed,
             image_ids=image_ids,
             limit=limit,
+            selection=selection,
             progress=progress,
         )
 
@@ -199,8 +202,11 @@ class Annotation:
         progress: Callable[[int, str, int], None] | None = None,
     ) -> dict[int, PullReport]:
         """Read the submissions, run QA, send rejected ones back for rework, approve one
-        annotation per image; ``{stage: PullReport}``."""
+        annotation per image; ``{stage: PullReport}``. Each submission's lead time, edit
+        breakdown and the seed's AP^e / AR / boundary AP against it are stored for the round
+        report (``ws.rounds``)."""
         from entityseg_data.annotation.pull import pull
+        from entityseg_data.evaluation.rounds import seed_scores
 
         return pull(
             self.workspace,
@@ -209,6 +215,7 @@ class Annotation:
             stages=tuple(stages),
             annotators=annotators,
             progress=progress,
+            measure=seed_scores,
         )
 
     # ------------------------------------------------------------------ state
@@ -233,31 +240,52 @@ class Annotation:
         annotation: ImageAnnotation | ImageMasks,
         *,
         skip_existing: bool = True,
+        lead_time: float | None = None,
+        simulated: bool = False,
     ) -> bool:
         """Submit ``annotation`` (masks; stage-2 names on its entities) for its image as
         ``annotator``, through the backend as that person would (scripts, imports, simulated
         annotators). Stage 2 names the approved stage-1 masks: keep their entity ids. Returns
-        False when ``skip_existing`` and the annotator already submitted this task."""
+        False when ``skip_existing`` and the annotator already submitted this task.
+
+        ``lead_time``: seconds to record as the time spent (as the tool records a person's);
+        ``simulated``: the submission comes from a SIMULATED annotator, so its lead time is
+        labelled simulated in the catalog and in every report."""
         from entityseg_data.annotation.fake import InMemoryBackend
 
         ann = as_annotation(annotation, stage=stage, annotator=annotator)
         image_id = int(ann.image_id)
         if isinstance(self.backend, InMemoryBackend):
             task = self.backend.task_of(annotator, image_id, stage)
-            if skip_existing and annotator in task.submissions:
-                return False
-            self.backend.submit(task.id, annotator, ann)
-            return True
-        if self.labelstudio is None:
+            created = not (skip_existing and annotator in task.submissions)
+            if created:
+                info = self.backend.submit(task.id, annotator, ann, lead_time=lead_time)
+            else:
+                info = task.submissions[annotator].info
+            submission = info.id
+        elif self.labelstudio is None:
             raise DataError(
                 f"{type(self.backend).__name__}: submitting as an annotator is supported for "
                 "Label Studio and the in-memory backend"
             )
-        return self._submit_labelstudio(stage, annotator, ann, skip_existing)
+        else:
+            submission, created = self._submit_labelstudio(
+                stage, annotator, ann, skip_existing, lead_time
+            )
+        if simulated:  # also a skipped one: a killed script may not have marked it
+            with self.workspace.catalog() as cat:
+                cat.mark_simulated(image_id, stage, annotator, submission, lead_time)
+        return created
 
     def _submit_labelstudio(
-        self, stage: int, annotator: str, ann: ImageAnnotation, skip_existing: bool
-    ) -> bool:
+        self,
+        stage: int,
+        annotator: str,
+        ann: ImageAnnotation,
+        skip_existing: bool,
+        lead_time: float | None,
+    ) -> tuple[str, bool]:
+        """(annotation id, whether it was created now: False for an existing one skipped)."""
         from entityseg_data.annotation.labelstudio import session
 
         assert self.labelstudio is not None
@@ -273,14 +301,16 @@ class Annotation:
                     self._user_ids[annotator] = client.whoami()["id"]
                 me = self._user_ids[annotator]
                 done = client.task_annotations(int(row.ls_task_id))
-                if any(a.get("completed_by") == me for a in done):
-                    return False
-        session.submit_annotation(
+                mine = [a for a in done if a.get("completed_by") == me]
+                if mine:
+                    return str(max(int(a["id"]) for a in mine)), False
+        made = session.submit_annotation(
             self.workspace,
             stage=stage,
             annotator=annotator,
             image_id=int(ann.image_id),
             annotation=ann,
+            lead_time=lead_time,
             client=client,
         )
-        return True
+        return str(made["id"]), True

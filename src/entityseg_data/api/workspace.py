@@ -26,6 +26,7 @@ from entityseg_data import workspace as _core
 from entityseg_data.api.annotation import Annotation, LabelStudio
 from entityseg_data.api.predictions import Predictions
 from entityseg_data.api.reports import Agreement, StatsReport
+from entityseg_data.api.rounds import Rounds
 from entityseg_data.dataset import Dataset
 from entityseg_data.errors import DataError
 
@@ -171,6 +172,12 @@ class Workspace(_core.Workspace):
         if backend is None:
             backend = LabelStudio.connect(self)
         return Annotation(self, backend, overrides=overrides)
+
+    @property
+    def rounds(self) -> Rounds:
+        """The annotation rounds: what each push cost in time and edits, and what the
+        pre-annotation saved (``ws.rounds.report(out_dir)``; docs/rounds.md)."""
+        return Rounds(self)
 
     def annotators(self, stage: int = 1) -> list[str]:
         """Annotators with annotation files of ``stage`` (``import`` for imported datasets)."""

@@ -9,9 +9,11 @@ ledger, annotation state and predictions. The only place the toolkit runs SQL.
 from entityseg_data.catalog.records import (
     AnnotationRecord,
     DuplicateRecord,
+    EditRecord,
     ImageRecord,
     LedgerItem,
     PredictionRecord,
+    RoundRecord,
     VerdictRecord,
 )
 from entityseg_data.catalog.schema import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -23,9 +25,11 @@ __all__ = [
     "AnnotationRecord",
     "Catalog",
     "DuplicateRecord",
+    "EditRecord",
     "ImageRecord",
     "LedgerItem",
     "Migration",
     "PredictionRecord",
+    "RoundRecord",
     "VerdictRecord",
 ]

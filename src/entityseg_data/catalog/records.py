@@ -14,6 +14,7 @@ attributes (the type checker sees them).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sqlite3
 from collections.abc import Mapping
@@ -171,6 +172,7 @@ class AnnotationRecord(_Record):
     n_entities: int | None = None
     qa: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     updated_at: str | None = None
+    round_id: int | None = None
 
     _json: ClassVar[tuple[str, ...]] = ("qa",)
 
@@ -189,6 +191,125 @@ class PredictionRecord(_Record):
     path: str
     n_entities: int | None = None
     created_at: str | None = None
+
+
+@dataclass(frozen=True)
+class RoundRecord(_Record):
+    """One annotation round: a push that created tasks (issue 18).
+
+    Fields:
+        id: catalog id (rounds are numbered in push order).
+        stage: 1 (masks) or 2 (names).
+        model_version: the model version of the pre-annotations used as seeds (stage 1; the most
+            common one when images had different ones), None when no image had a seed or for
+            stage 2 (seeded with the approved stage-1 masks).
+        seed_versions: seed version -> number of images pushed with it (``""``: no seed;
+            stage 2: ``stage1:<annotator>``).
+        selection: the name of the selection the images came from, None for a push that was
+            not given one (every eligible image, by id).
+        annotators: who got tasks in this round.
+        images: the image ids pushed in this round.
+        n_tasks: tasks created (a tiled image has several per annotator).
+        created_at: when the round was recorded (UTC, ISO 8601).
+    """
+
+    id: int
+    stage: int
+    model_version: str | None = None
+    seed_versions: Mapping[str, int] = field(default_factory=lambda: _EMPTY, hash=False)
+    selection: str | None = None
+    annotators: tuple[str, ...] = ()
+    images: tuple[int, ...] = ()
+    n_tasks: int = 0
+    created_at: str | None = None
+
+    _json: ClassVar[tuple[str, ...]] = ("seed_versions",)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> RoundRecord:
+        rec = super().from_row(row)
+        names, ids = rec.annotators, rec.images
+        names = json.loads(names) if isinstance(names, str) else names
+        ids = json.loads(ids) if isinstance(ids, str) else ids
+        return dataclasses.replace(
+            rec,
+            annotators=tuple(str(a) for a in names or ()),
+            images=tuple(int(i) for i in ids or ()),
+        )
+
+
+IOU_BINS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 1.0)
+"""Edges of the IoU bins of edited entities: [0.50, 0.75), [0.75, 0.90), [0.90, 0.95),
+[0.95, 1.00) (an IoU of exactly 1 is 'unchanged')."""
+
+
+def iou_bin_labels(edges: tuple[float, ...] = IOU_BINS) -> tuple[str, ...]:
+    """``("0.50-0.75", "0.75-0.90", ...)``: the keys of :attr:`EditRecord.iou_bins`."""
+    return tuple(f"{a:.2f}-{b:.2f}" for a, b in itertools.pairwise(edges))
+
+
+@dataclass(frozen=True)
+class EditRecord(_Record):
+    """One pulled submission: the time spent and the edits against the seed it started from.
+
+    Fields:
+        image_id / stage / annotator / submission: whose submission (``submission`` is the
+            annotation tool's id; a rework resubmission is a new row).
+        round_id: the round the task was pushed in (None: pushed before rounds were recorded).
+        seed_version: the seed the task started from (stage 1: the model version of the
+            pre-annotation, ``""`` for none; stage 2: ``stage1:<annotator>``).
+        status: ``pulled`` or ``rejected``: the QA verdict when it was pulled.
+        lead_time: seconds the annotator spent, as the tool recorded it (Label Studio's
+            ``lead_time``), None when the tool has none.
+        lead_time_source: ``tool`` (recorded by the annotation tool) or ``simulated`` (a
+            simulated annotator's modelled time: demos and tests; reports label it), None
+            without a lead time.
+        created_at / updated_at: the submission's times from the tool.
+        n_seed / n_final: entities in the seed and in the submission (after the overlap rule).
+        unchanged / edited / deleted / added: seed entities accepted pixel for pixel, matched
+            but changed, without a match; submission entities without a match (the matching
+            rule: :func:`entityseg_data.annotation.rounds.edit_breakdown`).
+        iou_bins: edited entities by IoU with their seed (keys :func:`iou_bin_labels`).
+        pixels_changed / pixels_total: pixels whose entity differs from the seed's (matched
+            entities count as the same), of the image's height x width.
+        seed_ap / seed_ap50 / seed_ar / seed_boundary_ap: the seed scored as predictions against
+            this submission as ground truth (class-agnostic AP^e, AP at IoU 0.5, AR@100,
+            boundary AP; fractions), None when not measured.
+        pulled_at: when the pull stored this row.
+    """
+
+    image_id: int
+    stage: int
+    annotator: str
+    submission: str
+    round_id: int | None = None
+    seed_version: str = ""
+    status: str | None = None
+    lead_time: float | None = None
+    lead_time_source: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    n_seed: int = 0
+    n_final: int = 0
+    unchanged: int = 0
+    edited: int = 0
+    deleted: int = 0
+    added: int = 0
+    iou_bins: Mapping[str, int] = field(default_factory=lambda: _EMPTY, hash=False)
+    pixels_changed: int = 0
+    pixels_total: int = 0
+    seed_ap: float | None = None
+    seed_ap50: float | None = None
+    seed_ar: float | None = None
+    seed_boundary_ap: float | None = None
+    pulled_at: str | None = None
+
+    _json: ClassVar[tuple[str, ...]] = ("iou_bins",)
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the lead time is a simulated annotator's (never a person's)."""
+        return self.lead_time_source == "simulated"
 
 
 @dataclass(frozen=True)
@@ -234,10 +355,14 @@ __all__ = [
     "AnnotationRecord",
     "AnnotationStatus",
     "DuplicateRecord",
+    "EditRecord",
+    "IOU_BINS",
     "ImageRecord",
     "ImageStatus",
     "LedgerItem",
     "LedgerState",
     "PredictionRecord",
+    "RoundRecord",
     "VerdictRecord",
+    "iou_bin_labels",
 ]

@@ -124,6 +124,67 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "annotation rounds",
+        """
+        -- one row per push that created tasks: a round of annotation (issue 18)
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY,
+            stage INTEGER NOT NULL,
+            model_version TEXT,                   -- seeds' model version (most common); NULL: none
+            seed_versions TEXT NOT NULL DEFAULT '{}',  -- JSON {seed version: images}
+            selection TEXT,                       -- selection name; NULL: not from a selection
+            annotators TEXT NOT NULL DEFAULT '[]',     -- JSON list
+            images TEXT NOT NULL DEFAULT '[]',         -- JSON list of image ids pushed
+            n_tasks INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        );
+        ALTER TABLE annotations ADD COLUMN round_id INTEGER REFERENCES rounds(id);
+
+        -- one row per pulled submission: time spent and edits against the seed it started from
+        CREATE TABLE annotation_edits (
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            stage INTEGER NOT NULL,
+            annotator TEXT NOT NULL,
+            submission TEXT NOT NULL,             -- the annotation tool's id of the submission
+            round_id INTEGER REFERENCES rounds(id),
+            seed_version TEXT NOT NULL DEFAULT '',
+            status TEXT,                          -- pulled | rejected (QA at pull time)
+            lead_time REAL,                       -- seconds, as the tool recorded (NULL: none)
+            lead_time_source TEXT,                -- tool | simulated | NULL
+            created_at TEXT,                      -- the submission's, from the tool
+            updated_at TEXT,
+            n_seed INTEGER NOT NULL DEFAULT 0,
+            n_final INTEGER NOT NULL DEFAULT 0,
+            unchanged INTEGER NOT NULL DEFAULT 0,
+            edited INTEGER NOT NULL DEFAULT 0,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            added INTEGER NOT NULL DEFAULT 0,
+            iou_bins TEXT NOT NULL DEFAULT '{}',  -- JSON {"0.50-0.75": n, ...} of edited
+            pixels_changed INTEGER NOT NULL DEFAULT 0,
+            pixels_total INTEGER NOT NULL DEFAULT 0,
+            seed_ap REAL,                         -- the seed against this submission (fractions)
+            seed_ap50 REAL,
+            seed_ar REAL,
+            seed_boundary_ap REAL,
+            pulled_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (image_id, stage, annotator, submission)
+        );
+        CREATE INDEX annotation_edits_round ON annotation_edits(round_id);
+
+        -- submissions whose lead time was SIMULATED (demo / tutorial annotators)
+        CREATE TABLE simulated_submissions (
+            image_id INTEGER NOT NULL,
+            stage INTEGER NOT NULL,
+            annotator TEXT NOT NULL,
+            submission TEXT NOT NULL,
+            lead_time REAL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (image_id, stage, annotator, submission)
+        );
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

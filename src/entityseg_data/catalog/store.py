@@ -25,9 +25,11 @@ from urllib.parse import quote
 from entityseg_data.catalog.records import (
     AnnotationRecord,
     DuplicateRecord,
+    EditRecord,
     ImageRecord,
     LedgerItem,
     PredictionRecord,
+    RoundRecord,
     VerdictRecord,
 )
 from entityseg_data.catalog.schema import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -54,7 +56,7 @@ IMAGE_COLUMNS = (
     "split",
     "extra",
 )
-_JSON_COLUMNS = {"domain_tags", "extra", "qa", "meta"}
+_JSON_COLUMNS = {"domain_tags", "extra", "qa", "meta", "seed_versions", "iou_bins"}
 ANNOTATION_FIELDS = (
     "status",
     "ls_project_id",
@@ -63,6 +65,10 @@ ANNOTATION_FIELDS = (
     "mask_path",
     "n_entities",
     "qa",
+    "round_id",
+)
+EDIT_FIELDS = tuple(
+    f for f in EditRecord.__dataclass_fields__ if f not in ("image_id", "stage", "annotator")
 )
 IMAGE_STATUSES = ("accepted", "rejected", "duplicate")
 LEDGER_STATES = ("pending", "done", "failed", "duplicate", "rejected")
@@ -518,6 +524,137 @@ class Catalog:
         ).fetchone()
         return None if row is None else PredictionRecord.from_row(row)
 
+    # ---------------------------------------------------------------- annotation rounds
+    def add_round(
+        self,
+        stage: int,
+        *,
+        selection: str | None = None,
+        annotators: Iterable[str] = (),
+    ) -> int:
+        """Record a new annotation round of ``stage`` (images are added by
+        :meth:`extend_round` as the push creates their tasks); returns its id."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO rounds(stage, selection, annotators) VALUES (?,?,?)",
+                (int(stage), selection, json.dumps(sorted(set(annotators)))),
+            )
+            return int(cur.lastrowid or 0)
+
+    def extend_round(
+        self,
+        round_id: int,
+        *,
+        images: Iterable[int] = (),
+        seed_versions: Mapping[int, str] | None = None,
+        n_tasks: int = 0,
+    ) -> RoundRecord:
+        """Add images pushed in round ``round_id`` (``seed_versions``: image id -> the seed
+        version its tasks carry; an image already in the round is not counted again) and
+        ``n_tasks`` created tasks; the round's model version
+        becomes its most common stage-1 seed version (ties: by name). Join the transaction that
+        records the images' annotation rows so both commit together."""
+        with self.transaction():
+            rec = self.round(round_id)
+            ids = dict.fromkeys(rec.images)
+            ids.update(dict.fromkeys(int(i) for i in images))
+            counts = dict(rec.seed_versions)
+            for image_id, version in sorted((seed_versions or {}).items()):
+                if int(image_id) not in rec.images:  # counted once per image
+                    counts[version] = counts.get(version, 0) + 1
+            models = sorted(
+                ((-n, v) for v, n in counts.items() if v and not v.startswith("stage1:")),
+            )
+            self.conn.execute(
+                "UPDATE rounds SET images = ?, seed_versions = ?, n_tasks = n_tasks + ?, "
+                "model_version = ? WHERE id = ?",
+                (
+                    json.dumps(list(ids)),
+                    json.dumps(counts, sort_keys=True),
+                    int(n_tasks),
+                    models[0][1] if models else None,
+                    int(round_id),
+                ),
+            )
+            return self.round(round_id)
+
+    def round(self, round_id: int) -> RoundRecord:
+        row = self.conn.execute("SELECT * FROM rounds WHERE id = ?", (round_id,)).fetchone()
+        if row is None:
+            raise CatalogError(f"no annotation round {round_id} in {self.path}")
+        return RoundRecord.from_row(row)
+
+    def rounds(self, stage: int | None = None) -> list[RoundRecord]:
+        """Annotation rounds in push order (of one stage when given)."""
+        if stage is None:
+            rows = self._rows("SELECT * FROM rounds ORDER BY id")
+        else:
+            rows = self._rows("SELECT * FROM rounds WHERE stage = ? ORDER BY id", (stage,))
+        return [RoundRecord.from_row(r) for r in rows]
+
+    def set_edit(self, record: EditRecord) -> None:
+        """Insert or replace the row of one pulled submission (same image, stage, annotator and
+        submission id: a submission updated in place replaces its row)."""
+        values = record.to_dict()
+        values.pop("pulled_at", None)
+        cols = [c for c in values if c in EDIT_FIELDS or c in ("image_id", "stage", "annotator")]
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO annotation_edits({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})",
+                [_encode(c, values[c]) for c in cols],
+            )
+
+    def edits(
+        self,
+        stage: int | None = None,
+        *,
+        round_id: int | None = None,
+        annotator: str | None = None,
+        image_id: int | None = None,
+    ) -> list[EditRecord]:
+        """Pulled submissions, ordered by image, stage, annotator and pull time."""
+        sql, params = "SELECT * FROM annotation_edits WHERE 1=1", []
+        for col, val in (
+            ("stage", stage),
+            ("round_id", round_id),
+            ("annotator", annotator),
+            ("image_id", image_id),
+        ):
+            if val is not None:
+                sql += f" AND {col} = ?"
+                params.append(val)
+        rows = self._rows(sql + " ORDER BY image_id, stage, annotator, pulled_at, rowid", params)
+        return [EditRecord.from_row(r) for r in rows]
+
+    def mark_simulated(
+        self,
+        image_id: int,
+        stage: int,
+        annotator: str,
+        submission: str,
+        lead_time: float | None = None,
+    ) -> None:
+        """Record that a submission (the tool's id) came from a SIMULATED annotator, whose lead
+        time is modelled, not measured: the pull labels its row ``simulated``."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO simulated_submissions(image_id, stage, annotator, "
+                "submission, lead_time) VALUES (?,?,?,?,?)",
+                (int(image_id), int(stage), annotator, str(submission), lead_time),
+            )
+
+    def is_simulated(self, image_id: int, stage: int, annotator: str, submission: str) -> bool:
+        """Whether :meth:`mark_simulated` recorded this submission."""
+        return (
+            self.scalar(
+                "SELECT 1 FROM simulated_submissions WHERE image_id = ? AND stage = ? AND "
+                "annotator = ? AND submission = ?",
+                (int(image_id), int(stage), annotator, str(submission)),
+            )
+            is not None
+        )
+
     # ---------------------------------------------------------------- ingest ledger
     def ledger_items(self, source: str, source_ids: Sequence[str]) -> dict[str, LedgerItem]:
         """Ledger entries of ``source`` for these ids, by source id (missing ids: absent)."""
@@ -741,4 +878,4 @@ def _split_sql(script: str) -> Iterable[str]:
         yield rest
 
 
-__all__ = ["ANNOTATION_FIELDS", "IMAGE_COLUMNS", "SCHEMA_VERSION", "Catalog"]
+__all__ = ["ANNOTATION_FIELDS", "EDIT_FIELDS", "IMAGE_COLUMNS", "SCHEMA_VERSION", "Catalog"]

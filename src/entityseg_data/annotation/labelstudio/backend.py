@@ -313,6 +313,7 @@ class LabelStudioBackend:
                         annotator=name,
                         updated_at=str(a.get("updated_at") or ""),
                         lead_time=a.get("lead_time"),
+                        created_at=str(a.get("created_at") or ""),
                     )
                     for name, a in sorted(latest.items())
                 ),

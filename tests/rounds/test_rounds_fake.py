@@ -1,0 +1,180 @@
+"""Rounds recorded at push and pull, and the round report's numbers, on hand-built annotation
+histories with known lead times and edits (unit tier: the in-memory backend, the public API).
+
+Images are 40 x 60 with the seed of tests/annotation_support.py: entity 1 = rows 0-19 x cols
+0-29 (600 px), entity 2 = rows 20-39 (1200 px), entity 3 = rows 0-12 x cols 30-59 (390 px);
+rows 13-19 x cols 30-59 (210 px) unlabelled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from annotation_support import add_test_images
+
+import entityseg_data as esd
+from entityseg_data.catalog.predictions import write_prediction
+from entityseg_data.masks import rle
+
+H, W = 40, 60
+SETTINGS = [
+    "annotation.annotators=[alice, bob]",
+    "annotation.overlap_fraction=0.0",
+    "annotation.overlap_images=0",
+]
+
+
+def _seed_masks() -> dict[str, np.ndarray]:
+    lm = np.zeros((H, W), np.uint16)
+    lm[: H // 2, : W // 2] = 1
+    lm[H // 2 :, :] = 2
+    lm[: H // 3, W // 2 :] = 3
+    return {str(k): lm == k for k in (1, 2, 3)}
+
+
+def _masks(image_id: int, masks: dict[str, np.ndarray]) -> esd.ImageMasks:
+    ents = tuple(
+        esd.Entity(id=f"{image_id}_{k}", rle=rle.encode(m.astype(np.uint8)))
+        for k, m in masks.items()
+    )
+    return esd.ImageMasks(image_id=image_id, height=H, width=W, entities=ents)
+
+
+def _who(ann: esd.Annotation, image_id: int) -> str:
+    for a in ("alice", "bob"):
+        if any(t.image_id == image_id for t in ann.tasks(1, a)):
+            return a
+    raise AssertionError(f"image {image_id} not pushed")
+
+
+@pytest.fixture()
+def history(tmp_path):
+    """Round 1 (seeds source:test, no selection): image A accepted as is in 60 s; image B
+    first submitted empty (180 s, rejected, sent back), then fixed in 30 s: entity 1 shrunk by
+    one column (IoU 580/600), the unlabelled strip added. Round 2 (seeds v2, selection sel-a,
+    SIMULATED lead times): image C accepted in 30 s, image D with entity 3 deleted in 90 s."""
+    ws = esd.Workspace.create(tmp_path / "ws")
+    a, b, c, d = add_test_images(ws, [(H, W)] * 4)
+    backend = esd.InMemoryBackend()
+    ann = ws.annotation(backend, overrides=SETTINGS)
+    rep1 = ann.push(1, image_ids=[a, b])
+    seed = _seed_masks()
+
+    assert ann.submit(1, _who(ann, a), _masks(a, seed), lead_time=60)
+    assert ann.submit(1, _who(ann, b), _masks(b, {}), lead_time=180)
+    ann.pull(stages=(1,))  # B rejected (no entities) and sent back for rework
+    fixed = dict(seed)
+    fixed["1"] = seed["1"].copy()
+    fixed["1"][:, 29] = False
+    strip = np.zeros((H, W), bool)
+    strip[13:20, 30:] = True
+    fixed["new"] = strip
+    assert ann.submit(1, _who(ann, b), _masks(b, fixed), lead_time=30)
+    ann.pull(stages=(1,))
+
+    with ws.catalog() as cat:  # newer pre-annotations of C and D: the next round's seeds
+        for iid in (c, d):
+            lm = np.zeros((H, W), np.uint16)
+            for k, m in seed.items():
+                lm[m] = int(k)
+            ents = [
+                {"id": str(k), "segmentation": r, "score": 0.5 + 0.1 * k}
+                for k, r in rle.label_map_to_rles(lm).items()
+            ]
+            data = {"image_id": iid, "height": H, "width": W, "entities": ents}
+            write_prediction(ws.root, cat, data, "v2")
+    rep2 = ann.push(1, image_ids=[c, d], selection="sel-a")
+    assert ann.submit(1, _who(ann, c), _masks(c, seed), lead_time=30, simulated=True)
+    dropped = {k: v for k, v in seed.items() if k != "3"}
+    assert ann.submit(1, _who(ann, d), _masks(d, dropped), lead_time=90, simulated=True)
+    ann.pull(stages=(1,))
+    return ws, ann, (a, b, c, d), (rep1, rep2)
+
+
+def test_push_records_rounds(history):
+    ws, ann, (a, b, c, d), (rep1, rep2) = history
+    r1, r2 = ws.rounds.list()
+    assert (rep1.round_id, rep2.round_id) == (r1.id, r2.id)
+    assert (r1.stage, r1.model_version, r1.selection, r1.images) == (1, "source:test", None, (a, b))
+    assert dict(r1.seed_versions) == {"source:test": 2} and r1.n_tasks == 2
+    assert (r2.model_version, r2.selection, r2.images) == ("v2", "sel-a", (c, d))
+    assert set(r1.annotators) <= {"alice", "bob"} and r1.created_at <= r2.created_at
+    with ws.catalog() as cat:
+        assert {r.image_id: r.round_id for r in cat.annotations(stage=1)} == {
+            a: r1.id,
+            b: r1.id,
+            c: r2.id,
+            d: r2.id,
+        }
+    # a push that creates nothing records no round
+    assert ann.push(1, image_ids=[a]).round_id is None
+    assert len(ws.rounds.list()) == 2
+
+
+def test_pull_stores_lead_times_seeds_and_edit_breakdowns(history):
+    ws, _ann, (a, b, c, d), _ = history
+    edits = {(e.image_id, e.lead_time): e for e in ws.rounds.edits(stage=1)}
+    assert len(edits) == 5  # B twice: the rejected submission and the fix
+    ea, eb0, eb1, ec, ed = (edits[k] for k in ((a, 60), (b, 180), (b, 30), (c, 30), (d, 90)))
+    assert (ea.unchanged, ea.edited, ea.deleted, ea.added, ea.pixels_changed) == (3, 0, 0, 0, 0)
+    assert ea.seed_version == "source:test" and ea.lead_time_source == "tool"
+    assert ea.created_at and ea.updated_at and ea.status == "pulled"
+    assert (eb0.status, eb0.n_final, eb0.deleted) == ("rejected", 0, 3)
+    assert (eb1.unchanged, eb1.edited, eb1.deleted, eb1.added) == (2, 1, 0, 1)
+    assert dict(eb1.iou_bins)["0.95-1.00"] == 1
+    assert eb1.pixels_changed == 20 + 210 and eb1.pixels_total == H * W
+    assert (ed.unchanged, ed.deleted, ed.pixels_changed) == (2, 1, 390)
+    assert ec.seed_version == ed.seed_version == "v2"
+    assert ec.simulated and ed.simulated and not eb1.simulated
+    # the seed's AP against the submission (the API's pull measures it)
+    assert ea.seed_ap == pytest.approx(1.0) and ea.seed_boundary_ap == pytest.approx(1.0)
+    assert eb1.seed_ar == pytest.approx(3 / 4) and eb1.seed_ap50 == pytest.approx(76 / 101)
+
+
+def test_report_numbers_per_round_version_and_selection(history, tmp_path):
+    ws, *_ = history
+    files = ws.rounds.report(tmp_path / "report")
+    rep = files.report
+    r1, r2 = (r.summary for r in rep.rounds)
+    # round 1: A 60 s, B 180 + 30 s; entities of the latest submissions 3 + 4
+    assert (r1.annotations, r1.submissions, r1.rework, r1.timed) == (2, 3, 1, 2)
+    assert r1.minutes_per_image == pytest.approx((60 + 210) / 2 / 60)
+    assert r1.minutes_per_entity == pytest.approx(270 / 60 / 7)
+    assert not r1.simulated
+    assert (r1.n_seed, r1.n_final, r1.unchanged, r1.edited, r1.deleted, r1.added) == (
+        6,
+        7,
+        5,
+        1,
+        0,
+        1,
+    )
+    assert r1.accepted == pytest.approx(5 / 6)
+    assert r1.pixels_changed_fraction == pytest.approx(230 / (2 * H * W))
+    # the seeds against the approved masks: 6 seed entities, all true positives, of 7
+    assert r1.seed.ar == pytest.approx(6 / 7)
+    assert r1.seed.ap == pytest.approx(86 / 101)
+    # round 2: SIMULATED 30 s and 90 s; 3 + 2 entities
+    assert r2.simulated and r2.minutes_per_image == pytest.approx(1.0)
+    assert r2.minutes_per_entity == pytest.approx(120 / 60 / 5)
+    assert (r2.unchanged, r2.deleted, r2.added) == (5, 1, 0)
+    # seeds by score: C's entity 3 (TP), D's deleted entity 3 (FP, same score, later image),
+    # then 4 TP: precision 1 up to recall 0.2 (21 of 101 recall points), then 5/6
+    assert r2.seed.ar == pytest.approx(1.0)
+    assert r2.seed.ap == pytest.approx((21 + 80 * 5 / 6) / 101)
+    # per seed version and selected vs not: the same groups here
+    assert rep.versions["source:test"].minutes_per_image == r1.minutes_per_image
+    assert rep.versions["v2"].deleted == 1
+    assert set(rep.selection) == {"unselected", "selection:sel-a"}
+    assert rep.selection["selection:sel-a"].minutes_per_entity == r2.minutes_per_entity
+    assert r1.agreement_map is None  # no overlap sample in this workspace
+
+    md = files.paths["markdown"].read_text()
+    assert "SIMULATED" in md and "round 2" in md and "sel-a" in md
+    assert "2.25" in md  # round 1 minutes per image
+    html = files.paths["html"].read_text()
+    assert "<table>" in html and "SIMULATED" in html
+    for kind in ("time", "edits", "seed"):
+        png = files.paths[kind]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert files.paths["edits_csv"].read_text().count("\n") == 1 + 5
