@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "entityseg_data"
-# its own SQLite file (CLIP embeddings by image hash), not the catalog
-EXEMPT = {"ingest/filters/embedding_cache.py"}
+# (the CLIP embedding cache moved into catalog/embeddings.py)
+EXEMPT: set[str] = set()
 SQL = re.compile(
     r"^\s*(SELECT\b.*\bFROM\b|INSERT (OR \w+ )?INTO\b|UPDATE \w+ SET\b|DELETE FROM\b"
     r"|(CREATE|DROP|ALTER) (TABLE|INDEX)\b|PRAGMA \w+)",

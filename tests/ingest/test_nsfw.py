@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from entityseg_data.catalog.embeddings import EmbeddingCache
 from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.errors import ConfigError, DataError, OfflineError
 from entityseg_data.ingest.filters import clip as clip_mod
-from entityseg_data.ingest.filters.embedding_cache import EmbeddingCache
 from entityseg_data.ingest.filters.nsfw import probe_scores, zero_shot_scores
 from entityseg_data.ingest.pipeline import ingest
 from entityseg_data.ingest.refilter import refilter

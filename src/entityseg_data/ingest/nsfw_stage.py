@@ -26,9 +26,9 @@ def score_nsfw(
     those still accepted); returns (model key, number scored)."""
     import numpy as np
 
+    from entityseg_data.catalog.embeddings import EmbeddingCache, cache_path
     from entityseg_data.ingest.filters import nsfw
     from entityseg_data.ingest.filters.clip import load_clip
-    from entityseg_data.ingest.filters.embedding_cache import EmbeddingCache
 
     clip = load_clip(
         config.clip_model,
@@ -36,7 +36,7 @@ def score_nsfw(
         allow_random=config.allow_random_clip,
         device=config.clip_device,
     )
-    cache = EmbeddingCache(ws.cache_dir / "clip" / f"{clip.key}.sqlite")
+    cache = EmbeddingCache(cache_path(ws.cache_dir, clip.key))
     scored = 0
     try:
         if config.nsfw_method == "probe":

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from entityseg_data.catalog.embeddings import RANDOM_TAGS, cache_key
 from entityseg_data.errors import ConfigError, OfflineError
 
 log = logging.getLogger(__name__)
 
-RANDOM_TAGS = ("", "none", "random")
 HUB_HOST = ("huggingface.co", 443)
 
 
@@ -40,24 +40,6 @@ class ClipModel:
     key: str
     random: bool
     device: str
-
-
-def cache_key(model_name: str, pretrained: str) -> str:
-    """Filesystem-safe name of a model + weights pair."""
-    if model_name.startswith("local-dir:"):
-        d = Path(model_name[len("local-dir:") :]).resolve()
-        weights = d / "open_clip_model.safetensors"
-        stamp = int(weights.stat().st_mtime) if weights.exists() else 0
-        base = f"localdir-{d.name}-{stamp}"
-    else:
-        tag = pretrained.strip() or "random"
-        if tag.lower() in RANDOM_TAGS:
-            tag = "random-seed0"
-        elif os.path.isfile(tag):
-            p = Path(tag).resolve()
-            tag = f"file-{p.stem}-{p.stat().st_size}"
-        base = f"{model_name}__{tag}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base)
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

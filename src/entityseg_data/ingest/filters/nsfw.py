@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from entityseg_data.catalog.embeddings import EmbeddingCache
 from entityseg_data.errors import ConfigError, DataError
 from entityseg_data.ingest.filters.base import Verdict
 from entityseg_data.ingest.filters.clip import ClipModel
-from entityseg_data.ingest.filters.embedding_cache import EmbeddingCache
 
 log = logging.getLogger(__name__)
 NAME = "nsfw"

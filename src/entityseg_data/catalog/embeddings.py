@@ -2,16 +2,45 @@
 
 Image embeddings are keyed by the sha256 of the original bytes, text embeddings by the prompt;
 vectors are L2-normalised float32. Re-filtering with another threshold or other prompts never
-re-embeds an image.
+re-embeds an image. The ingest NSFW stage writes them; selection (choosing what to annotate
+next) reads them. Core: :func:`cache_key` and :func:`cache_path` name the file of a CLIP model
++ weights without loading the model.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+RANDOM_TAGS = ("", "none", "random")
+
+
+def cache_key(model_name: str, pretrained: str) -> str:
+    """Filesystem-safe name of an open_clip model + weights pair (the cache file's stem)."""
+    if model_name.startswith("local-dir:"):
+        d = Path(model_name[len("local-dir:") :]).resolve()
+        weights = d / "open_clip_model.safetensors"
+        stamp = int(weights.stat().st_mtime) if weights.exists() else 0
+        base = f"localdir-{d.name}-{stamp}"
+    else:
+        tag = pretrained.strip() or "random"
+        if tag.lower() in RANDOM_TAGS:
+            tag = "random-seed0"
+        elif os.path.isfile(tag):
+            p = Path(tag).resolve()
+            tag = f"file-{p.stem}-{p.stat().st_size}"
+        base = f"{model_name}__{tag}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base)
+
+
+def cache_path(cache_dir: str | Path, key: str) -> Path:
+    """The cache file of model key ``key`` under a workspace's ``cache/`` folder."""
+    return Path(cache_dir) / "clip" / f"{key}.sqlite"
 
 
 class EmbeddingCache:
