@@ -41,6 +41,7 @@ NOT_CONFIG = {
     ("ingest", "retry_failed"): "a run action (make failed items pending), not a setting",
     ("init", "name"): "written as the workspace name by init itself",
     ("model convert", "preset"): "the architecture of the checkpoint being converted",
+    ("select", "name"): "the selection's name, not the workspace name",
     ("predict", "device"): "predict's device ('auto' = the torchrun rank's GPU)",
     ("predict", "threads"): "torch CPU threads of this run",
     ("stats", "out_dir"): "the report folder, not a training run's out_dir",

@@ -144,6 +144,7 @@ class PushReport:
     round_id: int | None = None
     selection: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    not_eligible: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -241,8 +242,12 @@ def push(
         seed: the workspace seed (assignment tie breaks and the overlap draw).
         image_ids: restrict to these images (default: every eligible one).
         limit: push at most this many images.
-        selection: the name of the selection ``image_ids`` came from (recorded with the
-            round; None: a push not driven by a selection).
+        selection: a named selection (``entityseg-data select``): push exactly its images
+            (restricted to ``image_ids`` when given); its images not eligible (pushed
+            already, no longer accepted, stage 2 without approved masks) are listed in
+            ``PushReport.not_eligible``. The name is recorded with the round (None: a push
+            not driven by a selection). With ``image_ids``, a name not stored in the catalog
+            only labels the round; without, it is a CatalogError.
         progress: optional callable ``(n_done, n_total)``.
 
     Returns a :class:`PushReport`; per-image problems (size mismatch, unreadable seed) are
@@ -253,6 +258,12 @@ def push(
     root = Path(workspace.root)
     report = PushReport(stage=stage, selection=selection)
     with workspace.catalog() as cat:
+        if selection is not None and (image_ids is None or cat.selection_info(selection)):
+            chosen = [it.image_id for it in cat.selection(selection)]  # CatalogError if none
+            if image_ids is not None:
+                given = {int(i) for i in image_ids}
+                chosen = [i for i in chosen if i in given]
+            image_ids = chosen
         rows = {r.id: r for r in cat.images(status="accepted")}
         done = {r.image_id for r in cat.annotations(stage=stage) if r.status != "pending"}
         approved: dict[int, str] = {}
@@ -266,6 +277,9 @@ def push(
         if image_ids is not None:
             wanted = {int(i) for i in image_ids}
             eligible = [i for i in eligible if i in wanted]
+            if selection is not None:
+                ok = set(eligible)
+                report.not_eligible = sorted(i for i in wanted if i not in ok)
         eligible.sort()
         if limit is not None:
             eligible = eligible[:limit]

@@ -179,7 +179,8 @@ class Annotation:
         """Create the stage's projects and tasks for the images not pushed yet (stage 1:
         accepted images with their newest prediction as the seed; stage 2: images with
         approved stage-1 masks). A push that creates tasks records an annotation round
-        (``report.round_id``; ``selection`` names the selection ``image_ids`` came from)."""
+        (``report.round_id``). ``selection``: push exactly the images of that named selection
+        (:meth:`Workspace.select`), recorded with the round."""
         from entityseg_data.annotation.push import push
 
         return push(

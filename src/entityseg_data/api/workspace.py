@@ -4,8 +4,9 @@
 >>> ws = Workspace.create("my_set")                     # or Workspace.open("my_set")
 >>> ws.ingest(["folder:photos/", "urls:urls.txt"])      # IngestReport
 >>> ws.predictions.add(load_segmenter("cropformer_hornet_3x"))
+>>> ws.select(50, name="round-2")                       # what to annotate next
 >>> with LabelStudio.start(ws) as ls:
-...     ann = ws.annotation(ls); ann.push(stage=1)       # people annotate, then
+...     ann = ws.annotation(ls); ann.push(stage=1, selection="round-2")  # people annotate
 ...     ann.pull(stages=(1,))
 >>> ds = ws.dataset()                                   # typed approved entities
 >>> ws.stats_report("report/"); ws.export_entityseg("release/"); ws.export_hf("release_hf/")
@@ -32,7 +33,8 @@ from entityseg_data.errors import DataError
 
 if TYPE_CHECKING:
     from entityseg_data.annotation.backend import AnnotationBackend
-    from entityseg_data.catalog import ImageRecord
+    from entityseg_data.annotation.select import SelectionResult
+    from entityseg_data.catalog import ImageRecord, SelectionItem, SelectionRecord
     from entityseg_data.config import IngestConfig, StatsConfig
     from entityseg_data.export.entityseg import ExportResult
     from entityseg_data.ingest.importers import ImportResult
@@ -178,6 +180,62 @@ class Workspace(_core.Workspace):
         """The annotation rounds: what each push cost in time and edits, and what the
         pre-annotation saved (``ws.rounds.report(out_dir)``; docs/rounds.md)."""
         return Rounds(self)
+
+    def select(
+        self,
+        n: int,
+        *,
+        name: str | None = None,
+        strategy: str | None = None,
+        quotas: Sequence[str] | None = None,
+        seed: int | None = None,
+        replace: bool = False,
+        overrides: Iterable[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SelectionResult:
+        """Choose the next ``n`` images to annotate and store them as a named selection
+        (push them with ``ws.annotation(...).push(1, selection=name)``).
+
+        ``strategy``: ``uncertainty`` (default: low mean entity score, small covered area,
+        full/crop view disagreement of the newest prediction, blended with k-center diversity
+        on the cached CLIP image embeddings, near duplicates dropped) or ``random`` (seeded
+        baseline). ``quotas``: ``["coco=10", "unsplash=0.25"]`` (most images per source).
+        ``seed``: the random strategy's (default: the workspace seed). ``name``: default the
+        first free ``<strategy>-<k>``. Settings: the ``selection`` config section with
+        ``overrides``. CLIP embeddings missing from the cache are computed first with the
+        ingest section's CLIP (``selection.embed_missing``). See docs/selection.md."""
+        from entityseg_data.annotation.select import missing_embeddings, select_images
+
+        extra = list(overrides)
+        if strategy is not None:
+            extra.append(f"selection.strategy={strategy}")
+        if quotas is not None:
+            extra.append(f"selection.quotas=[{', '.join(quotas)}]")
+        cfg = self.config(extra)
+        if cfg.selection.strategy == "uncertainty" and cfg.selection.embed_missing:
+            todo = missing_embeddings(self, cfg.selection, cfg.ingest)
+            if todo:
+                _embed(self, cfg.ingest, todo)
+        return select_images(
+            self,
+            cfg.selection,
+            cfg.ingest,
+            n=n,
+            name=name,
+            seed=cfg.seed if seed is None else seed,
+            replace=replace,
+            progress=progress,
+        )
+
+    def selection(self, name: str) -> tuple[SelectionItem, ...]:
+        """The images of selection ``name`` in the order chosen, with scores and reasons."""
+        with self.catalog() as cat:
+            return cat.selection(name)
+
+    def selections(self) -> list[SelectionRecord]:
+        """Every stored selection, oldest first."""
+        with self.catalog() as cat:
+            return cat.selections()
 
     def annotators(self, stage: int = 1) -> list[str]:
         """Annotators with annotation files of ``stage`` (``import`` for imported datasets)."""
@@ -370,3 +428,22 @@ class Workspace(_core.Workspace):
 
             cfg = apply_overrides(cfg, {"data.workspace": str(self.root)})
         return train(cfg, resume=resume, progress=progress)
+
+
+def _embed(ws: Workspace, ingest: IngestConfig, images: Sequence[ImageRecord]) -> int:
+    """Compute and cache the CLIP image embeddings of ``images`` with the ingest section's CLIP
+    (the cache the NSFW stage fills); returns how many are in the cache now."""
+    from entityseg_data.catalog.embeddings import EmbeddingCache, cache_path
+    from entityseg_data.ingest.filters.clip import load_clip
+    from entityseg_data.ingest.filters.nsfw import embed_images
+
+    clip = load_clip(
+        ingest.clip_model,
+        ingest.clip_pretrained,
+        allow_random=ingest.allow_random_clip,
+        device=ingest.clip_device,
+    )
+    items = [(r.sha256, str(ws.image_path(r))) for r in images]
+    with EmbeddingCache(cache_path(ws.cache_dir, clip.key)) as cache:
+        found = embed_images(clip, cache, items, batch_size=ingest.clip_batch_size)
+    return len(found)

@@ -3,7 +3,8 @@ ledger, annotation state and predictions. The only place the toolkit runs SQL.
 
 * :class:`Catalog` (``store.py``): the database, typed methods per table;
 * records (``records.py``): the frozen records it returns;
-* ``predictions.py``: prediction files beside their catalog rows.
+* ``predictions.py``: prediction files beside their catalog rows;
+* ``embeddings.py``: the CLIP embedding cache (its own SQLite file per model).
 """
 
 from entityseg_data.catalog.records import (
@@ -14,6 +15,8 @@ from entityseg_data.catalog.records import (
     LedgerItem,
     PredictionRecord,
     RoundRecord,
+    SelectionItem,
+    SelectionRecord,
     VerdictRecord,
 )
 from entityseg_data.catalog.schema import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -31,5 +34,7 @@ __all__ = [
     "Migration",
     "PredictionRecord",
     "RoundRecord",
+    "SelectionItem",
+    "SelectionRecord",
     "VerdictRecord",
 ]

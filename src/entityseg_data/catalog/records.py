@@ -351,6 +351,65 @@ class DuplicateRecord(_Record):
     created_at: str | None = None
 
 
+@dataclass(frozen=True)
+class SelectionRecord(_Record):
+    """A named selection of images to annotate next (``selections`` table).
+
+    ``strategy``: ``uncertainty`` (model uncertainty + k-center diversity) or ``random`` (the
+    seeded baseline); ``n_requested`` the N asked for, ``n_selected`` how many were found;
+    ``model_version`` the predictions scored (None = each image's newest); ``params`` the
+    settings used (weights, quotas, embedding key, ...)."""
+
+    name: str
+    strategy: str
+    n_requested: int
+    n_selected: int
+    seed: int = 0
+    model_version: str | None = None
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    created_at: str | None = None
+
+    _json: ClassVar[tuple[str, ...]] = ("params",)
+
+
+@dataclass(frozen=True)
+class SelectionItem(_Record):
+    """One image of a selection, in the order chosen (``rank`` 1 = first).
+
+    ``score``: the gain it was chosen with (see docs/selection.md); ``uncertainty`` in [0, 1]
+    (None for the random strategy); ``distance``: its embedding distance to the nearest image
+    annotated or chosen before it (None when unknown); ``signals``: the uncertainty signals
+    (``mean_score``, ``covered``, ``view_disagreement``...); ``reasons``: short sentences."""
+
+    selection: str
+    rank: int
+    image_id: int
+    source: str = ""
+    score: float = 0.0
+    uncertainty: float | None = None
+    distance: float | None = None
+    signals: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    reasons: tuple[str, ...] = ()
+
+    _json: ClassVar[tuple[str, ...]] = ("signals",)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> SelectionItem:  # type: ignore[override]
+        data = {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
+        reasons = data.get("reasons") or "[]"
+        return cls(
+            selection=str(data["selection"]),
+            rank=int(data["rank"]),
+            image_id=int(data["image_id"]),
+            source=str(data.get("source") or ""),
+            score=float(data.get("score") or 0.0),
+            uncertainty=None if data.get("uncertainty") is None else float(data["uncertainty"]),
+            distance=None if data.get("distance") is None else float(data["distance"]),
+            signals=_frozen_mapping(data.get("signals")),
+            reasons=tuple(json.loads(reasons) if isinstance(reasons, str) else reasons),
+        )
+
+
 __all__ = [
     "AnnotationRecord",
     "AnnotationStatus",
@@ -363,6 +422,8 @@ __all__ = [
     "LedgerState",
     "PredictionRecord",
     "RoundRecord",
+    "SelectionItem",
+    "SelectionRecord",
     "VerdictRecord",
     "iou_bin_labels",
 ]

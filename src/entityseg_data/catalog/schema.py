@@ -185,6 +185,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        3,
+        "selections",
+        """
+        -- named selections of images to annotate next (entityseg-data select)
+        CREATE TABLE selections (
+            name TEXT PRIMARY KEY,
+            strategy TEXT NOT NULL,               -- uncertainty | random
+            n_requested INTEGER NOT NULL,
+            n_selected INTEGER NOT NULL,
+            seed INTEGER NOT NULL DEFAULT 0,
+            model_version TEXT,                   -- predictions scored (NULL: newest per image)
+            params TEXT NOT NULL DEFAULT '{}',    -- JSON: weights, quotas, embedding key, ...
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        );
+        CREATE TABLE selection_items (
+            selection TEXT NOT NULL REFERENCES selections(name) ON DELETE CASCADE,
+            rank INTEGER NOT NULL,                -- 1 = chosen first
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            source TEXT NOT NULL DEFAULT '',
+            score REAL NOT NULL,                  -- the gain it was chosen with
+            uncertainty REAL,
+            distance REAL,                        -- to the nearest annotated/chosen embedding
+            signals TEXT NOT NULL DEFAULT '{}',   -- JSON: mean_score, covered, ...
+            reasons TEXT NOT NULL DEFAULT '[]',   -- JSON list of short sentences
+            PRIMARY KEY (selection, rank),
+            UNIQUE (selection, image_id)
+        );
+        CREATE INDEX selection_items_image ON selection_items(image_id);
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -30,6 +30,8 @@ from entityseg_data.catalog.records import (
     LedgerItem,
     PredictionRecord,
     RoundRecord,
+    SelectionItem,
+    SelectionRecord,
     VerdictRecord,
 )
 from entityseg_data.catalog.schema import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -787,6 +789,102 @@ class Catalog:
 
     def count_duplicates(self) -> int:
         return int(self.scalar("SELECT COUNT(*) FROM duplicates") or 0)
+
+    # ---------------------------------------------------------------- selections
+    def add_selection(
+        self,
+        record: SelectionRecord,
+        items: Sequence[SelectionItem],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Store a named selection and its items (ranks 1..n in order) in one transaction.
+
+        An existing selection of that name is an error unless ``replace`` (then it is
+        replaced whole)."""
+        ranks = [it.rank for it in items]
+        if ranks != list(range(1, len(items) + 1)):
+            raise CatalogError(f"selection {record.name!r}: ranks must be 1..{len(items)}")
+        if any(it.selection != record.name for it in items):
+            raise CatalogError(f"selection {record.name!r}: an item names another selection")
+        with self.transaction() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM selections WHERE name = ?", (record.name,)
+            ).fetchone()
+            if exists and not replace:
+                raise CatalogError(
+                    f"a selection named {record.name!r} exists already (choose another name, "
+                    "or replace it)"
+                )
+            conn.execute("DELETE FROM selections WHERE name = ?", (record.name,))
+            conn.execute(
+                "INSERT INTO selections(name, strategy, n_requested, n_selected, seed, "
+                "model_version, params) VALUES (?,?,?,?,?,?,?)",
+                (
+                    record.name,
+                    record.strategy,
+                    int(record.n_requested),
+                    len(items),
+                    int(record.seed),
+                    record.model_version,
+                    json.dumps(dict(record.params), sort_keys=True, default=str),
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO selection_items(selection, rank, image_id, source, score, "
+                "uncertainty, distance, signals, reasons) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        record.name,
+                        it.rank,
+                        int(it.image_id),
+                        it.source,
+                        float(it.score),
+                        it.uncertainty,
+                        it.distance,
+                        json.dumps(dict(it.signals), sort_keys=True),
+                        json.dumps(list(it.reasons)),
+                    )
+                    for it in items
+                ],
+            )
+
+    def selection_info(self, name: str) -> SelectionRecord | None:
+        """The record of selection ``name``, or None."""
+        row = self.conn.execute("SELECT * FROM selections WHERE name = ?", (name,)).fetchone()
+        return None if row is None else SelectionRecord.from_row(row)
+
+    def selection(self, name: str) -> tuple[SelectionItem, ...]:
+        """The items of selection ``name`` in the order chosen (rank 1 first); CatalogError
+        naming the known selections when there is none of that name."""
+        if self.selection_info(name) is None:
+            known = [r.name for r in self.selections()]
+            raise CatalogError(
+                f"no selection named {name!r} in {self.path} (known: {known or 'none'}; "
+                "make one with `entityseg-data select --n N --name NAME`)"
+            )
+        rows = self._rows(
+            "SELECT * FROM selection_items WHERE selection = ? ORDER BY rank", (name,)
+        )
+        return tuple(SelectionItem.from_row(r) for r in rows)
+
+    def selections(self) -> list[SelectionRecord]:
+        """Every selection's record, oldest first (ties by name)."""
+        rows = self._rows("SELECT * FROM selections ORDER BY created_at, name")
+        return [SelectionRecord.from_row(r) for r in rows]
+
+    def selections_of(self, image_id: int) -> list[str]:
+        """Names of the selections holding an image, by name."""
+        rows = self._rows(
+            "SELECT selection FROM selection_items WHERE image_id = ? ORDER BY selection",
+            (image_id,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def delete_selection(self, name: str) -> bool:
+        """Remove a selection (its items too); returns whether it existed."""
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM selections WHERE name = ?", (name,)).rowcount > 0
 
     # ---------------------------------------------------------------- key/value
     def get_kv(self, key: str, default: Any = None) -> Any:

@@ -158,11 +158,22 @@ def users(
 @annotate.command("push")
 @click.option("--stage", type=click.Choice(["1", "2"]), required=True, help="Stage to push.")
 @click.option("--limit", type=int, default=None, help="Push at most N images.")
+@click.option(
+    "--selection",
+    default=None,
+    metavar="NAME",
+    help="Push exactly the images of this selection (see `entityseg-data select`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @set_option
 @click.pass_context
 def push_cmd(
-    ctx: click.Context, stage: str, limit: int | None, as_json: bool, overrides: tuple[str, ...]
+    ctx: click.Context,
+    stage: str,
+    limit: int | None,
+    selection: str | None,
+    as_json: bool,
+    overrides: tuple[str, ...],
 ) -> None:
     """Create/update the stage's projects (one per annotator) and import tasks for images not
     pushed yet, with pre-annotations (stage 1: the predictions table; stage 2: the approved
@@ -172,6 +183,7 @@ def push_cmd(
     Examples:
       entityseg-data -w my_set annotate push --stage 1 --set annotation.annotators=[alice,bob]
       entityseg-data -w my_set annotate push --stage 2
+      entityseg-data -w my_set annotate push --stage 1 --selection round-2
     """
     from tqdm import tqdm
 
@@ -196,6 +208,7 @@ def push_cmd(
         stage=int(stage),
         seed=wcfg.seed,
         limit=limit,
+        selection=selection,
         progress=progress,
     )
     bar.close()
@@ -206,6 +219,11 @@ def push_cmd(
         f"stage {stage}: {rep.images} images, {rep.tasks} tasks ({rep.overlap_images} overlap "
         f"images), {rep.recovered} recovered, {len(rep.errors)} errors"
     )
+    if rep.selection is not None and rep.not_eligible:
+        click.echo(
+            f"  selection {rep.selection}: {len(rep.not_eligible)} images not eligible "
+            f"(pushed already or no longer accepted): {rep.not_eligible[:20]}"
+        )
     for a, pid in rep.projects.items():
         click.echo(f"  {a}: {client.url}/projects/{pid}")
     for e in rep.errors[:20]:

@@ -34,6 +34,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "annotate",
         "Two-stage annotation in Label Studio (server, push, pull, vocab, backend).",
     ),
+    "select": (
+        "entityseg_data.cli.select_cmds",
+        "select",
+        "Choose the next images to annotate (uncertainty + diversity, or random).",
+    ),
     "consistency": (
         "entityseg_data.cli.eval_cmds",
         "consistency",

@@ -30,6 +30,7 @@ from entityseg_data.config.machinery import (
     set_key,
     to_dict,
 )
+from entityseg_data.config.selection import SelectionConfig
 from entityseg_data.config.stats import StatsConfig
 from entityseg_data.config.workspace import (
     WorkspaceConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "ExportConfig",
     "IngestConfig",
     "LabelStudioConfig",
+    "SelectionConfig",
     "StatsConfig",
     "WorkspaceConfig",
     "all_keys",

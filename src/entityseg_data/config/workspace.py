@@ -1,8 +1,8 @@
 """The workspace configuration: one section per stage, composed here, below every stage.
 
 The sections (:mod:`.ingest`, :mod:`.annotation`, :mod:`.evaluation`, :mod:`.stats`,
-:mod:`.export`) import nothing but :mod:`entityseg_data.config_fields`; each stage imports its
-section from here, so the core (config, catalog, workspace) imports no stage.
+:mod:`.export`, :mod:`.selection`) import nothing but :mod:`entityseg_data.config_fields`; each
+stage imports its section from here, so the core (config, catalog, workspace) imports no stage.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from entityseg_data.config.machinery import (
     load_yaml_config,
     masked_dict,
 )
+from entityseg_data.config.selection import SelectionConfig
 from entityseg_data.config.stats import StatsConfig
 from entityseg_data.config_fields import Checked
 
@@ -43,6 +44,7 @@ class WorkspaceConfig(Checked):
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
 
 def load_workspace_config(
