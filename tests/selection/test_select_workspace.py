@@ -157,6 +157,10 @@ def test_push_selection_sends_exactly_those(tmp_path):
     assert pushed == sorted(sel.image_ids)
     tasks = list(backend.tasks_by_id.values())
     assert sorted(t.spec.image_id for t in tasks) == sorted(sel.image_ids)
+    # the round records the selection, so `rounds report` compares it with random rounds
+    (rnd,) = ws.rounds.list(stage=1)
+    assert rnd.id == rep.round_id and rnd.selection == "round-2"
+    assert sorted(rnd.images) == sorted(sel.image_ids)
     # pushing the same selection again: nothing new, all reported as not eligible
     rep = ann.push(1, selection="round-2")
     assert rep.images == 0 and rep.not_eligible == sorted(sel.image_ids)
