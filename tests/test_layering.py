@@ -48,7 +48,6 @@ KNOWN: set[tuple[str, str]] = {
     # the command line, not yet all on the public API (apps -> stage)
     ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.labelstudio.session"),
     ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.ml_backend"),
-    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.pull"),
     ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.push"),
     ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.consistency"),
     ("entityseg_data.cli.eval_cmds", "entityseg_data.evaluation.evaluator"),

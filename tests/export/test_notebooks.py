@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
+from notebook_support import run_notebook
 
 from entityseg_data.ingest.importers import import_label_maps
 from entityseg_data.masks import rle as rle_utils
@@ -54,23 +54,7 @@ pytestmark = pytest.mark.notebook
 
 @pytest.mark.parametrize("name", ["statistics_report", "consistency_report", "dataset_browser"])
 def test_notebook_runs(name, sample_ws, tmp_path, monkeypatch):
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("ENTITYSEG_WORKSPACE", str(sample_ws.root))
-    monkeypatch.setenv("ENTITYSEG_NOTEBOOK_OUT", str(tmp_path / "out"))
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    text = "".join(
-        str(o.get("text", ""))
-        + str(o.get("data", {}).get("text/markdown", ""))
-        + str(o.get("data", {}).get("text/plain", ""))
-        for o in outputs
-    )
+    outputs, text = run_notebook(NOTEBOOKS / f"{name}.ipynb", sample_ws.root, tmp_path, monkeypatch)
     if name == "statistics_report":
         assert "| ws |" in text and (tmp_path / "out" / "fig3.png").is_file()
         assert any("image/png" in o.get("data", {}) for o in outputs)

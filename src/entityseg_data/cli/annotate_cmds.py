@@ -257,7 +257,6 @@ def pull_cmd(
     from tqdm import tqdm
 
     from entityseg_data.annotation.labelstudio import session
-    from entityseg_data.annotation.pull import pull
     from entityseg_data.io import atomic_write_json
 
     ws = get_workspace(ctx)
@@ -266,11 +265,9 @@ def pull_cmd(
     backend = session.open_backend(ws, client, labelstudio=wcfg.labelstudio)
     stages = (1, 2) if stage == "all" else (int(stage),)
     bar = tqdm(unit="task", desc="pull")
-    reports = pull(
-        ws,
-        backend,
-        wcfg.annotation,
-        stages=stages,
+    # through the API: it also scores each seed against the submission for `rounds report`
+    reports = ws.annotation(backend, overrides=overrides).pull(
+        stages,
         annotators=annotators or None,
         progress=lambda *_: bar.update(1),
     )

@@ -49,6 +49,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "eval_",
         "Evaluate predictions: AP^e, AR, boundary AP.",
     ),
+    "rounds": (
+        "entityseg_data.cli.rounds_cmds",
+        "rounds",
+        "Annotation rounds: time, edits and seed AP^e per round and model version.",
+    ),
     "stats": ("entityseg_data.cli.stats_cmds", "stats", "Dataset statistics (Table 2, Fig. 3)."),
     "data": ("entityseg_data.cli.stats_cmds", "data", "Validate annotation files."),
     "export": (
