@@ -45,6 +45,7 @@ NOT_CONFIG = {
     ("predict", "device"): "predict's device ('auto' = the torchrun rank's GPU)",
     ("predict", "threads"): "torch CPU threads of this run",
     ("stats", "out_dir"): "the report folder, not a training run's out_dir",
+    ("rounds report", "out_dir"): "the report folder, not a training run's out_dir",
     ("stats", "limit"): "images per dataset measured, not ingest.limit",
 }
 
