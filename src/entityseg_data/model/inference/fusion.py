@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from entityseg_data.errors import DataError
 from entityseg_data.model.inference.interp import Axis, apply_cols, apply_rows, linear_axis
 from entityseg_data.model.inference.views import ViewGeometry
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -186,13 +190,13 @@ class _TilePart:
     and box bounds (in original coordinates; empty bounds are big / -1)."""
 
     labels: np.ndarray
-    areas: object
-    sum_prob: object
-    sum_sig: object
-    lo_x: object
-    lo_y: object
-    hi_x: object
-    hi_y: object
+    areas: torch.Tensor
+    sum_prob: torch.Tensor
+    sum_sig: torch.Tensor
+    lo_x: torch.Tensor
+    lo_y: torch.Tensor
+    hi_x: torch.Tensor
+    hi_y: torch.Tensor
 
 
 def _paint_tile(
