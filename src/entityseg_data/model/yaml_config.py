@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -114,6 +114,17 @@ def _get(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     return node
 
 
+_RESNET_DEPTHS: dict[int, Literal[50, 101]] = {50: 50, 101: 101}
+
+
+def _rgb(values: Any) -> tuple[float, float, float]:
+    """Three floats (RGB) from a YAML list (ModelConfig's error for another length)."""
+    v = tuple(float(x) for x in values)
+    if len(v) != 3:
+        raise ConfigError("model.pixel_mean / pixel_std: need 3 values (RGB)")
+    return (v[0], v[1], v[2])
+
+
 def _parse_gconv(spec: str, where: str) -> tuple[int, tuple[int, int] | None, float]:
     """``"partial(gnconv, order=4, s=1/3, h=24, w=13, gflayer=GlobalLocalFilter)"`` ->
     (order, (h, w) or None, s)."""
@@ -156,7 +167,10 @@ def _backbone(cfg: Mapping[str, Any], source: str):
             kw["gnconv_scale"] = scales.pop()
         return HorNetConfig(**kw)
     if name in ("build_resnet_backbone", "D2ResNet"):
-        return ResNetConfig(depth=int(_get(cfg, "MODEL.RESNETS.DEPTH")))
+        depth = int(_get(cfg, "MODEL.RESNETS.DEPTH"))
+        if depth not in _RESNET_DEPTHS:
+            raise ConfigError(f"{source}: MODEL.RESNETS.DEPTH must be 50 or 101, got {depth}")
+        return ResNetConfig(depth=_RESNET_DEPTHS[depth])
     raise ConfigError(f"{source}: unsupported MODEL.BACKBONE.NAME {name!r}")
 
 
@@ -204,8 +218,8 @@ def config_from_mapping(cfg: Mapping[str, Any], *, source: str = "<config>") -> 
         assoc_dim_feedforward=int(_get(cfg, "ENTITY.FUSE_ENC_DIM_FEEDFORWARD")),
         dropout=float(_get(cfg, "MODEL.MASK_FORMER.DROPOUT")),
         size_divisibility=int(_get(cfg, "MODEL.MASK_FORMER.SIZE_DIVISIBILITY")),
-        pixel_mean=tuple(float(x) for x in _get(cfg, "MODEL.PIXEL_MEAN")),
-        pixel_std=tuple(float(x) for x in _get(cfg, "MODEL.PIXEL_STD")),
+        pixel_mean=_rgb(_get(cfg, "MODEL.PIXEL_MEAN")),
+        pixel_std=_rgb(_get(cfg, "MODEL.PIXEL_STD")),
         views=ViewConfig(
             crop_side_ratio=float(_get(cfg, "ENTITY.CROP_AREA_RATIO")),
             crop_stride_ratio=float(_get(cfg, "ENTITY.CROP_STRIDE_RATIO")),
