@@ -6,12 +6,21 @@ normalise, pad), fusion, thresholds and RLE live in ``model/inference``.
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from torch import Tensor, nn
 
 from entityseg_data.model.config import ModelConfig
 from entityseg_data.model.decoder import MultiScaleMaskedTransformerDecoder
 from entityseg_data.model.outputs import ModelOutput
 from entityseg_data.model.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
+
+
+@runtime_checkable
+class _FusedAttention(Protocol):
+    """An attention layer with a ``fused`` switch (model.layers.transformer)."""
+
+    fused: bool
 
 
 class MaskFormerHead(nn.Module):
@@ -51,7 +60,7 @@ class CropFormer(nn.Module):
         """Let ``nn.MultiheadAttention`` use the fused SDPA kernel (no attention weights are
         materialised; numerically equal within ~1e-6). Off by default (official computation)."""
         for m in self.sem_seg_head.predictor.modules():
-            if hasattr(m, "fused"):
+            if isinstance(m, _FusedAttention):
                 m.fused = enabled
 
     def forward(

@@ -161,6 +161,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             if in_channels != hidden_dim or enforce_input_proj:
                 conv = nn.Conv2d(in_channels, hidden_dim, 1)
                 nn.init.kaiming_uniform_(conv.weight, a=1)
+                assert conv.bias is not None  # bias=True
                 nn.init.constant_(conv.bias, 0)
                 self.input_proj.append(conv)
             else:
@@ -223,15 +224,16 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         heads: Heads,
         aux: bool,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """Run the shared layers. Returns the final query features and [(logits, masks)] of every
-        head application (only the last one's masks unless ``aux``)."""
+        """Run the shared layers. Returns the final query features and [(logits, masks)] of the
+        head applications whose masks are computed: every one with ``aux``, else the last."""
         preds: list[tuple[Tensor, Tensor]] = []
         # masks at 1/4 are computed for the heads whose masks are returned: all with ``aux``
         # (training), else the last one only; the others only give attention masks
         logits, masks, attn = heads(
             output, sizes[0] if self.num_layers else None, aux or not self.num_layers
         )
-        preds.append((logits, masks))
+        if masks is not None:
+            preds.append((logits, masks))
         for i in range(self.num_layers):
             lvl = i % self.num_feature_levels
             output = self.transformer_cross_attention_layers[i](
@@ -242,7 +244,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             last = i == self.num_layers - 1
             nxt = None if last else sizes[(i + 1) % self.num_feature_levels]
             logits, masks, attn = heads(output, nxt, aux or last)
-            preds.append((logits, masks))
+            if masks is not None:
+                preds.append((logits, masks))
         return output, preds
 
     # ----------------------------------------------------------------------------- forward

@@ -189,8 +189,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             for c in (c5, c4, c3)
         )
         for proj in self.input_proj:
-            nn.init.xavier_uniform_(proj[0].weight, gain=1)
-            nn.init.constant_(proj[0].bias, 0)
+            assert isinstance(proj, nn.Sequential)  # for the type checker
+            conv = proj[0]
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None
+            nn.init.xavier_uniform_(conv.weight, gain=1)
+            nn.init.constant_(conv.bias, 0)
         self.transformer = DeformableTransformer(
             d_model=conv_dim,
             nhead=enc_nheads,
@@ -203,6 +206,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.pe_layer = PositionEmbeddingSine(num_pos_feats=conv_dim // 2)
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, 1)
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
+        assert self.mask_features.bias is not None  # bias=True
         nn.init.constant_(self.mask_features.bias, 0)
         self.adapter_1 = ConvNorm(c2, conv_dim, 1, norm=nn.GroupNorm(num_groups, conv_dim))
         self.layer_1 = ConvNorm(

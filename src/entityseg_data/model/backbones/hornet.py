@@ -46,7 +46,7 @@ class GlobalLocalFilter(nn.Module):
 
     def spectral_weight(self, size: tuple[int, int]) -> torch.Tensor:
         """Complex (dim/2, size[0], size[1]) filter, interpolated if the stored size differs."""
-        weight = self.complex_weight
+        weight: torch.Tensor = self.complex_weight
         if tuple(weight.shape[1:3]) != tuple(size):
             weight = F.interpolate(
                 weight.permute(3, 0, 1, 2), size=size, mode="bilinear", align_corners=True
@@ -102,7 +102,7 @@ class GnConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fused = self.proj_in(x)
-        pwa, abc = torch.split(fused, (self.dims[0], sum(self.dims)), dim=1)
+        pwa, abc = torch.split(fused, [self.dims[0], sum(self.dims)], dim=1)
         dw = torch.split(self.dwconv(abc) * self.scale, self.dims, dim=1)
         x = pwa * dw[0]
         for i, pw in enumerate(self.pws):
@@ -188,7 +188,9 @@ class HorNet(Backbone):
         outs: dict[str, torch.Tensor] = {}
         for i in range(4):
             x = self.downsample_layers[i](x)
-            for block in self.stages[i]:
+            stage = self.stages[i]
+            assert isinstance(stage, nn.Sequential)  # for the type checker (ModuleList items)
+            for block in stage:
                 x = maybe_checkpoint(block, x, enabled=self.cfg.gradient_checkpointing)
             outs[OUT_FEATURES[i]] = getattr(self, f"norm{i}")(x)
         return outs

@@ -82,6 +82,8 @@ class WindowAttention(nn.Module):
     Input (B, nW, N, C) with N = window**2; optional additive ``mask`` (nW, N, N).
     """
 
+    relative_position_index: torch.Tensor  # buffer (register_buffer)
+
     def __init__(
         self, *, dim: int, window: int, num_heads: int, qkv_bias: bool, fused: bool
     ) -> None:

@@ -54,6 +54,7 @@ def ms_deform_attn_sample(
         term = sampled.mul_(w_l) if not torch.is_grad_enabled() else sampled * w_l
         term = term.sum(2)  # (N*M, D, Lq)
         out = term if out is None else out.add_(term)
+    assert out is not None, "no feature levels"
     return out.view(n, m * d, lq).transpose(1, 2).contiguous()
 
 

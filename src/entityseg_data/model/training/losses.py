@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,15 @@ def dice_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return (1 - (num + 1) / (den + 1)).sum()
 
 
+class _MatcherWeights(TypedDict):
+    """The matchers' keyword arguments (from LossConfig)."""
+
+    class_weight: float
+    mask_weight: float
+    dice_weight: float
+    num_points: int
+
+
 class SetCriterion:
     """Matching + losses for a :class:`ModelOutput` (duck-typed, see MODEL_CONTRACT.md).
 
@@ -94,7 +104,7 @@ class SetCriterion:
 
     def __init__(self, *, config: LossConfig) -> None:
         self.cfg = config
-        kw = dict(
+        kw = _MatcherWeights(
             class_weight=config.class_weight,
             mask_weight=config.mask_weight,
             dice_weight=config.dice_weight,
