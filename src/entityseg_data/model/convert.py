@@ -90,7 +90,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _unsafe_hint(path: Path, exc: Exception) -> CheckpointError:
+def _unsafe_hint(path: Path, exc: Exception | str) -> CheckpointError:
     return CheckpointError(
         f"{path}: the file contains Python objects that safe loading refuses ({exc}). Unpickling "
         f"can run arbitrary code; if you trust the file's origin, pass --trust-pickle "

@@ -297,6 +297,7 @@ def run_predictions(
         return out
 
     def write(res: Any, img: Any, job: Job, index: int) -> None:
+        assert output is not None  # the writer runs only with an output
         save_result(res, output, formats=formats, image=img, root=job.item.root, index=index)
 
     # decode of the next chunks and writing of the outputs overlap the model's forward: one

@@ -193,6 +193,7 @@ def save_result(
         elif f == "coco":
             atomic_write_text(p, json.dumps(result.to_coco(image_id=source)))
         elif f == "overlay":
+            assert image is not None  # checked above (NEEDS_IMAGE)
             atomic_write_bytes(p, _png(overlay(image, result.label_map)))
         elif f == "npz":
             buf = io.BytesIO()
@@ -208,6 +209,7 @@ def save_result(
             )
             atomic_write_bytes(p, buf.getvalue())
         elif f == "cutouts":
+            assert image is not None  # checked above (NEEDS_IMAGE)
             for i in range(len(result)):
                 x, y, w, h = (int(v) for v in result.boxes[i])
                 m = result.label_map[y : y + h, x : x + w] == i + 1

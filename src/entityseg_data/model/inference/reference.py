@@ -52,7 +52,7 @@ def reference_fused_probs(mask_logits, geometry: ViewGeometry):
         probs.append(m.sigmoid())
     full = [k for k in range(v) if geometry.regions[k] == (0, 0, w, h)]
     first_full = full[0] if full else None
-    order = [k for k in range(v) if k != first_full] + ([first_full] if full else [])
+    order = [k for k in range(v) if k != first_full] + full[:1]
     for k in order:
         x0, y0, x1, y1 = geometry.regions[k]
         num[:, y0:y1, x0:x1] += probs[k]
@@ -89,6 +89,7 @@ def reference_postprocess(
         id_map[binary[i]] = i + 1
     desc = asc.flip(0)
     masks = torch.stack([id_map == i + 1 for i in desc.tolist()]) if len(desc) else None
+    assert masks is not None  # Q >= 1 (ModelConfig)
     fd = fused[desc]
     msum = masks.float().flatten(1).sum(1)
     sig = (fd.sigmoid() * masks.float()).flatten(1).sum(1)

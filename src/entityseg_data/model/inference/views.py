@@ -147,7 +147,7 @@ def resize_rgb(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == tuple(hw):
         return np.ascontiguousarray(image)
     pil = Image.fromarray(np.ascontiguousarray(image))
-    return np.asarray(pil.resize((int(hw[1]), int(hw[0])), Image.BILINEAR))
+    return np.asarray(pil.resize((int(hw[1]), int(hw[0])), Image.Resampling.BILINEAR))
 
 
 def build_views(image: np.ndarray, geometry: ViewGeometry) -> list[np.ndarray]:

@@ -110,7 +110,8 @@ def export_model(model: nn.Module, model_cfg, out_dir: str | Path, report: dict[
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) else model
 
 
 def init_weights(model: nn.Module, path: str | Path, model_cfg) -> dict[str, Any]:

@@ -149,7 +149,7 @@ def resize_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if mask.shape == tuple(hw):
         return np.ascontiguousarray(mask)
     im = Image.fromarray(np.ascontiguousarray(mask).view(np.uint8))
-    return np.asarray(im.resize((int(hw[1]), int(hw[0])), Image.NEAREST)).astype(bool)
+    return np.asarray(im.resize((int(hw[1]), int(hw[0])), Image.Resampling.NEAREST)).astype(bool)
 
 
 def _bbox(rec: Record, k: int, mask: np.ndarray) -> tuple[float, float, float, float]:
@@ -365,7 +365,8 @@ class StreamSampler:
     def __iter__(self) -> Iterator[tuple[int, int]]:
         pos = self.start
         pos += (self.rank - pos) % self.world  # first position belonging to this rank
-        epoch, perm = -1, None
+        epoch = pos // self.size
+        perm = self._perm(epoch)
         while True:
             e = pos // self.size
             if e != epoch:
@@ -466,7 +467,7 @@ def records_from_config(config: DataConfig) -> list[Record]:
     pairs += list(config.extra_train)
     if not pairs:
         raise DataError("no training data: set data.train_json (and data.image_root)")
-    records: list[Record] = []
+    records = []
     for js, root in pairs:
         records += load_records(js, root, filter_empty=config.filter_empty)
     if config.max_images:

@@ -73,7 +73,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
         {"params": ps, "lr": cfg.lr * m, "weight_decay": wd, "lr_mult": m}
         for (m, wd), ps in sorted(groups.items())
     ]
-    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    return torch.optim.AdamW(
+        param_groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps
+    )
 
 
 def poly_factor(iteration: int, max_iter: int, power: float, warmup_iters: int = 0) -> float:

@@ -196,7 +196,7 @@ class Trainer:
         elif config.init:
             self.init_report = init_weights(self.model, config.init, self.model_cfg)
         if self.dist.distributed:
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
+            self.ddp: nn.Module = torch.nn.parallel.DistributedDataParallel(
                 self.model,
                 device_ids=[self.dist.local_rank] if self.device.startswith("cuda") else None,
             )
@@ -293,7 +293,14 @@ class Trainer:
         for k, batch in enumerate(batches):
             batch = batch.to(self.device)
             last = k == len(batches) - 1
-            sync = self.ddp.no_sync() if self.dist.distributed and not last else _null()
+            ddp = (
+                self.ddp
+                if isinstance(self.ddp, torch.nn.parallel.DistributedDataParallel)
+                else None
+            )
+            sync = (
+                ddp.no_sync() if ddp is not None and self.dist.distributed and not last else _null()
+            )
             with sync:
                 with torch.autocast(
                     dev_type,
