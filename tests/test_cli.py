@@ -1,25 +1,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
+import cli_support
 import pytest
 from click.testing import CliRunner
 
 from entityseg_data.cli.main import COMMANDS, cli
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "entityseg_data", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-    )
+def run(*args, env=None, cwd=None):
+    """The CLI in this process (tests/cli_support.py)."""
+    return cli_support.run_cli(*args, env={"HF_DATASETS_OFFLINE": "1", **(env or {})}, cwd=cwd)
 
 
 def test_help_does_not_import_torch():

@@ -133,3 +133,26 @@ def test_terminate_on_signals_restores_handlers_and_keeps_ignored_ones():
         assert signal.getsignal(signal.SIGTERM) is before
     finally:
         signal.signal(signal.SIGHUP, old_hup)
+
+
+def test_group_alive_tells_a_running_group_from_zombies():
+    """A group whose members exited but were not reaped still answers ``killpg(pgid, 0)``; it is
+    not alive (the demo's CI failure: an unreaped, killed Label Studio read as left running)."""
+    code = "import sys; sys.stdin.read()"
+    child = procs.spawn([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    try:
+        assert procs.group_alive(child.pid)
+        child.stdin.close()  # the child exits; not reaped yet: a zombie
+        pidfd = os.pidfd_open(child.pid)
+        ready, _, _ = select.select([pidfd], [], [], BOUND)
+        os.close(pidfd)
+        assert ready, "the child did not exit"
+        os.killpg(child.pid, 0)  # still "there" for kill(2)
+        assert not procs.group_alive(child.pid)
+    finally:
+        procs.stop_group(child, timeout=BOUND)
+    assert not procs.group_alive(child.pid)
+
+
+def test_stat_fields_parses_names_with_spaces_and_parentheses():
+    assert procs._stat_fields("12 (a) b)) Z 1 34 34 0 -1") == ("Z", 34)

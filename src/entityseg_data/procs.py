@@ -211,6 +211,42 @@ def stop_group(proc: subprocess.Popen[Any], timeout: float = 20.0) -> int | None
     return proc.wait()
 
 
+def _stat_fields(stat: str) -> tuple[str, int]:
+    """(state, process group id) from the text of ``/proc/<pid>/stat`` (the command name, in
+    parentheses, may itself hold spaces and parentheses: parse after the last ')')."""
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return rest[0], int(rest[2])
+
+
+def group_alive(pgid: int) -> bool:
+    """True when a process of group ``pgid`` is still running (not a zombie).
+
+    ``os.killpg(pgid, 0)`` also succeeds for a group whose only members are zombies: processes
+    that exited but were not reaped, as happens to an orphan when PID 1 of a container does not
+    reap (a killed CLI's Label Studio on such a machine). On Linux ``/proc`` tells them apart;
+    elsewhere this falls back to ``killpg``."""
+    proc = "/proc"
+    if not os.path.isdir(os.path.join(proc, "self")):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, name, "stat"), encoding="utf-8", errors="replace") as f:
+                state, group = _stat_fields(f.read())
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile, or not ours to read
+        if group == pgid and state not in ("Z", "X"):
+            return True
+    return False
+
+
 def die_with_parent(parent_pid: int | None = None, deathsig: int = signal.SIGKILL) -> None:
     """Make the calling process receive ``deathsig`` when its parent dies (Linux; elsewhere a
     no-op). For pool workers: ``ProcessPoolExecutor(initializer=die_with_parent,
@@ -231,6 +267,7 @@ __all__ = [
     "Terminated",
     "TerminationHandler",
     "die_with_parent",
+    "group_alive",
     "signals_deferred",
     "spawn",
     "stop_group",

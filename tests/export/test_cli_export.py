@@ -1,22 +1,15 @@
-"""The export / stats commands end to end on a small converted workspace (subprocesses)."""
+"""The export / stats commands end to end on a small converted workspace (the CLI in-process)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+
+import cli_support
 
 
-def run(*args, cwd=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "entityseg_data", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
+def run(*args, env=None, cwd=None):
+    """The CLI in this process (tests/cli_support.py)."""
+    return cli_support.run_cli(*args, env={"HF_DATASETS_OFFLINE": "1", **(env or {})}, cwd=cwd)
 
 
 def test_convert_stats_export_cli(syn_set, tmp_path):

@@ -13,6 +13,7 @@ import time
 import zlib
 from pathlib import Path
 
+import cli_support
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,14 +32,9 @@ def tiny_model(tmp_path_factory, oracle_dir):
     return out
 
 
-def run_cli(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "entityseg_data", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+def run_cli(*args, timeout=None):
+    """The CLI in this process (tests/cli_support.py): no interpreter + torch start per call."""
+    return cli_support.run_cli(*args)
 
 
 def _png_with_header(width: int, height: int) -> bytes:

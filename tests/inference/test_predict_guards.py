@@ -3,10 +3,7 @@ clear message (issue 15, probe rows 6.4, 6.7, 6.8, 6.9, 7.4)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
+import cli_support
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,13 +20,9 @@ from entityseg_data.model.inference.inputs import expand_inputs
 FAST = ["--set", "views.min_size=64", "--set", "views.max_size=96", "--threads", "1"]
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "entityseg_data", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+def run_cli(*args, timeout=None):
+    """The CLI in this process (tests/cli_support.py): no interpreter + torch start per call."""
+    return cli_support.run_cli(*args)
 
 
 def _image(path, h=40, w=50, seed=0):

@@ -15,6 +15,7 @@ annotators (clearly labelled) submit through Label Studio as two different users
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import entityseg_data as esd
+from entityseg_data import procs
 from entityseg_data.api.simulation import SIMULATION_LABEL, EditPlan, simulate_masks, simulate_name
 from entityseg_data.config import WorkspaceConfig, apply_overrides
 from entityseg_data.demo.http_server import serve_folder
@@ -405,6 +407,11 @@ def _stop_stale_server(ws: esd.Workspace, out: Callable[[str], None]) -> None:
     if not path.exists():
         return
     pid = int(json.loads(path.read_text())["pid"])
+    # a group of zombies only (the killed demo's server died with it, but nobody reaped it:
+    # PID 1 of some containers does not) is not a running server
+    if not procs.group_alive(pid):
+        path.unlink(missing_ok=True)
+        return
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
@@ -412,13 +419,12 @@ def _stop_stale_server(ws: esd.Workspace, out: Callable[[str], None]) -> None:
         return
     out(f"stopping the Label Studio left running by an interrupted demo (pid {pid})")
     for _ in range(100):
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if not procs.group_alive(pid):
             break
         time.sleep(0.2)
     else:
-        os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
 
 
