@@ -50,8 +50,9 @@ def _who(ann: esd.Annotation, image_id: int) -> str:
 def build_history(root):
     """Round 1 (seeds source:test, no selection): image A accepted as is in 60 s; image B
     first submitted empty (180 s, rejected, sent back), then fixed in 30 s: entity 1 shrunk by
-    one column (IoU 580/600), the unlabelled strip added. Round 2 (seeds v2, selection sel-a,
-    SIMULATED lead times): image C accepted in 30 s, image D with entity 3 deleted in 90 s."""
+    one column (IoU 580/600), the unlabelled strip added. Round 2 (seeds v2, a stored random
+    selection "rand", SIMULATED lead times): image C accepted in 30 s, image D with entity 3
+    deleted in 90 s."""
     ws = esd.Workspace.create(root)
     a, b, c, d = add_test_images(ws, [(H, W)] * 4)
     backend = esd.InMemoryBackend()
@@ -82,7 +83,9 @@ def build_history(root):
             ]
             data = {"image_id": iid, "height": H, "width": W, "entities": ents}
             write_prediction(ws.root, cat, data, "v2")
-    rep2 = ann.push(1, image_ids=[c, d], selection="sel-a")
+    chosen = ws.select(2, name="rand", strategy="random")  # the two images not annotated yet
+    assert sorted(it.image_id for it in ws.selection("rand")) == [c, d], chosen
+    rep2 = ann.push(1, selection="rand")
     assert ann.submit(1, _who(ann, c), _masks(c, seed), lead_time=30, simulated=True)
     dropped = {k: v for k, v in seed.items() if k != "3"}
     assert ann.submit(1, _who(ann, d), _masks(d, dropped), lead_time=90, simulated=True)

@@ -21,7 +21,7 @@ def test_push_records_rounds(history):
     assert (rep1.round_id, rep2.round_id) == (r1.id, r2.id)
     assert (r1.stage, r1.model_version, r1.selection, r1.images) == (1, "source:test", None, (a, b))
     assert dict(r1.seed_versions) == {"source:test": 2} and r1.n_tasks == 2
-    assert (r2.model_version, r2.selection, r2.images) == ("v2", "sel-a", (c, d))
+    assert (r2.model_version, r2.selection, r2.images) == ("v2", "rand", (c, d))
     assert set(r1.annotators) <= {"alice", "bob"} and r1.created_at <= r2.created_at
     with ws.catalog() as cat:
         assert {r.image_id: r.round_id for r in cat.annotations(stage=1)} == {
@@ -89,12 +89,12 @@ def test_report_numbers_per_round_version_and_selection(history, tmp_path):
     # per seed version and selected vs not: the same groups here
     assert rep.versions["source:test"].minutes_per_image == r1.minutes_per_image
     assert rep.versions["v2"].deleted == 1
-    assert set(rep.selection) == {"unselected", "selection:sel-a"}
-    assert rep.selection["selection:sel-a"].minutes_per_entity == r2.minutes_per_entity
+    assert set(rep.selection) == {"no selection", "random selection"}
+    assert rep.selection["random selection"].minutes_per_entity == r2.minutes_per_entity
     assert r1.agreement_map is None  # no overlap sample in this workspace
 
     md = files.paths["markdown"].read_text()
-    assert "SIMULATED" in md and "round 2" in md and "sel-a" in md
+    assert "SIMULATED" in md and "round 2" in md and "random selection" in md
     assert "2.25" in md  # round 1 minutes per image
     html = files.paths["html"].read_text()
     assert "<table>" in html and "SIMULATED" in html

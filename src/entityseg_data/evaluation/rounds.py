@@ -43,6 +43,17 @@ log = logging.getLogger(__name__)
 
 NO_SEED = "(no seed)"
 NO_ROUND = "(before rounds)"
+NO_SELECTION = "no selection"
+
+
+def selection_kind(selection: str | None, strategy: str | None = None) -> str:
+    """How a round's images were chosen: ``"<strategy> selection"`` (``uncertainty`` /
+    ``random``, from ``entityseg-data select``), ``"selection <name>"`` when the strategy is not
+    known (a name given with explicit image ids), or ``"no selection"`` (every eligible image,
+    by id)."""
+    if not selection:
+        return NO_SELECTION
+    return f"{strategy} selection" if strategy else f"selection {selection}"
 
 
 @dataclass(frozen=True)
@@ -102,16 +113,11 @@ class RoundRow:
     round: RoundRecord | None
     stage: int
     summary: GroupSummary
+    kind: str = "no selection"
 
     @property
     def label(self) -> str:
         return NO_ROUND if self.round is None else f"round {self.round.id}"
-
-    @property
-    def kind(self) -> str:
-        """``selection:<name>`` or ``unselected``."""
-        sel = self.round.selection if self.round is not None else None
-        return f"selection:{sel}" if sel else "unselected"
 
 
 @dataclass(frozen=True)
@@ -177,12 +183,19 @@ def summarize(annotations: Sequence[Sequence[EditRecord]]) -> GroupSummary:
     )
 
 
-def summarize_rounds(rounds: Sequence[RoundRecord], edits: Sequence[EditRecord]) -> RoundsReport:
-    """Time and edits per round, per stage-1 seed version and per selection kind (pure: no seed
-    AP or agreement; :func:`rounds_report` adds those)."""
+def summarize_rounds(
+    rounds: Sequence[RoundRecord],
+    edits: Sequence[EditRecord],
+    strategies: Mapping[str, str] | None = None,
+) -> RoundsReport:
+    """Time and edits per round, per stage-1 seed version and per way of choosing the images
+    (:func:`selection_kind`; ``strategies``: selection name -> strategy). Pure: no seed AP or
+    agreement (:func:`rounds_report` adds those)."""
     by_key = _group(edits)
     known = {r.id for r in rounds}
-    kind_of = {r.id: (f"selection:{r.selection}" if r.selection else "unselected") for r in rounds}
+    kind_of = {
+        r.id: selection_kind(r.selection, (strategies or {}).get(r.selection or "")) for r in rounds
+    }
     # (round id, stage) -> annotations; round id None: pushed before rounds were recorded
     per_round: dict[tuple[int | None, int], list[list[EditRecord]]] = defaultdict(list)
     per_version: dict[str, list[list[EditRecord]]] = defaultdict(list)
@@ -196,7 +209,12 @@ def summarize_rounds(rounds: Sequence[RoundRecord], edits: Sequence[EditRecord])
             if rid is not None:
                 per_kind[kind_of[rid]].append(subs)
     rows = [
-        RoundRow(round=r, stage=r.stage, summary=summarize(per_round.get((r.id, r.stage), [])))
+        RoundRow(
+            round=r,
+            stage=r.stage,
+            summary=summarize(per_round.get((r.id, r.stage), [])),
+            kind=kind_of[r.id],
+        )
         for r in rounds
     ]
     for rid, stage in sorted(k for k in per_round if k[0] is None):
@@ -320,7 +338,12 @@ def rounds_report(workspace: Workspace) -> RoundsReport:
         rounds = cat.rounds()
         edits = cat.edits()
         pushed = {(r.image_id, r.stage, r.annotator): r.round_id for r in cat.annotations()}
-    base = summarize_rounds(rounds, edits)
+        strategies = {}
+        for name in {r.selection for r in rounds if r.selection}:
+            info = cat.selection_info(name)
+            if info is not None:
+                strategies[name] = info.strategy
+    base = summarize_rounds(rounds, edits, strategies)
     latest: dict[tuple[int, str], EditRecord] = {}
     for e in edits:
         if e.stage == 1:
@@ -403,6 +426,7 @@ def summary_fields() -> list[str]:
 
 __all__ = [
     "NO_ROUND",
+    "NO_SELECTION",
     "NO_SEED",
     "GroupSummary",
     "RoundRow",
@@ -412,6 +436,7 @@ __all__ = [
     "overlap_agreement",
     "rounds_report",
     "seed_scores",
+    "selection_kind",
     "summarize",
     "summarize_rounds",
     "summary_fields",

@@ -150,7 +150,10 @@ def _sections(report: RoundsReport) -> list[tuple[str, tuple[list[str], list[lis
     return [
         ("Rounds", round_table(report)),
         ("Stage 1 by seed model version", group_table(report.versions, "seed version")),
-        ("Stage 1: selected vs not selected", group_table(report.selection, "images chosen by")),
+        (
+            "Stage 1 by how the images were chosen",
+            group_table(report.selection, "images chosen by"),
+        ),
         ("Edited entities by IoU with their seed", bins_table(report)),
     ]
 
