@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from entityseg_data.masks.store import ImageAnnotation
+from entityseg_data.masks.types import EntityId
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class TaskSpec:
     seed: ImageAnnotation | None = None
     seed_version: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
-    context: tuple[str, ...] = ()
+    context: tuple[EntityId, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class RegionInfo:
     """What a submission says about one region besides its mask: the stage-2 name and flag, how
     it was drawn (``brush`` / ``polygon``) and the display label it carries."""
 
-    id: str
+    id: EntityId
     name: str | None = None
     flag: str | None = None
     kinds: tuple[str, ...] = ()
@@ -124,8 +125,8 @@ class Feedback:
     changed where masks are locked, stage 2: no editor tool can put the old pixels back)."""
 
     note: str
-    regions: Mapping[str, str] = field(default_factory=dict)
-    restore: tuple[str, ...] = ()
+    regions: Mapping[EntityId, str] = field(default_factory=dict)
+    restore: tuple[EntityId, ...] = ()
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from entityseg_data.annotation.backend import (
 )
 from entityseg_data.errors import DataError
 from entityseg_data.masks.store import ImageAnnotation
+from entityseg_data.masks.types import EntityId
 
 
 @dataclass
@@ -148,9 +149,9 @@ class InMemoryBackend:
         annotator: str,
         annotation: ImageAnnotation,
         *,
-        flags: Mapping[str, str] | None = None,
-        names_only: Sequence[str] = (),
-        kinds: Mapping[str, str] | None = None,
+        flags: Mapping[EntityId, str] | None = None,
+        names_only: Sequence[EntityId] = (),
+        kinds: Mapping[EntityId, str] | None = None,
         lead_time: float | None = None,
     ) -> SubmissionInfo:
         """Submit ``annotation`` (masks as drawn, stage-2 names on the entities) as

@@ -39,6 +39,7 @@ from entityseg_data.errors import ConfigError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks import runs as R
 from entityseg_data.masks.store import Entity
+from entityseg_data.masks.types import EntityId
 
 Policy = Literal["intent", "reject", "smaller_wins", "later_wins"]
 POLICIES: tuple[str, ...] = ("intent", "reject", "smaller_wins", "later_wins")
@@ -49,8 +50,8 @@ RULES = ("painted_over_seed", "new_region", "later_edit", "seed_overlap")
 class Move:
     """``pixels`` claimed by region ``source`` that went to region ``target`` under ``rule``."""
 
-    source: str
-    target: str
+    source: EntityId
+    target: EntityId
     pixels: int
     rule: str
 
@@ -63,7 +64,7 @@ class OverlapResult:
     """Disjoint entities (empty ones dropped, order kept), the dropped ids, and the moves."""
 
     entities: tuple[Entity, ...]
-    dropped: tuple[str, ...] = ()
+    dropped: tuple[EntityId, ...] = ()
     moves: tuple[Move, ...] = ()
     overlap_pixels: int = 0
 
@@ -117,7 +118,7 @@ def resolve(
     height: int,
     width: int,
     policy: str = "intent",
-    seeds: Mapping[str, Mapping[str, Any]] | None = None,
+    seeds: Mapping[EntityId, Mapping[str, Any]] | None = None,
 ) -> OverlapResult:
     """Apply ``policy`` (see the module docstring) to ``entities`` of an (height, width) image.
 

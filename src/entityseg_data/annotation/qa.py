@@ -38,6 +38,7 @@ from entityseg_data.annotation.overlap import Move
 from entityseg_data.errors import ConfigError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import ImageAnnotation
+from entityseg_data.masks.types import EntityId
 
 POLICIES = overlap_rules.POLICIES
 ERROR_CHECKS = {
@@ -132,7 +133,7 @@ def check_annotation(
     image_size: tuple[int, int] | None = None,
     parse_findings: Sequence[Mapping[str, Any]] = (),
     policy: str = "intent",
-    seeds: Mapping[str, Mapping[str, Any]] | None = None,
+    seeds: Mapping[EntityId, Mapping[str, Any]] | None = None,
     min_mask_area: int = 16,
     max_uncovered_fraction: float = 0.2,
     stage2: Any = None,

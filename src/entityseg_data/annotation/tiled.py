@@ -46,6 +46,7 @@ from entityseg_data.annotation.tiling import (
 from entityseg_data.annotation.workflow import CONTEXT_LABEL
 from entityseg_data.errors import DataError
 from entityseg_data.masks.store import ImageAnnotation
+from entityseg_data.masks.types import EntityId
 
 TILE_KEY = "tile"
 TILES_DIR = "tiles"
@@ -172,7 +173,7 @@ class TiledSubmission:
 
     submission: Submission
     result: StitchResult
-    owners: dict[str, int]
+    owners: dict[EntityId, int]
 
 
 def stitch_submissions(
@@ -199,7 +200,7 @@ def stitch_submissions(
     renamed = result.ids_by_tile()
     owners = owner_tiles(result.entities, plan)
     # one RegionInfo per entity: the owner tile's (stage 2 names it there), kinds of all tiles
-    infos: dict[str, dict[int, RegionInfo]] = {}
+    infos: dict[EntityId, dict[int, RegionInfo]] = {}
     for i, sub in sorted(subs.items()):
         for r in sub.regions:
             eid = renamed.get((i, r.id), r.id)
@@ -268,10 +269,10 @@ def split_feedback(
     no region goes to every tile."""
     if not feedback.regions:
         return {t.index: feedback for t in plan.tiles}
-    local: dict[tuple[int, str], str] = {}
+    local: dict[tuple[int, EntityId], EntityId] = {}
     for (tile, rid), eid in stitched.result.ids_by_tile().items():
         local[(tile, eid)] = rid
-    out: dict[int, dict[str, str]] = {}
+    out: dict[int, dict[EntityId, str]] = {}
     for eid, message in feedback.regions.items():
         tiles = stitched.result.tiles_of.get(eid, ())
         if eid in unnamed and eid in stitched.owners:

@@ -47,6 +47,7 @@ import numpy as np
 from entityseg_data.errors import ConfigError, DataError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import Entity
+from entityseg_data.masks.types import EntityId
 
 Box = tuple[int, int, int, int]
 
@@ -310,11 +311,11 @@ def crop_entities(entities: Sequence[Entity], plan: TilePlan) -> list[list[Entit
     return out
 
 
-def owner_tiles(entities: Sequence[Entity], plan: TilePlan) -> dict[str, int]:
+def owner_tiles(entities: Sequence[Entity], plan: TilePlan) -> dict[EntityId, int]:
     """Entity id -> the tile whose core holds most of its pixels (ties: the lower index); the
     tile where stage 2 asks for the entity's name. Entities without pixels are left out."""
     owner = plan.core_owner()
-    out: dict[str, int] = {}
+    out: dict[EntityId, int] = {}
     for e in entities:
         bbox = _bbox_box(e.segmentation)
         if bbox is None:
@@ -340,8 +341,8 @@ class SeamMerge:
     pixels in the overlap margin that joined them)."""
 
     tile: int
-    merged: str
-    into: str
+    merged: EntityId
+    into: EntityId
     pixels: int
 
 
@@ -352,11 +353,11 @@ class StitchResult:
 
     entities: tuple[Entity, ...]
     merges: tuple[SeamMerge, ...] = ()
-    tiles_of: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    tiles_of: dict[EntityId, tuple[int, ...]] = field(default_factory=dict)
     # pixels decided by a tile other than the core's tile (edits made in a margin)
     margin_edits: int = 0
 
-    def ids_by_tile(self) -> dict[tuple[int, str], str]:
+    def ids_by_tile(self) -> dict[tuple[int, EntityId], EntityId]:
         """(tile, region id in that tile) -> entity id, for every region that was merged."""
         return {(m.tile, m.merged): m.into for m in self.merges}
 
@@ -369,10 +370,10 @@ class _Parts:
         if missing:
             raise DataError(f"stitch: tiles {missing} have no annotation")
         self.plan = plan
-        self.regions: list[list[tuple[str, _Patch | None, Entity]]] = []
+        self.regions: list[list[tuple[EntityId, _Patch | None, Entity]]] = []
         for t in plan.tiles:
             rows = []
-            seen: set[str] = set()
+            seen: set[EntityId] = set()
             for e in parts[t.index]:
                 if e.id in seen:
                     raise DataError(f"stitch: tile {t.index} has region {e.id} twice")
@@ -385,8 +386,8 @@ class _Parts:
             self.regions.append(rows)
 
 
-def _seed_patches(seed: Sequence[Entity], plan: TilePlan) -> dict[str, _Patch]:
-    out: dict[str, _Patch] = {}
+def _seed_patches(seed: Sequence[Entity], plan: TilePlan) -> dict[EntityId, _Patch]:
+    out: dict[EntityId, _Patch] = {}
     for e in seed:
         rle_utils.check_size(e.segmentation, plan.height, plan.width, where=f"seed {e.id}")
         bbox = _bbox_box(e.segmentation)
@@ -400,8 +401,8 @@ def _seed_patches(seed: Sequence[Entity], plan: TilePlan) -> dict[str, _Patch]:
 
 def _changed(
     tile: Tile,
-    regions: Sequence[tuple[str, _Patch | None, Entity]],
-    seeds: Mapping[str, _Patch],
+    regions: Sequence[tuple[EntityId, _Patch | None, Entity]],
+    seeds: Mapping[EntityId, _Patch],
 ) -> np.ndarray:
     """(crop h, w) bool: pixels where the tile's regions differ from the seed cropped to it."""
     crop = tile.crop
@@ -497,10 +498,10 @@ def stitch(
 
     # 2. ids: same id = same entity; new regions merge through the overlap margins
     uf = _UnionFind()
-    seed_overlap: dict[Any, dict[str, int]] = {}
-    merge_pixels: dict[tuple[int, str], int] = {}
+    seed_overlap: dict[Any, dict[EntityId, int]] = {}
+    merge_pixels: dict[tuple[int, EntityId], int] = {}
     order: dict[Any, tuple[int, int]] = {}
-    first_of: dict[str, Any] = {}
+    first_of: dict[EntityId, Any] = {}
     for t in plan.tiles:
         for k, (rid, _p, _e) in enumerate(tp.regions[t.index]):
             node = rid if rid in seeded else (t.index, rid)
@@ -548,10 +549,10 @@ def stitch(
     for node in order:
         if isinstance(node, tuple):
             groups.setdefault(uf.find(node), []).append(node)
-    final: dict[Any, str] = {}
+    final: dict[Any, EntityId] = {}
     for members in groups.values():
         members.sort(key=lambda n: order[n])
-        votes: dict[str, int] = {}
+        votes: dict[EntityId, int] = {}
         for n in members:
             for sid, px in seed_overlap.get(n, {}).items():
                 votes[sid] = votes.get(sid, 0) + px
@@ -563,7 +564,7 @@ def stitch(
             final[n] = target
     # a new id that collides with a seeded id or another group's id keeps its tile suffix
     used = set(seeded)
-    group_ids: dict[str, Any] = {}
+    group_ids: dict[EntityId, Any] = {}
     for members in sorted(groups.values(), key=lambda m: order[m[0]]):
         target = final[members[0]]
         if target in seeded:
@@ -584,7 +585,7 @@ def stitch(
     merges.sort(key=lambda m: (m.tile, m.merged))
 
     # 3. paste: every entity's pixels from the tiles that decide them
-    members_of: dict[str, list[tuple[int, _Patch | None, Entity]]] = {}
+    members_of: dict[EntityId, list[tuple[int, _Patch | None, Entity]]] = {}
     for t in plan.tiles:
         for rid, patch, e in tp.regions[t.index]:
             eid = rid if rid in seeded else final[(t.index, rid)]
@@ -594,7 +595,7 @@ def stitch(
         key=lambda eid: min(order[n] for n, f in final.items() if f == eid),
     )
     out: list[Entity] = []
-    tiles_of: dict[str, tuple[int, ...]] = {}
+    tiles_of: dict[EntityId, tuple[int, ...]] = {}
     for eid in [s for s in seed_ids if s in members_of] + new_ids:
         full = np.zeros((plan.height, plan.width), bool)
         for t_index, patch, _e in members_of[eid]:

@@ -34,6 +34,7 @@ from entityseg_data.annotation.qa import Finding
 from entityseg_data.errors import ConfigError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.store import Entity, ImageAnnotation
+from entityseg_data.masks.types import EntityId
 
 CONTEXT_LABEL = "context"
 FIX_LABEL = "QA fix"
@@ -189,7 +190,7 @@ def approved_count(candidates: Iterable[Candidate], changes: Mapping[tuple[int, 
 class GeometryChange:
     """A seeded region whose mask differs from its seed: pixels added and removed."""
 
-    region: str
+    region: EntityId
     added: int
     removed: int
 
@@ -199,14 +200,14 @@ class Stage2Merge:
     """The stage-2 annotation (stage-1 masks + names) and what QA must report about it."""
 
     annotation: ImageAnnotation
-    seed_ids: tuple[str, ...]
-    unnamed: tuple[str, ...] = ()
+    seed_ids: tuple[EntityId, ...]
+    unnamed: tuple[EntityId, ...] = ()
     changed: tuple[GeometryChange, ...] = ()
-    unseeded: tuple[str, ...] = ()
-    deleted: tuple[str, ...] = ()
+    unseeded: tuple[EntityId, ...] = ()
+    deleted: tuple[EntityId, ...] = ()
 
 
-def geometry_change(region: str, seg: Mapping, seed: Mapping) -> GeometryChange | None:
+def geometry_change(region: EntityId, seg: Mapping, seed: Mapping) -> GeometryChange | None:
     """None when ``seg`` equals ``seed`` pixel for pixel."""
     if seg.get("counts") == seed.get("counts") and list(seg["size"]) == list(seed["size"]):
         return None

@@ -29,6 +29,7 @@ from entityseg_data.errors import DataError, OverlapError
 from entityseg_data.masks import rle as rle_ops
 from entityseg_data.masks import runs as R
 from entityseg_data.masks.rle import RLE
+from entityseg_data.masks.types import EntityId
 
 _SIZES = (3, 4, 8, 16)
 _WORD = 8
@@ -283,7 +284,7 @@ LS_LABEL = "entity"
 def brush_result(
     rle: list[int],
     *,
-    region_id: str,
+    region_id: EntityId,
     height: int,
     width: int,
     score: float | None = None,

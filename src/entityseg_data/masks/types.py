@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from entityseg_data.masks.rle import RLE
 from entityseg_data.masks.runs import OverlapPolicy, OverlapRule
 
 Kind = Literal["thing", "stuff"]
+#: an entity's id: a COCO annotation id or model index (int), a Label Studio region id (str).
+#: Annotation files and the annotation stage use strings (``Entity.from_json`` makes them so).
+EntityId: TypeAlias = int | str
 KINDS: tuple[str, ...] = ("thing", "stuff")
 
 #: COCO keys :meth:`Entity.from_coco` turns into fields (the rest goes to ``extra``).
@@ -68,7 +71,7 @@ class Entity:
     (:meth:`to_json` / :meth:`from_json`), so annotations and predictions share one type.
     """
 
-    id: int | str
+    id: EntityId
     rle: RLE
     score: float | None = None
     name: str | None = None

@@ -50,6 +50,7 @@ from entityseg_data.annotation.labelstudio.format import (
 )
 from entityseg_data.config.annotation import LabelStudioConfig
 from entityseg_data.errors import ConfigError, DataError, LabelStudioError
+from entityseg_data.masks.types import EntityId
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +385,7 @@ class LabelStudioBackend:
         return True
 
     def _restore_seeds(
-        self, task: TaskState, results: list[dict[str, Any]], ids: Sequence[str]
+        self, task: TaskState, results: list[dict[str, Any]], ids: Sequence[EntityId]
     ) -> list[dict[str, Any]]:
         """``results`` with the seeded brush mask (the task's prediction) back for ``ids``,
         labelled ``QA fix`` (a region the annotator deleted comes back too)."""

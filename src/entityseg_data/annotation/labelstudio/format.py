@@ -35,6 +35,7 @@ from entityseg_data.masks.brush import (
 )
 from entityseg_data.masks.brush import brush_result as core_brush_result
 from entityseg_data.masks.store import Entity, ImageAnnotation
+from entityseg_data.masks.types import EntityId
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ GEOMETRY_TYPES = ("brushlabels", "brush", "polygonlabels", "polygon")
 
 # ------------------------------------------------------------------------------------ writing
 def brush_rle_result(
-    region_id: str,
+    region_id: EntityId,
     rle: Sequence[int],
     *,
     height: int,
@@ -98,7 +99,7 @@ def brush_result(
     )
 
 
-def name_results(region_id: str, name: str | None, flag: str | None) -> list[dict[str, Any]]:
+def name_results(region_id: EntityId, name: str | None, flag: str | None) -> list[dict[str, Any]]:
     """Per-region stage-2 results (TextArea and/or flag Taxonomy) for ``region_id``."""
     out = []
     if name:
