@@ -56,7 +56,7 @@ def class_counts(
             if flag is None and cat is not None and "isthing" in cat:
                 flag = bool(cat["isthing"])
             kind[name] = flag
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": n,
             "kind": "" if kind[n] is None else ("thing" if kind[n] else "stuff"),

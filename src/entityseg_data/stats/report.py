@@ -72,7 +72,7 @@ def write_report(
     rows = table2(stats_list)
     paths: dict[str, Path] = {}
     datasets = []
-    class_rows = []
+    class_rows: list[dict[str, Any]] = []
     for s, row in zip(stats_list, rows):
         classes = class_counts(s, is_thing=is_thing, class_of=class_of)
         class_rows.extend({"dataset": s.name, **c} for c in classes)
