@@ -394,7 +394,7 @@ class SelectionItem(_Record):
     _json: ClassVar[tuple[str, ...]] = ("signals",)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> SelectionItem:  # type: ignore[override]
+    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> SelectionItem:
         data = {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
         reasons = data.get("reasons") or "[]"
         return cls(
