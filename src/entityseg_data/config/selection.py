@@ -36,7 +36,7 @@ class SelectionConfig(Checked):
     """
 
     strategy: Literal["uncertainty", "random"] = "uncertainty"
-    uncertainty_weight: float = bounded(0.5, ge=0, le=1)
+    uncertainty_weight: float = bounded(0.25, ge=0, le=1)
     score_weight: float = bounded(1.0, ge=0)
     area_weight: float = bounded(1.0, ge=0)
     views_weight: float = bounded(1.0, ge=0)
