@@ -135,8 +135,8 @@ def bench_pull(n_images: int, h: int, w: int, n_entities: int) -> dict:
     from entityseg_data.annotation.labelstudio.accounts import signup_user
     from entityseg_data.annotation.labelstudio.server import LabelStudioServer, copy_data_dir
     from entityseg_data.annotation.labelstudio.session import write_credentials
+    from entityseg_data.catalog.predictions import write_prediction
     from entityseg_data.config import WorkspaceConfig, apply_overrides
-    from entityseg_data.io import atomic_write_json
     from entityseg_data.masks import rle as rle_utils
     from entityseg_data.masks.store import load_annotation
     from entityseg_data.workspace import Workspace
@@ -193,24 +193,15 @@ def bench_pull(n_images: int, h: int, w: int, n_entities: int) -> dict:
                 lm = voronoi_label_map(h, w, n_entities, seed=k)
                 rles = rle_utils.label_map_to_rles(lm)
                 truth[iid] = rles
-                rel = f"predictions/{iid}.json"
-                atomic_write_json(
-                    ws.root / rel,
-                    {
-                        "image_id": iid,
-                        "height": h,
-                        "width": w,
-                        "entities": [
-                            {"id": str(i), "segmentation": r, "score": 0.9} for i, r in rles.items()
-                        ],
-                    },
-                )
-                with cat.transaction() as conn:
-                    conn.execute(
-                        "INSERT INTO predictions(image_id, model_version, path, "
-                        "n_entities) VALUES (?, 'bench', ?, ?)",
-                        (iid, rel, len(rles)),
-                    )
+                payload = {
+                    "image_id": iid,
+                    "height": h,
+                    "width": w,
+                    "entities": [
+                        {"id": str(i), "segmentation": r, "score": 0.9} for i, r in rles.items()
+                    ],
+                }
+                write_prediction(ws.root, cat, payload, "bench")
         t_make = time.perf_counter() - t0
         t0 = time.perf_counter()
         from entityseg_data.annotation.labelstudio.session import open_backend
