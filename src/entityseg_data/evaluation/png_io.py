@@ -11,18 +11,13 @@ from entityseg_data.errors import DataError
 
 
 def read_png_array(path: str | os.PathLike[str], modes: Collection[str], what: str) -> np.ndarray:
-    """The pixels of the PNG at ``path`` as decoded by :mod:`entityseg_data.io.images` (no
-    conversion beyond RGBA -> RGB), when its mode is one of ``modes``; one DataError naming the
-    file otherwise (unreadable, truncated, too large, wrong mode)."""
-    from entityseg_data.io.files import read_bytes
-    from entityseg_data.io.images import ImageRejected, load_pixels, open_image
+    """The pixels of the PNG at ``path`` as decoded by
+    :func:`entityseg_data.io.images.read_label_image` (no conversion beyond RGBA -> RGB), when
+    its mode is one of ``modes``; one DataError naming the file otherwise (unreadable,
+    truncated, too large, wrong mode)."""
+    from entityseg_data.io.images import ImageLimits, read_label_image
 
-    data = read_bytes(path, max_bytes=1 << 30)
-    try:
-        im = open_image(data)
-        load_pixels(im)
-    except ImageRejected as exc:
-        raise DataError(f"{path}: cannot read the {what}: {exc.message}") from None
+    im = read_label_image(path, what, limits=ImageLimits(max_bytes=1 << 30))
     if im.mode not in modes:
         raise DataError(
             f"{path}: the {what} must be a PNG of mode {'/'.join(modes)}, got {im.mode}"
