@@ -116,11 +116,11 @@ def encode_label_png(label_map: np.ndarray) -> bytes:
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
-    """(H, W) uint16 label map of a PNG written by :func:`encode_label_png`."""
-    from PIL import Image
+    """(H, W) uint16 label map of a PNG written by :func:`encode_label_png` (DataError naming
+    the file when it cannot be read)."""
+    from entityseg_data.io.images import read_label_image
 
-    with Image.open(path) as im:
-        return np.asarray(im).astype(np.uint16)
+    return np.asarray(read_label_image(path, "label PNG")).astype(np.uint16)
 
 
 def sidecar(result: Any) -> dict[str, Any]:

@@ -86,14 +86,10 @@ def _record_mask(
     rec: dict[str, Any], height: int | None, width: int | None, where: str = ""
 ) -> np.ndarray:
     if "mask_path" in rec:
-        from PIL import Image
+        from entityseg_data.io.images import read_label_image
 
-        try:
-            with Image.open(rec["mask_path"]) as im:
-                m = np.asarray(im.convert("L")) > 0
-        except OSError as exc:
-            raise DataError(f"{rec['mask_path']}: cannot read mask: {exc}") from None
-        return m
+        im = read_label_image(rec["mask_path"], "mask")
+        return np.asarray(im.convert("L")) > 0
     segm = rle_utils.to_compressed(rec["segmentation"], height, width, where=where)
     return rle_utils.decode(segm, where=where).astype(bool)
 
