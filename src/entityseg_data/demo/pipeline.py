@@ -373,13 +373,13 @@ def _simulated_masks(ws: esd.Workspace, image_id: int, annotator: str) -> esd.Im
 def _simulated_names(sample: esd.Sample, annotator: str, samples: SampleLayout) -> esd.ImageMasks:
     """SIMULATED stage 2: a free-form name per approved mask, drawn around the concept it shows
     (the synthetic scene's ground truth, or the photo's concepts)."""
-    from PIL import Image
+    from entityseg_data.io.images import read_label_image
 
     name = Path(sample.image.source_id).name
     gt = samples.synthetic_gt.get(name)
     concepts: list[str | None] = []
     if gt:
-        gt_map = np.asarray(Image.open(str(gt["label_map"])))
+        gt_map = np.asarray(read_label_image(str(gt["label_map"]), "ground-truth label map"))
         gt_names = {int(k): v for k, v in dict(gt["names"]).items()}  # type: ignore[call-overload]
         for e in sample.entities:
             vals, counts = np.unique(gt_map[e.mask().astype(bool)], return_counts=True)
