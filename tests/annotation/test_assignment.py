@@ -109,7 +109,8 @@ def test_labeling_configs_palette_hotkeys_and_urls():
     assert image_url("images/a.jpg", "http://h:1/ws/") == "http://h:1/ws/images/a.jpg"
 
 
-def test_palette_gives_touching_regions_different_colours():
+@pytest.mark.parametrize("stage", [1, 2])
+def test_palette_gives_touching_regions_different_colours(stage):
     import numpy as np
 
     from entityseg_data.annotation.labelstudio.format import display_labels
@@ -121,8 +122,9 @@ def test_palette_gives_touching_regions_different_colours():
         for j in range(5):
             lm[i * 7 : (i + 1) * 7 + 2, j * 8 : (j + 1) * 8] = i * 5 + j + 1
     rles = [rle_utils.encode((lm == k).astype(np.uint8)) for k in range(1, 21)]
-    labels = display_labels(rles, h, w, stage=1)
-    assert set(labels) <= set(configs.BRUSH_LABELS) and len(set(labels)) >= 4
+    labels = display_labels(rles, h, w, stage=stage)
+    palette = configs.BRUSH_LABELS if stage == 1 else configs.MASK_LABELS
+    assert set(labels) <= set(palette) and len(set(labels)) >= 4
     for k in range(1, 21):
         m = lm == k
         grown = np.zeros_like(m)
@@ -132,4 +134,3 @@ def test_palette_gives_touching_regions_different_colours():
         grown[:, 1:] |= m[:, :-1]
         for other in set(np.unique(lm[grown & ~m]).tolist()) - {0, k}:
             assert labels[k - 1] != labels[other - 1], (k, other)
-    assert set(display_labels(rles, h, w, stage=2)) <= set(configs.MASK_LABELS)

@@ -27,6 +27,13 @@ SERVER_ARGS = ("annotate", "server", "--port", "0")
 BOUND = float(os.environ.get("ENTITYSEG_TEST_BOUND", "600"))  # s; reached only on failure
 
 
+def _default_sigint() -> None:
+    """The CLI starts with SIGINT's default action, as from a terminal: a test run started in
+    the background by a non-interactive shell inherits SIGINT *ignored*, and Python then keeps
+    ignoring it (the Ctrl-C test waited for its bound and failed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Child:
     """The CLI under test, its output, and the phases the Label Studio child reports."""
 
@@ -43,6 +50,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**env, "FAKE_LS_REPORT": str(self.fifo), "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_default_sigint,
         )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.pidfds: dict[int, int] = {}

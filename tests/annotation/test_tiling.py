@@ -120,6 +120,32 @@ def test_small_images_are_one_tile_and_the_threshold_chooses_tiling():
         TilingConfig(merge_fraction=0)
 
 
+@pytest.mark.parametrize(
+    ("height", "width", "tiled"),
+    [
+        (4000, 3000, True),
+        (3000, 4000, True),
+        (2000, 2000, False),
+        (1500, 2000, False),
+        (400, 600, False),
+    ],
+)
+def test_the_default_config_tiles_12mp_and_not_3mp(height, width, tiled):
+    """Issue 13: tiled mode on by default above the threshold (4 MP): a 12 MP image becomes
+    tiles of at most tile_size + 2 margins, smaller images stay whole."""
+    from entityseg_data.config.annotation import AnnotationConfig
+
+    cfg = TilingConfig.from_config(AnnotationConfig())
+    p = tiling.plan_for(height, width, cfg)
+    assert (p is not None) is tiled
+    if p is not None:
+        assert len(p) > 1
+        for t in p.tiles:
+            x0, y0, x1, y1 = t.crop
+            assert x1 - x0 <= cfg.tile_size + 2 * cfg.margin
+            assert y1 - y0 <= cfg.tile_size + 2 * cfg.margin
+
+
 def test_crop_keeps_ids_names_order_and_only_intersecting_regions(plan, seed):
     crops = tiling.crop_entities(seed, plan)
     full = masks(seed)

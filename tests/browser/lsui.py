@@ -190,24 +190,19 @@ class Editor:
         box = self.page.evaluate(IMAGE_BOX_JS)
         if box is None:
             raise AssertionError("the task image is not displayed")
-        return ImageBox(
-            x=box["x"],
-            y=box["y"],
-            width=box["width"],
-            height=box["height"],
-            natural_width=int(box["naturalWidth"]),
-            natural_height=int(box["naturalHeight"]),
-        )
+        return _image_box(box)
 
     def stable_box(self, tries: int = 50) -> ImageBox:
         """The image box once it is the same over two idle frames (the layout settles after
-        the panels are drawn)."""
-        prev = self.image_box()
+        the panels are drawn; the editor may also replace the <img> once more while it loads
+        the annotation, so a missing image is waited for again)."""
+        prev = None
         for _ in range(tries):
+            self.page.wait_for_function(f"() => !!({IMAGE_BOX_JS})()")
             self.wait_idle()
-            cur = self.image_box()
-            if cur == prev:
-                return cur
+            cur = self.page.evaluate(IMAGE_BOX_JS)
+            if cur is not None and cur == prev:
+                return _image_box(cur)
             prev = cur
         raise AssertionError(f"the image keeps moving: {prev}")
 
@@ -237,24 +232,30 @@ class Editor:
         blocked = sum(d for _, d in tasks) / 1000.0
         self.timings.append(Timing(action, seconds, longest, blocked))
 
+    def snap(self, points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+        """The image points where the mouse really lands for ``points``: events go to whole CSS
+        pixels (:meth:`stroke` and :meth:`click_image` round), which is up to 1 / scale image
+        pixels off the asked point. Check what the mouse did against the snapped points."""
+        box = self.stable_box()
+        return [box.to_image(*_whole(*box.to_page(*p))) for p in points]
+
     def stroke(self, points: Sequence[tuple[float, float]], *, steps: int = 8) -> ImageBox:
-        """A mouse drag through image points (image pixels), ``steps`` moves per segment."""
+        """A mouse drag through image points (image pixels), ``steps`` moves per segment; each
+        point lands on the nearest whole CSS pixel (see :meth:`snap`)."""
         box = self.stable_box()
         page = self.page
         with self.measure("stroke"):
-            x, y = box.to_page(*points[0])
-            page.mouse.move(x, y)
+            page.mouse.move(*_whole(*box.to_page(*points[0])))
             page.mouse.down()
             for p in points[1:]:
-                x, y = box.to_page(*p)
-                page.mouse.move(x, y, steps=steps)
+                page.mouse.move(*_whole(*box.to_page(*p)), steps=steps)
             page.mouse.up()
         return box
 
     def click_image(self, x: float, y: float, action: str = "vertex") -> ImageBox:
         box = self.stable_box()
         with self.measure(action):
-            self.page.mouse.click(*box.to_page(x, y))
+            self.page.mouse.click(*_whole(*box.to_page(x, y)))
         return box
 
     def polygon(self, points: Sequence[tuple[float, float]]) -> ImageBox:
@@ -405,6 +406,22 @@ class Editor:
         self.wait_idle()
         self.page.screenshot(path=str(path), full_page=full_page)
         return path
+
+
+def _image_box(box: dict[str, Any]) -> ImageBox:
+    return ImageBox(
+        x=box["x"],
+        y=box["y"],
+        width=box["width"],
+        height=box["height"],
+        natural_width=int(box["naturalWidth"]),
+        natural_height=int(box["naturalHeight"]),
+    )
+
+
+def _whole(x: float, y: float) -> tuple[float, float]:
+    """Page coordinates on whole CSS pixels (the events a person's mouse makes)."""
+    return float(round(x)), float(round(y))
 
 
 def renderer_rss_mb(browser: Any) -> float:

@@ -10,7 +10,8 @@ eraser takes a strip out of a region, a new brush region is drawn, Submit. The p
   a region painted beyond its seed is taken from its neighbours, the new regions take what they
   cover, the erased pixels are unlabelled;
 * and the submitted masks themselves must be what the mouse did: the pixels a stroke added lie
-  within the brush radius of the mouse path (radius = brush size / display scale / 2, +- 1.5 px)
+  within the brush radius of the mouse path (radius = brush size / display scale / 2, +- 1.5 px;
+  the path is where the events landed: whole CSS pixels, see ``Editor.snap``)
   and cover its core, the eraser removed exactly such a band, the polygon matches the clicked
   vertices (IoU >= 0.98).
 
@@ -60,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS_IMG = ROOT / "docs" / "img"
 H, W, N_REGIONS, SEED = 900, 1200, 10, 1
 WHO = "brenda"
-TOL = 1.5  # px: the brush's edge is anti-aliased and the mouse lands on whole CSS pixels
+TOL = 1.5  # image px: the brush edge is anti-aliased (paths are where the events landed)
 
 
 # ---------------------------------------------------------------------------- geometry helpers
@@ -189,7 +190,7 @@ def test_both_stages_by_hand(chromium_browser, labelstudio, tmp_path):
         # 1. extend a region over its neighbour with the brush
         sx, sy = find_seam(lm, used)
         a_id = img.region_id(int(lm[sy, sx - 1]))
-        extend = [(sx - 60.0, sy + 0.5), (sx + 45.0, sy + 0.5)]
+        extend = ed.snap([(sx - 60.0, sy + 0.5), (sx + 45.0, sy + 0.5)])
         mark(used, sx - 60, sy, sx + 45, sy)
         ed.select_region(a_id)
         ed.press("b")
@@ -197,7 +198,7 @@ def test_both_stages_by_hand(chromium_browser, labelstudio, tmp_path):
         # 2. the eraser through another region
         ex, ey, c_label = find_run(lm, used, 150, exclude=(int(lm[sy, sx - 1]),))
         c_id = img.region_id(c_label)
-        erase = [(ex + 20.0, ey + 0.5), (ex + 130.0, ey + 0.5)]
+        erase = ed.snap([(ex + 20.0, ey + 0.5), (ex + 130.0, ey + 0.5)])
         mark(used, ex, ey, ex + 150, ey)
         ed.unselect()
         ed.select_region(c_id)
@@ -206,14 +207,16 @@ def test_both_stages_by_hand(chromium_browser, labelstudio, tmp_path):
         # 3. a polygon over several pre-annotated pieces
         ed.unselect()
         px0, py0 = find_polygon_box(lm, used)
-        poly = polygon_points(px0, py0)
+        poly = ed.snap(polygon_points(px0, py0))
         mark(used, px0, py0, px0 + 170, py0 + 150)
         ed.press("9")  # the label 'polygon 1'
         ed.polygon(poly)
         # 4. a new brush region
         ed.unselect()
         nx, ny, _ = find_run(lm, used, 140)
-        new_path = [(nx + 10.0, ny - 12.0), (nx + 120.0, ny - 12.0), (nx + 120.0, ny + 12.0)]
+        new_path = ed.snap(
+            [(nx + 10.0, ny - 12.0), (nx + 120.0, ny - 12.0), (nx + 120.0, ny + 12.0)]
+        )
         ed.press("b")
         ed.press("1")  # the label 'brush 1'
         ed.stroke(new_path)

@@ -81,18 +81,26 @@ def _label(value: str, colour: str, hotkey: str) -> str:
     return f"    <Label {attrs}/>\n"
 
 
+#: the QA note strip: at most ~3.5 lines tall (a longer note scrolls), so it does not push the image
+#: below the window
+QA_STYLE = (
+    "background: #fff4e5; padding: 0 8px; white-space: pre-wrap; max-height: 6em; overflow-y: auto"
+)
+#: the image's display height: the window less what Label Studio and this config put above and
+#: below it. Measured in Chromium (tests/browser/test_layout_browser.py): at 1280-1600 px wide
+#: the bars, header, label rows, QA note and (stage 2) the selected region's flag dropdown take
+#: up to ~465 px, so the whole image and every control stay in view down to a 1280x720 window.
+IMAGE_MAX_HEIGHT = "calc(100vh - 470px)"
+
+
 def _qa_block() -> str:
-    return (
-        f'  <View style="background: #fff4e5; padding: 0 8px; white-space: pre-wrap">\n'
-        f'    <Header value="${QA_NOTE}" size="6"/>\n'
-        "  </View>\n"
-    )
+    return f'  <View style="{QA_STYLE}">\n    <Header value="${QA_NOTE}" size="6"/>\n  </View>\n'
 
 
 def _image() -> str:
     return (
         f'  <Image name="{IMAGE}" value="$image" zoom="true" zoomControl="true" '
-        'brightnessControl="true" maxHeight="calc(100vh - 300px)"/>\n'
+        f'brightnessControl="true" maxHeight="{IMAGE_MAX_HEIGHT}"/>\n'
     )
 
 
@@ -114,9 +122,9 @@ def stage1_config(polygon: bool = True) -> str:
     return (
         "<View>\n"
         + _qa_block()
-        + '  <Header size="6" value="Stage 1: one mask per entity, covering the whole image. '
-        "Select a region and paint (B) or erase (E); pick a colour to draw a new one. Paint "
-        'over a neighbour to take its pixels: what you paint wins."/>\n'
+        + '  <Header size="6" value="Stage 1: one mask per entity, covering the image. Select a '
+        "region, paint (B) or erase (E); a colour starts a new region. What you paint wins over "
+        'a neighbour."/>\n'
         f'  <BrushLabels name="{BRUSH}" toName="{IMAGE}" showInline="true">\n'
         + brush
         + "  </BrushLabels>\n"
@@ -138,9 +146,8 @@ def stage2_config(supercategories: Sequence[str], *, flags: Sequence[str] | None
     return (
         "<View>\n"
         + _qa_block()
-        + '  <Header size="6" value="Stage 2: type a name for every region in its box in the '
-        "Regions panel, or select the region and pick a flag instead. Masks are fixed: do not "
-        'paint or erase."/>\n'
+        + '  <Header size="6" value="Stage 2: type each region\'s name in its box in the Regions '
+        'panel, or select it and pick a flag. Masks are fixed: do not paint or erase."/>\n'
         '  <View visibleWhen="region-selected">\n'
         f'    <Taxonomy name="{FLAGS}" toName="{IMAGE}" perRegion="true" maxUsages="1" '
         'placeholder="flag (instead of a name)" minWidth="260px">\n'
