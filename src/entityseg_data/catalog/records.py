@@ -45,10 +45,12 @@ class _Record:
     """Construction from a SQLite row and the transitional dict-style access."""
 
     _json: ClassVar[tuple[str, ...]] = ()
+    # every record is a dataclass (declared for the type checker; set by @dataclass)
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @classmethod
     def from_row(cls: type[R], row: sqlite3.Row | Mapping[str, Any]) -> R:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = {f.name for f in dataclasses.fields(cls)}
         data = {k: row[k] for k in row.keys() if k in names}  # noqa: SIM118 (sqlite3.Row)
         for key in cls._json:
             if key in data:
@@ -67,7 +69,7 @@ class _Record:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (mappings copied)."""
         out = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Mapping):
                 value = dict(value)
