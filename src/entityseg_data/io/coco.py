@@ -712,25 +712,28 @@ def checked_rles(items: Sequence[tuple[Any, int, int]]) -> list[RLE | DataError]
 
     out: list[RLE | DataError] = []
     todo: list[int] = []
+    rles: list[RLE] = []  # out[todo[k]] is rles[k]
     for seg, h, w in items:
         try:
-            out.append(_prepare(seg, h, w))
-            todo.append(len(out) - 1)
+            rle = _prepare(seg, h, w)
         except DataError as exc:
             out.append(exc)
-    rles = [out[i] for i in todo]
+            continue
+        out.append(rle)
+        todo.append(len(out) - 1)
+        rles.append(rle)
+    cs: list[np.ndarray | None] = []
     try:
-        cs = []
         for c0 in range(0, len(rles), _CHUNK):
-            cs.extend(rle_ops.counts_many(rles[c0 : c0 + _CHUNK]))  # type: ignore[arg-type]
+            cs.extend(rle_ops.counts_many(rles[c0 : c0 + _CHUNK]))
     except RLEError:  # find which (only when something is wrong)
         cs = []
-        for i in todo:
+        for i, rle in zip(todo, rles):
             try:
-                cs.append(rle_ops.counts(out[i]))  # type: ignore[arg-type]
+                cs.append(rle_ops.counts(rle))
             except RLEError as exc:
                 out[i] = DataError(str(exc))
-                cs.append(None)  # type: ignore[arg-type]
+                cs.append(None)
     for i, c in zip(todo, cs, strict=True):
         r = out[i]
         if c is not None and isinstance(r, dict) and isinstance(r["counts"], list):

@@ -155,7 +155,7 @@ def _batch(
         else:
             raise RLEError(f"{_pre(names[i])}RLE 'counts' must be a string or a list")
     if not lists:
-        flat, offsets = R.decode_strings(strings, where=names)  # type: ignore[arg-type]
+        flat, offsets = R.decode_strings(strings, where=names)
     else:
         sflat, soff = R.decode_strings(strings, where=[names[i] for i in str_at])
         parts: list[np.ndarray] = [np.zeros(0, np.int64)] * n
@@ -407,8 +407,8 @@ def iou_matrix(
     from pycocotools import mask as mask_utils
 
     if trusted:
-        d = [_as_bytes(r) for r in dt]  # type: ignore[arg-type]
-        g = [_as_bytes(r) for r in gt]  # type: ignore[arg-type]
+        d = [_as_bytes(r) for r in dt]
+        g = [_as_bytes(r) for r in gt]
     else:
         d = [_as_bytes(validate(r, where=f"detection {i}")) for i, r in enumerate(dt)]
         g = [_as_bytes(validate(r, where=f"ground truth {i}")) for i, r in enumerate(gt)]
@@ -416,7 +416,7 @@ def iou_matrix(
     return np.asarray(mask_utils.iou(d, g, crowd), np.float64).reshape(len(dt), len(gt))
 
 
-def _as_bytes(rle: RLE) -> dict[str, Any]:
+def _as_bytes(rle: Mapping[str, Any]) -> dict[str, Any]:
     c = rle["counts"]
     return {"size": list(rle["size"]), "counts": c.encode("ascii") if isinstance(c, str) else c}
 

@@ -38,13 +38,19 @@ from entityseg_data.errors import OverlapError, RLEError
 MAX_GROUPS = 7
 
 
+class RecordNames(Protocol):
+    """Record names by index (a list, or names built only when an error needs one)."""
+
+    def __getitem__(self, i: int, /) -> str: ...
+
+
 def _prefix(where: str) -> str:
     return f"{where}: " if where else ""
 
 
 # ----------------------------------------------------------------------------- counts <-> string
 def decode_strings(
-    strings: Sequence[str | bytes], *, where: str | Sequence[str] = ""
+    strings: Sequence[str | bytes], *, where: str | RecordNames = ""
 ) -> tuple[np.ndarray, np.ndarray]:
     """Counts of many compressed COCO strings at once (one vectorised pass over all chars).
 
