@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from entityseg_data.ingest.importers import ImportResult
     from entityseg_data.ingest.report import IngestReport, ProgressFn
     from entityseg_data.ingest.sources.base import Source
+    from entityseg_data.ingest.sources.coco import CrowdPolicy, ImportOverlaps
     from entityseg_data.model.training.config import TrainConfig
     from entityseg_data.model.training.trainer import TrainResult
     from entityseg_data.stats.engine import DatasetStats
@@ -100,8 +101,8 @@ class Workspace(_core.Workspace):
         images_dir: str | Path | None = None,
         *,
         panoptic_dir: str | Path | None = None,
-        crowd: str = "drop",
-        overlaps: str = "smaller_wins",
+        crowd: CrowdPolicy = "drop",
+        overlaps: ImportOverlaps = "smaller_wins",
         near_duplicates: bool = True,
         progress: Callable[[Any], None] | None = None,
     ) -> ImportResult:
@@ -113,7 +114,7 @@ class Workspace(_core.Workspace):
         from entityseg_data.ingest.importers import import_coco, import_config
         from entityseg_data.ingest.sources.coco import ImportPolicy
 
-        policy = ImportPolicy(crowd=crowd, overlaps=overlaps)  # type: ignore[arg-type]
+        policy = ImportPolicy(crowd=crowd, overlaps=overlaps)
         return import_coco(
             self,
             annotations,

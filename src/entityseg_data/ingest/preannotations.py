@@ -23,6 +23,7 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.io.images import orient_array
 from entityseg_data.masks import rle as rle_ops
+from entityseg_data.masks.runs import OverlapPolicy
 
 _FIELDS = ("name", "kind", "category_id", "iscrowd")
 
@@ -55,7 +56,8 @@ def label_map_from_rles(
     objects lying on large ones survive; ``later_wins`` paints in the given order."""
     if overlaps not in ("smaller_wins", "later_wins"):
         raise ValueError(f"unknown overlap policy {overlaps!r}")
-    return rle_ops.rles_to_label_map(rles, height, width, dtype=np.int32, policy=overlaps)  # type: ignore[arg-type]
+    policy: OverlapPolicy = "smaller_wins" if overlaps == "smaller_wins" else "later_wins"
+    return rle_ops.rles_to_label_map(rles, height, width, dtype=np.int32, policy=policy)
 
 
 def build(

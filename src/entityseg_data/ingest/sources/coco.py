@@ -57,6 +57,11 @@ log = logging.getLogger(__name__)
 MODEL_VERSION = "source:coco"
 
 
+#: what becomes of COCO crowd annotations / which mask keeps an overlapping pixel
+CrowdPolicy = Literal["drop", "keep"]
+ImportOverlaps = Literal["smaller_wins", "later_wins"]
+
+
 @dataclass(frozen=True)
 class ImportPolicy:
     """How source masks become workspace entities (see the module docstring).
@@ -64,8 +69,8 @@ class ImportPolicy:
     ``approved``: the masks become approved stage-1 and stage-2 annotations (annotator
     ``import``) instead of pre-annotations."""
 
-    crowd: Literal["drop", "keep"] = "drop"
-    overlaps: Literal["smaller_wins", "later_wins"] = "smaller_wins"
+    crowd: CrowdPolicy = "drop"
+    overlaps: ImportOverlaps = "smaller_wins"
     approved: bool = False
 
     def __post_init__(self) -> None:

@@ -8,12 +8,15 @@ import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from entityseg_data.errors import DataError
 
+#: one metadata row: column -> value (key None: a CSV row's fields past the header)
+Row: TypeAlias = dict[str | None, Any]
 
-def iter_rows(path: str | Path, *, fmt: str | None = None) -> Iterator[dict[str, Any]]:
+
+def iter_rows(path: str | Path, *, fmt: str | None = None) -> Iterator[Row]:
     """Rows of a metadata file as dicts, streaming.
 
     ``fmt`` is one of ``txt`` (one URL per line, the whole line, ``#`` comments; rows
@@ -39,9 +42,9 @@ def iter_rows(path: str | Path, *, fmt: str | None = None) -> Iterator[dict[str,
         raise DataError(f"{path}: unknown metadata format {fmt!r} (txt, csv, tsv, parquet)")
 
 
-def ragged(row: dict[str, Any]) -> str | None:
+def ragged(row: Row) -> str | None:
     """A message when a CSV/TSV row has more fields than the header, else None."""
-    extra = row.get(None)  # type: ignore[call-overload]
+    extra = row.get(None)  # csv.DictReader's restkey: the fields past the header
     if not extra:
         return None
     return f"{len(extra)} more field(s) than the header ({extra[0]!r}...): unquoted separator?"
@@ -86,14 +89,14 @@ def _text_lines(path: Path) -> Iterator[str]:
                 ) from None
 
 
-def _txt(path: Path) -> Iterator[dict[str, Any]]:
+def _txt(path: Path) -> Iterator[Row]:
     for line in _text_lines(path):
         line = line.strip()
         if line and not line.startswith("#"):
             yield {"url": line}  # the whole line: a URL may hold spaces
 
 
-def _delimited(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
+def _delimited(path: Path, delimiter: str) -> Iterator[Row]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     reader = csv.DictReader(_text_lines(path), delimiter=delimiter)
     try:
@@ -106,7 +109,7 @@ def _delimited(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
         ) from None
 
 
-def _parquet(path: Path) -> Iterator[dict[str, Any]]:
+def _parquet(path: Path) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
     try:
@@ -117,7 +120,7 @@ def _parquet(path: Path) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def pick(row: dict[str, Any], *names: str) -> Any:
+def pick(row: Row, *names: str) -> Any:
     """The first present, non-empty value among column ``names`` (case-insensitive)."""
     lower = {k.lower(): v for k, v in row.items() if isinstance(k, str)}
     for name in names:
