@@ -369,7 +369,8 @@ def resolve_config(
         return get_preset(preset)
     if isinstance(config, ModelConfig):
         return config
-    cpath = Path(config)  # type: ignore[arg-type]
+    assert config is not None  # exactly one of preset / config (checked above)
+    cpath = Path(config)
     if cpath.suffix.lower() == ".json":
         return read_config_json(cpath)
     from entityseg_data.model.yaml_config import config_from_yaml
