@@ -379,8 +379,8 @@ def _simulated_names(sample: esd.Sample, annotator: str, samples: SampleLayout) 
     gt = samples.synthetic_gt.get(name)
     concepts: list[str | None] = []
     if gt:
-        gt_map = np.asarray(read_label_image(str(gt["label_map"]), "ground-truth label map"))
-        gt_names = {int(k): v for k, v in dict(gt["names"]).items()}  # type: ignore[call-overload]
+        gt_map = np.asarray(read_label_image(gt.label_map, "ground-truth label map"))
+        gt_names = gt.names
         for e in sample.entities:
             vals, counts = np.unique(gt_map[e.mask().astype(bool)], return_counts=True)
             concepts.append(gt_names.get(int(vals[np.argmax(counts)])) if len(vals) else None)

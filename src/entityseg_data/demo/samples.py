@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,14 @@ SKIMAGE_PHOTOS: dict[str, tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
+class SyntheticTruth:
+    """A synthetic scene's ground truth: its label-map PNG and label value -> entity name."""
+
+    label_map: Path
+    names: Mapping[int, str]
+
+
+@dataclass(frozen=True)
 class SampleLayout:
     """Where :func:`write_samples` put things.
 
@@ -41,7 +50,7 @@ class SampleLayout:
     served: Path
     url_names: tuple[str, ...]
     licences: Path
-    synthetic_gt: dict[str, dict[str, object]]
+    synthetic_gt: dict[str, SyntheticTruth]
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -100,7 +109,7 @@ def write_samples(
     atomic_write_bytes(served / "rocket.jpg", _jpeg(photos["rocket"], 92))
     licences["rocket.jpg"] = dict(zip(("license", "attribution"), SKIMAGE_PHOTOS["rocket"]))
     url_names = ["rocket.jpg"]
-    gt: dict[str, dict[str, object]] = {}
+    gt: dict[str, SyntheticTruth] = {}
     from entityseg_data import synthetic
 
     h, w = synthetic_size
@@ -110,7 +119,7 @@ def write_samples(
         atomic_write_bytes(served / name, _png(rgb))
         gt_name = f"scene_{i:02d}_gt.png"
         atomic_write_bytes(root / gt_name, _png_u16(label_map))
-        gt[name] = {"label_map": str(root / gt_name), "names": synthetic.scene_names(info)}
+        gt[name] = SyntheticTruth(root / gt_name, synthetic.scene_names(info))
         licences[name] = {"license": "CC0-1.0", "attribution": "entityseg-data synthetic scene"}
         url_names.append(name)
     url_names.append("missing.jpg")  # a dead link: the downloader reports a 404
