@@ -18,21 +18,22 @@ def overlap_pixels(pred: PredImage) -> int:
 def fix_overlaps(pred: PredImage, height: int, width: int) -> PredImage:
     """Make predictions disjoint by score: each pixel goes to the highest-scoring prediction
     covering it (ties: the earlier one). Predictions left empty are dropped; the others keep
-    their score and order. Works on the columns each mask occupies, never on full dense stacks
-    of masks (one (W, H) int32 label map)."""
+    their score and order. Painted from the masks' runs by the mask core (one flat int32 label
+    map, never dense stacks of masks)."""
     n = len(pred.rles)
     if n < 2 or overlap_pixels(pred) == 0:
         return pred
-    lm_t = np.zeros((width, height), np.int32)
-    for i in sort_detections(pred.scores):
-        r = rle_utils.runs(pred.rles[i])
-        x0, x1 = R.column_range(r, height)
-        if x1 <= x0:
-            continue
-        block = R.decode_columns(r, height, x0, x1)
-        region = lm_t[x0:x1]
-        region[(block != 0) & (region == 0)] = i + 1
-    rles = rle_utils.flat_label_map_to_rles(lm_t.reshape(-1), height, width, range(1, n + 1))
+    # lowest score first, later wins: the highest-scoring prediction keeps a shared pixel
+    # (equal scores: the earlier one, as sort_detections orders them)
+    order = sort_detections(pred.scores)[::-1]
+    flat = R.paint(
+        [rle_utils.runs(pred.rles[i]) for i in order],
+        height * width,
+        policy="later_wins",
+        values=order + 1,
+        dtype=np.int32,
+    )
+    rles = rle_utils.flat_label_map_to_rles(flat, height, width, range(1, n + 1))
     keep = [i for i in range(n) if rle_utils.area(rles[i + 1]) > 0]
     return PredImage(
         rles=tuple(rles[i + 1] for i in keep),
