@@ -204,7 +204,27 @@ def test_demo_killed_then_rerun_completes_without_duplicates(demo_dir):
             "cropformer-tiny-demo": 6,
         }
 
+        # two stage-1 rounds (issue 18): a random selection seeded by Felzenszwalb, then the
+        # rest chosen by uncertainty and seeded by the fine-tuned model; then stage 2
+        rounds = cat.rounds()
+        assert [(r.stage, r.model_version, r.selection) for r in rounds] == [
+            (1, "baseline-felzenszwalb", "round-1-random"),
+            (1, "cropformer-tiny-demo", "round-2-uncertainty"),
+            (2, None, None),
+        ]
+        assert sorted(rounds[0].images + rounds[1].images) == sorted(r.id for r in images)
+        edits = cat.edits()
+        # one edit record per annotation (no rework here), every lead time SIMULATED
+        assert len(edits) == 4 * len(images)
+        assert all(e.lead_time and e.lead_time_source == "simulated" for e in edits)
+        assert {e.round_id for e in edits} == {r.id for r in rounds}
+        assert all(e.seed_ap is not None for e in edits if e.stage == 1)
+
     summary = json.loads((ws_dir / "exports" / "reports" / "demo_summary.json").read_text())
+    assert "lead times are SIMULATED" in out and "| round 2 | 1 |" in out
+    report_md = Path(summary["reports"]["rounds"]).read_text()
+    assert "SIMULATED" in report_md and "cropformer-tiny-demo" in report_md
+    assert [r["simulated"] for r in summary["numbers"]["rounds"]] == [True, True, True]
     numbers = summary["numbers"]
     # alice moves one boundary; bob moves two, merges, splits, misses one and overlaps one
     assert 0.25 < numbers["mask_map"] < 0.95

@@ -115,3 +115,30 @@ def test_size_mismatch_is_refused():
     other = ImageAnnotation(image_id=1, height=H + 1, width=W, stage=1, annotator="x")
     with pytest.raises(ValueError, match="41x60"):
         edit_breakdown(other, _ann({}))
+
+
+def test_simulated_lead_time_follows_the_edits():
+    from entityseg_data.api.simulation import LeadTimeModel, simulated_seconds
+    from entityseg_data.masks.types import ImageMasks
+
+    def masks(ms):
+        return ImageMasks(
+            image_id=1,
+            height=H,
+            width=W,
+            entities=tuple(Entity(id=k, rle=rle.encode(m.astype(np.uint8))) for k, m in ms.items()),
+        )
+
+    seed = _seed()
+    drawn = dict(seed)
+    drawn["s3"] = _box(10, 20, 0, 18)  # edited
+    drawn["a"] = _box(30, 40, 0, 10)  # added
+    del drawn["s6"]  # deleted
+    m = LeadTimeModel()
+    want = m.base + 6 * m.per_seed_entity + m.per_edited + m.per_deleted + m.per_added
+    assert simulated_seconds(masks(seed), masks(drawn)) == pytest.approx(want)
+    # no seed: everything drawn from scratch; stage 2: a cost per name
+    assert simulated_seconds(None, masks(drawn)) == pytest.approx(m.base + 6 * m.per_added)
+    assert simulated_seconds(None, masks(drawn), stage=2) == pytest.approx(
+        m.stage2_base + 6 * m.per_named
+    )

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from entityseg_data.annotation.rounds import EditBreakdown
+
 SIMULATION_LABEL = "SIMULATED annotator (demo): seeded edits of the pre-annotations, not a human"
 
 
@@ -137,6 +139,39 @@ def simulate_masks(
         masks[k] = ndimage.binary_dilation(masks[k], iterations=max(2, 2 * plan.boundary_px))
         log.overlapped.append(k)
     return list(masks.values()), log
+
+
+@dataclass(frozen=True)
+class LeadTimeModel:
+    """Seconds a SIMULATED annotator is said to spend (no human is timed): a base per task plus
+    a cost per seed entity reviewed and per edit made, so better seeds cost less time. The
+    numbers are assumptions for demos (stated wherever the times are shown), not measurements.
+    """
+
+    base: float = 20.0  # open the task, look at the image
+    per_seed_entity: float = 2.0  # review one pre-annotated entity
+    per_edited: float = 10.0  # correct a boundary
+    per_deleted: float = 4.0  # delete a wrong entity
+    per_added: float = 30.0  # draw a missing entity from scratch
+    stage2_base: float = 10.0
+    per_named: float = 4.0  # stage 2: type one name
+
+
+def simulated_lead_time(
+    breakdown: EditBreakdown, *, stage: int = 1, model: LeadTimeModel | None = None
+) -> float:
+    """The SIMULATED seconds of one task from its edit breakdown against the seed (stage 1) or
+    its number of named entities (stage 2)."""
+    m = model or LeadTimeModel()
+    if stage == 2:
+        return m.stage2_base + m.per_named * breakdown.n_final
+    return (
+        m.base
+        + m.per_seed_entity * breakdown.n_seed
+        + m.per_edited * breakdown.edited
+        + m.per_deleted * breakdown.deleted
+        + m.per_added * breakdown.added
+    )
 
 
 # Realistic raw-name variants per concept: what different people type for the same thing.

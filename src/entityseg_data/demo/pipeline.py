@@ -2,15 +2,20 @@
 ``entityseg-data demo`` runs.
 
 ingest (folder + loopback URL list, de-duplication, resolution and NSFW filters) -> stage-1
-pre-annotations -> Label Studio (local server in the workspace, or one given by URL + token) ->
-push stage 1 -> [simulated annotators] -> pull with QA -> push stage 2 -> [simulated names] -> pull
--> agreement (Table 1) -> statistics (Table 2 + plots) -> exports (EntitySeg hr + lr, Hugging Face)
--> fine-tune a tiny CropFormer -> pre-annotate again with it.
+pre-annotations (Felzenszwalb) -> Label Studio (local server in the workspace, or one given by
+URL + token) -> round 1: a random selection of half the images, push stage 1 -> [simulated
+annotators] -> pull with QA -> fine-tune a tiny CropFormer on the approved masks -> pre-annotate
+with it -> round 2: the rest, chosen and ranked by model uncertainty, pushed with the fine-tuned
+model's seeds -> [simulated annotators] -> pull -> push stage 2 -> [simulated names] -> pull ->
+agreement (Table 1) -> statistics (Table 2 + plots) -> exports (EntitySeg hr + lr, Hugging Face)
+-> the round report (minutes per image and entity, edits, seed AP^e per round and model).
 
 Every step is idempotent (the API skips what the catalog and Label Studio already hold), so a
 killed demo rerun with the same folder completes without duplicates. Without ``simulate`` the
 demo stops after the stage-1 push and says how to annotate and continue; with it, two SIMULATED
-annotators (clearly labelled) submit through Label Studio as two different users.
+annotators (clearly labelled) submit through Label Studio as two different users, each task with
+a SIMULATED lead time (an assumed cost per edit against the task's seed, ``LeadTimeModel``),
+labelled as simulated in the catalog and in the round report.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ import numpy as np
 
 import entityseg_data as esd
 from entityseg_data import procs
-from entityseg_data.api.simulation import SIMULATION_LABEL, EditPlan, simulate_masks, simulate_name
+from entityseg_data.api.simulation import (
+    SIMULATION_LABEL,
+    EditPlan,
+    LeadTimeModel,
+    simulate_masks,
+    simulate_name,
+    simulated_seconds,
+)
 from entityseg_data.config import WorkspaceConfig, apply_overrides
 from entityseg_data.demo.http_server import serve_folder
 from entityseg_data.demo.samples import SampleLayout, write_samples, write_url_list
@@ -43,6 +55,7 @@ log = logging.getLogger(__name__)
 ANNOTATORS = ("alice", "bob")
 BASELINE_VERSION = "baseline-felzenszwalb"
 TUNED_VERSION = "cropformer-tiny-demo"
+ROUND_SELECTIONS = ("round-1-random", "round-2-uncertainty")
 # alice accepts the pre-annotation with one moved boundary; bob makes every kind of edit
 PLANS = {
     "alice": EditPlan(moved_boundaries=1, merges=0, splits=0, missed=0, overlaps=0),
@@ -187,7 +200,10 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] | None = None)
     try:
         ls.create_annotators(ANNOTATORS)  # simulated or human, each with its own login
         ann = ws.annotation(ls)
-        _push(ann, 1, out, heading)
+        n_images = len(ws.images())
+        heading("round 1: choose the images")
+        first = _selection(ws, ROUND_SELECTIONS[0], (n_images + 1) // 2, "random", out)
+        _push(ann, 1, out, heading, selection=ROUND_SELECTIONS[0])
         if not opts.simulate:
             res.stopped_after_push = True
             _instructions(ws, ls.url, out, heading)
@@ -196,18 +212,37 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] | None = None)
             return res
 
         heading("stage 1 annotation (SIMULATED)")
-        out(SIMULATION_LABEL)
-        n = 0
-        for annotator in ANNOTATORS:
-            for task in ann.tasks(1, annotator):
-                drawn = _simulated_masks(ws, task.image_id, annotator)
-                n += ann.submit(1, annotator, drawn) if drawn is not None else 0
-        out(
-            f"{n} annotations written through the Label Studio API as {', '.join(ANNOTATORS)} "
-            "(alice: one moved boundary; bob: moved boundaries, a merge, a split, a missed "
-            "entity and an overlap)"
-        )
+        _simulate_stage1(ws, ann, first, BASELINE_VERSION, out)
         _pull(ws, ann, 1, res, out, heading)
+
+        run = _fine_tune(ws, opts, res, out, heading)
+        heading("pre-annotate with the fine-tuned model")
+        # the tiny model was trained at short side 160-192: predict at a matching size
+        tuned = esd.load_segmenter(
+            str(run.model_dir), min_size=256, max_size=400, model_version=TUNED_VERSION
+        )
+        again = ws.predictions.add(tuned)
+        out(
+            f"{again.done} images pre-annotated ({again.skipped} already), {again.entities} "
+            f"entities, {len(again.failed)} failed: the seeds of round 2"
+        )
+        res.numbers["repredicted"] = again.done + again.skipped
+
+        rest = n_images - len(first)
+        if rest > 0:
+            heading("round 2: choose the images by model uncertainty")
+            second = _selection(
+                ws,
+                ROUND_SELECTIONS[1],
+                rest,
+                "uncertainty",
+                out,
+                overrides=[f"selection.model_version={TUNED_VERSION}"],
+            )
+            _push(ann, 1, out, heading, selection=ROUND_SELECTIONS[1])
+            heading("stage 1 annotation, round 2 (SIMULATED)")
+            _simulate_stage1(ws, ann, second, TUNED_VERSION, out)
+            _pull(ws, ann, 1, res, out, heading)
         _push(ann, 2, out, heading)
 
         heading("stage 2 naming (SIMULATED)")
@@ -218,10 +253,13 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] | None = None)
             for task in ann.tasks(2, annotator):
                 if task.image_id in approved:
                     named = _simulated_names(approved[task.image_id], annotator, samples)
-                    n += ann.submit(2, annotator, named)
+                    seconds = simulated_seconds(None, named, stage=2)
+                    n += ann.submit(2, annotator, named, lead_time=seconds, simulated=True)
         out(
             f"{n} stage-2 annotations: free-form names with plurals, synonyms, case, "
-            "misspellings, 'unknown', 'blurred' and '<supercategory>_other'"
+            "misspellings, 'unknown', 'blurred' and '<supercategory>_other' (SIMULATED lead "
+            f"times: {LeadTimeModel().stage2_base:.0f} s + {LeadTimeModel().per_named:.0f} s "
+            "per name)"
         )
         _pull(ws, ann, 2, res, out, heading)
     finally:
@@ -263,51 +301,44 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] | None = None)
     out(f"EntitySeg JSON (hr + lr): {ws.exports_dir / 'entityseg'}")
     out(f"Hugging Face dataset: {hf.get('hf')} (rows {hf.get('rows')})")
 
-    heading("fine-tune a tiny CropFormer")
-    steps = opts.train_steps
-    run = ws.train(
-        overrides=[
-            "model=tiny_cpu",
-            f"out_dir={ws.root / 'runs' / 'tiny'}",
-            f"max_iter={steps}",
-            "ims_per_batch=2",
-            "device=cpu",
-            "amp=fp32",
-            f"checkpoint_period={max(1, steps // 2)}",
-            "eval_period=0",
-            "log_period=1",
-            "tensorboard=false",
-            "threads=2",
-            "data.min_sizes=[160, 192]",
-            "data.max_size=320",
-            "data.num_workers=0",
-            "loss.num_points=512",
-            "optim.lr=0.0005",
-        ],
-        resume=True,
-    )
-    if run.losses:
-        out(
-            f"{run.iteration} steps on CPU (from {run.start_iteration}), last loss "
-            f"{run.losses[-1]:.3f}; model: {run.model_dir}"
-        )
-    else:
-        out(f"already trained ({run.iteration} steps); model: {run.model_dir}")
-    res.reports["model"] = str(run.model_dir)
-    res.numbers["train_steps"] = run.iteration
-
-    heading("pre-annotate again with the fine-tuned model")
-    # the tiny model was trained at short side 160-192: predict at a matching size
-    tuned = esd.load_segmenter(
-        str(run.model_dir), min_size=256, max_size=400, model_version=TUNED_VERSION
-    )
-    again = ws.predictions.add(tuned)
+    heading("annotation rounds: what pre-annotation saved (SIMULATED lead times)")
+    rounds = ws.rounds.report(reports / "rounds")
+    m = LeadTimeModel()
     out(
-        f"{again.done} images pre-annotated ({again.skipped} already), {again.entities} "
-        f"entities, {len(again.failed)} failed: the next `annotate push` sends them as stage-1 "
-        "predictions"
+        f"lead times are SIMULATED: {m.base:.0f} s per task + {m.per_seed_entity:.0f} s per "
+        f"seed entity + {m.per_edited:.0f} s per edited, {m.per_deleted:.0f} s per deleted, "
+        f"{m.per_added:.0f} s per added entity (assumed costs, not measurements)"
     )
-    res.numbers["repredicted"] = again.done + again.skipped
+    for line in rounds.markdown.split("## Stage 1 by seed")[0].splitlines()[2:]:
+        if line.startswith("|"):
+            out("  " + line)
+    stage1 = [r for r in rounds.report.rounds if r.stage == 1 and r.summary.minutes_per_image]
+    if len(stage1) >= 2:
+        a, b = stage1[0], stage1[-1]
+        ratio = (b.summary.minutes_per_image or 0.0) / (a.summary.minutes_per_image or 1.0)
+        verdict = "saved time" if ratio < 1 else "did NOT save time yet"
+        out(
+            f"{b.label} (seeds {b.round.model_version if b.round else '-'}) took {ratio:.2f}x "
+            f"the minutes per image of {a.label} (seeds "
+            f"{a.round.model_version if a.round else '-'}): the fine-tuned model {verdict} "
+            f"(SIMULATED times; a {res.numbers.get('train_steps')}-step model)"
+        )
+    res.reports["rounds"] = str(rounds.paths["markdown"])
+    res.numbers["rounds"] = [
+        {
+            "round": r.round.id if r.round is not None else None,
+            "stage": r.stage,
+            "seeds": r.round.model_version if r.round is not None else None,
+            "selection": r.round.selection if r.round is not None else None,
+            "annotations": r.summary.annotations,
+            "minutes_per_image": r.summary.minutes_per_image,
+            "minutes_per_entity": r.summary.minutes_per_entity,
+            "simulated": r.summary.simulated,
+            "accepted": r.summary.accepted,
+            "seed_ap": r.summary.seed.ap if r.summary.seed is not None else None,
+        }
+        for r in rounds.report.rounds
+    ]
 
     heading("done")
     out(f"workspace:    {res.workspace}")
@@ -325,13 +356,118 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None] | None = None)
 
 
 # ---------------------------------------------------------------------- annotation rounds
-def _push(ann: esd.Annotation, stage: int, out: Callable[[str], None], heading: Any) -> None:
-    heading(f"push stage {stage}")
-    rep = ann.push(stage)
+def _push(
+    ann: esd.Annotation,
+    stage: int,
+    out: Callable[[str], None],
+    heading: Any,
+    *,
+    selection: str | None = None,
+) -> None:
+    heading(f"push stage {stage}" + (f" (selection {selection})" if selection else ""))
+    rep = ann.push(stage, selection=selection)
     out(
         f"stage {stage}: {rep.images} images -> {rep.tasks} tasks in projects {rep.projects} "
         f"({rep.overlap_images} images for several annotators); errors: {len(rep.errors)}"
+        + (f"; recorded as round {rep.round_id}" if rep.round_id else "")
     )
+
+
+def _selection(
+    ws: esd.Workspace,
+    name: str,
+    n: int,
+    strategy: str,
+    out: Callable[[str], None],
+    *,
+    overrides: list[str] | None = None,
+) -> list[int]:
+    """The images of selection ``name`` (made now with ``strategy`` unless a killed run made
+    it already)."""
+    if not any(s.name == name for s in ws.selections()):
+        ws.select(n, name=name, strategy=strategy, overrides=overrides or [])
+    items = ws.selection(name)
+    ids = [it.image_id for it in items]
+    out(f"selection {name!r} ({strategy}): images {ids}")
+    return ids
+
+
+def _simulate_stage1(
+    ws: esd.Workspace,
+    ann: esd.Annotation,
+    image_ids: list[int],
+    seed_version: str,
+    out: Callable[[str], None],
+) -> None:
+    """SIMULATED stage 1 of a round: each annotator draws their masks (the same whatever the
+    seed: what they mean to draw) and is given a lead time from the edits against the task's
+    seed (``seed_version``'s prediction)."""
+    out(SIMULATION_LABEL)
+    wanted = set(image_ids)
+    n = 0
+    seconds: list[float] = []
+    for annotator in ANNOTATORS:
+        for task in ann.tasks(1, annotator):
+            if task.image_id not in wanted:
+                continue
+            drawn = _simulated_masks(ws, task.image_id, annotator)
+            if drawn is None:
+                continue
+            t = simulated_seconds(ws.predictions.latest(task.image_id, seed_version), drawn)
+            seconds.append(t)
+            n += ann.submit(1, annotator, drawn, lead_time=t, simulated=True)
+    mean = sum(seconds) / len(seconds) if seconds else 0.0
+    out(
+        f"{n} annotations written through the Label Studio API as {', '.join(ANNOTATORS)} "
+        "(alice: one moved boundary; bob: moved boundaries, a merge, a split, a missed "
+        f"entity and an overlap); SIMULATED lead time {mean:.0f} s per task on average "
+        f"against the {seed_version} seeds"
+    )
+
+
+def _fine_tune(
+    ws: esd.Workspace,
+    opts: DemoOptions,
+    res: DemoResult,
+    out: Callable[[str], None],
+    heading: Any,
+) -> Any:
+    """Fine-tune the tiny CropFormer on the approved stage-1 masks so far (round 1)."""
+    heading("fine-tune a tiny CropFormer on round 1")
+    steps = opts.train_steps
+    run = ws.train(
+        overrides=[
+            "model=tiny_cpu",
+            f"out_dir={ws.root / 'runs' / 'tiny'}",
+            f"max_iter={steps}",
+            "ims_per_batch=2",
+            "device=cpu",
+            "amp=fp32",
+            f"checkpoint_period={max(1, steps // 2)}",
+            "eval_period=0",
+            "log_period=1",
+            "tensorboard=false",
+            "threads=2",
+            # every approved image so far (no split yet: the export assigns splits later)
+            "data.workspace_split=",
+            "data.min_sizes=[160, 192]",
+            "data.max_size=320",
+            "data.num_workers=0",
+            "loss.num_points=512",
+            "optim.lr=0.0005",
+        ],
+        resume=True,
+    )
+    if run.losses:
+        out(
+            f"{run.iteration} steps on CPU (from {run.start_iteration}), last loss "
+            f"{run.losses[-1]:.3f}; model: {run.model_dir}"
+        )
+    else:
+        out(f"already trained ({run.iteration} steps); model: {run.model_dir}")
+    res.reports["model"] = str(run.model_dir)
+    res.numbers["train_steps"] = run.iteration
+    return run
 
 
 def _pull(
