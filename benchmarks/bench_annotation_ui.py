@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/bench_annotation_ui.py                     # the full grid
     .venv/bin/python benchmarks/bench_annotation_ui.py --sizes 3 12 --regions 10 --out ui.json
+    .venv/bin/python benchmarks/bench_annotation_ui.py --sizes 3 12 --whole-sizes 3 --tiled-sizes 12
 
 A Label Studio data dir is copied from the test template (tests/labelstudio_support.py; built on
 first use) and started on a free loopback port; one workspace gets a synthetic scene per size
@@ -129,6 +130,9 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 6, 12], choices=sorted(SIZES))
     ap.add_argument("--regions", type=int, nargs="+", default=[10, 40])
     ap.add_argument("--tiled-sizes", type=int, nargs="*", default=[6, 12])
+    ap.add_argument(
+        "--whole-sizes", type=int, nargs="*", default=None, help="sizes run whole (default: all)"
+    )
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--set", action="append", default=[], help="workspace config overrides")
     args = ap.parse_args()
@@ -187,7 +191,8 @@ def main() -> None:
         plan = []
         for mp in args.sizes:
             for n in args.regions:
-                plan.append((mp, n, "whole"))
+                if args.whole_sizes is None or mp in args.whole_sizes:
+                    plan.append((mp, n, "whole"))
                 if mp in args.tiled_sizes:
                     plan.append((mp, n, "tiled"))
         with sync_playwright() as pw:

@@ -177,7 +177,7 @@ def test_both_stages_by_hand(chromium_browser, labelstudio, tmp_path):
     try:
         ed = Editor(context.new_page(), labelstudio.url)
         ed.login(creds["email"], creds["password"])  # the toolkit's annotator account
-        ed.open_task(row["ls_project_id"], row["ls_task_id"])
+        ed.open_task(row.ls_project_id, row.ls_task_id)
         assert sorted(ed.region_ids()) == sorted(seed)
         shot(ed, tmp_path, "tutorial_stage1_task")
 
@@ -222,7 +222,7 @@ def test_both_stages_by_hand(chromium_browser, labelstudio, tmp_path):
         ed.stroke(new_path)
         ed.unselect()
         shot(ed, tmp_path, "tutorial_stage1_edited")
-        saved = ed.submit(row["ls_task_id"])
+        saved = ed.submit(row.ls_task_id)
         assert not ed.console_errors, ed.console_errors
     finally:
         context.close()
@@ -298,7 +298,7 @@ def stage2(chromium_browser, labelstudio, ws, backend, cfg, img, creds, stage1, 
     try:
         ed = Editor(context.new_page(), labelstudio.url)
         ed.login(creds["email"], creds["password"])
-        ed.open_task(row["ls_project_id"], row["ls_task_id"])
+        ed.open_task(row.ls_project_id, row.ls_task_id)
         assert sorted(ed.region_ids()) == sorted(stage1)
         for rid, name in names.items():
             ed.type_name(rid, name)
@@ -317,7 +317,7 @@ def stage2(chromium_browser, labelstudio, ws, backend, cfg, img, creds, stage1, 
         ys, xs = np.nonzero(stage1[erased])
         cy, cx = float(np.median(ys)), float(np.median(xs))
         ed.stroke([(cx - 40.0, cy + 0.5), (cx + 40.0, cy + 0.5)])
-        ed.submit(row["ls_task_id"])
+        ed.submit(row.ls_task_id)
 
         rep = pull(ws, backend, cfg, stages=(2,))[2]
         assert rep.rejected == 1 and rep.sent_back == 1, rep.to_json()
@@ -325,7 +325,7 @@ def stage2(chromium_browser, labelstudio, ws, backend, cfg, img, creds, stage1, 
         assert checks.get("unnamed") == unnamed and checks.get("geometry_changed") == erased
 
         # the rejection reaches the annotator: the task again, with the note and marked regions
-        ed.open_task(row["ls_project_id"], row["ls_task_id"])
+        ed.open_task(row.ls_project_id, row.ls_task_id)
         note = ed.page.get_by_role("heading", name=re.compile("QA rejected this stage-2"))
         note.wait_for()  # the note at the top of the labeling view
         labels = {
@@ -338,7 +338,7 @@ def stage2(chromium_browser, labelstudio, ws, backend, cfg, img, creds, stage1, 
         assert np.array_equal(draft[erased], stage1[erased])
         shot(ed, tmp_path, "tutorial_stage2_rework")
         ed.type_name(unnamed, "fixed thing")
-        ed.submit(row["ls_task_id"])
+        ed.submit(row.ls_task_id)
     finally:
         context.close()
     rep = pull(ws, backend, cfg, stages=(2,))[2]

@@ -138,7 +138,7 @@ def test_project_table_and_portrait_12mp_controls_in_view(chromium_browser, labe
     rep = push(ws, backend, cfg, stage=1)
     assert rep.tasks == 1
     (row,) = tasks_for(ws, 1, WHO)
-    project, task = int(row["ls_project_id"]), int(row["ls_task_id"])
+    project, task = int(row.ls_project_id), int(row.ls_task_id)
     creds = read_credentials(ws)["annotators"][WHO]
 
     context = chromium_browser.new_context(viewport=LAPTOP)
@@ -172,7 +172,7 @@ def test_project_table_and_portrait_12mp_controls_in_view(chromium_browser, labe
     assert pull(ws, backend, cfg, stages=(1,))[1].approved == 1
     assert push(ws, backend, cfg, stage=2).tasks == 1
     (row2,) = tasks_for(ws, 2, WHO)
-    task2 = int(row2["ls_task_id"])
+    task2 = int(row2.ls_task_id)
     client.create_annotation(task2, client.task(task2)["predictions"][0]["result"])
     rep = pull(ws, backend, cfg, stages=(2,))[2]
     assert rep.rejected == 1 and rep.sent_back == 1, rep.to_json()
@@ -181,7 +181,7 @@ def test_project_table_and_portrait_12mp_controls_in_view(chromium_browser, labe
     try:
         ed = Editor(context.new_page(), labelstudio.url)
         ed.login(creds["email"], creds["password"])
-        ed.open_task(int(row2["ls_project_id"]), task2)
+        ed.open_task(int(row2.ls_project_id), task2)
         page = ed.page
         note = page.get_by_role("heading", name=re.compile("QA rejected this stage-2"))
         assert_in_view(page, note, "the QA note")
