@@ -154,8 +154,8 @@ def edit_breakdown(
         ious = np.zeros((len(seed_ents), len(fin)))
     pairs = match_entities(
         np.asarray(ious, np.float64),
-        [e.id for e in seed_ents],
-        [e.id for e in fin],
+        [str(e.id) for e in seed_ents],
+        [str(e.id) for e in fin],
         match_iou,
     )
     unchanged = 0

@@ -12,6 +12,7 @@ against it. Definitions: :mod:`entityseg_data.evaluation.rounds`; the report: do
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,7 @@ class Rounds:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
 
-    def list(self, stage: int | None = None) -> list[RoundRecord]:
+    def list(self, stage: int | None = None) -> builtins.list[RoundRecord]:
         """The recorded rounds in push order (of one stage when given)."""
         with self.workspace.catalog() as cat:
             return cat.rounds(stage)
@@ -50,7 +51,7 @@ class Rounds:
         *,
         round_id: int | None = None,
         annotator: str | None = None,
-    ) -> list[EditRecord]:
+    ) -> builtins.list[EditRecord]:
         """One record per pulled submission: lead time, seed, edit breakdown, seed AP."""
         with self.workspace.catalog() as cat:
             return cat.edits(stage, round_id=round_id, annotator=annotator)
@@ -67,7 +68,7 @@ class Rounds:
 
         rep = self.summary()
         paths = write_rounds_report(rep, out_dir, plots=plots)
-        pics = {k: paths[k].name for k in ("time", "edits", "seed") if k in paths}
+        pics: dict[str, str] = {k: paths[k].name for k in ("time", "edits", "seed") if k in paths}
         return RoundsReportFiles(report=rep, markdown=to_markdown(rep, pics), paths=paths)
 
 

@@ -179,7 +179,14 @@ def summarize(annotations: Sequence[Sequence[EditRecord]]) -> GroupSummary:
         minutes_per_image=seconds / 60.0 / timed if timed else None,
         minutes_per_entity=seconds / 60.0 / timed_entities if timed_entities else None,
         iou_bins=bins,
-        **totals,
+        n_seed=totals["n_seed"],
+        n_final=totals["n_final"],
+        unchanged=totals["unchanged"],
+        edited=totals["edited"],
+        deleted=totals["deleted"],
+        added=totals["added"],
+        pixels_changed=totals["pixels_changed"],
+        pixels_total=totals["pixels_total"],
     )
 
 
@@ -354,7 +361,8 @@ def rounds_report(workspace: Workspace) -> RoundsReport:
         e = latest.get((image_id, annotator))
         if e is not None:
             return e.seed_version or None
-        return round_version.get(pushed.get((image_id, 1, annotator)))
+        rid = pushed.get((image_id, 1, annotator))
+        return round_version.get(rid) if rid is not None else None
 
     def images_of(row: RoundRow) -> set[int]:
         if row.round is not None:

@@ -338,7 +338,7 @@ def write_rounds_report(
     paths: dict[str, Path] = {}
     if plots:
         paths.update(plot_rounds(report, out))
-    pics = {k: paths[k].name for k in ("time", "edits", "seed") if k in paths}
+    pics: dict[str, str] = {k: paths[k].name for k in ("time", "edits", "seed") if k in paths}
     paths["markdown"] = out / "rounds.md"
     atomic_write_text(paths["markdown"], to_markdown(report, pics))
     paths["html"] = out / "rounds.html"
