@@ -21,6 +21,7 @@ official rule paints ALL queries before any filtering, so the pixels of a droppe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from entityseg_data.errors import ConfigError
 from entityseg_data.model.config import InferenceConfig
+from entityseg_data.model.inference.disagreement import view_disagreement
 from entityseg_data.model.inference.fusion import Painted, fuse_and_paint
 from entityseg_data.model.inference.result import SegmentationResult
 from entityseg_data.model.inference.views import ViewGeometry
@@ -101,12 +103,16 @@ def postprocess_single(
         tile_budget_mb=options.tile_budget_mb,
         workers=torch.get_num_threads() if workers is None else workers,
     )
-    return finalize(
+    result = finalize(
         painted,
         s_c.cpu().numpy().astype(np.float32),
         cand.cpu().numpy().astype(np.int64),
         options,
     )
+    if mask2former:
+        return result
+    vd = view_disagreement(mask_logits, geometry, result.query_index)
+    return result if vd is None else dataclasses.replace(result, view_disagreement=vd)
 
 
 def candidate_scores(

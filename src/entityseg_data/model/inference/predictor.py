@@ -261,7 +261,8 @@ class EntitySegmenter:
     def segment(self, image: np.ndarray) -> ImageMasks:
         """The :class:`~entityseg_data.masks.types.Segmenter` protocol: an (H, W, 3) uint8 RGB
         array in, its entities out (ids 1..N by descending score, each with its ``score`` and,
-        in ``extra``, ``class_score`` and ``mask_quality``)."""
+        in ``extra``, ``class_score``, ``mask_quality`` and, with crop views,
+        ``view_disagreement``)."""
         res = self.predict_arrays([image])[0]
         ents = tuple(
             Entity(
@@ -271,6 +272,11 @@ class EntitySegmenter:
                 extra={
                     "class_score": float(res.class_scores[i]),
                     "mask_quality": float(res.mask_quality[i]),
+                    **(
+                        {"view_disagreement": float(res.view_disagreement[i])}
+                        if res.view_disagreement is not None
+                        else {}
+                    ),
                 },
             )
             for i, rle in enumerate(res.rles)

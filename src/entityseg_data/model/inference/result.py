@@ -40,7 +40,10 @@ class SegmentationResult:
     row ``i - 1`` = id ``i``): ``scores`` (final score in ``score_mode``), ``class_scores`` (entity
     probability), ``mask_quality`` (mean fused mask probability over the mask; SAM's
     ``predicted_iou`` slot), ``areas`` (pixels), ``boxes`` (int64 ``[x, y, w, h]``, COCO),
-    ``query_index`` (the decoder query). ``source`` names the input (path or ``None``).
+    ``query_index`` (the decoder query), ``view_disagreement`` (CropFormer with crops: 1 - IoU
+    of the full view's and the crop views' masks at 1/4 resolution, see
+    :mod:`~entityseg_data.model.inference.disagreement`; None otherwise). ``source`` names the
+    input (path or ``None``).
     """
 
     label_map: np.ndarray
@@ -53,6 +56,7 @@ class SegmentationResult:
     score_mode: str = "calibrated"
     source: str | None = None
     model_version: str | None = None
+    view_disagreement: np.ndarray | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basics
@@ -109,6 +113,11 @@ class SegmentationResult:
                 "area": int(self.areas[i]),
                 "bbox": [int(v) for v in self.boxes[i]],
                 "query": int(self.query_index[i]),
+                **(
+                    {"view_disagreement": float(self.view_disagreement[i])}
+                    if self.view_disagreement is not None
+                    else {}
+                ),
             }
             for i in range(len(self))
         ]

@@ -33,6 +33,11 @@ def prediction_payload(result: SegmentationResult, image_id: int) -> dict[str, A
                 "area": rec["area"],
                 "bbox": rec["bbox"],
                 "mask_quality": rec["mask_quality"],
+                **(
+                    {"view_disagreement": rec["view_disagreement"]}
+                    if "view_disagreement" in rec
+                    else {}
+                ),
             }
         )
     return {
