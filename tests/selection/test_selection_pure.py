@@ -194,3 +194,23 @@ def test_coverage_measures():
     cov = coverage(pts, [0], labels=[0, 0, 1])
     assert cov.max_distance == 3.0 and cov.mean_distance == pytest.approx(4 / 3)
     assert (cov.clusters_hit, cov.clusters) == (1, 2)
+
+
+def test_payload_signals_equal_the_decoded_ones():
+    from entityseg_data.annotation.selection import payload_signals
+    from entityseg_data.catalog.predictions import masks_payload
+
+    m = _masks(
+        [0.9, 0.5, 0.2],
+        rows=[2, 5, 1],
+        extra=[{"view_disagreement": 0.1}, {"view_disagreement": 0.6}, {}],
+    )
+    payload = masks_payload(m, "v")
+    assert payload_signals(payload) == prediction_signals(m)
+    # no stored area (or a wrong one): no fast path, the caller decodes the masks
+    for bad in ({"area": None}, {"area": -1}, {"area": 10**6}, {"area": True}):
+        broken = {**payload, "entities": [{**payload["entities"][0], **bad}]}
+        assert payload_signals(broken) is None
+    assert payload_signals({**payload, "height": "16"}) is None
+    empty = payload_signals({**payload, "entities": []})
+    assert empty is not None and empty.n_entities == 0 and empty.covered == 0.0

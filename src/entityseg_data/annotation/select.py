@@ -31,13 +31,14 @@ from entityseg_data.annotation.selection import (
     UncertaintyWeights,
     k_center_greedy,
     parse_quotas,
+    payload_signals,
     prediction_signals,
     random_pick,
     uncertainty,
 )
 from entityseg_data.catalog import Catalog, ImageRecord, SelectionItem, SelectionRecord
 from entityseg_data.catalog.embeddings import EmbeddingCache, cache_key, cache_path
-from entityseg_data.catalog.predictions import prediction_masks
+from entityseg_data.catalog.predictions import prediction_masks, read_prediction
 from entityseg_data.config.ingest import IngestConfig
 from entityseg_data.config.selection import SelectionConfig
 from entityseg_data.errors import ConfigError, DataError, RLEError
@@ -161,6 +162,9 @@ def image_signals(
     if rec is None:
         return None, None
     try:
+        fast = payload_signals(read_prediction(Path(ws.root), rec))
+        if fast is not None:
+            return fast, None
         return prediction_signals(prediction_masks(Path(ws.root), rec)), None
     except (DataError, RLEError) as exc:
         return None, str(exc)

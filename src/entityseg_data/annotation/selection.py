@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,47 @@ def prediction_signals(masks: ImageMasks) -> ImageSignals:
         w = sum(a for _, a in vd)
         disagreement = sum(v * a for v, a in vd) / w if w > 0 else sum(v for v, _ in vd) / len(vd)
         disagreement = float(min(1.0, max(0.0, disagreement)))
+    return ImageSignals(
+        mean_score=mean_score, covered=covered, view_disagreement=disagreement, n_entities=n
+    )
+
+
+def payload_signals(data: Mapping[str, Any]) -> ImageSignals | None:
+    """The :class:`ImageSignals` of a prediction file's payload from the ``area`` / ``score`` /
+    ``view_disagreement`` each entity record carries (the prediction writers store them), without
+    decoding a mask: ~0.5 ms instead of ~40 ms for 100 entities at 1.5 MP. None when the
+    payload lacks a usable size or an entity's ``area`` (then use :func:`prediction_signals`
+    on the checked masks)."""
+    h, w = data.get("height"), data.get("width")
+    entities = data.get("entities")
+    if type(h) is not int or type(w) is not int or h <= 0 or w <= 0:
+        return None
+    if not isinstance(entities, list):
+        return None
+    areas, scores, vd = [], [], []
+    for e in entities:
+        if not isinstance(e, Mapping):
+            return None
+        a = e.get("area")
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= h * w:
+            return None
+        areas.append(float(a))
+        sc = e.get("score")
+        if isinstance(sc, (int, float)) and not isinstance(sc, bool) and math.isfinite(sc):
+            scores.append(float(sc))
+        v = e.get(VIEW_DISAGREEMENT)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            vd.append((float(v), float(a)))
+    n = len(entities)
+    if n == 0:
+        return ImageSignals(mean_score=None, covered=0.0, view_disagreement=None, n_entities=0)
+    covered = float(min(1.0, sum(areas) / (h * w)))
+    mean_score = float(np.clip(np.mean(scores), 0.0, 1.0)) if scores else None
+    disagreement = None
+    if vd:
+        tot = sum(a for _, a in vd)
+        val = sum(v * a for v, a in vd) / tot if tot > 0 else sum(v for v, _ in vd) / len(vd)
+        disagreement = float(min(1.0, max(0.0, val)))
     return ImageSignals(
         mean_score=mean_score, covered=covered, view_disagreement=disagreement, n_entities=n
     )
@@ -384,6 +426,7 @@ __all__ = [
     "coverage",
     "k_center_greedy",
     "parse_quotas",
+    "payload_signals",
     "prediction_signals",
     "random_pick",
     "uncertainty",
