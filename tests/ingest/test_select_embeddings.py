@@ -59,7 +59,9 @@ def test_select_embeds_what_the_cache_lacks(tmp_path, photo_dir, tiny_clip):
     assert not path.exists()
     with pytest.raises(DataError, match="has a CLIP embedding"):
         ws.select(2, overrides=["selection.embed_missing=false"])
-    res = ws.select(2)
+    seen = []
+    res = ws.select(2, progress=lambda step, done, total: seen.append((step, done, total)))
     assert len(res.items) == 2
+    assert seen[-1] == ("score", 6, 6) and ("embed", 6, 6) in seen  # progress of both steps
     with EmbeddingCache(path) as cache:
         assert cache.count_images() == 6

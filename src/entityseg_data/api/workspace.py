@@ -18,6 +18,7 @@ inside the verb that needs it, so ``import entityseg_data`` stays light.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from entityseg_data.model.training.config import TrainConfig
     from entityseg_data.model.training.trainer import TrainResult
     from entityseg_data.stats.engine import DatasetStats
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,7 @@ class Workspace(_core.Workspace):
         seed: int | None = None,
         replace: bool = False,
         overrides: Iterable[str] = (),
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> SelectionResult:
         """Choose the next ``n`` images to annotate and store them as a named selection
         (push them with ``ws.annotation(...).push(1, selection=name)``).
@@ -204,7 +208,9 @@ class Workspace(_core.Workspace):
         ``seed``: the random strategy's (default: the workspace seed). ``name``: default the
         first free ``<strategy>-<k>``. Settings: the ``selection`` config section with
         ``overrides``. CLIP embeddings missing from the cache are computed first with the
-        ingest section's CLIP (``selection.embed_missing``). See docs/selection.md."""
+        ingest section's CLIP (``selection.embed_missing``). ``progress(step, done, total)``
+        follows ``"embed"`` (images embedded) and ``"score"`` (predictions read). See
+        docs/selection.md."""
         from entityseg_data.annotation.select import missing_embeddings, select_images
 
         extra = list(overrides)
@@ -216,7 +222,8 @@ class Workspace(_core.Workspace):
         if cfg.selection.strategy == "uncertainty" and cfg.selection.embed_missing:
             todo = missing_embeddings(self, cfg.selection, cfg.ingest)
             if todo:
-                _embed(self, cfg.ingest, todo)
+                log.info("select: embedding %d images missing from the CLIP cache", len(todo))
+                _embed(self, cfg.ingest, todo, progress=progress)
         return select_images(
             self,
             cfg.selection,
@@ -225,7 +232,7 @@ class Workspace(_core.Workspace):
             name=name,
             seed=cfg.seed if seed is None else seed,
             replace=replace,
-            progress=progress,
+            progress=None if progress is None else (lambda d, t: progress("score", d, t)),
         )
 
     def selection(self, name: str) -> tuple[SelectionItem, ...]:
@@ -431,7 +438,13 @@ class Workspace(_core.Workspace):
         return train(cfg, resume=resume, progress=progress)
 
 
-def _embed(ws: Workspace, ingest: IngestConfig, images: Sequence[ImageRecord]) -> int:
+def _embed(
+    ws: Workspace,
+    ingest: IngestConfig,
+    images: Sequence[ImageRecord],
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> int:
     """Compute and cache the CLIP image embeddings of ``images`` with the ingest section's CLIP
     (the cache the NSFW stage fills); returns how many are in the cache now."""
     from entityseg_data.catalog.embeddings import EmbeddingCache, cache_path
@@ -445,6 +458,13 @@ def _embed(ws: Workspace, ingest: IngestConfig, images: Sequence[ImageRecord]) -
         device=ingest.clip_device,
     )
     items = [(r.sha256, str(ws.image_path(r))) for r in images]
+    done = [0]
+
+    def step(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress("embed", done[0], len(items))
+
     with EmbeddingCache(cache_path(ws.cache_dir, clip.key)) as cache:
-        found = embed_images(clip, cache, items, batch_size=ingest.clip_batch_size)
+        found = embed_images(clip, cache, items, batch_size=ingest.clip_batch_size, progress=step)
     return len(found)

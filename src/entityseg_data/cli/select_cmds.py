@@ -119,7 +119,26 @@ def select(
     sets = config_overrides(ctx, "workspace", overrides)
     if quota:
         sets.insert(0, f"selection.quotas=[{', '.join(quota)}]")
-    res = ws.select(n, name=name, replace=replace, overrides=sets)
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(step: str, done: int, total: int) -> None:
+        if as_json:
+            return
+        bar = bars.get(step)
+        if bar is None:
+            unit = "img"
+            bar = bars[step] = tqdm(total=total, unit=unit, desc=f"select: {step}", leave=False)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        res = ws.select(n, name=name, replace=replace, overrides=sets, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
     if as_json:
         click.echo(json.dumps(res.to_json(), indent=2))
         return
