@@ -144,6 +144,20 @@ def test_annotated_images_are_not_candidates_and_count_as_covered(tmp_path):
     assert res.items[0].distance == pytest.approx(np.sqrt(2.0), abs=1e-6)
 
 
+def test_push_selection_with_limit_takes_the_first_ranked(tmp_path):
+    specs, _ = cluster_specs(seed=7)
+    ws = _ws(tmp_path / "ws")
+    populate(ws, specs)
+    sel = ws.select(5, name="r")
+    assert sorted(sel.image_ids[:2]) != sorted(sel.image_ids)[:2]  # rank order is not id order
+    ann = ws.annotation(esd.InMemoryBackend())
+    rep = ann.push(1, selection="r", limit=2)
+    assert rep.images == 2
+    assert sorted(r.image_id for r in ann.tasks(1, "alice")) == sorted(sel.image_ids[:2])
+    rep = ann.push(1, selection="r")  # the rest later
+    assert rep.images == 3 and rep.not_eligible == sorted(sel.image_ids[:2])
+
+
 def test_push_selection_sends_exactly_those(tmp_path):
     specs, _ = cluster_specs(seed=4)
     ws = _ws(tmp_path / "ws")

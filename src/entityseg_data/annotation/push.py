@@ -258,8 +258,10 @@ def push(
     root = Path(workspace.root)
     report = PushReport(stage=stage, selection=selection)
     with workspace.catalog() as cat:
+        rank: dict[int, int] = {}  # a stored selection's order: --limit keeps its first ones
         if selection is not None and (image_ids is None or cat.selection_info(selection)):
             chosen = [it.image_id for it in cat.selection(selection)]  # CatalogError if none
+            rank = {i: k for k, i in enumerate(chosen)}
             if image_ids is not None:
                 given = {int(i) for i in image_ids}
                 chosen = [i for i in chosen if i in given]
@@ -282,7 +284,10 @@ def push(
                 report.not_eligible = sorted(i for i in wanted if i not in ok)
         eligible.sort()
         if limit is not None:
-            eligible = eligible[:limit]
+            if rank:
+                eligible = sorted(sorted(eligible, key=rank.__getitem__)[:limit])
+            else:
+                eligible = eligible[:limit]
         assignment = {int(k): v for k, v in (cat.get_kv(assignment_key(stage), {}) or {}).items()}
         new_ids = [i for i in eligible if i not in assignment]
         if stage == 2:
