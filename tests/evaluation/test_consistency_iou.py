@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
+import cli_support
 import numpy as np
 import pytest
 
@@ -44,11 +44,7 @@ def test_iou_out_of_range_is_refused_by_the_library(gt, iou):
 @pytest.mark.parametrize("iou", ["nan", "5", "0"])
 def test_iou_out_of_range_is_a_usage_error(gt, iou):
     """probe 5.13 through the CLI: exit 2, one message naming --iou."""
-    proc = subprocess.run(
-        [*CLI, "consistency", gt, gt, "--plain-names", "--iou", iou],
-        capture_output=True,
-        text=True,
-    )
+    proc = cli_support.run_cli("consistency", gt, gt, "--plain-names", "--iou", iou)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--iou" in proc.stderr and "must be in (0, 1]" in proc.stderr
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
+import cli_support
 from click.testing import CliRunner
 
 from entityseg_data.cli.main import cli
@@ -82,13 +81,13 @@ def test_cli_ingest_report_refilter_and_nsfw(tmp_path, images, tiny_clip_dir):
 
 def test_cli_errors(tmp_path):
     ws = Workspace.create(tmp_path / "ws")
-    run = [sys.executable, "-m", "entityseg_data", "-w", str(ws.root), "ingest"]
-    usage = subprocess.run(run, capture_output=True, text=True)
+    run = ["-w", str(ws.root), "ingest"]
+    usage = cli_support.run_cli(*run)
     assert usage.returncode == 2 and "SOURCE" in usage.stderr
-    bad = subprocess.run([*run, "bogus:thing"], capture_output=True, text=True)
+    bad = cli_support.run_cli(*run, "bogus:thing")
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: source 'bogus:thing'") and "Traceback" not in bad.stderr
-    missing = subprocess.run([*run, "urls:/no/such.txt"], capture_output=True, text=True)
+    missing = cli_support.run_cli(*run, "urls:/no/such.txt")
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cli_support
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
@@ -241,8 +242,6 @@ def test_probe_issue16_convert_panoptic_keeps_thing_stuff_in_the_workspace(works
 def test_cli_export_convert_panoptic_on_real_data(tmp_path):
     """The CLI path (a subprocess): ``export convert panoptic`` on the panopticapi sample."""
     import os
-    import subprocess
-    import sys
 
     from entityseg_data.io.coco import workspace_coco
     from entityseg_data.workspace import Workspace
@@ -250,26 +249,18 @@ def test_cli_export_convert_panoptic_on_real_data(tmp_path):
     root = realdata("panopticapi_sample") / "sample_data"
     ws = tmp_path / "ws"
     Workspace.create(ws)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entityseg_data",
-            "-w",
-            str(ws),
-            "export",
-            "convert",
-            "panoptic",
-            str(root / "panoptic_examples.json"),
-            str(root / "panoptic_examples"),
-            str(root / "input_images"),
-            "--crowd",
-            "keep",
-        ],
-        capture_output=True,
-        text=True,
+    out = cli_support.run_cli(
+        "-w",
+        str(ws),
+        "export",
+        "convert",
+        "panoptic",
+        str(root / "panoptic_examples.json"),
+        str(root / "panoptic_examples"),
+        str(root / "input_images"),
+        "--crowd",
+        "keep",
         env={**os.environ},
-        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     assert "images: 2, entities: 50" in out.stdout  # 18 + 32 segments (3 crowd kept)
@@ -282,8 +273,6 @@ def test_probe_5_21_missing_height_is_reported_not_a_keyerror(tmp_path):
     without ``height`` died with ``error (KeyError): 'height'``. Now that image is left out, the
     others are imported, and the record is named in the output."""
     import os
-    import subprocess
-    import sys
 
     from PIL import Image
 
@@ -307,13 +296,7 @@ def test_probe_5_21_missing_height_is_reported_not_a_keyerror(tmp_path):
     path.write_text(json.dumps(data))
 
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "entityseg_data", *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ},
-            timeout=600,
-        )
+        return cli_support.run_cli(*args, env={**os.environ})
 
     assert run("init", str(tmp_path / "w1")).returncode == 0
     out = run("-w", str(tmp_path / "w1"), "ingest", f"coco:{path}:{imgs}", "--no-nsfw")

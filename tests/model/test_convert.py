@@ -7,6 +7,7 @@ import hashlib
 import json
 import pickle
 
+import cli_support
 import numpy as np
 import pytest
 import torch
@@ -192,47 +193,17 @@ def test_convert_with_official_yaml(oracle_dir, tmp_path):
 
 
 def test_cli_errors_are_one_line(oracle_dir, tmp_path):
-    import subprocess
-    import sys
 
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x00" * 100)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entityseg_data",
-            "model",
-            "convert",
-            "--src",
-            str(bad),
-            "--preset",
-            "tiny_swin",
-            "-o",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
+    proc = cli_support.run_cli(
+        "model", "convert", "--src", str(bad), "--preset", "tiny_swin", "-o", str(tmp_path / "o")
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and proc.stderr.strip().count("\n") == 0
     assert not (tmp_path / "o").exists()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entityseg_data",
-            "model",
-            "convert",
-            "--src",
-            str(bad),
-            "--preset",
-            "no_such",
-            "-o",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
+    proc = cli_support.run_cli(
+        "model", "convert", "--src", str(bad), "--preset", "no_such", "-o", str(tmp_path / "o")
     )
     assert proc.returncode == 2 and "tiny_swin" in proc.stderr
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
+import cli_support
 import numpy as np
 from PIL import Image
 
@@ -118,11 +117,7 @@ def test_probe_5_10_string_height_is_reported(tmp_path):
     assert not rep.ok and rep.counts["malformed_image"] == 1
     assert "'height' must be an integer, got '6'" in rep.offenders["malformed_image"][0]["error"]
     assert rep.counts["unknown_image"] == 1  # its annotation has no usable image any more
-    out = subprocess.run(
-        [sys.executable, "-m", "entityseg_data", "data", "validate", str(path)],
-        capture_output=True,
-        text=True,
-    )
+    out = cli_support.run_cli("data", "validate", str(path))
     assert out.returncode == 1 and "malformed_image: 1" in out.stdout
 
 
@@ -141,39 +136,21 @@ def test_clean_synthetic_set_passes_and_cli_status(tmp_path):
     path = write_dataset(tmp_path / "syn", 2, sizes=[(120, 160)])
     rep = validate_coco(path, images_dir=tmp_path / "syn" / "images")
     assert rep.ok and rep.n_annotations > 10
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entityseg_data",
-            "data",
-            "validate",
-            str(path),
-            "--images",
-            str(tmp_path / "syn" / "images"),
-        ],
-        capture_output=True,
-        text=True,
+    ok = cli_support.run_cli(
+        "data", "validate", str(path), "--images", str(tmp_path / "syn" / "images")
     )
     assert ok.returncode == 0 and "no problems found" in ok.stdout
     img_dir, coco = broken_coco(tmp_path)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(coco))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entityseg_data",
-            "data",
-            "validate",
-            str(bad),
-            "--images",
-            str(img_dir),
-            "--report",
-            str(tmp_path / "rep.json"),
-        ],
-        capture_output=True,
-        text=True,
+    out = cli_support.run_cli(
+        "data",
+        "validate",
+        str(bad),
+        "--images",
+        str(img_dir),
+        "--report",
+        str(tmp_path / "rep.json"),
     )
     assert out.returncode == 1
     assert "overlap: 2" in out.stdout and "missing_image: 1" in out.stdout
