@@ -16,6 +16,7 @@ on any new one and on a listed one that is gone (so the list only shrinks).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -95,7 +96,13 @@ def _modules() -> dict[str, Path]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """module -> the package modules it imports (``from a import b`` counts ``a.b`` if a module)."""
+    """module -> the package modules it imports (``from a import b`` counts ``a.b`` if a module).
+    A fresh copy of the graph parsed once per process (several tests read it)."""
+    return {mod: set(deps) for mod, deps in _parsed_graph().items()}
+
+
+@functools.cache
+def _parsed_graph() -> dict[str, frozenset[str]]:
     mods = _modules()
 
     def resolve(name: str) -> str | None:
@@ -103,7 +110,7 @@ def import_graph() -> dict[str, set[str]]:
             name = name.rpartition(".")[0]
         return name or None
 
-    graph: dict[str, set[str]] = {}
+    graph: dict[str, frozenset[str]] = {}
     for mod, path in mods.items():
         is_pkg = path.name == "__init__.py"
         deps: set[str | None] = set()
@@ -124,7 +131,7 @@ def import_graph() -> dict[str, set[str]]:
                     deps.add(resolve(full) if full in mods else resolve(target))
         deps.discard(None)
         deps.discard(mod)
-        graph[mod] = {d for d in deps if d is not None}
+        graph[mod] = frozenset(d for d in deps if d is not None)
     return graph
 
 
