@@ -57,10 +57,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest --tier all $(PYTEST_ARGS)
 
-# Quicker loops while developing: the unit tier alone (no server, kernel or browser) is what a
-# plain `pytest` runs; pick other tiers with --tier (see tests/conftest.py).
+# Quicker loops while developing: the unit tier alone (no server, kernel or browser; what a plain
+# `pytest` runs) on both cores; pick other tiers with --tier (see tests/conftest.py).
 test-unit: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: test-unit
 

@@ -36,9 +36,7 @@ RUNNERS = {
         "for a in c.dataset['annotations']: M.area(c.annToRLE(a))"
     ),
     "io.coco.read_coco": "from entityseg_data.io.coco import read_coco; read_coco(PATH)",
-    "evaluation load_gt": (
-        "from entityseg_data.evaluation.coco_io import load_gt; load_gt(PATH)"
-    ),
+    "evaluation load_gt": ("from entityseg_data.evaluation.coco_io import load_gt; load_gt(PATH)"),
     "data validate": (
         "from entityseg_data.stats.validate import validate_coco; validate_coco(PATH)"
     ),

@@ -2,11 +2,14 @@
 
 Tiers: ``unit`` (the default: no server, kernel or browser; seconds) and the opt-in tiers
 ``labelstudio`` (a real Label Studio), ``notebook`` (Jupyter kernels), ``browser`` (Chromium) and
-``slow`` (default-size parity, training convergence, kill-and-resume, DDP). A test belongs to an
+``slow`` (default-size parity, training convergence, kill-and-resume, DDP, real-data checks,
+process lifecycles, 12 MP round trips: tests over about a CPU second). A test belongs to an
 opt-in tier through its marker (a test with several runs when any of them is selected); tests
-that use the ``labelstudio`` fixture are marked automatically. ``pytest`` runs the unit tier; ``pytest --tier all`` (what ``make test`` and CI run)
-runs everything; ``--tier labelstudio --tier unit`` picks tiers; ``ENTITYSEG_TEST_TIERS=all`` does
-the same from the environment. An explicit ``-m`` expression selects by itself (tiers ignored).
+that use the ``labelstudio`` fixture are marked automatically. ``pytest`` runs the unit tier
+(``make test-unit``: ``pytest -n 2``, both cores); ``pytest --tier all`` (what ``make test`` and
+CI run) runs everything; ``--tier labelstudio --tier unit`` picks tiers;
+``ENTITYSEG_TEST_TIERS=all`` does the same from the environment. An explicit ``-m`` expression
+selects by itself (tiers ignored).
 """
 
 from __future__ import annotations

@@ -225,6 +225,7 @@ def test_records_are_plain_data(tmp_path):
     assert ImageRecord.from_row(d) == rec
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_drop_caps(), reason="needs setpriv to drop root's DAC override")
 def test_probe_9_6_read_only_workspace_status_stats_export_validate(tmp_path):
     """probe 9.6: `status`, `stats --out` elsewhere, `export entityseg --out` elsewhere and

@@ -27,6 +27,7 @@ def test_help_does_not_import_torch():
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_every_group_help_is_light():
     # each command's --help imports its module; none may import torch at module level
     for name in COMMANDS:

@@ -33,6 +33,7 @@ def test_help_has_examples_and_stays_light():
     assert out.stdout.count("Example") >= len(SUBCOMMANDS)
 
 
+@pytest.mark.slow
 def test_vocab_and_status_commands(workspace):
     h, w = 8, 8
     names = ["Dogs", "dog", "sky", "Couch", "unknown"]

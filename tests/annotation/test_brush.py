@@ -13,7 +13,16 @@ from entityseg_data.masks.brush import (
     encode_brush,
 )
 
-sdk = pytest.importorskip("label_studio_sdk.converter.brush")
+
+class _Sdk:
+    """The SDK's brush module (the reference), imported when a test first needs it: importing
+    label_studio_sdk pulls nltk and scipy (about 3 s), which collection alone should not pay."""
+
+    def __getattr__(self, name: str):
+        return getattr(pytest.importorskip("label_studio_sdk.converter.brush"), name)
+
+
+sdk = _Sdk()
 
 
 def blob_mask(h: int, w: int, seed: int) -> np.ndarray:
@@ -78,6 +87,7 @@ def test_size_mismatch_and_garbage_are_clear_errors():
         decode_brush(rle[:8], 4, 5)
 
 
+@pytest.mark.slow
 def test_12mp_round_trip_bit_exact():
     h, w = 3000, 4000
     mask = blob_mask(h, w, 7)

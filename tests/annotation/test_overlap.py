@@ -173,6 +173,7 @@ def test_random_scenarios_match_a_per_pixel_reference():
                     assert bool(got.get(k, np.zeros((h, w), bool))[y, x]) == (k == winner)
 
 
+@pytest.mark.slow
 def test_figures_of_the_scenarios_render(tmp_path):
     """docs/img/overlap_*.png come from these scenarios (overlap_scenarios.py renders them)."""
     paths = overlap_scenarios.render(tmp_path)

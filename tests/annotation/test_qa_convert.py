@@ -234,6 +234,7 @@ def test_one_region_with_brush_and_polygon_is_the_union():
     assert np.array_equal(regions[0].mask(h, w), a | polygon_mask(pts, h, w))
 
 
+@pytest.mark.slow
 def test_12mp_label_map_paths_are_bit_exact_against_the_sdk():
     sdk = pytest.importorskip("label_studio_sdk.converter.brush")
     from entityseg_data.masks import runs as R

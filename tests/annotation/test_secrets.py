@@ -167,6 +167,7 @@ def test_secrets_on_the_command_line_are_refused(tmp_path, args):
 # ------------------------------------------------------------------------------ 8.4
 
 
+@pytest.mark.slow
 def test_set_url_wins_over_the_credentials_file_and_gets_no_stored_token(fake_ls, tmp_path):
     """probe 8.4: `--set labelstudio.url=B` when the credentials file records server A: the
     command talks to B, and the token stored for A is never sent to B."""

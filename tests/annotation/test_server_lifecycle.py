@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real data / process lifecycle: the slow tier
+
 FAKE = Path(__file__).with_name("fake_label_studio.py")
 SERVER_ARGS = ("annotate", "server", "--port", "0")
 BOUND = float(os.environ.get("ENTITYSEG_TEST_BOUND", "600"))  # s; reached only on failure

@@ -174,6 +174,7 @@ def test_dataset_is_typed_and_equals_the_workspace_coco(loop):
     assert len(ws.dataset(annotator="bob", statuses=None)) == len(SIZES)
 
 
+@pytest.mark.slow
 def test_agreement_stats_evaluation_export(loop, tmp_path):
     ws = loop["ws"]
     agree = ws.agreement(["alice", "bob"])
@@ -254,6 +255,7 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_entity_segmenter_is_a_segmenter(oracle_dir, tmp_path):
     """EntitySegmenter.segment (the Segmenter protocol) gives the same entities as its
     SegmentationResult, and Predictions.add stores them (tiny oracle weights)."""

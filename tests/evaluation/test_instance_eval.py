@@ -192,6 +192,7 @@ def test_real_coco_instances_equal_pycocotools():
     assert 0.1 < m["segm"]["AP"] < 1.0
 
 
+@pytest.mark.slow
 def test_real_coco_panoptic_as_instances_equal_pycocotools():
     """The 100 real COCO panoptic images as instances (133 categories, thing and stuff, crowd),
     predictions: each segment shifted by a few pixels, some dropped, some relabelled."""

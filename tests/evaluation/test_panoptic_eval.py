@@ -324,6 +324,7 @@ def test_real_panopticapi_sample_equal_panopticapi(tmp_path):
         assert 0.2 < ours["All"]["PQ"] < 1.0
 
 
+@pytest.mark.slow
 def test_real_coco_train100_equal_panopticapi(tmp_path):
     folder = realdata("coco_panoptic_train100")
     gt_json = folder / "panoptic_train2017.json"
@@ -368,6 +369,7 @@ def test_streaming_evaluator_and_bad_input(tmp_path):
         evaluate_panoptic_files(gt_path, pred_path)
 
 
+@pytest.mark.slow
 def test_real_sample_equal_torchmetrics(tmp_path):
     """The real panopticapi sample (crowd segments made void, as torchmetrics has no crowd)
     against shifted, partly relabelled predictions covering every pixel."""

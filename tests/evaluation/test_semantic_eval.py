@@ -101,6 +101,7 @@ def test_random_maps_equal_torchmetrics(seed):
         assert ours[key] == pytest.approx(float(metric.compute()), abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_exported_real_subset_and_files(tmp_path):
     """``export subsets`` semantic output of real COCO panoptic annotations: the GT against
     itself is perfect; against label maps with classes swapped the file path equals the

@@ -26,6 +26,7 @@ def test_lr_size_rule(hw, expected):
     assert lr_size(*hw) == expected
 
 
+@pytest.mark.slow
 def test_lr_copy_equals_reference_resize(syn_set, tmp_path):
     root, _, coco = syn_set
     lr, counts = make_lr(coco, root / "images", tmp_path / "lr")

@@ -77,6 +77,7 @@ def test_label_maps_to_workspace_and_entityseg_export(syn_set, tmp_path):
         assert {r.split for r in cat.images(status=None)} <= {"train", "val"}
 
 
+@pytest.mark.slow
 def test_instances_roundtrip_and_json_export(syn_set, tmp_path):
     root, path, coco = syn_set
     ws = Workspace.create(tmp_path / "ws")
@@ -196,6 +197,7 @@ def test_panoptic_subset_converts_back(syn_set, tmp_path):
     assert all(a["area"] for a in named["annotations"])
 
 
+@pytest.mark.slow
 def test_hf_export_is_self_contained(syn_set, tmp_path):
     import datasets
 

@@ -110,6 +110,7 @@ def make_corpus(folder: Path) -> dict[str, tuple[int, int] | str]:
     }
 
 
+@pytest.mark.slow
 def test_bad_image_corpus_completes_and_reports(tmp_path, tiny_model):
     expected = make_corpus(tmp_path / "in")
     out = tmp_path / "out"

@@ -91,6 +91,7 @@ def test_default_size_end_to_end(segmenters, oracle_dir, model):
     check_against_oracle(res, d, max_mismatch=50)
 
 
+@pytest.mark.slow
 def test_inputs_kinds_and_batches(segmenters, oracle_dir):
     base = segmenters["tiny"]
     seg = EntitySegmenter(  # base.config carries base's reference score mode: back to defaults

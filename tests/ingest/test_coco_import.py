@@ -24,6 +24,7 @@ def _decode(seg) -> np.ndarray:
     return rle_utils.decode(seg).astype(bool)
 
 
+@pytest.mark.slow
 def test_coco_panoptic_train100_masks_kinds_and_names_exact():
     """Every non-crowd panoptic segment of the 100 real images becomes one entity whose mask is
     exactly the PNG's pixels of that id, with its category name, id and thing/stuff kind."""
@@ -195,6 +196,7 @@ def test_ingest_coco_panoptic_source_stores_kinds_in_the_workspace(workspace):
             assert np.array_equal(_decode(e["segmentation"]), ids == s["id"])
 
 
+@pytest.mark.slow
 def test_probe_issue16_convert_panoptic_keeps_thing_stuff_in_the_workspace(workspace):
     """Issue 16: after ``export convert panoptic`` every class kind was unknown. Imported as
     approved annotations, real COCO panoptic segments keep their masks exactly, their names and

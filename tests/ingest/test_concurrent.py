@@ -100,6 +100,7 @@ def test_probe_4_3_interleaved_ingests_keep_one_of_each_near_pair(tmp_path, pair
     assert _near(con) == N
 
 
+@pytest.mark.slow
 def test_probe_4_3_two_cli_processes_at_once(tmp_path, pairs):
     """probe 4.3 as the user ran it: two `entityseg-data ingest` processes started together on
     one workspace. Whatever the interleaving, every pair keeps exactly one image and the other

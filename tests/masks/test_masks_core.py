@@ -79,6 +79,7 @@ def test_string_codec_equals_pycocotools_on_random_counts():
         np.testing.assert_array_equal(flat[off[i] : off[i + 1]], R.decode_string(s))
 
 
+@pytest.mark.slow
 def test_multi_mask_paths_equal_pycocotools():
     """areas, merge (union / intersection), iou, overlap pixels, label maps under each policy."""
     rng = np.random.default_rng(7)

@@ -168,6 +168,7 @@ def test_probe_5_9_validate_stats_consistency_eval_with_300_gt_masks(probe, tmp_
 
 
 # ----------------------------------------------------------------------------- 5.18
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "problem"),
     [

@@ -208,6 +208,7 @@ def test_cli_errors_are_one_line(oracle_dir, tmp_path):
     assert proc.returncode == 2 and "tiny_swin" in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_presets_lists_every_preset_with_parameter_counts():
     from click.testing import CliRunner
 

@@ -239,6 +239,7 @@ def test_masked_attention_equals_multihead_attention():
     assert torch.allclose(ours, ref, atol=1e-6) and torch.equal(ours, chunked)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view_chunk", [None, 1])
 def test_prediction_path_has_no_cpu_assumption(view_chunk):
     """The inference path (gathered attention masks, shared-mask attention, view chunks) runs

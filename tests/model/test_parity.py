@@ -50,6 +50,7 @@ def runs(oracle_dir, oracle_model):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sub", list(ORACLES))
 @pytest.mark.parametrize("img", IMAGES)
 def test_logits_masks_association(runs, sub, img):
@@ -111,6 +112,7 @@ def test_fast_paths_keep_parity(oracle_dir, oracle_model):
     assert _maxdiff(res.batch_level.final.pred_masks, z["dec3d_pred_masks"]) <= TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sub", list(ORACLES))
 @pytest.mark.parametrize("img", IMAGES)
 def test_inference_path_keeps_parity(oracle_dir, oracle_model, sub, img):

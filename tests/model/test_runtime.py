@@ -52,6 +52,7 @@ def _is_glibc() -> bool:
     return platform.libc_ver()[0] == "glibc"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _is_glibc(), reason="the setting is glibc's")
 def test_tuned_allocator_reuses_freed_pages():
     """Freed large tensors are reused without page faults once the heap has grown to hold the

@@ -42,6 +42,7 @@ def test_resnet_freeze_and_trainable_bn():
     assert trainable.conv1.weight.grad is not None
 
 
+@pytest.mark.slow
 def test_resnet_loads_local_torchvision_weights(tmp_path):
     from torchvision.models import resnet50
 
@@ -61,6 +62,7 @@ def test_resnet_loads_local_torchvision_weights(tmp_path):
         torch.testing.assert_close(frozen(x)["res5"], ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_resnet_weight_errors_name_the_problem(tmp_path):
     from torchvision.models import resnet50
 

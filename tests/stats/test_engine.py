@@ -179,6 +179,7 @@ def test_report_files_and_synthetic_ground_truth(tmp_path):
     assert js["datasets"][0]["class_kinds"]["stuff_entities"] > 0
 
 
+@pytest.mark.slow
 def test_workers_give_identical_results(tmp_path):
     path = write_dataset(tmp_path / "syn", 3, sizes=[(200, 260)])
     a = compute_stats(path, config=StatsConfig(workers=0))

@@ -17,6 +17,8 @@ from entityseg_data.config.stats import StatsConfig
 from entityseg_data.stats.engine import compute_stats
 from entityseg_data.stats.table import table_row
 
+pytestmark = pytest.mark.slow  # real data / process lifecycle: the slow tier
+
 
 @pytest.fixture(scope="module")
 def coco_train100():

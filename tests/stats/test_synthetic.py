@@ -45,6 +45,7 @@ def test_void_entities_leave_unlabelled_pixels():
     assert 0 < (lm == 0).mean() < 0.5
 
 
+@pytest.mark.slow
 def test_high_resolution_detail_is_lost_at_800px():
     h, w = 3000, 4000
     _, lm, info = make_scene(1, h, w)

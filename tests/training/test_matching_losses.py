@@ -145,6 +145,7 @@ def _cfg(**kw):
     return LossConfig(**base)
 
 
+@pytest.mark.slow
 def test_perfect_prediction_zero_mask_loss_identity_matching():
     """The only residual is the 1-px bilinear band on mask edges (labels in (0, 1) there)."""
     s = 512
@@ -195,6 +196,7 @@ def test_ce_no_object_weight():
     assert terms["loss_ce_2d"].item() == pytest.approx(expected.item(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_deep_supervision_keys_and_weights():
     gt = _blocks(32, 32)
     logits, pm = _pred_from(gt, [0, 1, 2], q=4)
@@ -226,6 +228,7 @@ def test_deep_supervision_keys_and_weights():
     assert torch.isfinite(total_loss(terms))
 
 
+@pytest.mark.slow
 def test_num_masks_3d_not_multiplied_by_views():
     """3D mask losses sum over views but divide by N: two identical views ~double the loss;
     2D losses divide by the valid (entity, view) count so they stay the same."""
