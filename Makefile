@@ -67,11 +67,13 @@ test-fast: test-unit
 test-slow: setup
 	$(BIN)/python -m pytest --tier slow $(PYTEST_ARGS)
 
+# ruff (lint + format) and the type checker: CI runs this after the tests.
 lint:
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
-# The type checker on src/ (mypy; config in pyproject.toml).
+# The type checker alone on src/ (mypy; config in pyproject.toml [tool.mypy]).
 typecheck:
 	$(BIN)/mypy
 
