@@ -28,7 +28,7 @@ import numpy as np
 
 
 def make_data(n: int, dim: int, clusters: int, seed: int, spread: float):
-    """(points (N, D) unit vectors, labels (N,), uncertainty (N,))."""
+    """(points (N, D) float32 unit vectors, labels (N,), uncertainty (N,))."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, clusters + 1) ** 1.1  # Zipf-like sizes
     sizes = np.maximum(1, np.round(weights / weights.sum() * n)).astype(int)
@@ -38,6 +38,7 @@ def make_data(n: int, dim: int, clusters: int, seed: int, spread: float):
     labels = np.repeat(np.arange(clusters), sizes)
     pts = centres[labels] + spread * rng.normal(size=(n, dim)) / np.sqrt(dim)
     pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    pts = pts.astype(np.float32)  # as the CLIP cache stores them
     difficulty = rng.uniform(0.1, 0.9, size=clusters)
     u = np.clip(difficulty[labels] + 0.1 * rng.normal(size=n), 0, 1)
     perm = rng.permutation(n)

@@ -125,7 +125,7 @@ def embedding_file(ws: Workspace, ingest: IngestConfig) -> Path:
 
 
 def load_embeddings(path: Path, images: Sequence[ImageRecord]) -> dict[int, np.ndarray]:
-    """Image id -> L2-normalised embedding (D,) float64 of the images found in the cache file
+    """Image id -> L2-normalised embedding (D,) float32 of the images found in the cache file
     ``path`` (missing file: none)."""
     if not path.exists():
         return {}
@@ -135,9 +135,9 @@ def load_embeddings(path: Path, images: Sequence[ImageRecord]) -> dict[int, np.n
     for r in images:
         v = vecs.get(r.sha256)
         if v is not None:
-            v = np.asarray(v, dtype=np.float64)
-            norm = float(np.linalg.norm(v))
-            out[r.id] = v / norm if norm > 0 else v
+            v = np.asarray(v, dtype=np.float32)
+            norm = float(np.linalg.norm(v.astype(np.float64)))
+            out[r.id] = (v / np.float32(norm)) if norm > 0 else v
     return out
 
 
