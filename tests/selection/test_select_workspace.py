@@ -236,3 +236,27 @@ def test_cli_select_list_show(tmp_path):
     assert res.exit_code != 0 and "selection.quotas" in str(res.exception)
     res = run.invoke(cli, [*base])
     assert res.exit_code == 2 and "--n" in res.output
+
+
+def test_phash_twins_from_the_catalog_are_dropped(tmp_path):
+    ws = _ws(tmp_path / "ws")
+    ids = populate(
+        ws,
+        [
+            Spec("x", 0.5, 8, (1.0, 0.0, 0.0)),
+            Spec("x", 0.5, 8, (0.0, 1.0, 0.0)),
+            Spec("x", 0.5, 8, (0.0, 0.0, 1.0)),
+        ],
+    )
+    with ws.catalog() as cat:
+        cat.update_image(ids[0], phash="ffff0000ffff0000")
+        cat.update_image(ids[1], phash="ffff0000ffff0001")  # 1 bit away
+        cat.update_image(ids[2], phash="0000ffff0000ffff")
+    res = ws.select(3)
+    assert len(res.items) == 2
+    ((dup),) = res.duplicates
+    assert dup.kind == "phash" and {dup.image_id, dup.of} == {ids[0], ids[1]}
+    res = ws.select(
+        3, name="off", overrides=["selection.dedup_phash=-1", "selection.exclude_selected=false"]
+    )
+    assert len(res.items) == 3

@@ -214,3 +214,28 @@ def test_payload_signals_equal_the_decoded_ones():
     assert payload_signals({**payload, "height": "16"}) is None
     empty = payload_signals({**payload, "entities": []})
     assert empty is not None and empty.n_entities == 0 and empty.covered == 0.0
+
+
+def test_k_center_drops_phash_twins():
+    """Embeddings far apart (an untrained CLIP) but the same picture by pHash: dropped."""
+    pts = np.eye(4)
+    ids = [1, 2, 3, 4]
+    hashes = [0b1111, 0b1110, 0xF0F0F0F0, None]  # 1 and 2 differ by one bit
+    res = k_center_greedy(pts, 4, ids=ids, hashes=hashes, max_hash_distance=2)
+    assert len(res.picks) == 3
+    ((dup),) = res.duplicates
+    assert dup.kind == "phash" and dup.distance == 1.0 and {dup.image_id, dup.of} == {1, 2}
+    # a twin of an annotated image is dropped before anything is chosen
+    res = k_center_greedy(
+        pts,
+        4,
+        ids=ids,
+        hashes=hashes,
+        max_hash_distance=2,
+        centers=np.ones((1, 4)),
+        center_ids=[99],
+        center_hashes=[0xF0F0F0F1],
+    )
+    assert (3, 99, "phash") in {(d.image_id, d.of, d.kind) for d in res.duplicates}
+    # off
+    assert len(k_center_greedy(pts, 4, ids=ids, hashes=hashes).picks) == 4

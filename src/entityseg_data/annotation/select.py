@@ -170,6 +170,14 @@ def image_signals(
         return None, str(exc)
 
 
+def _phash(record: ImageRecord) -> int | None:
+    """The image's 64-bit perceptual hash from the catalog (hex), or None."""
+    try:
+        return int(record.phash, 16) & 0xFFFFFFFFFFFFFFFF if record.phash else None
+    except ValueError:
+        return None
+
+
 def default_name(cat: Catalog, strategy: str) -> str:
     """The first free ``<strategy>-<k>`` (k = 1, 2, ...)."""
     taken = {r.name for r in cat.selections()}
@@ -271,6 +279,9 @@ def select_images(
                 min_distance=dedup_distance(config.dedup_similarity),
                 groups=[r.source for r in usable],
                 quotas=quotas,
+                hashes=[_phash(r) for r in usable],
+                center_hashes=[_phash(r) for r in centers],
+                max_hash_distance=config.dedup_phash,
             )
             duplicates, quota_full = greedy.duplicates, greedy.quota_full
             for p in greedy.picks:
@@ -318,6 +329,7 @@ def select_images(
                 },
                 "unpredicted_uncertainty": config.unpredicted_uncertainty,
                 "dedup_similarity": config.dedup_similarity,
+                "dedup_phash": config.dedup_phash,
                 "quotas": quotas,
                 "avoid_annotated": config.avoid_annotated,
                 "exclude_selected": config.exclude_selected,

@@ -224,11 +224,27 @@ class Pick:
 @dataclass(frozen=True)
 class Duplicate:
     """A candidate dropped as a near duplicate of ``of`` (an image chosen or already annotated)
-    at embedding ``distance``."""
+    at ``distance``: the embedding distance (``kind="embedding"``) or the pHash Hamming distance
+    in bits (``kind="phash"``)."""
 
     image_id: int
     of: int
     distance: float
+    kind: str = "embedding"
+
+
+def _hash_array(hashes: Sequence[int | None] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 values, has-a-hash mask) of ``n`` optional 64-bit perceptual hashes."""
+    vals = np.zeros(n, dtype=np.uint64)
+    has = np.zeros(n, dtype=bool)
+    if hashes is not None:
+        if len(hashes) != n:
+            raise ValueError(f"hashes must have {n} entries")
+        for i, h in enumerate(hashes):
+            if h is not None:
+                vals[i] = np.uint64(int(h) & 0xFFFFFFFFFFFFFFFF)
+                has[i] = True
+    return vals, has
 
 
 @dataclass(frozen=True)
@@ -271,6 +287,9 @@ def k_center_greedy(
     min_distance: float = 0.0,
     groups: Sequence[str] | None = None,
     quotas: Mapping[str, int] | None = None,
+    hashes: Sequence[int | None] | None = None,
+    center_hashes: Sequence[int | None] | None = None,
+    max_hash_distance: int = -1,
 ) -> GreedyResult:
     """Choose up to ``k`` candidates by greedy k-center, blended with uncertainty.
 
@@ -292,6 +311,9 @@ def k_center_greedy(
             as a near duplicate (0 = keep all).
         groups: (N,) group (source) of each candidate; ``quotas`` maps a group to the most
             picks it may get (groups not named are unlimited).
+        hashes / center_hashes: 64-bit perceptual hashes (None: unknown) of the candidates and
+            the centers; a candidate within ``max_hash_distance`` bits (Hamming) of a center or
+            a chosen one is dropped as a near duplicate too (-1 = off).
 
     Returns the picks in order, the candidates dropped as duplicates and the groups whose
     quota filled up. Cost: O(k * N * D) time (one matrix-vector product per pick, in the
@@ -317,6 +339,9 @@ def k_center_greedy(
     order = np.argsort(ids_arr, kind="stable")
     pts, ids_arr, u = pts[order], ids_arr[order], u[order]
     space = _Space(pts)
+    hv, has_h = _hash_array(hashes, n)
+    hv, has_h = hv[order], has_h[order]
+    use_hash = max_hash_distance >= 0 and bool(has_h.any())
     grp = [grp[i] for i in order]
     grp_arr = np.asarray(grp, dtype=object)
 
@@ -332,11 +357,24 @@ def k_center_greedy(
             nearest[closer] = int(cids[j])
     alive = np.ones(n, dtype=bool)
     duplicates: list[Duplicate] = []
+
+    def drop_hash_twins(h: int, of: int) -> None:
+        bits = np.bitwise_count(np.bitwise_xor(hv, np.uint64(h)))
+        dup = alive & has_h & (bits <= max_hash_distance)
+        for j in np.flatnonzero(dup):
+            duplicates.append(Duplicate(int(ids_arr[j]), of, float(bits[j]), "phash"))
+        alive[dup] = False
+
     if min_distance > 0:
         dup = alive & (mind < min_distance)
         for i in np.flatnonzero(dup):
             duplicates.append(Duplicate(int(ids_arr[i]), int(nearest[i]), float(mind[i])))
         alive &= ~dup
+    if use_hash and centers is not None and len(centers):
+        cvals, chas = _hash_array(center_hashes, len(centers))
+        cids = list(center_ids) if center_ids is not None else [-1] * len(centers)
+        for j in np.flatnonzero(chas):
+            drop_hash_twins(int(cvals[j]), int(cids[j]))
     taken: dict[str, int] = {}
     full: list[str] = []
     picks: list[Pick] = []
@@ -369,6 +407,8 @@ def k_center_greedy(
             for j in np.flatnonzero(dup):
                 duplicates.append(Duplicate(int(ids_arr[j]), int(ids_arr[i]), float(d[j])))
             alive &= ~dup
+        if use_hash and has_h[i]:
+            drop_hash_twins(int(hv[i]), int(ids_arr[i]))
         closer = d < mind
         mind[closer] = d[closer]
         nearest[closer] = int(ids_arr[i])

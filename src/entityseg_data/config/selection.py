@@ -26,6 +26,9 @@ class SelectionConfig(Checked):
         model_version: score this model's predictions ('' = each image's newest).
         dedup_similarity: drop a candidate whose embedding has at least this cosine similarity
             with an image annotated or chosen (1 = off).
+        dedup_phash: drop a candidate whose perceptual hash (from ingest) is within this many
+            bits of an image annotated or chosen (-1 = off; ingest's own near-duplicate rule
+            uses 6 by default, so this catches what a laxer ingest let through).
         quotas: the most images per source, ``SOURCE=COUNT`` or ``SOURCE=FRACTION`` of N.
         avoid_annotated: the images already annotated (pushed or approved) count as covered,
             so the choice goes where nothing is annotated yet.
@@ -43,6 +46,7 @@ class SelectionConfig(Checked):
     unpredicted_uncertainty: float = bounded(1.0, ge=0, le=1)
     model_version: str = ""
     dedup_similarity: float = bounded(0.98, ge=0, le=1)
+    dedup_phash: int = bounded(6, ge=0, le=64, off=-1)
     quotas: tuple[str, ...] = bounded(
         (), pattern=QUOTA_PATTERN, text="SOURCE=COUNT or SOURCE=FRACTION entries"
     )
