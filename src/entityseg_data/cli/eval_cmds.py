@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -361,9 +362,11 @@ def consistency(ctx, sources, fmt, out, per_image, stage, iou, plain_names):
     from entityseg_data.io import atomic_write_text
 
     ws = get_workspace(ctx, required=False) if any(s.startswith("ws:") for s in sources) else None
-    canonical = None
+    canonical: Callable[[str], str] | None = None
     if plain_names:
-        from entityseg_data.evaluation.consistency import plain_canonical as canonical
+        from entityseg_data.evaluation.consistency import plain_canonical
+
+        canonical = plain_canonical
     report = run(list(sources), workspace=ws, stage=stage, iou_threshold=iou, canonical=canonical)
     if fmt == "md":
         text = to_markdown(report)

@@ -235,7 +235,9 @@ class Trainer:
             size_divisibility=max(cfg.data.size_divisibility, self.model_cfg.size_divisibility),
         )
         return torch.utils.data.DataLoader(
-            dataset,
+            # torch types DataLoader's dataset as its Dataset class, but any map-style object
+            # (__getitem__ + __len__) works; TrainDataset stays torch-free to import
+            dataset,  # type: ignore[arg-type]
             batch_size=self.micro,
             sampler=sampler,
             collate_fn=fn,
