@@ -271,7 +271,7 @@ class Workspace(_core.Workspace):
         stage: int = 1,
         name: str | None = None,
         config: StatsConfig | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> DatasetStats:
         """The paper's Table 2 measures and Fig. 3 distributions of the approved annotations
         (with stage-2 names); see docs/statistics.md."""
@@ -381,7 +381,7 @@ class Workspace(_core.Workspace):
         lr: bool = True,
         split: bool = True,
         overrides: Iterable[str] = (),
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> ExportResult:
         """The EntitySeg release layout: COCO JSON (compressed RLE, one ``entity`` category,
         free-form names) per split, hr images and the lr copy; splits are kept in the
@@ -404,7 +404,7 @@ class Workspace(_core.Workspace):
         out_dir: str | Path,
         *,
         push_to_hub: str | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> dict[str, Any]:
         """A Hugging Face dataset (Parquet per split + ``out_dir/hf`` for
         ``datasets.load_from_disk``); see :func:`entityseg_data.export.hf.export_hf`."""

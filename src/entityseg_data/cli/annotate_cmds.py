@@ -265,11 +265,15 @@ def pull_cmd(
     backend = session.open_backend(ws, client, labelstudio=wcfg.labelstudio)
     stages = (1, 2) if stage == "all" else (int(stage),)
     bar = tqdm(unit="task", desc="pull")
+
+    def on_task(*_: object) -> None:
+        bar.update(1)
+
     # through the API: it also scores each seed against the submission for `rounds report`
     reports = ws.annotation(backend, overrides=overrides).pull(
         stages,
         annotators=annotators or None,
-        progress=lambda *_: bar.update(1),
+        progress=on_task,
     )
     bar.close()
     for s, rep in reports.items():

@@ -4,14 +4,18 @@ annotations (the ingest importer)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from entityseg_data.cli.common import config_option, config_overrides, get_workspace, set_option
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-def _bar(total: int | None, desc: str):
+
+def _bar(total: int | None, desc: str) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", leave=False)
@@ -237,7 +241,7 @@ def _report(res: Any) -> None:
         click.echo(f"  ... and {len(res.problems) - 10} more (see the log)", err=True)
 
 
-def _progress(bar: Any):
+def _progress(bar: tqdm[NoReturn]) -> Callable[[Any], None]:
     def on_event(ev: Any) -> None:
         if getattr(ev, "stage", "") != "nsfw":
             bar.update(getattr(ev, "n", 1))

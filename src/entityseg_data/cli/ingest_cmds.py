@@ -18,6 +18,7 @@ from entityseg_data.cli.common import (
 
 if TYPE_CHECKING:
     from entityseg_data.config.ingest import IngestConfig
+    from entityseg_data.ingest.report import ProgressEvent
     from entityseg_data.workspace import Workspace
 
 
@@ -180,8 +181,9 @@ def _ingest(
     sources = [parse_source(s) for s in specs]
     quiet = as_json or getattr(ctx.find_root().obj, "verbosity", 0) < 0
     bars: dict[str, tqdm] = {}
+    outcomes: dict[str, dict[str, int]] = {}  # per bar: item outcome -> count
 
-    def progress(event) -> None:
+    def progress(event: ProgressEvent) -> None:
         if quiet:
             return
         key = "nsfw" if event.stage == "nsfw" else event.source
@@ -191,9 +193,8 @@ def _ingest(
             bar = bars[key] = tqdm(desc=desc[:40], unit="img", leave=True, dynamic_ncols=True)
         bar.update(event.n)
         if event.stage == "item":
-            counts = getattr(bar, "_outcomes", {})
+            counts = outcomes.setdefault(key, {})
             counts[event.outcome] = counts.get(event.outcome, 0) + 1
-            bar._outcomes = counts
             bar.set_postfix(counts, refresh=False)
 
     try:

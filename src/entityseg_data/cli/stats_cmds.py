@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NoReturn
+
 import click
 
 from entityseg_data.cli.common import get_workspace, set_option
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-def _progress(total: int, desc: str):
+
+def _progress(total: int, desc: str) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", leave=False)

@@ -232,7 +232,7 @@ def export_entityseg(
     class_agnostic: bool = True,
     link: bool = True,
     is_thing: Callable[[str], bool | None] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ExportResult:
     """Export a workspace (its approved stage-1 masks with stage-2 names) or a COCO dict/JSON
     with its image folder to the EntitySeg layout.

@@ -145,7 +145,7 @@ def export_hf(
     save_to_disk: bool = True,
     push_to_hub: str | None = None,
     token: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/parquet/{split}.parquet`` (self-contained) and, when ``save_to_disk``,
     ``out_dir/hf`` (``datasets.load_from_disk``: a DatasetDict by split).

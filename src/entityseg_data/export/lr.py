@@ -92,7 +92,7 @@ def make_lr(
     max_side: int = 1333,
     jpeg_quality: int = 95,
     overwrite: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the lr images and return ``(lr_coco, counts)``.
 

@@ -128,7 +128,7 @@ def semantic_subset(
     out_dir: str | Path,
     *,
     ignore_value: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     **rank_kwargs: Any,
 ) -> dict[str, Any]:
     """Semantic label PNGs (``out_dir/semantic/<stem>.png``) and ``semantic_categories.json``
@@ -177,7 +177,7 @@ def panoptic_subset(
     out_dir: str | Path,
     *,
     is_thing: Callable[[str], bool | None] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     **rank_kwargs: Any,
 ) -> dict[str, Any]:
     """COCO panoptic PNGs (``out_dir/panoptic/<stem>.png``) + ``panoptic.json`` for the top-``k``
@@ -257,7 +257,7 @@ def export_subsets(
     k_semantic: int = 100,
     k_panoptic: int = 100,
     is_thing: Callable[[str], bool | None] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, Path]:
     """All three subsets of a workspace (approved masks + stage-2 names) or a COCO dict/JSON.
     A K of 0 skips that subset. Returns ``{kind: path}``."""

@@ -209,7 +209,7 @@ def compute_stats(
     name: str = "dataset",
     images_dir: str | Path | None = None,
     config: StatsConfig | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     limit: int | None = None,
 ) -> DatasetStats:
     """Statistics of a COCO/EntitySeg annotation file or dict.
@@ -306,7 +306,7 @@ def workspace_stats(
     stage: int = 1,
     statuses: tuple[str, ...] | None = ("approved",),
     config: StatsConfig | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> DatasetStats:
     """:func:`compute_stats` of a workspace's approved annotations, with stage-2 names
     (:func:`named_workspace_coco`); image files are relative to the workspace root."""

@@ -120,7 +120,7 @@ def validate_coco(
     check_overlap: bool = True,
     deep_image_check: bool = True,
     max_offenders: int = 10,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     name: str | None = None,
 ) -> ValidationReport:
     """Validate a COCO dict/JSON. The records are checked by the toolkit's one COCO reader

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,11 +26,14 @@ from entityseg_data.errors import ConfigError, DataError
 from entityseg_data.ingest.filters.base import Verdict
 from entityseg_data.ingest.filters.clip import ClipModel
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 log = logging.getLogger(__name__)
 NAME = "nsfw"
 
 
-def load_image_for_clip(path: str | Path, min_side: int = 448):
+def load_image_for_clip(path: str | Path, min_side: int = 448) -> Image.Image:
     """Open an image file upright in RGB with the toolkit's one decoder, cheaply reduced (JPEG
     draft) to a short side of at least ``min_side`` pixels. Raises DataError naming the file."""
     from entityseg_data.io.images import open_upright
@@ -43,7 +47,7 @@ def embed_images(
     items: Sequence[tuple[str, str]],
     *,
     batch_size: int = 16,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, np.ndarray]:
     """L2-normalised image embeddings (D,) for ``items`` = [(sha256, file path)], from the cache
     when present, computed in batches (and cached) otherwise. Unreadable files are skipped

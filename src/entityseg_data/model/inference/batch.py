@@ -230,7 +230,7 @@ def run_predictions(
     resize: tuple[int, int] | int | None = None,
     failures_path: str | Path | None = None,
     workspace: Workspace | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], object] | None = None,
     prefetch: int = 1,
 ) -> Summary:
     """Predict ``jobs`` and write the outputs (to ``output`` and/or the workspace).
