@@ -7,6 +7,8 @@ errors and configuration errors);
 
 from __future__ import annotations
 
+from types import ModuleType
+
 
 class EntitySegError(Exception):
     """Base class of the toolkit's expected, user-facing errors."""
@@ -44,7 +46,7 @@ class MissingDependencyError(EntitySegError):
     """An optional dependency is not installed; says which extra installs it."""
 
 
-def require(module: str, extra: str | None = None):
+def require(module: str, extra: str | None = None) -> ModuleType:
     """Import an optional dependency, or raise MissingDependencyError naming the pip command."""
     import importlib
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -310,7 +312,13 @@ def predict(
         sys.exit(1)
 
 
-def _convert_sam(inputs, output, formats, min_area, skip_existing) -> None:
+def _convert_sam(
+    inputs: Sequence[str],
+    output: str | None,
+    formats: Sequence[str],
+    min_area: int | None,
+    skip_existing: bool,
+) -> None:
     """``--from-sam``: SAM outputs -> non-overlapping label maps and sidecars."""
     from pathlib import Path
 
@@ -351,7 +359,7 @@ def _convert_sam(inputs, output, formats, min_area, skip_existing) -> None:
         sys.exit(1)
 
 
-def _output_root(output: str):
+def _output_root(output: str) -> Path:
     """The fixed folder part of an output template."""
     from pathlib import Path
 

@@ -30,7 +30,7 @@ decoded images plus a few stripe-sized arrays, whatever the size of the set (pea
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ def _rgb_rows(source: Any, where: str) -> np.ndarray:
     return read_png_array(source, ("RGB", "RGBA"), "panoptic PNG")
 
 
-def _stripes(a: np.ndarray):
+def _stripes(a: np.ndarray) -> Iterator[np.ndarray]:
     rows = max(1, STRIPE_PIXELS // max(1, a.shape[1]))
     for y in range(0, a.shape[0], rows):
         part = a[y : y + rows]

@@ -197,7 +197,9 @@ class Downloader:
                 resp.release_conn()
         raise FetchError("too_many_redirects", f"{url}: more than {cfg.max_redirects} redirects")
 
-    def _read(self, resp, url: str, deadline: float | None) -> FetchResult:
+    def _read(
+        self, resp: urllib3.BaseHTTPResponse, url: str, deadline: float | None
+    ) -> FetchResult:
         cfg = self.config
         if resp.status != 200:
             retry_after = _retry_after(resp.headers.get("Retry-After"))

@@ -307,7 +307,9 @@ class _Reader:
             raise DataError(str(p))
         self.problems.append(p)
 
-    def int_field(self, rec: Mapping[str, Any], key: str, where: str, issue: str, **ids) -> int:
+    def int_field(
+        self, rec: Mapping[str, Any], key: str, where: str, issue: str, **ids: Any
+    ) -> int:
         """The integer ``rec[key]``; reports and raises _Skip when missing or not an integer."""
         if key not in rec or rec[key] is None:
             self.report(issue, where, f"missing '{key}'", **ids)
@@ -422,7 +424,7 @@ class _Reader:
             },
         )
 
-    def _bbox(self, value: Any, where: str, **ids) -> tuple[float, float, float, float] | None:
+    def _bbox(self, value: Any, where: str, **ids: Any) -> tuple[float, float, float, float] | None:
         if value is None:
             return None
         if (
@@ -441,7 +443,7 @@ class _Reader:
         x, y, w, h = float(value[0]), float(value[1]), float(value[2]), float(value[3])
         return (x, y, w, h)
 
-    def _area(self, value: Any, where: str, **ids) -> float | None:
+    def _area(self, value: Any, where: str, **ids: Any) -> float | None:
         if value is None:
             return None
         if not _number(value):
@@ -451,7 +453,7 @@ class _Reader:
             raise _Skip
         return float(value)
 
-    def _crowd(self, value: Any, where: str, **ids) -> bool:
+    def _crowd(self, value: Any, where: str, **ids: Any) -> bool:
         if value is None:
             return False
         if not _is_int(value) or int(value) not in (0, 1):

@@ -236,7 +236,9 @@ def decode_brush_values(rle: list[int] | bytes | np.ndarray) -> np.ndarray:
     return np.repeat(values.astype(dtype), lengths)
 
 
-def _alpha_runs(rle: list[int] | bytes | np.ndarray, height: int, width: int):
+def _alpha_runs(
+    rle: list[int] | bytes | np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, type]:
     lengths, values, dtype = decode_brush_runs(rle)
     num = int(lengths.sum())
     if num != height * width * 4:

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from entityseg_data.io import atomic_open
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _figure(ncols: int, width: float = 5.0):
+
+def _figure(ncols: int, width: float = 5.0) -> tuple[Figure, list[Axes]]:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -37,7 +41,7 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _hist(ax: Any, series: Sequence[tuple[str, np.ndarray]], bins: np.ndarray, xlabel: str):
+def _hist(ax: Any, series: Sequence[tuple[str, np.ndarray]], bins: np.ndarray, xlabel: str) -> None:
     for name, values in series:
         v = np.asarray(values, dtype=np.float64)
         v = v[~np.isnan(v)]

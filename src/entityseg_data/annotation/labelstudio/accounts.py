@@ -19,17 +19,20 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entityseg_data.annotation.labelstudio.client import LabelStudioClient, redact
 from entityseg_data.errors import ConfigError, LabelStudioError
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
 CREDENTIALS_FILE = "entityseg_credentials.json"
 
 
-def session_login(url: str, email: str, password: str):
+def session_login(url: str, email: str, password: str) -> requests.Session:
     """A requests session logged in through the web form (CSRF handled)."""
     import requests
 

@@ -37,16 +37,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from entityseg_data.errors import DataError
 from entityseg_data.ingest.sources.base import Item, Source
 from entityseg_data.io.files import parse_json, read_bytes
+
+if TYPE_CHECKING:
+    from entityseg_data.ingest.preannotations import PreAnnotation
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +219,13 @@ def scene_parsing_label_map(
     return lm, infos
 
 
-def _pre(builder, path: Path, raw_h: int, raw_w: int, orientation: int):
+def _pre(
+    builder: Callable[[Path], tuple[np.ndarray, list[dict[str, Any]]]],
+    path: Path,
+    raw_h: int,
+    raw_w: int,
+    orientation: int,
+) -> PreAnnotation:
     from entityseg_data.ingest.preannotations import from_label_map
 
     lm, infos = builder(path)
@@ -261,7 +270,9 @@ class Ade20kSource(Source):
                     scenes[parts[0]] = parts[1]
         return scenes
 
-    def _pre_annotation(self, path: Path, rel: tuple[str, ...], split: str | None):
+    def _pre_annotation(
+        self, path: Path, rel: tuple[str, ...], split: str | None
+    ) -> Callable[[int, int, int], PreAnnotation] | None:
         if not self.pre_annotations:
             return None
         if rel and rel[0] == "ADE":  # the 2021 layout

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from entityseg_data.errors import DataError
 from entityseg_data.ingest.sources.base import Item, Source, clean
@@ -51,6 +51,9 @@ from entityseg_data.io.coco import (
     read_coco,
     read_panoptic_png,
 )
+
+if TYPE_CHECKING:
+    from entityseg_data.ingest.preannotations import PreAnnotation
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +231,7 @@ def _instances_pre(
     raw_h: int,
     raw_w: int,
     orientation: int,
-):
+) -> PreAnnotation:
     from entityseg_data.ingest import preannotations
 
     keep = [a for a in anns if policy.crowd == "keep" or not a.iscrowd]
@@ -268,7 +271,7 @@ def _panoptic_pre(
     raw_h: int,
     raw_w: int,
     orientation: int,
-):
+) -> PreAnnotation:
     import numpy as np
 
     from entityseg_data.ingest import preannotations

@@ -13,11 +13,15 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from entityseg_data.errors import DataError
 from entityseg_data.ingest.sources.base import Item, Source
+
+if TYPE_CHECKING:
+    from entityseg_data.ingest.preannotations import PreAnnotation
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ def _pre(
     raw_h: int,
     raw_w: int,
     orientation: int,
-):
+) -> PreAnnotation:
     from entityseg_data.ingest import preannotations
     from entityseg_data.io.images import read_label_image
 
