@@ -11,17 +11,20 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from entityseg_data.errors import DataError
 
+if TYPE_CHECKING:
+    from entityseg_data.stats.engine import DatasetStats
+
 log = logging.getLogger(__name__)
 
 
 def class_counts(
-    stats: Any,
+    stats: DatasetStats,
     is_thing: Callable[[str], bool | None] | None = None,
     class_of: Callable[[str], str] | None = None,
 ) -> list[dict[str, Any]]:

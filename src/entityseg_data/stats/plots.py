@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from entityseg_data.stats.engine import DatasetStats
+
 
 def _figure(ncols: int, width: float = 5.0) -> tuple[Figure, list[Axes]]:
     import matplotlib
@@ -53,7 +55,7 @@ def _hist(ax: Any, series: Sequence[tuple[str, np.ndarray]], bins: np.ndarray, x
         ax.legend(fontsize=8)
 
 
-def plot_fig3(stats_list: Sequence[Any], path: str | Path) -> Path:
+def plot_fig3(stats_list: Sequence[DatasetStats], path: str | Path) -> Path:
     """Write the three Fig. 3 panels for one or several datasets; returns the PNG path."""
     fig, (ax_res, ax_cnt, ax_src) = _figure(3)
     mp = [(s.name, np.array([r["megapixels"] for r in s.images])) for s in stats_list]
@@ -89,7 +91,7 @@ def plot_fig3(stats_list: Sequence[Any], path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def plot_entity_shapes(stats_list: Sequence[Any], path: str | Path) -> Path:
+def plot_entity_shapes(stats_list: Sequence[DatasetStats], path: str | Path) -> Path:
     """Histograms of entity convexity, simplicity and relative area (log10 of area / image)."""
     fig, (a, b, c) = _figure(3)
     bins = np.linspace(0, 1, 41)

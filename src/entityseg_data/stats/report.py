@@ -18,13 +18,16 @@ import csv
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entityseg_data.io import atomic_open, atomic_write_json, atomic_write_text
 from entityseg_data.stats.classes import class_counts, kind_totals
 from entityseg_data.stats.measures import SHAPE_DEFINITIONS
 from entityseg_data.stats.plots import plot_entity_shapes, plot_fig3
 from entityseg_data.stats.table import TABLE2_COLUMNS, table2, to_csv, to_markdown
+
+if TYPE_CHECKING:
+    from entityseg_data.stats.engine import DatasetStats
 
 IMAGE_COLUMNS = (
     "dataset",
@@ -58,7 +61,7 @@ def _clean(v: Any) -> Any:
 
 
 def write_report(
-    stats_list: Sequence[Any],
+    stats_list: Sequence[DatasetStats],
     out_dir: str | Path,
     *,
     is_thing: Callable[[str], bool | None] | None = None,

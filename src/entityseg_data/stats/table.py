@@ -20,11 +20,14 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from entityseg_data.stats.measures import DEFAULT_SHAPE_DEFINITION, SHAPE_DEFINITIONS
+
+if TYPE_CHECKING:
+    from entityseg_data.stats.engine import DatasetStats
 
 TABLE2_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -50,7 +53,7 @@ def _mean(values: Any) -> float:
     return float(arr.mean()) if arr.size else float("nan")
 
 
-def table_row(stats: Any) -> dict[str, Any]:
+def table_row(stats: DatasetStats) -> dict[str, Any]:
     """Table 2 row of a :class:`~entityseg_data.stats.engine.DatasetStats`."""
     imgs = stats.images
     h = _mean([r["height"] for r in imgs])
@@ -74,7 +77,7 @@ def table_row(stats: Any) -> dict[str, Any]:
     }
 
 
-def table2(stats_list: Sequence[Any]) -> list[dict[str, Any]]:
+def table2(stats_list: Sequence[DatasetStats]) -> list[dict[str, Any]]:
     """One Table 2 row per dataset, in order."""
     return [table_row(s) for s in stats_list]
 
