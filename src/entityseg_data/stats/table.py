@@ -20,14 +20,11 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from entityseg_data.stats.measures import DEFAULT_SHAPE_DEFINITION, SHAPE_DEFINITIONS
-
-if TYPE_CHECKING:
-    from entityseg_data.stats.engine import DatasetStats
 
 TABLE2_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -53,7 +50,7 @@ def _mean(values: Any) -> float:
     return float(arr.mean()) if arr.size else float("nan")
 
 
-def table_row(stats: DatasetStats) -> dict[str, Any]:
+def table_row(stats: Any) -> dict[str, Any]:
     """Table 2 row of a :class:`~entityseg_data.stats.engine.DatasetStats`."""
     imgs = stats.images
     h = _mean([r["height"] for r in imgs])
@@ -77,7 +74,7 @@ def table_row(stats: DatasetStats) -> dict[str, Any]:
     }
 
 
-def table2(stats_list: Sequence[DatasetStats]) -> list[dict[str, Any]]:
+def table2(stats_list: Sequence[Any]) -> list[dict[str, Any]]:
     """One Table 2 row per dataset, in order."""
     return [table_row(s) for s in stats_list]
 
