@@ -26,7 +26,12 @@ from typing import Any, Literal
 import yaml
 
 from entityseg_data.errors import ConfigError
-from entityseg_data.model.backbones.config import HorNetConfig, ResNetConfig, SwinConfig
+from entityseg_data.model.backbones.config import (
+    BackboneConfig,
+    HorNetConfig,
+    ResNetConfig,
+    SwinConfig,
+)
 from entityseg_data.model.config import InferenceConfig, ModelConfig, ViewConfig
 
 #: official defaults of the keys we read, used when the YAML chain does not set them
@@ -141,7 +146,7 @@ def _parse_gconv(spec: str, where: str) -> tuple[int, tuple[int, int] | None, fl
     return order, gf, scale
 
 
-def _backbone(cfg: Mapping[str, Any], source: str):
+def _backbone(cfg: Mapping[str, Any], source: str) -> BackboneConfig:
     name = _get(cfg, "MODEL.BACKBONE.NAME")
     if name == "D2SwinTransformer":
         swin = _get(cfg, "MODEL.SWIN", {}) or {}

@@ -21,6 +21,7 @@ from torch import nn
 
 from entityseg_data.errors import CheckpointError
 from entityseg_data.io import atomic_open, atomic_write_text
+from entityseg_data.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: cannot load training checkpoint ({exc})") from None
 
 
-def export_model(model: nn.Module, model_cfg, out_dir: str | Path, report: dict[str, Any]) -> Path:
+def export_model(
+    model: nn.Module, model_cfg: ModelConfig, out_dir: str | Path, report: dict[str, Any]
+) -> Path:
     """Write the converted-folder format (``model.safetensors`` + ``config.json``) that
     ``load_checkpoint``, ``predict`` and the ML backend read."""
     from entityseg_data.model.convert import write_converted
@@ -114,7 +117,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     return inner if isinstance(inner, nn.Module) else model
 
 
-def init_weights(model: nn.Module, path: str | Path, model_cfg) -> dict[str, Any]:
+def init_weights(model: nn.Module, path: str | Path, model_cfg: ModelConfig) -> dict[str, Any]:
     """Load an official checkpoint file or a converted folder into ``model`` for fine-tuning.
 
     The checkpoint must match the architecture, with one documented exception (REFERENCE 4.5):
@@ -159,7 +162,7 @@ def init_weights(model: nn.Module, path: str | Path, model_cfg) -> dict[str, Any
     return {"init": str(path), "missing": list(result.missing_keys)}
 
 
-def _same_but_association(a, b) -> bool:
+def _same_but_association(a: ModelConfig, b: ModelConfig) -> bool:
     import dataclasses
 
     return dataclasses.replace(a, batch_level=b.batch_level) == b

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from entityseg_data.io.coco import read_coco
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.model.inference.views import crop_boxes, resize_shape
 from entityseg_data.model.training.config import DataConfig
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +322,13 @@ def sample_rng(seed: int, position: int) -> tuple[np.random.Generator, int]:
 class TrainDataset:
     """Map-style dataset indexed by ``(record index, global stream position)`` keys."""
 
-    def __init__(self, *, records: Sequence[Record], mapper, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        records: Sequence[Record],
+        mapper: Callable[[Record, np.random.Generator, int], Sample],
+        seed: int = 0,
+    ) -> None:
         self.records = list(records)
         self.mapper = mapper
         self.seed = seed
@@ -386,7 +395,7 @@ class Batch:
     seeds: list[int]
     image_ids: list[int]
 
-    def to(self, device) -> Batch:
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(
             images=self.images.to(device, non_blocking=True),
             targets=[t.to(device) for t in self.targets],

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ def barrier(info: DistInfo) -> None:
         torch.distributed.barrier()
 
 
-def broadcast_object(obj, info: DistInfo):
+def broadcast_object(obj: T, info: DistInfo) -> T:
     """``obj`` of rank 0 on every rank."""
     if not info.distributed:
         return obj

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from entityseg_data.model.outputs import LevelPrediction, ModelOutput
 from entityseg_data.model.training.config import LossConfig
 from entityseg_data.model.training.matcher import HungarianMatcher, ViewHungarianMatcher
 from entityseg_data.model.training.point_sample import (
@@ -116,7 +117,7 @@ class SetCriterion:
     # ---------------------------------------------------------------------------------------
     def __call__(
         self,
-        outputs,
+        outputs: ModelOutput,
         targets: Sequence[ImageTarget],
         pad_hw: tuple[int, int],
         generators: Sequence[torch.Generator | None],
@@ -186,7 +187,7 @@ class SetCriterion:
     # ---------------------------------------------------------------------------------------
     def loss_2d(
         self,
-        lp,
+        lp: LevelPrediction,
         targets: Sequence[ImageTarget],
         pad_hw: tuple[int, int],
         generators: Sequence[torch.Generator | None],
@@ -221,7 +222,7 @@ class SetCriterion:
 
     def loss_3d(
         self,
-        lp,
+        lp: LevelPrediction,
         targets_3d: Sequence[list[Tensor]],
         pad_hw: tuple[int, int],
         generators: Sequence[torch.Generator | None],
