@@ -8,6 +8,7 @@ gives the mask features. Every image (view) is processed independently.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ class DeformableEncoderLayer(nn.Module):
 
 
 class DeformableEncoder(nn.Module):
-    def __init__(self, *, num_layers: int, **layer_kwargs) -> None:
+    def __init__(self, *, num_layers: int, **layer_kwargs: Any) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
             DeformableEncoderLayer(**layer_kwargs) for _ in range(num_layers)

@@ -18,10 +18,14 @@ of ``(K, h/4, w/4)`` per crop view.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from entityseg_data.model.inference.views import ViewGeometry
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _grid(n_out: int, lo: int, hi: int, n_full: int, extent: int) -> np.ndarray:
@@ -32,7 +36,7 @@ def _grid(n_out: int, lo: int, hi: int, n_full: int, extent: int) -> np.ndarray:
 
 
 def view_disagreement(
-    mask_logits, geometry: ViewGeometry, queries: Sequence[int] | np.ndarray
+    mask_logits: torch.Tensor, geometry: ViewGeometry, queries: Sequence[int] | np.ndarray
 ) -> np.ndarray | None:
     """(K,) float32 disagreement in [0, 1] of the ``queries`` (indices into ``mask_logits``).
 

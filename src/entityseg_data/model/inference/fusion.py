@@ -21,6 +21,7 @@ chunk of float maps (``tile_budget_mb``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,8 +92,8 @@ def _plans(geometry: ViewGeometry, low_hw: tuple[int, int]) -> list[_ViewPlan]:
 
 
 def fuse_and_paint(
-    mask_logits,
-    order,
+    mask_logits: torch.Tensor,
+    order: Sequence[int] | np.ndarray,
     geometry: ViewGeometry,
     *,
     threshold_logits: bool = False,
@@ -200,7 +201,14 @@ class _TilePart:
 
 
 def _paint_tile(
-    masks, plans, order_t, k_all: int, t, chunk: int, *, threshold_logits: bool
+    masks: torch.Tensor,
+    plans: Sequence[_ViewPlan],
+    order_t: torch.Tensor,
+    k_all: int,
+    t: tuple[int, int, int, int],
+    chunk: int,
+    *,
+    threshold_logits: bool,
 ) -> _TilePart | None:
     """Fuse and paint the tile ``t = (r0, r1, c0, c1)``; None when no candidate reaches it."""
     import torch
@@ -280,7 +288,9 @@ class _Win:
     xb: int
 
 
-def _tile_windows(plans, r0, r1, c0, c1) -> list[tuple[_ViewPlan, _Win]]:
+def _tile_windows(
+    plans: Sequence[_ViewPlan], r0: int, r1: int, c0: int, c1: int
+) -> list[tuple[_ViewPlan, _Win]]:
     """The views covering the tile ``[r0, r1) x [c0, c1)``, in fusion order, with their windows."""
     out = []
     for plan in plans:
@@ -298,7 +308,7 @@ def _tile_windows(plans, r0, r1, c0, c1) -> list[tuple[_ViewPlan, _Win]]:
     return out
 
 
-def _upsample4_window(masks, view: int, ids, win: _Win):
+def _upsample4_window(masks: torch.Tensor, view: int, ids: torch.Tensor, win: _Win) -> torch.Tensor:
     """Padded-resolution values ``[pa, pb) x [pc, pd)`` of view ``view`` for candidates ``ids``:
     the x4 bilinear upsampling of the low-resolution logits, computed by ``F.interpolate`` on a
     window with a one-cell margin. With the margin every output reads the same two source cells
@@ -318,7 +328,17 @@ def _upsample4_window(masks, view: int, ids, win: _Win):
     return up[:, win.pa - 4 * la : win.pb - 4 * la, win.pc - 4 * lc : win.pd - 4 * lc]
 
 
-def _fused_tile(masks, ids, windows, r0, r1, c0, c1, *, threshold_logits: bool):
+def _fused_tile(
+    masks: torch.Tensor,
+    ids: torch.Tensor,
+    windows: Sequence[tuple[_ViewPlan, _Win]],
+    r0: int,
+    r1: int,
+    c0: int,
+    c1: int,
+    *,
+    threshold_logits: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(value, prob)`` of the tile for candidates ``ids``, each (n, th, tw) float32.
 
     CropFormer: value = prob = fused probability (crops in order, then the full view, divided by
@@ -346,6 +366,6 @@ def _fused_tile(masks, ids, windows, r0, r1, c0, c1, *, threshold_logits: bool):
         num[:, ys:ye, xs:xe] += torch.sigmoid(x)
         den[ys:ye, xs:xe] += 1
     prob = num / den
-    if threshold_logits:
+    if logit_out is not None:  # threshold_logits
         return logit_out, prob
     return prob, prob

@@ -10,8 +10,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from entityseg_data.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -118,7 +122,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def select(items: Sequence[InputItem], *, stride: int = 1, shard: tuple[int, int] = (0, 1)):
+def select(
+    items: Sequence[InputItem], *, stride: int = 1, shard: tuple[int, int] = (0, 1)
+) -> list[InputItem]:
     """Every ``stride``-th item, then the ``shard = (i, n)`` part (items ``k`` with
     ``k % n == i``), order kept."""
     if stride < 1:
@@ -148,7 +154,7 @@ def parse_resize(text: str | None) -> tuple[int, int] | int | None:
         ) from None
 
 
-def resize_input(image, size: tuple[int, int] | int | None):
+def resize_input(image: np.ndarray, size: tuple[int, int] | int | None) -> np.ndarray:
     """Resize an (H, W, 3) uint8 array to ``size`` (see :func:`parse_resize`) with PIL bilinear."""
     if size is None:
         return image

@@ -10,8 +10,12 @@ time, instead of materialising ``Q x H x W`` maps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ def linear_axis(in_size: int, out_size: int) -> Axis:
     return Axis(i0=i0, i1=i1, w0=(f(1.0) - lam).astype(np.float32), w1=lam)
 
 
-def apply_cols(x, axis: Axis, start: int, stop: int, offset: int):
+def apply_cols(x: torch.Tensor, axis: Axis, start: int, stop: int, offset: int) -> torch.Tensor:
     """Interpolate the last dim of ``x`` (torch, ``x[..., k]`` = source column ``k + offset``)
     for output columns ``[start, stop)``."""
     import torch
@@ -58,7 +62,7 @@ def apply_cols(x, axis: Axis, start: int, stop: int, offset: int):
     return out.add_(torch.gather(x, -1, i1).mul_(w1))
 
 
-def apply_rows(x, axis: Axis, start: int, stop: int, offset: int):
+def apply_rows(x: torch.Tensor, axis: Axis, start: int, stop: int, offset: int) -> torch.Tensor:
     """Interpolate dim -2 of ``x`` for output rows ``[start, stop)`` (source row ``k + offset``
     is ``x[..., k, :]``)."""
     import torch

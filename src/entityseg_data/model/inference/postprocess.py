@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,12 +34,19 @@ from entityseg_data.model.inference.fusion import Painted, fuse_and_paint
 from entityseg_data.model.inference.result import SegmentationResult
 from entityseg_data.model.inference.views import ViewGeometry
 
+if TYPE_CHECKING:
+    import torch
+
+    from entityseg_data.model.outputs import ModelOutput
+
 #: The post-processing options are the model's :class:`InferenceConfig` (one class; this name is
 #: kept for existing callers).
 PostprocessOptions = InferenceConfig
 
 
-def select_outputs(output: Any, index: int, geometry: ViewGeometry, decoder: str):
+def select_outputs(
+    output: ModelOutput, index: int, geometry: ViewGeometry, decoder: str
+) -> tuple[torch.Tensor, torch.Tensor, ViewGeometry, bool]:
     """``(class_logits (Q, 2), mask_logits (Q, V', Hp/4, Wp/4), geometry', mask2former)`` of
     image ``index`` of a batch ``ModelOutput`` for ``decoder``."""
     if output.batch_level is None:
@@ -71,8 +78,8 @@ def select_outputs(output: Any, index: int, geometry: ViewGeometry, decoder: str
 
 
 def postprocess_single(
-    class_logits,
-    mask_logits,
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
     geometry: ViewGeometry,
     options: PostprocessOptions = PostprocessOptions(),
     *,

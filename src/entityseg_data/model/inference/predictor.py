@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from entityseg_data.model.inference.postprocess import postprocess_batch
 from entityseg_data.model.inference.preprocess import stack_views
 from entityseg_data.model.inference.result import SegmentationResult
 from entityseg_data.model.inference.views import ViewGeometry, build_views, view_geometry
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +252,19 @@ class EntitySegmenter:
         )
 
     # ------------------------------------------------------------------ prediction
-    def __call__(self, images: Any, *, batch_size: int = 1):
+    @overload
+    def __call__(
+        self, images: list[Any] | tuple[Any, ...], *, batch_size: int = 1
+    ) -> list[SegmentationResult]: ...
+
+    @overload
+    def __call__(
+        self, images: str | os.PathLike[str] | np.ndarray | Image.Image, *, batch_size: int = 1
+    ) -> SegmentationResult: ...
+
+    def __call__(
+        self, images: Any, *, batch_size: int = 1
+    ) -> SegmentationResult | list[SegmentationResult]:
         """Segment one image (path, PIL image, (H, W, 3) array) -> :class:`SegmentationResult`,
         or a list/tuple of them -> a list of results (``batch_size`` images per forward)."""
         if isinstance(images, (list, tuple)):

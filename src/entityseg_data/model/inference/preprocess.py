@@ -9,10 +9,14 @@ the batch, each rounded up to a multiple of ``size_divisibility`` (detectron2's
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from entityseg_data.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -34,8 +38,8 @@ def stack_views(
     pixel_mean: Sequence[float] = PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
     size_divisibility: int = 32,
-    device=None,
-):
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """Batch tensor ``(B, V, 3, Hp, Wp)`` float32 from ``B`` lists of ``V`` (h, w, 3) uint8 views.
 
     Every image must have the same number of views. Returns ``(tensor, (Hp, Wp))``.

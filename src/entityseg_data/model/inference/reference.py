@@ -9,10 +9,14 @@ benchmark. :mod:`.postprocess` computes the same result in bounded memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from entityseg_data.model.inference.views import ViewGeometry
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class ReferenceOutput:
     query_index: np.ndarray
 
 
-def reference_fused_probs(mask_logits, geometry: ViewGeometry):
+def reference_fused_probs(mask_logits: torch.Tensor, geometry: ViewGeometry) -> torch.Tensor:
     """(Q, H, W) float32 fused probabilities: the official upsample / cut / resize / sigmoid /
     average, crops first (in order) then the full view (view 0), with a ``1e-16`` count start.
 
@@ -61,7 +65,12 @@ def reference_fused_probs(mask_logits, geometry: ViewGeometry):
 
 
 def reference_postprocess(
-    class_logits, mask_logits, geometry: ViewGeometry, *, mask2former: bool = False, topk: int = 100
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    geometry: ViewGeometry,
+    *,
+    mask2former: bool = False,
+    topk: int = 100,
 ) -> ReferenceOutput:
     """The official CropFormer post-processing (or, with ``mask2former``, the single-view
     ``instance_inference_nonoverlap``: top-``topk`` queries, ``logit > 0``).
@@ -102,7 +111,7 @@ def reference_postprocess(
     )
 
 
-def reference_fused_logits(mask_logits, geometry: ViewGeometry):
+def reference_fused_logits(mask_logits: torch.Tensor, geometry: ViewGeometry) -> torch.Tensor:
     """(Q, H, W) mask logits of a single full view at the original size (Mask2Former's
     ``sem_seg_postprocess``: upsample to padded, cut, resize)."""
     import torch.nn.functional as F

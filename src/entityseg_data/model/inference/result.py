@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,7 +186,13 @@ class SegmentationResult:
             "result": result,
         }
 
-    def save(self, output: str, *, formats: tuple[str, ...] = ("png", "json"), image=None) -> list:
+    def save(
+        self,
+        output: str,
+        *,
+        formats: tuple[str, ...] = ("png", "json"),
+        image: np.ndarray | None = None,
+    ) -> list[Path]:
         """Write the result; ``output`` is a path template or a folder (see
         :func:`~entityseg_data.model.inference.outputs.save_result`)."""
         from entityseg_data.model.inference.outputs import save_result

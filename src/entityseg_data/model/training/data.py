@@ -434,7 +434,7 @@ def collate(
     return Batch(
         images=images,
         targets=targets,
-        pad_hw=tuple(pad_hw),
+        pad_hw=pad_hw,
         seeds=[s.seed for s in samples],
         image_ids=[s.image_id for s in samples],
     )
