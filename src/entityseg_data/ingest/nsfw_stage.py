@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from entityseg_data.catalog import Catalog, ImageRecord
@@ -39,14 +40,19 @@ def score_nsfw(
     cache = EmbeddingCache(cache_path(ws.cache_dir, clip.key))
     scored = 0
     try:
+        score: Callable[[np.ndarray], np.ndarray]  # (N, D) image embeddings -> (N,) scores
         if config.nsfw_method == "probe":
             if not config.nsfw_probe:
                 raise DataError("nsfw_method=probe needs ingest.nsfw_probe=/path/to/probe.npz")
             weight, bias = nsfw.load_probe(config.nsfw_probe)
+            score = functools.partial(nsfw.probe_scores, weight=weight, bias=bias)
         else:
             nsfw_text = nsfw.embed_texts(clip, cache, list(config.nsfw_prompts))
             safe_text = nsfw.embed_texts(clip, cache, list(config.safe_prompts))
             scale = nsfw.logit_scale(clip)
+            score = functools.partial(
+                nsfw.zero_shot_scores, nsfw_text=nsfw_text, safe_text=safe_text, scale=scale
+            )
         for i in range(0, len(images), NSFW_BATCH):
             batch = images[i : i + NSFW_BATCH]
             items = [(r.sha256, str(ws.image_path(r))) for r in batch]
@@ -55,10 +61,7 @@ def score_nsfw(
             if not have:
                 continue
             mat = np.stack([emb[r.sha256] for r in have])
-            if config.nsfw_method == "probe":
-                scores = nsfw.probe_scores(mat, weight, bias)
-            else:
-                scores = nsfw.zero_shot_scores(mat, nsfw_text, safe_text, scale)
+            scores = score(mat)
             verdicts = nsfw.verdicts(
                 scores,
                 config.nsfw_threshold,
