@@ -211,3 +211,7 @@ def test_tutorial_runs(tmp_path):
     ]
     assert (cwd / "runs" / "tiny" / "model" / "model.safetensors").exists()
     assert (cwd / "release_hf" / "hf").is_dir()
+    # section 15: the pushes recorded rounds, the pulls simulated lead times, the report exists
+    assert [r.stage for r in ws.rounds.list()] == [1, 2]
+    assert all(e.lead_time_source == "simulated" for e in ws.rounds.edits())
+    assert (cwd / "my_set" / "exports" / "reports" / "rounds" / "rounds.html").is_file()
