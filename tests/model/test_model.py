@@ -13,6 +13,8 @@ from entityseg_data.model.decoder import _mask_for_attention
 from entityseg_data.model.layers import (
     PositionEmbeddingSine,
     PositionEmbeddingSine3D2D,
+    ms_deform_attn_gather,
+    ms_deform_attn_grid_sample,
     ms_deform_attn_sample,
 )
 from entityseg_data.model.loading import build_model
@@ -32,25 +34,67 @@ def _bilinear_zero_pad(img: torch.Tensor, x: float, y: float) -> torch.Tensor:
     return out
 
 
-def test_ms_deform_attn_matches_naive_sampling():
+@pytest.mark.parametrize("sample", [ms_deform_attn_grid_sample, ms_deform_attn_gather])
+def test_ms_deform_attn_matches_naive_sampling(sample):
     torch.manual_seed(0)
     shapes = [(3, 4), (2, 2)]
-    n, m, d, lq, p = 1, 2, 3, 2, 2
+    n, m, d, lq, p = 2, 2, 3, 5, 2
     value = torch.randn(n, sum(h * w for h, w in shapes), m, d)
-    loc = torch.rand(n, lq, m, len(shapes), p, 2) * 1.4 - 0.2  # some points fall outside
+    # some points fall outside, some far outside, some on a border pixel centre
+    loc = torch.rand(n, lq, m, len(shapes), p, 2) * 1.4 - 0.2
+    loc[:, 0, 0, :, 0] = torch.tensor([-3.0, 0.5])
+    loc[:, 1, 1, :, 1] = torch.tensor([1.0, 4.0])
+    loc[:, 2, 0, 0, 1] = torch.tensor([0.5 / 4, 2.5 / 3])
+    loc[:, 3, 1, 1, 0] = torch.tensor([1.0 + 0.4 / 2, 0.99])
     weights = torch.rand(n, lq, m, len(shapes), p)
-    out = ms_deform_attn_sample(value, shapes, loc, weights)  # (N, Lq, M*D)
+    out = sample(value, shapes, loc, weights)  # (N, Lq, M*D)
+    assert out.shape == (n, lq, m * d)
     starts = [0, shapes[0][0] * shapes[0][1]]
-    for q in range(lq):
-        for head in range(m):
-            acc = torch.zeros(d, dtype=torch.float64)
-            for lvl, (h, w) in enumerate(shapes):
-                img = value[0, starts[lvl] : starts[lvl] + h * w, head].T.reshape(d, h, w)
-                for k in range(p):
-                    x, y = loc[0, q, head, lvl, k].tolist()
-                    acc += weights[0, q, head, lvl, k].double() * _bilinear_zero_pad(img, x, y)
-            got = out[0, q, head * d : (head + 1) * d].double()
-            assert torch.allclose(got, acc, atol=1e-5), (q, head)
+    for b in range(n):
+        for q in range(lq):
+            for head in range(m):
+                acc = torch.zeros(d, dtype=torch.float64)
+                for lvl, (h, w) in enumerate(shapes):
+                    img = value[b, starts[lvl] : starts[lvl] + h * w, head].T.reshape(d, h, w)
+                    for k in range(p):
+                        x, y = loc[b, q, head, lvl, k].tolist()
+                        wk = weights[b, q, head, lvl, k].double()
+                        acc += wk * _bilinear_zero_pad(img, x, y)
+                got = out[b, q, head * d : (head + 1) * d].double()
+                assert torch.allclose(got, acc, atol=1e-5), (b, q, head)
+
+
+def test_ms_deform_attn_gather_equals_grid_sample_at_layer_size():
+    """The inference path (weighted gather) against the official grid_sample computation on a
+    pixel-decoder-like input: 3 levels, 8 heads, samples around their queries and 200 queries
+    sampling anywhere (outside too)."""
+    torch.manual_seed(0)
+    shapes = [(5, 7), (10, 14), (20, 28)]
+    s = sum(h * w for h, w in shapes)
+    n, m, d, levels, p = 2, 8, 32, 3, 4
+    value = torch.randn(n, s, m, d)
+    loc = torch.rand(n, s, 1, 1, 1, 2) + 0.05 * torch.randn(n, s, m, levels, p, 2)
+    loc[:, :200] = torch.rand(n, 200, m, levels, p, 2) * 3 - 1
+    weights = torch.softmax(torch.randn(n, s, m, levels * p), -1).view(n, s, m, levels, p)
+    with torch.no_grad():
+        ref = ms_deform_attn_grid_sample(value, shapes, loc, weights)
+        got = ms_deform_attn_gather(value, shapes, loc, weights)
+        assert torch.equal(ms_deform_attn_sample(value, shapes, loc, weights), got)
+    assert (got - ref).abs().max().item() < 1e-5
+
+
+def test_ms_deform_attn_sample_keeps_grid_sample_under_autograd():
+    """Training differentiates through the official grid_sample path (gradients for values,
+    locations and weights)."""
+    torch.manual_seed(0)
+    shapes = [(3, 4), (2, 2)]
+    value = torch.randn(1, 16, 2, 3, requires_grad=True)
+    loc = torch.rand(1, 4, 2, 2, 2, 2, requires_grad=True)
+    weights = torch.rand(1, 4, 2, 2, 2, requires_grad=True)
+    out = ms_deform_attn_sample(value, shapes, loc, weights)
+    assert torch.equal(out, ms_deform_attn_grid_sample(value, shapes, loc, weights))
+    out.sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (value, loc, weights))
 
 
 def test_sine_position_encodings():

@@ -22,6 +22,30 @@ def ms_deform_attn_sample(
 ) -> Tensor:
     """Sample every level at the given locations and sum with the attention weights.
 
+    Without autograd (inference) this runs :func:`ms_deform_attn_gather` (one weighted gather of
+    the four bilinear corners, ~5x less CPU time than ``grid_sample`` at the pixel decoder's
+    size, equal within float rounding); with autograd :func:`ms_deform_attn_grid_sample` (the
+    official fallback).
+    Shapes as in :func:`ms_deform_attn_grid_sample`.
+    """
+    if torch.is_grad_enabled() and (
+        value.requires_grad or sampling_locations.requires_grad or attention_weights.requires_grad
+    ):
+        return ms_deform_attn_grid_sample(
+            value, spatial_shapes, sampling_locations, attention_weights
+        )
+    return ms_deform_attn_gather(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+def ms_deform_attn_grid_sample(
+    value: Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """Sample every level with ``grid_sample`` and sum with the attention weights (the official
+    pure-PyTorch computation, reduced level by level).
+
     Args:
         value: (N, S, M, D) projected values of all levels, S = sum(H_l * W_l), M heads of size D.
         spatial_shapes: [(H_l, W_l)] per level, in the order the levels are flattened in ``value``.
@@ -56,6 +80,83 @@ def ms_deform_attn_sample(
         out = term if out is None else out.add_(term)
     assert out is not None, "no feature levels"
     return out.view(n, m * d, lq).transpose(1, 2).contiguous()
+
+
+def ms_deform_attn_gather(
+    value: Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """The bilinear sampling of :func:`ms_deform_attn_grid_sample` as one weighted gather.
+
+    Each (query, head) output is a weighted sum of ``4 x L x P`` rows of that head's values: the
+    four bilinear corners of every sample, weighted by ``attention weight x corner weight``.
+    ``F.embedding_bag(mode="sum", per_sample_weights=...)`` sums those rows without
+    materialising them. Zero padding without masks: each level is stored with a zero border (1
+    row/column before, 2 after) and the pixel coordinates are clamped to [-1, W] x [-1, H], so a
+    sample outside the map reads zeros, as ``grid_sample(padding_mode="zeros")`` does. Bags are
+    ordered head-major, so consecutive bags read neighbouring rows of one head's table (cache
+    locality: ~3x faster than query-major on CPU). Same values as the ``grid_sample`` path up to
+    float rounding (the summation order differs; both ~2e-5 from float64 at 1/8 of 800x1088).
+
+    Shapes as in :func:`ms_deform_attn_grid_sample`; returns (N, Lq, M * D). Memory: the
+    zero-bordered table (~ value) + int32 indices and fp32 weights of N x M x Lq x L x P x 4.
+    """
+    n, _, m, d = value.shape
+    _, lq, _, num_levels, num_points, _ = sampling_locations.shape
+    dev, dt = value.device, value.dtype
+    padded = [(h + 3) * (w + 3) for h, w in spatial_shapes]
+    sp = sum(padded)
+    table = value.new_zeros(n, m, sp, d)
+    start = 0
+    for (h, w), v_l, size in zip(
+        spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1), padded
+    ):
+        dst = table[:, :, start : start + size].view(n, m, h + 3, w + 3, d)
+        dst[:, :, 1 : h + 1, 1 : w + 1].copy_(v_l.view(n, h, w, m, d).permute(0, 3, 1, 2, 4))
+        start += size
+    # (L, P, 2) bounds, materialised so that elementwise ops run over 2 L P contiguous values
+    wh = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=dt, device=dev)
+    wh = wh[:, None, :].expand(num_levels, num_points, 2).contiguous()
+    # (N, Lq, M, L, P, 2) -> (N, M, Lq, L, P, 2), head-major; grid_sample's unnormalisation
+    # (align_corners=False): pixel = ((2 loc - 1 + 1) W - 1) / 2
+    pix = sampling_locations.permute(0, 2, 1, 3, 4, 5).contiguous().mul_(2).sub_(1)
+    pix = pix.add_(1).mul_(wh).sub_(1).div_(2).clamp_(min=-1.0)
+    pix = torch.minimum(pix, wh, out=pix)
+    p0 = pix.floor()
+    frac = pix.sub_(p0)
+    # indices as int32 when the table allows (half the bytes to write and read)
+    itype = torch.int32 if n * m * sp < 2**31 else torch.int64
+    wp = torch.tensor([w + 3 for _, w in spatial_shapes], dtype=itype, device=dev)
+    starts = torch.tensor([0, *padded[:-1]], dtype=itype, device=dev).cumsum(0, dtype=itype)
+    heads = torch.arange(n * m, dtype=itype, device=dev).mul_(sp).view(n, m, 1, 1, 1)
+    # top-left corner row: head base + level start + (y0 + 1) * Wp + (x0 + 1)
+    p0 = p0.to(itype).add_(1)
+    row = (p0[..., 1] * wp[:, None] + p0[..., 0]).add_(heads + starts[:, None])
+    bags = n * m * lq
+    corners = torch.stack([torch.zeros_like(wp), torch.ones_like(wp), wp, wp + 1])  # (4, L)
+    corners = corners[:, :, None].expand(4, num_levels, num_points).contiguous()
+    idx = torch.empty(bags, 4, num_levels, num_points, dtype=itype, device=dev)
+    torch.add(row.view(bags, 1, num_levels, num_points), corners, out=idx)
+    a = attention_weights.permute(0, 2, 1, 3, 4).reshape(bags, num_levels, num_points)
+    fx = frac[..., 0].reshape(bags, num_levels, num_points)
+    fy = frac[..., 1].reshape(bags, num_levels, num_points)
+    ax1 = a * fx
+    ax0 = a - ax1
+    fy0 = 1 - fy
+    wgt = torch.empty(bags, 4, num_levels, num_points, dtype=dt, device=dev)
+    torch.mul(ax0, fy0, out=wgt[:, 0])
+    torch.mul(ax1, fy0, out=wgt[:, 1])
+    torch.mul(ax0, fy, out=wgt[:, 2])
+    torch.mul(ax1, fy, out=wgt[:, 3])
+    out = F.embedding_bag(
+        idx.view(bags, -1),
+        table.view(-1, d),
+        per_sample_weights=wgt.view(bags, -1),
+        mode="sum",
+    )
+    return out.view(n, m, lq, d).transpose(1, 2).reshape(n, lq, m * d)
 
 
 class MSDeformAttn(nn.Module):
