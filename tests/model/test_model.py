@@ -185,25 +185,33 @@ def test_view_chunks_equal_one_batch(tiny):
                 assert torch.allclose(a, b, atol=1e-5), (chunk, (a - b).abs().max())
 
 
-def test_gathered_attention_masks_equal_resized_full_masks():
-    """The intermediate heads' attention masks from the mask features gathered at the source
-    pixels of the resize equal the official full-resolution-then-resize ones."""
-    from entityseg_data.model.decoder import _average_2x2, _ResizedFeatures
+def test_pooled_attention_masks_equal_resized_full_masks():
+    """The intermediate heads' attention masks from the mask features averaged at the source
+    pixels of the resize equal the official full-resolution-then-resize ones; the per-view
+    batch-level product equals the einsum."""
+    from entityseg_data.model.decoder import _mask_logits, _ResizedFeatures
 
     torch.manual_seed(4)
     feats = torch.randn(2, 16, 32, 48)
     emb = torch.randn(2, 5, 16)
     full = torch.einsum("nqc,nchw->nqhw", emb, feats)
     rf = _ResizedFeatures(feats)
-    for size in ((4, 6), (8, 12), (16, 24)):
+    for size in ((4, 6), (8, 12), (16, 24), (4, 12)):
         ref = F.interpolate(full, size=size, mode="bilinear", align_corners=False)
-        ours = _average_2x2(torch.einsum("nqc,nchw->nqhw", emb, rf.gathered(size)))
+        ours = _mask_logits(emb, rf.pooled(size))
+        assert ours.shape == ref.shape
         assert torch.allclose(ours, ref, atol=1e-5)
         assert (
             torch.equal(_mask_for_attention(ours, None, 2), _mask_for_attention(full, size, 2))
             or (ours.abs() < 1e-4).any()
         )
-    assert rf.gathered((5, 6)) is None  # not an even integer factor: caller resizes
+    assert rf.pooled((5, 6)) is None  # not an even integer factor: caller resizes
+    assert rf.pooled((6, 16)) is None  # odd factor (3 x 3)
+    views = torch.randn(2, 3, 16, 8, 12)
+    with torch.no_grad():
+        per_view = _mask_logits(emb, views)
+    assert per_view.shape == (2, 5, 3, 8, 12)
+    assert torch.allclose(per_view, torch.einsum("bqc,bvchw->bqvhw", emb, views), atol=1e-5)
 
 
 def test_any_number_of_views_and_mask2former(tiny):
