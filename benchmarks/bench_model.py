@@ -464,6 +464,8 @@ def run_folder(args, preset: str, variant: str) -> dict:
 def _child(args, extra: list[str], python: str | None = None, env: dict | None = None) -> dict:
     cmd = [python or sys.executable, str(Path(__file__).resolve()), *extra]
     for flag in ("threads", "device", "alloc", "cropformer_dir", "weights_dir", "image"):
+        if flag == "threads" and "--threads" in extra:
+            continue
         val = getattr(args, flag)
         if val is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(val)]
@@ -493,14 +495,55 @@ def compare_outputs(ours_npz: str, official_npz: str) -> dict:
     }
 
 
-def fmt_table(rows: list[dict], gflops: dict[str, dict], rate: float | None) -> str:
+def agreement_with_fp32(fp32_npz: str, other_npz: str) -> dict:
+    """Agreement of a faster variant's output with the fp32 output of the same weights and
+    image: per fp32 entity the best mask IoU with any variant entity (mean, median, min,
+    share >= 0.9), and the class-agnostic mask AP^e (this project's COCO evaluator) of the
+    variant's entities and scores with the fp32 entities as ground truth. Agreement on random
+    weights says nothing about accuracy with trained weights."""
+    import numpy as np
+
+    from entityseg_data.evaluation.evaluator import Evaluator
+
+    a = np.load(fp32_npz)
+    b = np.load(other_npz)
+    gt, dt = a["label_map"].astype(np.int64), b["label_map"].astype(np.int64)
+    ng, nd = int(gt.max()), int(dt.max())
+    inter = np.bincount((gt * (nd + 1) + dt).ravel(), minlength=(ng + 1) * (nd + 1))
+    inter = inter.reshape(ng + 1, nd + 1)[1:, 1:].astype(np.float64)
+    area_g = np.bincount(gt.ravel(), minlength=ng + 1)[1:].astype(np.float64)
+    area_d = np.bincount(dt.ravel(), minlength=nd + 1)[1:].astype(np.float64)
+    union = area_g[:, None] + area_d[None, :] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    best = iou.max(1) if nd else np.zeros(ng)
+    ev = Evaluator(boundary=False)
+    scores = np.zeros(nd + 1)
+    scores[1:] = b["scores"][:nd]
+    ev.process({"image_id": 0, "label_map": gt}, {"label_map": dt, "scores": scores})
+    ap = ev.evaluate()["segm"]
+    return {
+        "entities_fp32": ng,
+        "entities": nd,
+        "iou_mean": float(best.mean()) if ng else None,
+        "iou_median": float(np.median(best)) if ng else None,
+        "iou_min": float(best.min()) if ng else None,
+        "iou_ge_0.9": float((best >= 0.9).mean()) if ng else None,
+        "AP_e": ap["AP"],
+        "AP50_e": ap["AP50"],
+        "AP75_e": ap["AP75"],
+    }
+
+
+def fmt_table(rows: list[dict], gflops: dict[str, dict], rates: dict[int, float | None]) -> str:
+    """Per-stage table; the floor of a row uses the matmul rate at the row's thread count."""
     head = (
-        "| preset | impl | variant | alloc | stage | wall s | CPU s | sys s | minor faults | "
-        "GFLOP | floor s | of floor | peak RSS GB (at stage end) | load |"
+        "| preset | impl | variant | alloc | threads | stage | wall s | CPU s | sys s | "
+        "minor faults | GFLOP | floor s | of floor | peak RSS GB (at stage end) | load |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     for r in rows:
         g = gflops.get(r["preset"], {})
+        rate = rates.get(r["threads"])
         for stage in (*STAGES, "total"):
             st = r if stage == "total" else r["stages"].get(stage)
             if st is None:
@@ -510,11 +553,54 @@ def fmt_table(rows: list[dict], gflops: dict[str, dict], rate: float | None) -> 
             frac = f"{100 * floor / st['cpu_s']:.0f} %" if floor and st["cpu_s"] else ""
             peak = f"{r['peak_rss_gb'] if stage == 'total' else st.get('peak_gb', 0.0):.2f}"
             lines.append(
-                f"| {r['preset']} | {r['impl']} | {r['variant']} | {r['alloc']} | {stage} | "
+                f"| {r['preset']} | {r['impl']} | {r['variant']} | {r['alloc']} | "
+                f"{r['threads']} | {stage} | "
                 f"{st['wall_s']:.2f} | {st['cpu_s']:.2f} | {st['sys_s']:.2f} | "
                 f"{st['minflt'] / 1e6:.2f} M | {'' if gf is None else f'{gf:.0f}'} | "
                 f"{'' if floor is None else f'{floor:.1f}'} | {frac} | "
                 f"{peak} | {r['load_before'][0]:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def fmt_scaling(rows: list[dict], thread_counts: list[int]) -> str:
+    """Per-stage wall time at each thread count (best of the repeats) and its ratio to the
+    first count: the speed-up from threads, stage by stage."""
+    base = thread_counts[0]
+    groups: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        key = (r["preset"], r["impl"], r["variant"])
+        best = groups.setdefault(key, {}).get(r["threads"])
+        if best is None or r["wall_s"] < best["wall_s"]:
+            groups[key][r["threads"]] = r
+    cols = " | ".join(f"wall s at {t}" for t in thread_counts)
+    ratios = " | ".join(f"speed-up {base}->{t}" for t in thread_counts[1:])
+    lines = [
+        f"| preset | impl | variant | stage | {cols} | {ratios} | load at {base} / others |",
+        "|" + "---|" * (4 + 2 * len(thread_counts)),
+    ]
+    for (preset, impl, variant), by_t in groups.items():
+        if base not in by_t:
+            continue
+        for stage in (*STAGES, "total"):
+            walls = []
+            for t in thread_counts:
+                r = by_t.get(t)
+                st = None if r is None else (r if stage == "total" else r["stages"].get(stage))
+                walls.append(None if st is None else st["wall_s"])
+            if walls[0] is None:
+                continue
+            loads = " / ".join(
+                f"{by_t[t]['load_before'][0]:.1f}" if t in by_t else "-" for t in thread_counts
+            )
+            lines.append(
+                f"| {preset} | {impl} | {variant} | {stage} | "
+                + " | ".join("" if w is None else f"{w:.2f}" for w in walls)
+                + " | "
+                + " | ".join(
+                    "" if (w is None or not w) else f"{walls[0] / w:.2f}x" for w in walls[1:]
+                )
+                + f" | {loads} |"
             )
     return "\n".join(lines)
 
@@ -527,7 +613,13 @@ def main() -> None:
     ap.add_argument("--alloc", default="tuned", choices=["tuned", "default"])
     ap.add_argument("--size", type=int, nargs=2, default=(800, 1067), metavar=("H", "W"))
     ap.add_argument("--image", default=None)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="thread counts; with two or more, a per-stage scaling table (wall ratios) follows",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--weights-dir", default=None)
@@ -543,6 +635,8 @@ def main() -> None:
     ap.add_argument("--save-output", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--save-weights", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    thread_counts = args.threads
+    args.threads = thread_counts[0]  # a child runs at one count
 
     if args.one:
         impl, preset, variant = args.one
@@ -566,57 +660,72 @@ def main() -> None:
     )
     if "official" in args.impl and not official and not args.folder:
         print("official code not configured (--official-python/--cropformer-dir): ours only")
-    rate = None if args.device.startswith("cuda") else _child(args, ["--rate"])["gflops"]
-    print(
-        f"fp32 matmul rate at {args.threads} thread(s): {rate and round(rate, 1)} GFLOP per CPU s"
-    )
+    rates: dict[int, float | None] = {}
+    for t in thread_counts:
+        cuda = args.device.startswith("cuda")
+        rates[t] = None if cuda else _child(args, ["--rate", "--threads", str(t)])["gflops"]
+        rate = rates[t]
+        print(f"fp32 matmul rate at {t} thread(s): {rate and round(rate, 1)} GFLOP per CPU s")
     rows: list[dict] = []
     gflops: dict[str, dict] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench_model_"))
     for preset in args.presets:
         if args.folder:
             for variant in args.variants:
-                r = _child(
-                    args,
-                    [
-                        "--one",
-                        "folder",
-                        preset,
-                        variant,
-                        "--folder",
-                        str(args.folder),
-                        "--prefetch",
-                        str(args.prefetch),
-                    ],
-                )
-                print(json.dumps(r), flush=True)
-                rows.append(r)
+                for t in thread_counts:
+                    r = _child(
+                        args,
+                        [
+                            "--one",
+                            "folder",
+                            preset,
+                            variant,
+                            "--folder",
+                            str(args.folder),
+                            "--prefetch",
+                            str(args.prefetch),
+                            "--threads",
+                            str(t),
+                        ],
+                    )
+                    print(json.dumps(r), flush=True)
+                    rows.append(r)
             continue
         gflops[preset] = _child(args, ["--gflops", preset])
         if official and args.weights_dir and not Path(args.weights_dir, f"w_{preset}.pth").exists():
             _prepare_weights(args, preset)
         for rep in range(args.repeat):
-            for variant in args.variants:
-                out_ours = tmp / f"{preset}_{variant}_{rep}_ours.npz"
-                r = _child(args, ["--one", "ours", preset, variant, "--save-output", str(out_ours)])
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-            if official:
-                out_off = tmp / f"{preset}_{rep}_official.npz"
-                r = _child(
-                    args,
-                    ["--one", "official", preset, "fp32", "--save-output", str(out_off)],
-                    python=args.official_python,
-                )
-                if args.weights_dir:
-                    r["agreement"] = compare_outputs(
-                        str(tmp / f"{preset}_fp32_{rep}_ours.npz"), str(out_off)
+            for t in thread_counts:
+                tt = ["--threads", str(t)]
+                for variant in args.variants:
+                    out_ours = tmp / f"{preset}_{variant}_{rep}_{t}_ours.npz"
+                    r = _child(
+                        args,
+                        ["--one", "ours", preset, variant, "--save-output", str(out_ours), *tt],
                     )
-                rows.append(r)
-                print(json.dumps(r), flush=True)
+                    if variant != "fp32" and "fp32" in args.variants:
+                        r["agreement_fp32"] = agreement_with_fp32(
+                            str(tmp / f"{preset}_fp32_{rep}_{t}_ours.npz"), str(out_ours)
+                        )
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
+                if official:
+                    out_off = tmp / f"{preset}_{rep}_{t}_official.npz"
+                    r = _child(
+                        args,
+                        ["--one", "official", preset, "fp32", "--save-output", str(out_off), *tt],
+                        python=args.official_python,
+                    )
+                    if args.weights_dir and "fp32" in args.variants:
+                        r["agreement"] = compare_outputs(
+                            str(tmp / f"{preset}_fp32_{rep}_{t}_ours.npz"), str(out_off)
+                        )
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
     if args.json:
         with open(args.json, "a") as f:
             for r in rows:
+                rate = rates.get(r["threads"])
                 f.write(json.dumps({**r, "gflops": gflops.get(r["preset"]), "rate": rate}) + "\n")
     if args.folder:
         print(
@@ -633,10 +742,15 @@ def main() -> None:
             )
         return
     print()
-    print(fmt_table(rows, gflops, rate))
+    print(fmt_table(rows, gflops, rates))
     for r in rows:
         if "agreement" in r:
             print(f"{r['preset']}: ours vs official: {r['agreement']}")
+        if "agreement_fp32" in r:
+            print(f"{r['preset']} {r['variant']} vs fp32: {r['agreement_fp32']}")
+    if len(thread_counts) > 1:
+        print()
+        print(fmt_scaling(rows, thread_counts))
 
 
 def _prepare_weights(args, preset: str) -> None:

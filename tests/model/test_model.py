@@ -292,12 +292,14 @@ def test_masked_attention_equals_multihead_attention():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("preset", ["tiny_swin", "tiny_hornet"])
 @pytest.mark.parametrize("view_chunk", [None, 1])
-def test_prediction_path_has_no_cpu_assumption(view_chunk):
-    """The inference path (gathered attention masks, shared-mask attention, view chunks) runs
-    on the meta device: every tensor it creates follows the input's device (what --device cuda
-    relies on; no GPU here)."""
-    model = build_model(PRESETS["tiny_swin"], device="meta").to_empty(device="meta").eval()
+def test_prediction_path_has_no_cpu_assumption(view_chunk, preset):
+    """The inference path (pooled attention masks, per-view mask logits, shared-mask
+    attention, the deformable-attention gather, HorNet's channels-last blocks and cached
+    spectral filter, view chunks) runs on the meta device: every tensor it creates follows the
+    input's device (what --device cuda relies on; no GPU here)."""
+    model = build_model(PRESETS[preset], device="meta").to_empty(device="meta").eval()
     x = torch.zeros(1, 5, 3, 64, 96, device="meta")
     with torch.inference_mode():
         out = model(x, aux=False, view_chunk=view_chunk)

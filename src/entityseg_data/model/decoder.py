@@ -93,13 +93,19 @@ class _ResizedFeatures:
 
 def _mask_logits(emb: Tensor, features: Tensor) -> Tensor:
     """Mask logits: emb (N, Q, C) . features (N, C, H, W) -> (N, Q, H, W), or per view
-    features (B, V, C, H, W) -> (B, Q, V, H, W). Without autograd the per-view product is
-    written view by view into the output (one matrix product per view on contiguous features;
-    ``einsum`` would first copy the features channel-major, 280 MB for 5 views at 1/4 of
-    800x1088)."""
+    features (B, V, C, H, W) -> (B, Q, V, H, W). On CPU without autograd or autocast the
+    per-view product is written view by view into the output (one matrix product per view on
+    contiguous features; ``einsum`` would first copy the features channel-major, 280 MB for 5
+    views at 1/4 of 800x1088)."""
     if features.dim() == 4:
         return torch.einsum("nqc,nchw->nqhw", emb, features)
-    if torch.is_grad_enabled() and (emb.requires_grad or features.requires_grad):
+    per_view = (
+        emb.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
+        and emb.dtype == features.dtype
+        and not (torch.is_grad_enabled() and (emb.requires_grad or features.requires_grad))
+    )
+    if not per_view:  # autograd, autocast, other devices: one einsum
         return torch.einsum("bqc,bvchw->bqvhw", emb, features)
     b, q = emb.shape[:2]
     v, c, h, w = features.shape[1:]
