@@ -135,7 +135,7 @@ class GnConv(nn.Module):
         """(B, H, W, dim) -> same shape: the 1x1 convolutions as matrix products over the
         contiguous channel axis (their (out, in, 1, 1) weights viewed as (out, in))."""
         fused = _pointwise(self.proj_in, x)
-        pwa, abc = torch.split(fused, (self.dims[0], sum(self.dims)), dim=-1)
+        pwa, abc = torch.split(fused, [self.dims[0], sum(self.dims)], dim=-1)
         if isinstance(self.dwconv, GlobalLocalFilter):
             mixed = self.dwconv.forward_nhwc(abc)
         else:
@@ -143,6 +143,7 @@ class GnConv(nn.Module):
         dw = torch.split(mixed * self.scale, self.dims, dim=-1)
         x = pwa * dw[0]
         for i, pw in enumerate(self.pws):
+            assert isinstance(pw, nn.Conv2d)  # for the type checker (ModuleList items)
             x = _pointwise(pw, x) * dw[i + 1]
         return _pointwise(self.proj_out, x)
 
@@ -152,7 +153,7 @@ def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, conv.weight.view(conv.out_channels, conv.in_channels), conv.bias)
 
 
-def _layer_norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _layer_norm_nhwc(norm: LayerNorm2d | nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """A channels-first ``LayerNorm2d`` (or ``nn.LayerNorm``) applied over the last axis of
     channels-last ``x``."""
     return F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, norm.eps)
@@ -247,10 +248,14 @@ class HorNet(Backbone):
             down = self.downsample_layers[i]
             assert isinstance(down, nn.Sequential)  # for the type checker (ModuleList items)
             if i == 0:  # stem: conv then norm
-                x = _layer_norm_nhwc(down[1], down[0](x).permute(0, 2, 3, 1).contiguous())
+                conv, norm = down[0], down[1]
+                assert isinstance(norm, LayerNorm2d)
+                x = _layer_norm_nhwc(norm, conv(x).permute(0, 2, 3, 1).contiguous())
             else:  # norm then the stride-2 conv (oneDNN on the channels-last NCHW view)
-                x = _layer_norm_nhwc(down[0], x)
-                x = down[1](x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
+                norm, conv = down[0], down[1]
+                assert isinstance(norm, LayerNorm2d)
+                x = _layer_norm_nhwc(norm, x)
+                x = conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
             stage = self.stages[i]
             assert isinstance(stage, nn.Sequential)
             for block in stage:
