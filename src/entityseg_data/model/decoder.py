@@ -200,7 +200,13 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------------------------- heads
-    def _heads_image(self, output: Tensor, mask_features, size, need_masks: bool):
+    def _heads_image(
+        self,
+        output: Tensor,
+        mask_features: _ResizedFeatures,
+        size: tuple[int, int] | None,
+        need_masks: bool,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """output (Q, N, C), mask_features (N, C, H, W) -> logits (N, Q, K+1), masks
         (N, Q, H, W) or None when not ``need_masks``, attention mask (N*heads, Q, h*w) for
         ``size`` or None."""
@@ -209,7 +215,13 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         emb = self.mask_embed(d)
         return logits, *self._masks(emb, mask_features, size, need_masks)
 
-    def _heads_batch(self, output: Tensor, mask_features, size, need_masks: bool):
+    def _heads_batch(
+        self,
+        output: Tensor,
+        mask_features: _ResizedFeatures,
+        size: tuple[int, int] | None,
+        need_masks: bool,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """output (Q, B, C), mask_features (B, V, C, H, W) -> logits (B, Q, K+1),
         masks (B, Q, V, H, W) or None, attention mask (B*heads, Q, V*h*w) or None."""
         d = self.decoder_norm(output).transpose(0, 1)  # (B, Q, C)
@@ -217,7 +229,13 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         emb = self.mask_embed(d)
         return logits, *self._masks(emb, mask_features, size, need_masks)
 
-    def _masks(self, emb: Tensor, features: _ResizedFeatures, size, need_masks: bool):
+    def _masks(
+        self,
+        emb: Tensor,
+        features: _ResizedFeatures,
+        size: tuple[int, int] | None,
+        need_masks: bool,
+    ) -> tuple[Tensor | None, Tensor | None]:
         pooled = None if (need_masks or size is None) else features.pooled(size)
         if pooled is None:  # the official order: full-resolution masks, then resized
             masks = _mask_logits(emb, features.features)
@@ -301,7 +319,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         mf2 = _ResizedFeatures(mask_features)
 
-        def heads2d(out: Tensor, size, need_masks: bool):
+        def heads2d(
+            out: Tensor, size: tuple[int, int] | None, need_masks: bool
+        ) -> tuple[Tensor, Tensor | None, Tensor | None]:
             return self._heads_image(out, mf2, size, need_masks)
 
         out2d, preds2d = self._decode(q_feat, q_pos, srcs2d, pos2d, sizes, heads2d, aux)
@@ -324,7 +344,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         q3_pos = self.query_embed.weight[:, None, :].expand(-1, b, -1)
         mf3 = _ResizedFeatures(mask_features.view(b, v, *mask_features.shape[1:]))
 
-        def heads3d(out: Tensor, size, need_masks: bool):
+        def heads3d(
+            out: Tensor, size: tuple[int, int] | None, need_masks: bool
+        ) -> tuple[Tensor, Tensor | None, Tensor | None]:
             return self._heads_batch(out, mf3, size, need_masks)
 
         _, preds3d = self._decode(q3, q3_pos, srcs3d, pos3d, sizes, heads3d, aux)
