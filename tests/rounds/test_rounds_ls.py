@@ -31,16 +31,16 @@ H, W = 40, 60
 
 
 def test_edit_breakdown_and_lead_time_through_label_studio(labelstudio, tmp_path):
-    core = labelstudio.workspace("rounds", ("annotation.annotators=[rita]",))
+    core = labelstudio.workspace("rounds", ("annotation.annotators=[rhea]",))
     (iid,) = add_test_images(core, [(H, W)])
-    create_annotators(core, ["rita"], admin=labelstudio.admin)
+    create_annotators(core, ["rhea"], admin=labelstudio.admin)
     ws = esd.Workspace.of(core)
     ann = ws.annotation(open_backend(ws, labelstudio.admin))
     rep = ann.push(1)
     assert rep.tasks == 1 and rep.round_id is not None
 
-    rita = annotator_client(ws, "rita")
-    task = rita.task(tasks_for(ws, 1, "rita")[0].ls_task_id)
+    rhea = annotator_client(ws, "rhea")
+    task = rhea.task(tasks_for(ws, 1, "rhea")[0].ls_task_id)
     seeded = {r["id"]: r for r in task["predictions"][0]["result"]}
     assert set(seeded) == {f"{iid}_1", f"{iid}_2", f"{iid}_3"}
     shrunk = np.zeros((H, W), np.uint8)
@@ -52,12 +52,12 @@ def test_edit_breakdown_and_lead_time_through_label_studio(labelstudio, tmp_path
         brush_result(shrunk, region_id=f"{iid}_2", height=H, width=W),
         brush_result(strip, region_id="rita_new", height=H, width=W),
     ]  # entity 3 deleted
-    made = rita.create_annotation(task["id"], results, lead_time=42.5)
+    made = rhea.create_annotation(task["id"], results, lead_time=42.5)
 
     (pulled,) = ann.pull(stages=(1,)).values()
     assert pulled.pulled == 1 and pulled.approved == 1
     (edit,) = ws.rounds.edits(stage=1)
-    assert (edit.image_id, edit.annotator, edit.submission) == (iid, "rita", str(made["id"]))
+    assert (edit.image_id, edit.annotator, edit.submission) == (iid, "rhea", str(made["id"]))
     assert (edit.n_seed, edit.n_final) == (3, 3)
     assert (edit.unchanged, edit.edited, edit.deleted, edit.added) == (1, 1, 1, 1)
     assert dict(edit.iou_bins) == {"0.50-0.75": 0, "0.75-0.90": 1, "0.90-0.95": 0, "0.95-1.00": 0}

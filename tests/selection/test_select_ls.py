@@ -15,11 +15,11 @@ from entityseg_data.cli.main import cli
 
 @pytest.mark.labelstudio
 def test_push_selection_through_the_cli(labelstudio):
-    ws = esd.Workspace.of(labelstudio.workspace("select", ("annotation.annotators=[frank]",)))
+    ws = esd.Workspace.of(labelstudio.workspace("select", ("annotation.annotators=[selma]",)))
     specs, _ = cluster_specs(seed=6)
     ids = populate(ws, specs)
     run = CliRunner()
-    res = run.invoke(cli, ["-w", str(ws.root), "annotate", "users", "frank"])
+    res = run.invoke(cli, ["-w", str(ws.root), "annotate", "users", "selma"])
     assert res.exit_code == 0, res.output
     res = run.invoke(cli, ["-w", str(ws.root), "select", "--n", "4", "--name", "r1", "--json"])
     assert res.exit_code == 0, res.output
@@ -34,7 +34,7 @@ def test_push_selection_through_the_cli(labelstudio):
     assert rep["selection"] == "r1" and rep["images"] == 4 and rep["tasks"] == 4
     # what the server holds: tasks for exactly the selected images, with their pre-annotation
     handle = esd.LabelStudio.connect(ws)
-    tasks = list(handle.backend().tasks(rep["projects"]["frank"]))
+    tasks = list(handle.backend().tasks(rep["projects"]["selma"]))
     assert sorted(t.image_id for t in tasks) == sorted(chosen)
     assert {t.data["seed"] for t in tasks} == {"test:model"}
     (rnd,) = ws.rounds.list(stage=1)
@@ -44,4 +44,4 @@ def test_push_selection_through_the_cli(labelstudio):
         cli, ["-w", str(ws.root), "annotate", "push", "--stage", "1", "--selection", "nope"]
     )
     assert res.exit_code != 0 and "no selection named 'nope'" in str(res.exception)
-    assert len(list(handle.backend().tasks(rep["projects"]["frank"]))) == 4
+    assert len(list(handle.backend().tasks(rep["projects"]["selma"]))) == 4
