@@ -48,23 +48,28 @@ def _near(ws: Workspace) -> int:
 
 
 class GatedSource(Source):
-    """A folder source that yields nothing until ``gate`` is set (the test decides when)."""
+    """A folder source that yields nothing until ``gate`` is set (the test decides when).
+    ``started`` is set when the ingest asks it for items: the run is set up by then (catalog
+    open, near-duplicate index loaded)."""
 
     kind = "folder"
 
     def __init__(self, inner: FolderSource, gate: threading.Event) -> None:
         super().__init__(label=inner.label)
         self.inner, self.gate = inner, gate
+        self.started = threading.Event()
 
     def items(self) -> Iterator[Item]:
+        self.started.set()
         if not self.gate.wait(timeout=300):
             raise RuntimeError("gate never opened")
         yield from self.inner.items()
 
 
 def test_probe_4_3_interleaved_ingests_keep_one_of_each_near_pair(tmp_path, pairs):
-    """probe 4.3, deterministic interleaving: ingest A starts (its run is set up: catalog open,
-    index loaded), then ingest B commits all the copies, then A goes on with the originals.
+    """probe 4.3, deterministic interleaving: ingest A starts and is set up (catalog open,
+    index loaded: it asked its source for items), then ingest B commits all the copies, then A
+    goes on with the originals.
     A must see B's images: the accepted set equals the sequential run B-then-A."""
     orig, copies = pairs
     seq = Workspace.create(tmp_path / "seq")
@@ -74,17 +79,23 @@ def test_probe_4_3_interleaved_ingests_keep_one_of_each_near_pair(tmp_path, pair
 
     con = Workspace.create(tmp_path / "con")
     gate = threading.Event()
+    gated = GatedSource(FolderSource(root=orig), gate)
     result: dict = {}
 
     def run_a() -> None:
         try:
-            result["a"] = ingest(con, [GatedSource(FolderSource(root=orig), gate)], CFG)
+            result["a"] = ingest(con, [gated], CFG)
         except BaseException as exc:  # surfaced below
             result["error"] = exc
+        finally:
+            gated.started.set()  # (an early failure must not leave the wait below hanging)
 
     a = threading.Thread(target=run_a)
     a.start()
     try:
+        # B runs only once A is set up: A's start-up view of the catalog holds none of B's images
+        assert gated.started.wait(timeout=300), "ingest A never asked for its items"
+        assert "error" not in result, result.get("error")
         result["b"] = ingest(con, [FolderSource(root=copies)], CFG)
     finally:
         gate.set()
