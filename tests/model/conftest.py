@@ -22,6 +22,13 @@ def views_tensor(npz, pixel_mean, pixel_std) -> torch.Tensor:
     return x[None]
 
 
+def unpack_masks(npz) -> np.ndarray:
+    """(Q, H, W) bool final masks the oracle stored bit-packed."""
+    q = npz["final_scores"].shape[0]
+    h, w = (int(v) for v in npz["original_hw"])
+    return np.unpackbits(npz["final_masks_packbits"], count=q * h * w).reshape(q, h, w).astype(bool)
+
+
 @pytest.fixture(scope="session")
 def oracle_model(oracle_dir):
     """oracle_model(sub) -> (model in eval mode, cfg, report), cached per oracle folder."""

@@ -11,8 +11,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGES, ORACLES, views_tensor
-from official_fusion import official_fusion, unpack_masks
+from conftest import IMAGES, ORACLES, unpack_masks, views_tensor
+
+from entityseg_data.model.inference.reference import reference_postprocess
+from entityseg_data.model.inference.views import ViewGeometry
 
 pytestmark = pytest.mark.parity
 TOL = 1e-4
@@ -21,6 +23,20 @@ TOL = 1e-4
 def _maxdiff(a: torch.Tensor, b: np.ndarray) -> float:
     assert tuple(a.shape) == b.shape, (tuple(a.shape), b.shape)
     return (a.detach().float() - torch.from_numpy(b)).abs().max().item()
+
+
+def _final_outputs(res, z) -> tuple[np.ndarray, np.ndarray]:
+    """(masks (Q, H, W) bool, scores (Q,)) in descending class score: the official
+    post-processing (the toolkit's reference copy, model/inference/reference.py) of the model's
+    batch-level outputs, with the oracle's view geometry (view 0 = full image, then its crops)."""
+    h, w = (int(v) for v in z["original_hw"])
+    crops = tuple(tuple(int(v) for v in c) for c in z["crop_regions_xyxy"].tolist())
+    sizes = tuple(tuple(int(v) for v in hw) for hw in z["view_resized_hw"].tolist())
+    geometry = ViewGeometry((h, w), ((0, 0, w, h), *crops), sizes)
+    out = reference_postprocess(
+        res.batch_level.final.pred_logits[0], res.batch_level.final.pred_masks[0], geometry
+    )
+    return out.masks, out.scores
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -143,17 +159,9 @@ def test_inference_path_keeps_parity(oracle_dir, oracle_model, sub, img):
 @pytest.mark.parametrize("img", IMAGES)
 def test_final_masks_and_scores(runs, sub, img):
     res, z = runs[sub, img]
-    crops = z["crop_regions_xyxy"].tolist()
-    masks, scores, _ = official_fusion(
-        res.batch_level.final.pred_logits[0],
-        res.batch_level.final.pred_masks[0],
-        z["view_resized_hw"].tolist(),
-        crops,
-        tuple(int(v) for v in z["original_hw"]),
-    )
-    ref_masks = unpack_masks(z)
-    mismatch = int((masks.numpy() != ref_masks).sum())
-    score_diff = float(np.abs(scores.numpy() - z["final_scores"]).max())
+    masks, scores = _final_outputs(res, z)
+    mismatch = int((masks != unpack_masks(z)).sum())
+    score_diff = float(np.abs(scores - z["final_scores"]).max())
     print(sub, img, "mask pixels differing", mismatch, "score max diff", f"{score_diff:.2e}")
     assert mismatch <= 20
     assert score_diff <= 1e-5
@@ -186,16 +194,10 @@ def test_default_size_final_outputs(oracle_dir, oracle_model, sub):
     logit_diff = _maxdiff(res.batch_level.final.pred_logits, z["dec3d_pred_logits"])
     print(sub, "default size: 3d logits max diff", f"{logit_diff:.2e}")
     assert logit_diff <= 1e-3
-    masks, scores, _ = official_fusion(
-        res.batch_level.final.pred_logits[0],
-        res.batch_level.final.pred_masks[0],
-        z["view_resized_hw"].tolist(),
-        crops,
-        tuple(int(v) for v in z["original_hw"]),
-    )
-    mismatch = int((masks.numpy() != unpack_masks(z)).sum())
+    masks, scores = _final_outputs(res, z)
+    mismatch = int((masks != unpack_masks(z)).sum())
     print(sub, "default size: mask pixels differing", mismatch)
-    score_diff = float(np.abs(scores.numpy() - z["final_scores"]).max())
+    score_diff = float(np.abs(scores - z["final_scores"]).max())
     print(sub, "default size: score max diff", f"{score_diff:.2e}")
     assert mismatch <= 200
     assert score_diff <= 1e-4
