@@ -141,3 +141,46 @@ def test_export_subsets_writes_all(hand, tmp_path):
     assert json.loads(paths["instance"].read_text())["categories"][0]["name"] == "cup"
     assert (tmp_path / "semantic" / "a__x.png").is_file()
     assert (tmp_path / "panoptic" / "a__x.png").is_file()
+
+
+def test_entity_kinds_decide_thing_stuff_without_is_thing(hand, tmp_path):
+    """A workspace's COCO view has one class-agnostic category and each entity's own ``kind``
+    (carried in from COCO panoptic / ADE20K): the subsets and the class-aware EntitySeg export
+    take thing/stuff from it (issue 16: every class was a thing there)."""
+    from entityseg_data.export.entityseg import thing_flags, to_entityseg
+
+    coco, masks, flags = hand
+    for a, (n, _, t) in zip(coco["annotations"], masks, strict=True):
+        if n != "unknown":
+            a["kind"] = "thing" if t else "stuff"
+    assert thing_flags(coco) == {"sky": False, "cup": True, "dog": True, "unknown": None}
+    # is_thing (the vocabulary) still comes first
+    assert thing_flags(coco, {"sky": True}.get)["sky"] is True
+    pan = panoptic_subset(coco, 3, tmp_path)
+    assert {c["name"]: c["isthing"] for c in pan["categories"]} == {"cup": 1, "sky": 0, "dog": 1}
+    names = {c["id"]: c["name"] for c in pan["categories"]}
+    (ann,) = pan["annotations"]
+    assert sorted(names[s["category_id"]] for s in ann["segments_info"]) == [
+        "cup",
+        "cup",
+        "cup",
+        "dog",
+        "sky",  # the two stuff entities merged
+    ]
+    inst = instance_subset(coco, 3)
+    assert {c["name"]: c["isthing"] for c in inst["categories"]} == {"cup": 1, "sky": 0, "dog": 1}
+    out = to_entityseg(coco, class_agnostic=False)
+    assert {c["name"]: c["isthing"] for c in out["categories"]} == {
+        "cup": 1,
+        "sky": 0,
+        "dog": 1,
+        "unknown": 1,
+    }
+    assert {v["name"]: v["isthing"] for v in out["vocabulary"]} == {
+        "cup": True,
+        "sky": False,
+        "dog": True,
+        "unknown": None,
+    }
+    # the stored masks do not depend on the flags
+    assert not flags["sky"]

@@ -383,3 +383,43 @@ def test_probe_5_19_5_20_bad_rles_lose_only_their_annotation(workspace, tmp_path
         )
         assert np.array_equal(_decode(ent["segmentation"]), want.astype(bool))
     assert any("annotations[0] (id 1)" in m for m in report.totals().messages)
+
+
+@pytest.mark.slow
+def test_subsets_of_an_imported_workspace_keep_thing_stuff(workspace, tmp_path):
+    """Real COCO panoptic imported with ``export convert panoptic``, then ``export subsets`` of
+    the workspace: the panoptic and instance subsets say thing/stuff as COCO does, one segment per
+    stuff class per image, and ``eval --task panoptic`` of the subset against itself counts both
+    things and stuff (issue 16: every class came out a thing)."""
+    from entityseg_data.evaluation.panoptic_eval import evaluate_panoptic_files
+    from entityseg_data.export.subsets import export_subsets
+    from entityseg_data.ingest.importers import import_coco, import_config
+
+    root = realdata("panopticapi_sample") / "sample_data"
+    data = json.loads((root / "panoptic_examples.json").read_text())
+    isthing = {c["name"]: c["isthing"] for c in data["categories"]}
+    cfg = import_config(workspace, overrides={"workers": 1})
+    res = import_coco(
+        workspace,
+        root / "panoptic_examples.json",
+        root / "input_images",
+        panoptic_dir=root / "panoptic_examples",
+        config=cfg,
+    )
+    assert res.images == 2 and not res.problems
+    paths = export_subsets(workspace, tmp_path / "sub", k_instance=50, k_semantic=0, k_panoptic=50)
+    pan = json.loads(paths["panoptic"].read_text())
+    inst = json.loads(paths["instance"].read_text())
+    for sub in (pan, inst):
+        assert {c["name"]: c["isthing"] for c in sub["categories"]} == {
+            c["name"]: isthing[c["name"]] for c in sub["categories"]
+        }
+        assert {c["isthing"] for c in sub["categories"]} == {0, 1}
+    cats = {c["id"]: c for c in pan["categories"]}
+    for a in pan["annotations"]:
+        stuff = [
+            s["category_id"] for s in a["segments_info"] if not cats[s["category_id"]]["isthing"]
+        ]
+        assert stuff and len(stuff) == len(set(stuff))
+    m = evaluate_panoptic_files(paths["panoptic"], paths["panoptic"])
+    assert m["All"]["PQ"] == 1.0 and m["Things"]["n"] > 0 and m["Stuff"]["n"] > 0

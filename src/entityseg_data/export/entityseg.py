@@ -38,10 +38,6 @@ from entityseg_data.masks import rle as rle_utils
 log = logging.getLogger(__name__)
 
 
-def _flag_from_categories(coco: dict[str, Any]) -> dict[int, bool]:
-    return {int(c["id"]): bool(c["isthing"]) for c in coco.get("categories", []) if "isthing" in c}
-
-
 def entity_name(ann: dict[str, Any], categories: dict[int, str] | None = None) -> str:
     """The open-vocabulary name of an annotation (``name``, ``category_id_ori``, else the
     category name when it is not the class-agnostic ``entity``, else ``unknown``)."""
@@ -51,6 +47,31 @@ def entity_name(ann: dict[str, Any], categories: dict[int, str] | None = None) -
         if cat and cat not in ("entity", "thing"):
             name = cat
     return str(name) if name else "unknown"
+
+
+def thing_flags(
+    coco: dict[str, Any], is_thing: Callable[[str], bool | None] | None = None
+) -> dict[str, bool | None]:
+    """Thing (True) / stuff (False) / unknown (None) per entity name (:func:`entity_name`):
+    ``is_thing(name)`` (e.g. the vocabulary), else the entity's own ``kind`` (carried in from COCO
+    panoptic or ADE20K, as in a workspace's COCO view), else its category's ``isthing``; the
+    first annotation of a name that gives a flag decides (the order of the stats class table)."""
+    cat_names = {int(c["id"]): str(c.get("name", "")) for c in coco.get("categories", [])}
+    cat_flag = {
+        int(c["id"]): bool(c["isthing"]) for c in coco.get("categories", []) if "isthing" in c
+    }
+    flags: dict[str, bool | None] = {}
+    for a in coco.get("annotations", []):
+        name = entity_name(a, cat_names)
+        if flags.get(name) is not None:
+            continue
+        flag = is_thing(name) if is_thing is not None else None
+        if flag is None and a.get("kind") in ("thing", "stuff"):
+            flag = a["kind"] == "thing"
+        if flag is None:
+            flag = cat_flag.get(int(a.get("category_id", -1)))
+        flags[name] = flag
+    return flags
 
 
 def to_entityseg(
@@ -64,10 +85,9 @@ def to_entityseg(
     """An EntitySeg-format COCO dict from any COCO instance dict (RLE or polygons; crowd kept
     with ``iscrowd`` 1). Segmentations become compressed RLE; area and bbox are recomputed."""
     cat_names = {int(c["id"]): str(c.get("name", "")) for c in coco.get("categories", [])}
-    cat_flag = _flag_from_categories(coco)
+    flags = thing_flags(coco, is_thing)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in coco["images"]}
     names: Counter[str] = Counter()
-    flags: dict[str, bool | None] = {}
     anns: list[dict[str, Any]] = []
     for a in coco["annotations"]:
         iid = int(a["image_id"])
@@ -78,11 +98,6 @@ def to_entityseg(
         rle_utils.check_size(seg, h, w, where=f"annotation {a.get('id')}")
         name = entity_name(a, cat_names)
         names[name] += 1
-        if flags.get(name) is None:
-            flag = is_thing(name) if is_thing is not None else None
-            if flag is None:
-                flag = cat_flag.get(int(a.get("category_id", -1)))
-            flags[name] = flag
         anns.append(
             {
                 "id": len(anns) + 1,

@@ -12,7 +12,8 @@ name). Names that are not classes are left out: ``unknown``, ``blurred``, ``unna
   image with ``segment id = R + 256 G + 256^2 B`` (0 = void) and a JSON with ``segments_info``
   ``{id, category_id, area, bbox, iscrowd}``; the entities of one *stuff* class in an image are
   merged into one segment (COCO panoptic convention); things stay separate. Thing/stuff comes
-  from ``is_thing(name)``, else the category's ``isthing`` flag, else thing.
+  from ``is_thing(name)``, else the entities' own ``kind`` (a workspace imported from COCO
+  panoptic or ADE20K carries it), else the category's ``isthing`` flag, else thing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from entityseg_data.errors import ConfigError
-from entityseg_data.export.entityseg import entity_name
+from entityseg_data.export.entityseg import entity_name, thing_flags
 from entityseg_data.io import atomic_open, atomic_write_json
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.rle import label_map_t
@@ -74,10 +75,11 @@ def rank_classes(
 def _thing_flags(
     coco: dict[str, Any], classes: Sequence[str], is_thing: Callable[[str], bool | None] | None
 ) -> dict[str, bool]:
+    known = thing_flags(coco, is_thing)
     by_name = {str(c.get("name")): c for c in coco.get("categories", [])}
     out = {}
     for n in classes:
-        flag = is_thing(n) if is_thing is not None else None
+        flag = known.get(n)
         if flag is None and n in by_name and "isthing" in by_name[n]:
             flag = bool(by_name[n]["isthing"])
         out[n] = True if flag is None else bool(flag)
