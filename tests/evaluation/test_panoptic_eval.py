@@ -440,3 +440,40 @@ def test_real_sample_equal_torchmetrics(tmp_path):
         got = (by_id[cid]["PQ"], by_id[cid]["SQ"], by_id[cid]["RQ"])
         assert got == pytest.approx(tuple(row), abs=1e-6), cid
     assert 0.2 < ours["All"]["PQ"] < 1.0
+
+
+@pytest.mark.slow
+def test_equal_to_the_panopticapi_package(tmp_path):
+    """Against panopticapi's own ``pq_compute`` rather than the port above, where it is installed
+    (not a dependency: its PyPI packaging ``panopticapi-lite`` pins numpy < 2, and the code runs on
+    numpy 2: ``pip install --no-deps panopticapi-lite``): random sets, panopticapi's real sample
+    perturbed, and the 100 real COCO train2017 panoptic images perturbed."""
+    pq_eval = pytest.importorskip("panopticapi.evaluation")
+    import contextlib
+    import io
+
+    def check(gt_path: Path, pred_path: Path, gt_dir: Path, pred_dir: Path) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ref = pq_eval.pq_compute(str(gt_path), str(pred_path), str(gt_dir), str(pred_dir))
+        ours = evaluate_panoptic_files(gt_path, pred_path, gt_folder=gt_dir, pred_folder=pred_dir)
+        for name in ("All", "Things", "Stuff"):
+            assert ours[name]["n"] == ref[name]["n"]
+            for key in ("PQ", "SQ", "RQ"):
+                assert ours[name][key] == pytest.approx(ref[name][key.lower()], abs=1e-12)
+        by_id = {v["id"]: v for v in ours["per_category"].values()}
+        for cid, r in ref["per_class"].items():
+            for key in ("PQ", "SQ", "RQ"):
+                assert by_id[int(cid)][key] == pytest.approx(r[key.lower()], abs=1e-12)
+
+    for seed in range(2):
+        gt, pred = random_panoptic(tmp_path / f"r{seed}", seed)
+        check(gt, pred, gt.with_suffix(""), pred.with_suffix(""))
+    for name, json_name, png_dir in (
+        ("panopticapi_sample/sample_data", "panoptic_examples.json", "panoptic_examples"),
+        ("coco_panoptic_train100", "panoptic_train2017.json", "panoptic_train2017"),
+    ):
+        folder = realdata(name)
+        pred = _perturbed_real_predictions(
+            folder / json_name, folder / png_dir, tmp_path / name.split("/")[0], 1
+        )
+        check(folder / json_name, pred, folder / png_dir, pred.with_suffix(""))
