@@ -280,7 +280,8 @@ def plot_rounds(report: RoundsReport, out_dir: Path) -> dict[str, Path]:
         ax.set_title(title + sim, fontsize=9)
     fig.tight_layout()
     paths["time"] = out_dir / "rounds_time.png"
-    fig.savefig(paths["time"])
+    with atomic_open(paths["time"], "wb") as fh:
+        fig.savefig(fh, format="png")
 
     fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2), 3.6), dpi=110)
     ax = fig.subplots()
@@ -306,7 +307,8 @@ def plot_rounds(report: RoundsReport, out_dir: Path) -> dict[str, Path]:
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     paths["edits"] = out_dir / "rounds_edits.png"
-    fig.savefig(paths["edits"])
+    with atomic_open(paths["edits"], "wb") as fh:
+        fig.savefig(fh, format="png")
 
     fig = Figure(figsize=(max(5.0, 1.2 * len(report.versions) + 2.5), 3.6), dpi=110)
     ax = fig.subplots()
@@ -323,7 +325,8 @@ def plot_rounds(report: RoundsReport, out_dir: Path) -> dict[str, Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths["seed"] = out_dir / "rounds_seed.png"
-    fig.savefig(paths["seed"])
+    with atomic_open(paths["seed"], "wb") as fh:
+        fig.savefig(fh, format="png")
     return paths
 
 

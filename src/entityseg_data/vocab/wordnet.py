@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
+
+from entityseg_data.io import atomic_copy, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,13 @@ def prepare_nltk_data(dest: Path | None = None, source: Path | None = None) -> P
     if src is None:
         return None
     target.mkdir(parents=True, exist_ok=True)
+    # every file lands whole (its own temporary name, then a rename), lexnames last: a killed
+    # or concurrent preparation (two test workers, two commands) never leaves a torn file behind
+    # the completeness check above
     for name in WNDB_FILES:
         if (src / name).exists():
-            shutil.copyfile(src / name, target / f".{name}.tmp")
-            os.replace(target / f".{name}.tmp", target / name)
-    (target / "lexnames").write_text(lexnames_text())
+            atomic_copy(src / name, target / name)
+    atomic_write_text(target / "lexnames", lexnames_text())
     return dest
 
 

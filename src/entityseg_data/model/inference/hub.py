@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from entityseg_data.errors import CheckpointError, ConfigError, OfflineError
+from entityseg_data.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def _show_notice(name: str, root: Path) -> None:
         return
     log.warning(LICENSE_NOTICE.format(name=name, repo=REPO_ID))
     root.mkdir(parents=True, exist_ok=True)
-    marker.write_text(LICENSE_NOTICE.format(name=name, repo=REPO_ID) + "\n")
+    atomic_write_text(marker, LICENSE_NOTICE.format(name=name, repo=REPO_ID) + "\n")
 
 
 def _endpoint() -> str:

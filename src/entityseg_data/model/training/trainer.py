@@ -26,6 +26,7 @@ from torch import nn
 
 from entityseg_data.config import to_dict
 from entityseg_data.errors import CheckpointError, ConfigError
+from entityseg_data.io import atomic_write_text
 from entityseg_data.model.config import ModelConfig
 from entityseg_data.model.training.checkpoint import (
     export_model,
@@ -106,7 +107,8 @@ class MetricsWriter:
                     continue
                 if int(rec.get("iter", 0)) <= resume_from:
                     keep.append(line)
-            path.write_text("".join(k + "\n" for k in keep))
+            # atomically: a failure or a kill here must not lose the lines kept
+            atomic_write_text(path, "".join(k + "\n" for k in keep))
         self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self.tb = None
         if tensorboard:
@@ -366,7 +368,9 @@ class Trainer:
         )
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+            atomic_write_text(
+                self.out_dir / "train_config.json", json.dumps(to_dict(cfg), indent=2)
+            )
         result = TrainResult(
             iteration=self.start_iter,
             start_iteration=self.start_iter,
