@@ -151,18 +151,43 @@ def test_ingest_ade20k_both_layouts_store_kinds(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("ADE20K_2021_SAMPLE"), reason="ADE20K_2021_SAMPLE not set")
 def test_real_ade20k_2021_sample():
-    """On real files (the CSAILVision/ADE20K repository's ``dataset/ADE20K_2021_17_01``, set
-    ADE20K_2021_SAMPLE to it): one entity per whole object of each JSON."""
+    """On real files: set ADE20K_2021_SAMPLE to the ``dataset/ADE20K_2021_17_01`` folder of the
+    CSAILVision/ADE20K repository (3 street images, 1467-1650 x 2048-2200, with ``_seg.png``,
+    JSON and instance PNGs; not bundled: ADE20K's terms, and shared/realdata holds COCO only). Each
+    entity is one region of the official decoding (``utils_ade20k.loadAde20K``: class
+    ``R / 10 * 256 + G``, instance = the index of ``B`` among its values), named like its JSON
+    object; together they cover every object pixel, one entity per whole object."""
     import json
+
+    from PIL import Image
+
+    from entityseg_data.ingest.sources.ade20k import first_synonym
 
     root = Path(os.environ["ADE20K_2021_SAMPLE"])
     items = list(Ade20kSource(root=root).items())
     assert items
+    kinds = {}
     for item in items:
-        from PIL import Image
-
         w, h = Image.open(item.path).size
         pre = item.pre_annotation(h, w, 1)
+        seg = np.asarray(Image.open(Path(item.path).with_name(Path(item.path).stem + "_seg.png")))
+        seg = seg.astype(np.int64)
+        cls = seg[..., 0] // 10 * 256 + seg[..., 1]
+        inst = np.unique(seg[..., 2], return_inverse=True)[1].reshape(cls.shape)
         ann = json.loads(Path(item.path).with_suffix(".json").read_bytes())["annotation"]
         whole = [o for o in ann["object"] if o["parts"]["part_level"] == 0]
-        assert len(pre.entities) == len(whole)
+        names = {o["name_ndx"]: first_synonym(o["name"]) for o in whole}
+        assert len(pre.entities) == len(whole) == np.unique(inst[cls > 0]).size
+        covered = np.zeros(cls.shape, bool)
+        for e in pre.entities:
+            m = rle_utils.decode(e["segmentation"]).astype(bool)
+            assert not (covered & m).any()
+            covered |= m
+            (c,), (b,) = np.unique(cls[m]), np.unique(inst[m])
+            assert np.array_equal(m, (cls == c) & (inst == b))
+            assert (e["category_id"], e["name"]) == (c, names[c])
+            kinds[e["name"]] = e.get("kind")
+        assert np.array_equal(covered, cls > 0)
+    # kinds from the ADE150 table where the name is an ADE150 class
+    assert {kinds[n] for n in ("wall", "sky", "road") if n in kinds} == {"stuff"}
+    assert {kinds[n] for n in ("person", "car") if n in kinds} == {"thing"}
