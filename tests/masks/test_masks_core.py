@@ -105,6 +105,13 @@ def test_multi_mask_paths_equal_pycocotools():
             smaller[ms[i] > 0] = i + 1
         got = rle.rles_to_label_map(rl, h, w, policy="smaller_wins")
         np.testing.assert_array_equal(got, smaller)
+        earlier = np.zeros((h, w), np.uint16)
+        for i, m in enumerate(ms):
+            earlier[(m > 0) & (earlier == 0)] = i + 1
+        got = rle.rles_to_label_map(rl, h, w, policy="earlier_wins")
+        np.testing.assert_array_equal(got, earlier)
+        for policy, want in (("later_wins", later), ("earlier_wins", earlier)):
+            np.testing.assert_array_equal(R.paint_masks(ms, policy=policy), want)
         rs = rle.runs_many(rl)
         for i in range(n):
             for j in range(n):
@@ -250,8 +257,25 @@ def test_paint_with_a_custom_rule_and_overlap_reports():
     ]
     with pytest.raises(OverlapError, match="1&2 \\(4 px\\)"):
         R.paint([a, b], 16)
+    np.testing.assert_array_equal(
+        R.paint([a, b], 16, policy="earlier_wins"), [1] * 5 + [2] * 5 + [1] * 5 + [0]
+    )
     with pytest.raises(ValueError, match="unknown overlap policy"):
         R.paint([a, b], 16, policy="bigger_wins")  # type: ignore[arg-type]
+
+
+def test_paint_masks_checks_shapes_and_names_the_mask():
+    """Dense masks -> label map (row-major): every mask the same shape, the one that differs
+    named; no masks needs a size."""
+    a = np.zeros((3, 4), bool)
+    a[0] = True
+    lm = R.paint_masks([a, np.ones((3, 4))], policy="earlier_wins", dtype=np.int32)
+    assert lm.dtype == np.int32 and lm[0].tolist() == [1] * 4 and (lm[1:] == 2).all()
+    with pytest.raises(DataError, match=r"rec \[b\] has shape \(2, 4\), expected \(3, 4\)"):
+        R.paint_masks([a, np.ones((2, 4))], where=["rec [a]", "rec [b]"])
+    with pytest.raises(DataError, match="no masks"):
+        R.paint_masks([])
+    assert R.paint_masks([], shape=(2, 3)).shape == (2, 3)
 
 
 def test_brush_builders_equal_the_dense_encoder():

@@ -37,6 +37,7 @@ from entityseg_data.annotation.labelstudio import configs
 from entityseg_data.annotation.labelstudio.format import brush_rle_result, label_map_adjacency
 from entityseg_data.errors import DataError
 from entityseg_data.masks.brush import brush_rles_of_label_map
+from entityseg_data.masks.runs import paint_masks
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,15 @@ def as_label_map(output: Any, height: int, width: int) -> tuple[np.ndarray, np.n
         lm, scores = output[0], np.asarray(output[1], dtype=np.float64)
     else:
         pairs = list(output)
-        lm = np.zeros((height, width), np.int32)
-        scores = np.zeros(len(pairs))
-        for i, (mask, score) in enumerate(pairs):  # later masks do not overwrite earlier ones
-            m = np.asarray(mask).astype(bool) & (lm == 0)
-            lm[m] = i + 1
-            scores[i] = float(score)
+        # the mask core's label map; later masks do not overwrite earlier ones
+        lm = paint_masks(
+            (mask for mask, _ in pairs),
+            shape=(height, width),
+            policy="earlier_wins",
+            dtype=np.int32,
+            where="segmenter output",
+        )
+        scores = np.array([float(score) for _, score in pairs], dtype=np.float64)
     if lm.shape != (height, width):
         raise DataError(f"segmenter returned a {lm.shape} label map for a {height}x{width} image")
     return lm, scores

@@ -26,12 +26,12 @@ and loops forever on counts that do not add up).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from entityseg_data.errors import OverlapError, RLEError
+from entityseg_data.errors import DataError, OverlapError, RLEError
 
 #: 5-bit groups per count at most: 7 groups hold +-2^34, more than any image has pixels
 #: (pycocotools' encoder never writes more for counts below 2^32; longer numbers would overflow).
@@ -383,8 +383,8 @@ def _conflicting(s: np.ndarray, e: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- label maps
-OverlapPolicy = Literal["reject", "later_wins", "smaller_wins"]
-OVERLAP_POLICIES: tuple[str, ...] = ("reject", "later_wins", "smaller_wins")
+OverlapPolicy = Literal["reject", "later_wins", "earlier_wins", "smaller_wins"]
+OVERLAP_POLICIES: tuple[str, ...] = ("reject", "later_wins", "earlier_wins", "smaller_wins")
 
 
 @runtime_checkable
@@ -401,18 +401,9 @@ class OverlapRule(Protocol):
     def pieces(self, regions: Sequence[Runs]) -> Sequence[Sequence[tuple[Runs, float]]]: ...
 
 
-def _policy_pieces(
-    regions: Sequence[Runs], policy: OverlapPolicy | OverlapRule
-) -> list[list[tuple[Runs, float]]]:
-    if isinstance(policy, str):
-        if policy == "later_wins" or policy == "reject":
-            return [[(r, 0.0)] for r in regions]
-        if policy == "smaller_wins":
-            return [[(r, -float(r.area))] for r in regions]
-        raise ValueError(
-            f"unknown overlap policy {policy!r} (one of {', '.join(OVERLAP_POLICIES)})"
-        )
-    out = [list(p) for p in policy.pieces(regions)]
+def _rule_pieces(regions: Sequence[Runs], rule: OverlapRule) -> list[list[tuple[Runs, float]]]:
+    """The pieces of an :class:`OverlapRule` (the named policies are painted without pieces)."""
+    out = [list(p) for p in rule.pieces(regions)]
     if len(out) != len(regions):
         raise ValueError(f"overlap rule gave pieces for {len(out)} of {len(regions)} regions")
     return out
@@ -437,7 +428,8 @@ def paint(
 
     Overlaps follow ``policy``: ``"reject"`` raises :class:`~entityseg_data.errors.OverlapError`
     (its ``pairs`` hold the overlapping region indices and pixels), ``"later_wins"`` paints in
-    order, ``"smaller_wins"`` lets the region of fewer pixels keep the pixel (ties: the later),
+    order, ``"earlier_wins"`` in reverse order (the first region covering a pixel keeps it),
+    ``"smaller_wins"`` lets the region of fewer pixels keep the pixel (ties: the later),
     an :class:`OverlapRule` decides by piece priority. Disjoint regions cost one ``np.repeat``
     whatever their number; only runs that overlap are painted one by one.
     """
@@ -455,11 +447,12 @@ def paint(
                 f"unknown overlap policy {policy!r} (one of {', '.join(OVERLAP_POLICIES)})"
             )
         sizes = np.fromiter((r.starts.size for r in regions), np.int64, n)
-        prio = (
-            np.zeros(n)
-            if policy != "smaller_wins"
-            else -np.fromiter((r.area for r in regions), np.float64, n)
-        )
+        if policy == "smaller_wins":
+            prio = -np.fromiter((r.area for r in regions), np.float64, n)
+        elif policy == "earlier_wins":
+            prio = -np.arange(n, dtype=np.float64)
+        else:
+            prio = np.zeros(n)
         s_l = [r.starts for r in regions]
         e_l = [r.ends for r in regions]
         v_l = [np.repeat(vals, sizes)]
@@ -467,7 +460,7 @@ def paint(
         i_l = [np.repeat(np.arange(n, dtype=np.int64), sizes)]
     else:
         s_l, e_l, v_l, p_l, i_l = [], [], [], [], []
-        for i, plist in enumerate(_policy_pieces(regions, policy)):
+        for i, plist in enumerate(_rule_pieces(regions, policy)):
             for runs, pr in plist:
                 k = runs.starts.size
                 s_l.append(runs.starts)
@@ -512,6 +505,42 @@ def paint(
         for j in np.lexsort((idx, p)).tolist():  # ascending priority, then region order
             flat[hs[j] : he[j]] = hv[j]
     return flat
+
+
+def paint_masks(
+    masks: Iterable[np.ndarray],
+    *,
+    shape: tuple[int, int] | None = None,
+    policy: OverlapPolicy | OverlapRule = "reject",
+    values: Sequence[int] | np.ndarray | None = None,
+    dtype: type | np.dtype | None = None,
+    where: str | RecordNames = "",
+) -> np.ndarray:
+    """(H, W) label map of dense (H, W) masks (nonzero = inside): :func:`paint` of their
+    row-major runs, mask ``i`` painted with ``values[i]`` (default ``i + 1``) under ``policy``.
+
+    The masks are read one at a time and only their runs kept (never a stack of masks).
+    ``shape``: the (H, W) every mask must have (default: the first mask's; needed when there
+    may be no mask). ``where``: a name for messages, or one per mask. Raises
+    :class:`~entityseg_data.errors.DataError` naming the mask whose shape differs.
+    """
+    label = where if isinstance(where, str) else ""
+    regions: list[Runs] = []
+    for i, m in enumerate(masks):
+        a = np.asarray(m)
+        if shape is None and a.ndim == 2:
+            shape = (int(a.shape[0]), int(a.shape[1]))
+        if shape is None or a.shape != tuple(shape):
+            name = f"{_prefix(label)}mask {i}" if isinstance(where, str) else where[i]
+            expected = "(H, W)" if shape is None else f"{tuple(shape)}"
+            raise DataError(f"{name} has shape {a.shape}, expected {expected}")
+        regions.append(runs_of_mask(a))
+    if shape is None:
+        raise DataError(f"{_prefix(label)}no masks and no size")
+    h, w = shape
+    return paint(regions, h * w, policy=policy, values=values, dtype=dtype, where=label).reshape(
+        h, w
+    )
 
 
 def label_runs(flat: np.ndarray, labels: Sequence[int] | None = None) -> dict[int, Runs]:
@@ -643,6 +672,7 @@ __all__ = [
     "overlap_pairs",
     "overlap_pixels",
     "paint",
+    "paint_masks",
     "runs_of_mask",
     "runs_to_counts",
     "transpose",

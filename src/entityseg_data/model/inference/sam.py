@@ -29,6 +29,7 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks.rle import label_map_to_rles
+from entityseg_data.masks.runs import paint_masks
 from entityseg_data.model.inference.result import SegmentationResult
 
 
@@ -113,16 +114,16 @@ def sam_to_result(
         return _empty(height, width, source)
     scores = np.array([record_score(r, score_key) for r in records], dtype=np.float64)
     order = np.argsort(scores, kind="stable")  # ascending: the highest score is painted last
-    label_map: np.ndarray | None = None
-    for k in order:
-        m = _record_mask(records[k], height, width, where=f"SAM record [{k}]")
-        if label_map is None:
-            label_map = np.zeros(m.shape, dtype=np.uint16)
-            height, width = m.shape
-        elif m.shape != label_map.shape:
-            raise DataError(f"SAM mask {k} is {m.shape}, the first was {label_map.shape}")
-        label_map[m] = k + 1
-    assert label_map is not None
+    shape = None if height is None or width is None else (height, width)
+    # the mask core's label map (record k -> k + 1), masks decoded one at a time
+    label_map = paint_masks(
+        (_record_mask(records[k], height, width, where=f"SAM record [{k}]") for k in order),
+        shape=shape,
+        policy="later_wins",
+        values=order + 1,
+        dtype=np.uint16,
+        where=[f"SAM record [{k}]" for k in order],
+    )
     areas_all = np.bincount(label_map.ravel(), minlength=len(records) + 1)[1:]
     keep = np.nonzero(areas_all >= max(1, int(min_area)))[0]
     keep = keep[np.lexsort((keep, -scores[keep]))]
