@@ -140,6 +140,29 @@ def test_exported_real_subset_and_files(tmp_path):
     for key in ("mIoU", "fwIoU", "mAcc", "pAcc"):
         assert m[key] == pytest.approx(ref[key], abs=1e-12), key
     assert m["task"] == "semantic" and 0.3 < m["mIoU"] < 1.0
+    # the same real pairs against torchmetrics (its predictions must lie in 0..K-1: the rolled-in
+    # ignore pixels become class 0)
+    torch = pytest.importorskip("torch")
+    tmc = pytest.importorskip("torchmetrics.classification")
+    ignore = meta["ignore_value"]
+    tms = {
+        "mIoU": tmc.MulticlassJaccardIndex(k, average="macro", ignore_index=ignore),
+        "fwIoU": tmc.MulticlassJaccardIndex(k, average="weighted", ignore_index=ignore),
+        "pAcc": tmc.MulticlassAccuracy(k, average="micro", ignore_index=ignore),
+        "mAcc": tmc.MulticlassAccuracy(k, average="macro", ignore_index=ignore),
+    }
+    ev = SemanticEvaluator([c["name"] for c in meta["classes"]], ignore_value=ignore)
+    for i, (g, p) in enumerate(pairs):
+        p = np.where(p == ignore, 0, p)
+        ev.process(i, g, p)
+        for metric in tms.values():
+            metric.update(
+                torch.from_numpy(p.astype(np.int64)), torch.from_numpy(g.astype(np.int64))
+            )
+    ours = ev.evaluate()
+    assert all(v["gt_pixels"] > 0 for v in ours["per_class"].values())  # every class in the GT
+    for key, metric in tms.items():
+        assert ours[key] == pytest.approx(float(metric.compute()), abs=1e-6), key
     # bad input: a missing prediction, a GT value that is no class
     first = next(iter(meta["files"].values())).split("/")[-1]
     (pred_dir / first).unlink()
