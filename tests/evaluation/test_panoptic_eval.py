@@ -331,7 +331,8 @@ def test_real_coco_train100_equal_panopticapi(tmp_path):
     gt_dir = folder / "panoptic_train2017"
     data = json.loads(gt_json.read_text())
     data["annotations"] = data["annotations"][:30]
-    data["images"] = data["images"][:30]
+    kept = {a["image_id"] for a in data["annotations"]}  # a GT lists its annotations' images
+    data["images"] = [im for im in data["images"] if im["id"] in kept]
     sub = tmp_path / "gt30.json"
     sub.write_text(json.dumps(data))
     pred = _perturbed_real_predictions(sub, gt_dir, tmp_path / "pred", 5)

@@ -14,7 +14,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from entityseg_data.errors import DataError
-from entityseg_data.io.coco import read_coco, read_panoptic_png
+from entityseg_data.io.coco import read_coco, read_panoptic, read_panoptic_png, read_results
 
 REAL = Path(os.environ.get("ENTITYSEG_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 REAL = REAL / "realdata"
@@ -212,3 +212,53 @@ def test_panoptic_records_are_checked(tmp_path):
     bad["annotations"][0]["segments_info"].append(bad["annotations"][0]["segments_info"][0])
     with pytest.raises(DataError, match="duplicate segment id"):
         read_coco(bad)
+
+
+def test_results_are_typed_and_checked_against_the_ground_truth(tmp_path):
+    """A COCO results file: one reader for the class-agnostic and class-aware evaluations; every
+    problem one DataError naming the file and the result."""
+    gt = probe_gt()
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    res = [dict(a, score=0.5 + 0.1 * k) for k, a in enumerate(gt["annotations"])]
+    for a in res:
+        a.pop("id")
+    path = _write(tmp_path, "res.json", res)
+    got = read_results(path, sizes)
+    assert [r.image_id for r in got] == [1, 1, 2, 2]
+    assert [r.segmentation for r in got] == [a["segmentation"] for a in gt["annotations"]]
+    assert [r.score for r in got] == pytest.approx([0.5, 0.6, 0.7, 0.8])
+    assert read_results({"annotations": res}, sizes, categories={1}) == got
+    unknown = [dict(res[0], image_id=7)]
+    with pytest.raises(DataError, match=r"res.json: prediction \[0\] \(image_id 7\): unknown"):
+        read_results(_write(tmp_path, "res.json", unknown), sizes)
+    with pytest.raises(DataError, match=r"prediction \[1\] \(image_id 1\): category id 5"):
+        read_results([res[0], dict(res[1], category_id=5)], sizes, categories={1})
+    with pytest.raises(DataError, match="missing category_id \\(a result needs 'image_id', 'cat"):
+        read_results(
+            [{k: v for k, v in res[0].items() if k != "category_id"}], sizes, categories={1}
+        )
+    with pytest.raises(DataError, match="'image_id' must be an integer, got '1'"):
+        read_results([dict(res[0], image_id="1")], sizes)
+    with pytest.raises(DataError, match=r"\(image_id 2\): RLE size 20x30 differs.* 21x30"):
+        read_results([res[2]], {1: (20, 30), 2: (21, 30)})
+    with pytest.raises(DataError, match="COCO results format"):
+        read_results({"images": []}, sizes)
+
+
+def test_panoptic_predictions_need_only_their_annotations(tmp_path):
+    seg = {"id": 5, "category_id": 1, "iscrowd": 0}
+    pred = {"annotations": [{"image_id": 1, "file_name": "1.png", "segments_info": [seg]}]}
+    ds = read_panoptic(_write(tmp_path, "pred.json", pred))
+    (p,) = ds.panoptic
+    assert (p.image_id, p.file_name, [s.id for s in p.segments]) == (1, "1.png", [5])
+    pred["annotations"].append(pred["annotations"][0])
+    with pytest.raises(DataError, match=r"pred.json: annotations\[1\].*a second panoptic"):
+        read_panoptic(_write(tmp_path, "pred.json", pred))
+    with_images = {
+        "images": [{"id": 2, "height": 4, "width": 4}],
+        "annotations": pred["annotations"][:1],
+    }
+    with pytest.raises(DataError, match=r"annotations\[0\] \(image_id 1\): unknown image id 1"):
+        read_panoptic(with_images)
+    with pytest.raises(DataError, match="needs an 'annotations' list"):
+        read_panoptic({"images": []})

@@ -29,7 +29,7 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.evaluation.image_eval import GTImage, PredImage
 from entityseg_data.io import files as io_files
-from entityseg_data.io.coco import CocoDataset, checked_rle, checked_rles, read_coco
+from entityseg_data.io.coco import CocoDataset, checked_rle, read_coco, read_results
 from entityseg_data.masks import rle as rle_utils
 
 
@@ -44,19 +44,6 @@ class GTSet:
     @property
     def image_ids(self) -> list[int]:
         return sorted(self.images)
-
-
-def read_json(source: str | Path | Any, what: str) -> tuple[Any, str]:
-    """(parsed JSON, name for messages) of a path, or the object itself."""
-    if isinstance(source, str | Path):
-        return io_files.read_json(source, what), str(source)
-    return source, f"<{what}>"
-
-
-def _int(value: Any, where: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise DataError(f"{where}: '{name}' must be an integer, got {value!r}")
-    return int(value)
 
 
 def _segmentation(seg: Any, h: int, w: int, where: str) -> dict[str, Any]:
@@ -111,37 +98,15 @@ def load_predictions(
     source: str | Path | list[Any] | Mapping[str, Any], gt: GTSet
 ) -> dict[int, PredImage | LabelMapRef]:
     """Predictions by image id (every GT image present, possibly empty), validated against
-    ``gt``. ``source``: results JSON path/list/dict or a label-map PNG folder."""
+    ``gt``. ``source``: results JSON path/list/dict (read by the strict
+    :func:`entityseg_data.io.coco.read_results`) or a label-map PNG folder."""
     if isinstance(source, str | Path) and Path(source).is_dir():
         return load_label_map_folder(Path(source), gt)
-    data, name = read_json(source, "predictions")
-    if isinstance(data, Mapping) and isinstance(data.get("annotations"), list):
-        data = data["annotations"]
-    if not isinstance(data, list):
-        raise DataError(f"{name}: predictions must be a list of results (COCO results format)")
+    sizes = {iid: (g.height, g.width) for iid, g in gt.images.items()}
     per: dict[int, tuple[list, list]] = {i: ([], []) for i in gt.images}
-    items: list[tuple[Any, int, int]] = []
-    meta: list[tuple[int, str, float]] = []
-    for i, p in enumerate(data):
-        where = f"{name}: prediction [{i}]"
-        if not isinstance(p, Mapping):
-            raise DataError(f"{where}: not an object")
-        if "image_id" not in p or "segmentation" not in p or "score" not in p:
-            raise DataError(f"{where}: needs 'image_id', 'segmentation' and 'score'")
-        iid = _int(p["image_id"], where, "image_id")
-        where += f" (image_id {iid})"
-        if iid not in gt.images:
-            raise DataError(f"{where}: unknown image id {iid} (not in the ground truth)")
-        g = gt.images[iid]
-        score = _score(p["score"], where)
-        items.append((p["segmentation"], g.height, g.width))
-        meta.append((iid, where, score))
-    # every RLE string decoded in one vectorised pass by the strict decoder
-    for rle, (iid, where, score) in zip(checked_rles(items), meta, strict=True):
-        if isinstance(rle, DataError):
-            raise DataError(f"{where}: {rle}")
-        per[iid][0].append(rle)
-        per[iid][1].append(score)
+    for r in read_results(source, sizes):
+        per[r.image_id][0].append(r.segmentation)
+        per[r.image_id][1].append(r.score)
     return {
         iid: PredImage(rles=tuple(r), scores=np.asarray(s, dtype=np.float64))
         for iid, (r, s) in per.items()
@@ -209,7 +174,7 @@ def load_label_map_folder(folder: Path, gt: GTSet) -> dict[int, PredImage | Labe
     scores_all: dict[str, Any] = {}
     sp = folder / "scores.json"
     if sp.exists():
-        scores_all, _ = read_json(sp, "scores")
+        scores_all = io_files.read_json(sp, "scores")
         if not isinstance(scores_all, Mapping):
             raise DataError(f"{sp}: must map file stems to {{label: score}} objects")
     out: dict[int, PredImage | LabelMapRef] = {iid: PredImage() for iid in gt.images}

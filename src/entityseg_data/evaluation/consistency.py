@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 
 from entityseg_data.errors import ConfigError, DataError
-from entityseg_data.evaluation.coco_io import gt_set, read_json
+from entityseg_data.evaluation.coco_io import gt_set
 from entityseg_data.evaluation.image_eval import GTImage, PredImage, evaluate_pair, mask_ious
 from entityseg_data.evaluation.matching import Params, accumulate, average_precision
 from entityseg_data.io.coco import read_coco
+from entityseg_data.io.files import json_source
 
 if TYPE_CHECKING:
     from entityseg_data.workspace import Workspace
@@ -141,7 +142,7 @@ def load_annotator_sets(
                 raise DataError(f"{src}: no stage-{stage} annotation files of {ann!r}")
             sets.append(_from_coco(coco, ann))
             continue
-        data, where = read_json(src, "annotations")
+        data, where = json_source(src, "annotations")
         label = Path(src).stem if isinstance(src, str | Path) else where
         if _is_ls_export(data):
             from entityseg_data.annotation.labelstudio.format import ls_export_to_annotations

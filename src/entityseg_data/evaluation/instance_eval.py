@@ -17,7 +17,6 @@ any COCO file works); predictions = a COCO results JSON ``[{"image_id", "categor
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,49 +277,21 @@ def load_instance_gt(source: str | Path | Mapping[str, Any]) -> InstanceGTSet:
     return InstanceGTSet(images=dict(sorted(images.items())), categories=cats, source=ds.source)
 
 
-def _number(value: Any, where: str, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DataError(f"{where}: '{key}' must be a finite number, got {value!r}")
-    return float(value)
-
-
 def load_instance_predictions(
     source: str | Path | list[Any] | Mapping[str, Any], gt: InstanceGTSet
 ) -> dict[int, InstancePred]:
     """Detections by image id (every GT image present) from a COCO results JSON (path, list,
-    or a dict with the list under ``annotations``), validated against ``gt``."""
-    from entityseg_data.io.coco import checked_rle
-    from entityseg_data.io.files import read_json
+    or a dict with the list under ``annotations``), read by the strict
+    :func:`entityseg_data.io.coco.read_results` against ``gt`` (every result needs a GT
+    ``category_id``)."""
+    from entityseg_data.io.coco import read_results
 
-    if isinstance(source, str | Path):
-        data, name = read_json(source, "predictions"), str(source)
-    else:
-        data, name = source, "<predictions>"
-    if isinstance(data, Mapping) and isinstance(data.get("annotations"), list):
-        data = data["annotations"]
-    if not isinstance(data, list):
-        raise DataError(f"{name}: predictions must be a list of results (COCO results format)")
+    sizes = {iid: (g.height, g.width) for iid, g in gt.images.items()}
     per: dict[int, tuple[list, list, list]] = {i: ([], [], []) for i in gt.images}
-    for i, p in enumerate(data):
-        where = f"{name}: prediction [{i}]"
-        if not isinstance(p, Mapping):
-            raise DataError(f"{where}: not an object")
-        missing = [k for k in ("image_id", "category_id", "segmentation", "score") if k not in p]
-        if missing:
-            raise DataError(f"{where}: missing {', '.join(missing)}")
-        iid, cid = p["image_id"], p["category_id"]
-        if iid not in gt.images:
-            raise DataError(f"{where}: unknown image id {iid!r} (not in the ground truth)")
-        if cid not in gt.categories:
-            raise DataError(f"{where}: category id {cid!r} is not a GT category")
-        g = gt.images[iid]
-        try:
-            rle = checked_rle(p["segmentation"], g.height, g.width)
-        except DataError as exc:
-            raise DataError(f"{where} (image_id {iid}): {exc}") from None
-        per[iid][0].append(rle)
-        per[iid][1].append(_number(p["score"], where, "score"))
-        per[iid][2].append(int(cid))
+    for r in read_results(source, sizes, categories=gt.categories):
+        per[r.image_id][0].append(r.segmentation)
+        per[r.image_id][1].append(r.score)
+        per[r.image_id][2].append(r.category_id)
     return {
         iid: InstancePred(
             rles=tuple(r), scores=np.asarray(s, np.float64), category_ids=np.asarray(c, np.int64)

@@ -39,20 +39,15 @@ import numpy as np
 import numpy.typing as npt
 
 from entityseg_data.errors import DataError
+from entityseg_data.io.coco import PanopticSegment, read_panoptic
 
 VERSION = 1
 STRIPE_PIXELS = 1 << 20
 
 
-@dataclass(frozen=True)
-class Segment:
-    """One ``segments_info`` entry: ``id`` (PNG id), ``category_id``, ``iscrowd``, ``area`` (the
-    JSON's, or None)."""
-
-    id: int
-    category_id: int
-    iscrowd: bool = False
-    area: float | None = None
+#: One ``segments_info`` entry: ``id`` (PNG id), ``category_id``, ``iscrowd``, ``area`` (the
+#: JSON's, or None); the record the COCO reader returns.
+Segment = PanopticSegment
 
 
 @dataclass(frozen=True)
@@ -310,45 +305,6 @@ class PanopticEvaluator:
 
 
 # ------------------------------------------------------------------------------------ files
-def _segments(infos: Any, where: str) -> tuple[Segment, ...]:
-    if not isinstance(infos, list):
-        raise DataError(f"{where}: 'segments_info' must be a list")
-    out = []
-    seen = set()
-    for k, s in enumerate(infos):
-        w = f"{where} segments_info[{k}]"
-        if not isinstance(s, Mapping) or "id" not in s or "category_id" not in s:
-            raise DataError(f"{w}: needs 'id' and 'category_id'")
-        sid, cid = s["id"], s["category_id"]
-        if isinstance(sid, bool) or not isinstance(sid, int) or not 0 < sid < 1 << 24:
-            raise DataError(f"{w}: segment id must be an integer in 1..2^24-1, got {sid!r}")
-        if isinstance(cid, bool) or not isinstance(cid, int):
-            raise DataError(f"{w}: category_id must be an integer, got {cid!r}")
-        if sid in seen:
-            raise DataError(f"{w}: duplicate segment id {sid}")
-        seen.add(sid)
-        area = s.get("area")
-        out.append(
-            Segment(
-                id=sid,
-                category_id=cid,
-                iscrowd=bool(s.get("iscrowd", 0)),
-                area=float(area)
-                if isinstance(area, int | float) and not isinstance(area, bool)
-                else None,
-            )
-        )
-    return tuple(out)
-
-
-def _panoptic_json(source: str | Path | Mapping[str, Any], what: str) -> tuple[Any, str]:
-    from entityseg_data.io.files import read_json
-
-    if isinstance(source, str | os.PathLike):
-        return read_json(source, what), str(source)
-    return source, f"<{what}>"
-
-
 def default_png_folder(json_path: str | Path) -> Path:
     """panopticapi's default PNG folder of ``X.json``: ``X`` (``export subsets`` writes
     ``panoptic.json`` beside ``panoptic/``)."""
@@ -366,12 +322,12 @@ def evaluate_panoptic_files(
 ) -> dict[str, Any]:
     """PQ / SQ / RQ of a COCO panoptic prediction (JSON + PNG folder) against a COCO panoptic GT
     (JSON + PNG folder; default folders as panopticapi: ``X`` for ``X.json``). Every GT image
-    needs a prediction; predictions of images not in the GT are ignored (as panopticapi)."""
-    gt, gt_name = _panoptic_json(gt_json, "panoptic ground truth")
-    pred, pred_name = _panoptic_json(pred_json, "panoptic predictions")
-    for data, name in ((gt, gt_name), (pred, pred_name)):
-        if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
-            raise DataError(f"{name}: not a COCO panoptic file (needs an 'annotations' list)")
+    needs a prediction; predictions of images not in the GT are ignored (as panopticapi).
+
+    Both JSONs are read by the strict COCO reader (:func:`entityseg_data.io.coco.
+    read_panoptic`: one annotation per image, one DataError naming the file and record)."""
+    gt = read_panoptic(gt_json, what="panoptic ground truth")
+    pred = read_panoptic(pred_json, what="panoptic predictions")
     if gt_folder is None:
         if not isinstance(gt_json, str | os.PathLike):
             raise DataError("gt_folder is needed when the GT is not a file")
@@ -383,43 +339,25 @@ def evaluate_panoptic_files(
     for folder, what in ((gt_folder, "ground truth"), (pred_folder, "prediction")):
         if not Path(folder).is_dir():
             raise DataError(f"{folder}: the {what} PNG folder does not exist")
-    cats = []
-    for k, c in enumerate(gt.get("categories") or []):
-        if not isinstance(c, Mapping) or "id" not in c:
-            raise DataError(f"{gt_name}: categories[{k}] needs an 'id'")
-        it = c.get("isthing")
-        cats.append(
-            PanopticCategory(
-                id=int(c["id"]),
-                name=str(c.get("name", c["id"])),
-                isthing=None if it is None else bool(it == 1),
-            )
-        )
-    ev = PanopticEvaluator(cats)
-    preds: dict[Any, Mapping[str, Any]] = {}
-    for k, a in enumerate(pred["annotations"]):
-        if not isinstance(a, Mapping) or "image_id" not in a or "file_name" not in a:
-            raise DataError(f"{pred_name}: annotations[{k}] needs 'image_id' and 'file_name'")
-        preds[a["image_id"]] = a
+    ev = PanopticEvaluator(
+        [PanopticCategory(id=c.id, name=c.name, isthing=c.isthing) for c in gt.categories]
+    )
+    preds = pred.panoptic_by_image()
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(gt["annotations"]), desc="eval panoptic", unit="img")
-    for k, g in enumerate(gt["annotations"]):
-        where = f"{gt_name}: annotations[{k}]"
-        if not isinstance(g, Mapping) or "image_id" not in g or "file_name" not in g:
-            raise DataError(f"{where}: needs 'image_id' and 'file_name'")
-        iid = g["image_id"]
-        if iid not in preds:
-            raise DataError(f"{pred_name}: no prediction for the image with id {iid}")
-        p = preds[iid]
+        bar = tqdm(total=len(gt.panoptic), desc="eval panoptic", unit="img")
+    for g in gt.panoptic:
+        p = preds.get(g.image_id)
+        if p is None:
+            raise DataError(f"{pred.source}: no prediction for the image with id {g.image_id}")
         ev.process(
-            iid,
-            Path(gt_folder) / str(g["file_name"]),
-            _segments(g.get("segments_info"), f"{where} (image_id {iid})"),
-            Path(pred_folder) / str(p["file_name"]),
-            _segments(p.get("segments_info"), f"{pred_name}: image_id {iid}"),
+            g.image_id,
+            Path(gt_folder) / g.file_name,
+            g.segments,
+            Path(pred_folder) / p.file_name,
+            p.segments,
         )
         if bar is not None:
             bar.update(1)

@@ -1,10 +1,15 @@
-"""The one strict COCO reader and validator: COCO instances, EntitySeg and COCO panoptic JSON.
+"""The one strict COCO reader and validator: COCO instances, EntitySeg and COCO panoptic JSON,
+and the COCO results (predictions) files evaluated against them.
 
 :func:`read_coco` turns a JSON file (or an already-parsed dict) into typed, validated records:
 :class:`CocoImage`, :class:`CocoAnnotation` (segmentation as a checked compressed RLE of the
 image size), :class:`CocoCategory` (``supercategory``, ``isthing``) and, for panoptic files,
 :class:`PanopticImage` / :class:`PanopticSegment`. Evaluation, statistics, ``data validate``,
 export, training, the ``coco:`` source, the importer and consistency all read COCO through it.
+Predictions: :func:`read_results` reads a COCO results file (instance masks with scores, for
+the class-agnostic and class-aware evaluations) into :class:`CocoResult` records checked against
+the ground truth's images; :func:`read_panoptic` a COCO panoptic ground truth or predictions file
+(``images`` and ``categories`` may be absent, as panopticapi reads only the annotations).
 
 What is checked (each problem names the file, the record and what is wrong):
 
@@ -32,7 +37,7 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from entityseg_data.errors import DataError
-from entityseg_data.io.files import read_json
+from entityseg_data.io.files import json_source
 from entityseg_data.masks.rle import RLE
 
 if TYPE_CHECKING:
@@ -204,6 +209,18 @@ class PanopticImage:
 
 
 @dataclass(frozen=True)
+class CocoResult:
+    """One record of a COCO results (predictions) file: ``segmentation`` a checked compressed
+    RLE of its image's size, ``score`` a finite number, ``category_id`` (None when the file
+    gives none, or when it was not asked for)."""
+
+    image_id: int
+    segmentation: RLE
+    score: float
+    category_id: int | None = None
+
+
+@dataclass(frozen=True)
 class CocoDataset:
     """A validated COCO file. ``source`` names it in messages; ``problems`` lists what was
     dropped (always empty after a strict read)."""
@@ -306,6 +323,15 @@ class _Reader:
         if self.strict:
             raise DataError(str(p))
         self.problems.append(p)
+
+    def repeated(
+        self, key: int, seen: Container[int], issue: str, where: str, what: str, **ids: Any
+    ) -> bool:
+        """Whether ``key`` was seen already (then reported: ``what`` followed by the key)."""
+        if key not in seen:
+            return False
+        self.report(issue, where, f"{what} {key}", **ids)
+        return True
 
     def int_field(
         self, rec: Mapping[str, Any], key: str, where: str, issue: str, **ids: Any
@@ -592,16 +618,17 @@ class _Reader:
         self,
         i: int,
         a: Any,
-        images: Mapping[int, CocoImage],
+        images: Mapping[int, CocoImage] | None,
         categories: Mapping[int, CocoCategory],
     ) -> PanopticImage:
+        """One panoptic annotation; its image must be in ``images`` unless that is None."""
         where = f"{self.name}: annotations[{i}]"
         if not isinstance(a, Mapping):
             self.report(MALFORMED_ANNOTATION, where, "an annotation must be a JSON object")
             raise _Skip
         iid = self.int_field(a, "image_id", where, MALFORMED_ANNOTATION)
         where += f" (image_id {iid})"
-        if iid not in images:
+        if images is not None and iid not in images:
             self.report(
                 UNKNOWN_IMAGE, where, f"unknown image id {iid} (not in 'images')", image_id=iid
             )
@@ -759,12 +786,6 @@ def checked_rle(segmentation: Any, height: int, width: int) -> RLE:
 # entry points
 
 
-def _parse(source: Any, what: str) -> tuple[Any, str]:
-    if isinstance(source, str | os.PathLike):
-        return read_json(source, what), str(source)
-    return source, f"<{what}>"
-
-
 def read_coco(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -780,7 +801,7 @@ def read_coco(
     ``image_root``: folder of the ``file_name`` entries, used only to read the size of images
     whose record lacks ``height``/``width``. ``require_annotations``: the file must have an
     ``annotations`` list. ``name``: how messages name a dict source (default ``<what>``)."""
-    data, default_name = _parse(source, what)
+    data, default_name = json_source(source, what)
     name = name or default_name
     rd = _Reader(name, strict, Path(image_root) if image_root is not None else None)
     if not isinstance(data, Mapping):
@@ -788,80 +809,205 @@ def read_coco(
         raise DataError(f"{name}: not a COCO file ({kind}; expected an object with 'images')")
     if not isinstance(data.get("images"), list):
         raise DataError(f"{name}: not a COCO file (needs an 'images' list)")
-    for key in ("annotations", "categories", "licenses"):
-        if key in data and data[key] is not None and not isinstance(data[key], list):
-            raise DataError(f"{name}: '{key}' must be a list")
+    _check_lists(data, name)
     if require_annotations and not isinstance(data.get("annotations"), list):
         raise DataError(f"{name}: missing 'annotations' list (not a COCO annotation file)")
-    licenses = rd.licenses(data)
+    categories = _categories(rd, data, name)
+    images = _images(rd, data, name)
+    raw_anns = data.get("annotations") or []
+    if any(isinstance(a, Mapping) and "segments_info" in a for a in raw_anns):
+        return _dataset(
+            rd, data, images, categories, panoptic=_panoptic(rd, raw_anns, images, categories)
+        )
+    anns: list[CocoAnnotation] = []
+    seen: set[int] = set()
+    ann_where: list[str] = []
+    for i, a in enumerate(raw_anns):
+        try:
+            anns.append(rd.annotation(i, a, images, categories, seen))
+        except _Skip:
+            continue
+        ann_where.append(
+            f"{name}: annotations[{i}]"
+            + (f" (id {anns[-1].id})" if anns[-1].id is not None else "")
+        )
+    return _dataset(rd, data, images, categories, annotations=rd.check_counts(anns, ann_where))
+
+
+def read_panoptic(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, what: str = "COCO panoptic annotations"
+) -> CocoDataset:
+    """Read and validate a COCO panoptic JSON, ground truth or predictions (strict): the
+    ``annotations`` list of ``{"image_id", "file_name", "segments_info"}``, one per image,
+    checked as :func:`read_coco` checks them. ``images`` and ``categories`` are read and checked
+    when the file has them (then every annotation's image must be listed and every segment's
+    category); panopticapi needs neither in a predictions file, nor ``images`` in a ground
+    truth.
+
+    Raises:
+        DataError: the first problem, naming the file and the record.
+    """
+    data, name = json_source(source, what)
+    if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
+        raise DataError(f"{name}: not a COCO panoptic file (needs an 'annotations' list)")
+    _check_lists(data, name)
+    rd = _Reader(name, True, None)
+    categories = _categories(rd, data, name)
+    images = _images(rd, data, name) if data.get("images") is not None else None
+    panoptic = _panoptic(rd, data["annotations"], images, categories)
+    return _dataset(rd, data, images or {}, categories, panoptic=panoptic)
+
+
+def _check_lists(data: Mapping[str, Any], name: str) -> None:
+    for key in ("images", "annotations", "categories", "licenses"):
+        if key in data and data[key] is not None and not isinstance(data[key], list):
+            raise DataError(f"{name}: '{key}' must be a list")
+
+
+def _categories(rd: _Reader, data: Mapping[str, Any], name: str) -> dict[int, CocoCategory]:
     categories: dict[int, CocoCategory] = {}
     for i, c in enumerate(data.get("categories") or []):
         try:
             cat = rd.category(i, c)
         except _Skip:
             continue
-        if cat.id in categories:
-            rd.report(
-                DUPLICATE_CATEGORY_ID, f"{name}: categories[{i}]", f"duplicate category id {cat.id}"
-            )
-            continue
-        categories[cat.id] = cat
+        where = f"{name}: categories[{i}]"
+        if not rd.repeated(
+            cat.id, categories, DUPLICATE_CATEGORY_ID, where, "duplicate category id"
+        ):
+            categories[cat.id] = cat
+    return categories
+
+
+def _images(rd: _Reader, data: Mapping[str, Any], name: str) -> dict[int, CocoImage]:
+    licenses = rd.licenses(data)
     images: dict[int, CocoImage] = {}
-    for i, img in enumerate(data["images"]):
+    for i, img in enumerate(data.get("images") or []):
         try:
             im = rd.image(i, img, licenses)
         except _Skip:
             continue
-        if im.id in images:
-            rd.report(
-                DUPLICATE_IMAGE_ID,
-                f"{name}: images[{i}]",
-                f"duplicate image id {im.id}",
-                image_id=im.id,
-            )
-            continue
-        images[im.id] = im
-    raw_anns = data.get("annotations") or []
-    anns: list[CocoAnnotation] = []
+        where = f"{name}: images[{i}]"
+        what = "duplicate image id"
+        if not rd.repeated(im.id, images, DUPLICATE_IMAGE_ID, where, what, image_id=im.id):
+            images[im.id] = im
+    return images
+
+
+def _panoptic(
+    rd: _Reader,
+    raw_anns: Sequence[Any],
+    images: Mapping[int, CocoImage] | None,
+    categories: Mapping[int, CocoCategory],
+) -> list[PanopticImage]:
     panoptic: list[PanopticImage] = []
-    is_panoptic = any(isinstance(a, Mapping) and "segments_info" in a for a in raw_anns)
     seen: set[int] = set()
-    pan_seen: set[int] = set()
-    ann_where: list[str] = []
     for i, a in enumerate(raw_anns):
         try:
-            if is_panoptic:
-                p = rd.panoptic(i, a, images, categories)
-                if p.image_id in pan_seen:
-                    rd.report(
-                        MALFORMED_ANNOTATION,
-                        f"{name}: annotations[{i}]",
-                        f"a second panoptic annotation of image {p.image_id}",
-                        image_id=p.image_id,
-                    )
-                    continue
-                pan_seen.add(p.image_id)
-                panoptic.append(p)
-            else:
-                anns.append(rd.annotation(i, a, images, categories, seen))
-                ann_where.append(
-                    f"{name}: annotations[{i}]"
-                    + (f" (id {anns[-1].id})" if anns[-1].id is not None else "")
-                )
+            p = rd.panoptic(i, a, images, categories)
         except _Skip:
             continue
-    anns = rd.check_counts(anns, ann_where)
+        where = f"{rd.name}: annotations[{i}]"
+        what = "a second panoptic annotation of image"
+        if not rd.repeated(
+            p.image_id, seen, MALFORMED_ANNOTATION, where, what, image_id=p.image_id
+        ):
+            seen.add(p.image_id)
+            panoptic.append(p)
+    return panoptic
+
+
+def _dataset(
+    rd: _Reader,
+    data: Mapping[str, Any],
+    images: Mapping[int, CocoImage],
+    categories: Mapping[int, CocoCategory],
+    *,
+    annotations: Sequence[CocoAnnotation] = (),
+    panoptic: Sequence[PanopticImage] = (),
+) -> CocoDataset:
     info = data.get("info")
     return CocoDataset(
-        source=name,
+        source=rd.name,
         images=tuple(images.values()),
-        annotations=tuple(anns),
+        annotations=tuple(annotations),
         categories=tuple(categories.values()),
         panoptic=tuple(panoptic),
         info=dict(info) if isinstance(info, Mapping) else {},
         licenses=tuple(x for x in (data.get("licenses") or []) if isinstance(x, Mapping)),
         problems=tuple(rd.problems),
     )
+
+
+_RESULT_KEYS = ("image_id", "segmentation", "score")
+
+
+def read_results(
+    source: str | os.PathLike[str] | Sequence[Any] | Mapping[str, Any],
+    images: Mapping[int, tuple[int, int]],
+    *,
+    categories: Collection[int] | None = None,
+    what: str = "predictions",
+) -> tuple[CocoResult, ...]:
+    """Read and validate a COCO results file (strict): a list of ``{"image_id",
+    "segmentation", "score"}`` records (or an object with that list under ``annotations``),
+    as a path or already parsed, against the images it predicts.
+
+    ``images``: ``{image id: (height, width)}`` of the ground truth; every result's image must
+    be one of them and its segmentation (compressed RLE, uncompressed RLE or polygons) is
+    checked against that size by the strict decoder (all counts strings in one vectorised
+    pass). ``categories``: the ground truth's category ids for a class-aware evaluation: every
+    result then needs a ``category_id`` among them; without it ``category_id`` is kept when it
+    is an integer and otherwise ignored (class-agnostic), as is ``bbox``. Scores must be finite
+    numbers.
+
+    Raises:
+        DataError: the first problem, naming the file and the record (``prediction [i]
+        (image_id N)``).
+    """
+    data, name = json_source(source, what)
+    if isinstance(data, Mapping) and isinstance(data.get("annotations"), list):
+        data = data["annotations"]
+    if not isinstance(data, list):
+        raise DataError(f"{name}: predictions must be a list of results (COCO results format)")
+    keys = _RESULT_KEYS if categories is None else ("image_id", "category_id", *_RESULT_KEYS[1:])
+    needs = ", ".join(f"'{k}'" for k in keys[:-1]) + f" and '{keys[-1]}'"
+    heads: list[tuple[int, int | None, float]] = []
+    items: list[tuple[Any, int, int]] = []
+    wheres: list[str] = []
+    for i, rec in enumerate(data):
+        where = f"{name}: prediction [{i}]"
+        if not isinstance(rec, Mapping):
+            raise DataError(f"{where}: not an object")
+        missing = [k for k in keys if k not in rec]
+        if missing:
+            raise DataError(f"{where}: missing {', '.join(missing)} (a result needs {needs})")
+        iid = rec["image_id"]
+        if not _is_int(iid):
+            raise DataError(f"{where}: 'image_id' must be an integer, got {iid!r}")
+        iid = int(iid)
+        where += f" (image_id {iid})"
+        if iid not in images:
+            raise DataError(f"{where}: unknown image id {iid} (not in the ground truth)")
+        raw_cid = rec.get("category_id")
+        cid = int(raw_cid) if raw_cid is not None and _is_int(raw_cid) else None
+        if categories is not None and (cid is None or cid not in categories):
+            raise DataError(f"{where}: category id {raw_cid!r} is not a GT category")
+        score = rec["score"]
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            raise DataError(f"{where}: 'score' must be a number, got {score!r}")
+        if not math.isfinite(score):
+            raise DataError(f"{where}: score is {score} (must be finite)")
+        h, w = images[iid]
+        heads.append((iid, cid, float(score)))
+        items.append((rec["segmentation"], h, w))
+        wheres.append(where)
+    out = []
+    for rle, where, (iid, cid, score) in zip(checked_rles(items), wheres, heads, strict=True):
+        if isinstance(rle, DataError):
+            raise DataError(f"{where}: {rle}")
+        out.append(CocoResult(image_id=iid, segmentation=rle, score=score, category_id=cid))
+    return tuple(out)
 
 
 def workspace_coco(
@@ -931,6 +1077,7 @@ __all__ = [
     "CocoCategory",
     "CocoDataset",
     "CocoImage",
+    "CocoResult",
     "PanopticImage",
     "PanopticSegment",
     "Problem",
@@ -939,6 +1086,8 @@ __all__ = [
     "panoptic_ids",
     "raise_first",
     "read_coco",
+    "read_panoptic",
     "read_panoptic_png",
+    "read_results",
     "workspace_coco",
 ]

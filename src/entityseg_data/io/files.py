@@ -158,6 +158,14 @@ def read_json(
     return parse_json(data, str(source))
 
 
+def json_source(source: Any, what: str = "JSON") -> tuple[Any, str]:
+    """``(parsed JSON, name for messages)`` of a JSON file path (:func:`read_json`), or of an
+    already-parsed object (named ``<what>``)."""
+    if isinstance(source, str | os.PathLike):
+        return read_json(source, what), str(source)
+    return source, f"<{what}>"
+
+
 def file_mode(path: str | os.PathLike[str]) -> int:
     """Permission bits of ``path`` (e.g. 0o644)."""
     return stat.S_IMODE(os.stat(path).st_mode)
