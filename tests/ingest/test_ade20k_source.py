@@ -69,6 +69,13 @@ def test_2021_layout_without_seg_png_uses_the_instance_masks(tmp_path):
     lm, infos = full_label_map(image)
     got = [(i["name"], i["category_id"], i["kind"], lm == k + 1) for k, i in enumerate(infos)]
     _same(got, expected_2021())
+    # an instance PNG of another size is named
+    from PIL import Image
+
+    bad = next(image.parent.glob("*/instance_002_*.png"))
+    Image.fromarray(np.zeros((5, 7), np.uint8), "L").save(bad)
+    with pytest.raises(DataError, match=rf"{bad.name} has shape \(5, 7\), expected"):
+        full_label_map(image)
 
 
 def test_scene_parsing_layout_components_for_things_whole_stuff(tmp_path):

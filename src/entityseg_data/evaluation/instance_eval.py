@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import DataError
-from entityseg_data.evaluation.image_eval import mask_ious
+from entityseg_data.evaluation.image_eval import GTImage, PredImage, mask_ious
 from entityseg_data.evaluation.matching import (
     Accumulated,
     ImageResult,
@@ -36,31 +36,23 @@ from entityseg_data.evaluation.matching import (
     sort_detections,
 )
 from entityseg_data.masks import rle as rle_utils
-from entityseg_data.masks.rle import RLE
 
 VERSION = 1
 
 
 @dataclass(frozen=True)
-class InstanceGT:
-    """Ground truth of one image: ``rles`` (G compressed RLEs of height x width), ``category_ids``
-    (G,), ``crowd`` (G,) bool, ``areas`` (G,) pixels as the GT file gives them."""
+class InstanceGT(GTImage):
+    """Ground truth of one image (:class:`GTImage`: ``rles``, ``crowd``, ``areas`` as the GT
+    file gives them) with each mask's category: ``category_ids`` (G,)."""
 
-    image_id: int
-    height: int
-    width: int
-    rles: tuple[RLE, ...] = ()
     category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    crowd: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True)
-class InstancePred:
-    """Detections of one image, in input order: RLEs, (N,) scores and (N,) category ids."""
+class InstancePred(PredImage):
+    """Detections of one image, in input order (:class:`PredImage`: RLEs, (N,) scores) with
+    their (N,) category ids."""
 
-    rles: tuple[RLE, ...] = ()
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
@@ -241,6 +233,7 @@ class InstanceGTSet:
 def load_instance_gt(source: str | Path | Mapping[str, Any]) -> InstanceGTSet:
     """Class-aware GT from a COCO instances JSON (path or dict), read by the strict
     :func:`entityseg_data.io.coco.read_coco` (one DataError naming the file and record)."""
+    from entityseg_data.evaluation.coco_io import gt_set
     from entityseg_data.io.coco import read_coco
 
     ds = read_coco(source, what="ground truth")
@@ -249,31 +242,24 @@ def load_instance_gt(source: str | Path | Mapping[str, Any]) -> InstanceGTSet:
     cats = {c.id: c.name for c in ds.categories}
     if not cats:
         raise DataError(f"{ds.source}: no 'categories': class-aware evaluation needs them")
-    per: dict[int, list[Any]] = {im.id: [] for im in ds.images}
     for a in ds.annotations:
         if a.category_id is None:
             raise DataError(
                 f"{ds.source}: annotation {a.id} of image {a.image_id} has no 'category_id'"
             )
-        per[a.image_id].append(a)
-    images = {}
-    for im in ds.images:
-        anns = per[im.id]
-        images[im.id] = InstanceGT(
-            image_id=im.id,
-            height=im.height,
-            width=im.width,
-            rles=tuple(a.segmentation for a in anns),
-            category_ids=np.asarray([a.category_id for a in anns], np.int64),
-            crowd=np.asarray([a.iscrowd for a in anns], bool),
-            areas=np.asarray(
-                [
-                    float(a.area) if a.area is not None else float(rle_utils.area(a.segmentation))
-                    for a in anns
-                ],
-                np.float64,
-            ),
+    per = ds.annotations_by_image()
+    images = {
+        iid: InstanceGT(
+            image_id=g.image_id,
+            height=g.height,
+            width=g.width,
+            rles=g.rles,
+            crowd=g.crowd,
+            areas=g.areas,
+            category_ids=np.asarray([a.category_id for a in per[iid]], np.int64),
         )
+        for iid, g in gt_set(ds).images.items()  # the class-agnostic view, plus categories
+    }
     return InstanceGTSet(images=dict(sorted(images.items())), categories=cats, source=ds.source)
 
 

@@ -47,6 +47,7 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.ingest.sources.base import Item, Source
 from entityseg_data.io.files import parse_json, read_bytes
+from entityseg_data.masks.runs import paint_masks
 
 if TYPE_CHECKING:
     from entityseg_data.ingest.preannotations import PreAnnotation
@@ -168,22 +169,23 @@ def full_label_map(image: Path) -> tuple[np.ndarray, list[dict[str, Any]]]:
         return lm, infos
     if not objects:
         raise DataError(f"{image}: no {seg_path.name} and no objects in {json_path.name}")
-    lm = None
-    infos = []
     for o in objects:
-        rel = o.get("instance_mask")
-        if not rel:
+        if not o.get("instance_mask"):
             raise DataError(f"{json_path}: object {o.get('id')} has no instance_mask")
-        m = _read_png(image.parent / str(rel), "ADE20K instance mask")
-        m = m[..., 0] if m.ndim == 3 else m
-        if lm is None:
-            lm = np.zeros(m.shape, np.int32)
-        elif m.shape != lm.shape:
-            raise DataError(f"{image.parent / str(rel)}: size {m.shape} differs from {lm.shape}")
-        infos.append(_object_info(o))
-        lm[m == 255] = len(infos)  # 255 = visible, 128 = occluded (amodal) part
-    assert lm is not None
-    return lm, infos
+    paths = [image.parent / str(o["instance_mask"]) for o in objects]
+
+    def visible(path: Path) -> np.ndarray:
+        m = _read_png(path, "ADE20K instance mask")
+        return (m[..., 0] if m.ndim == 3 else m) == 255  # 255 = visible, 128 = occluded part
+
+    # the mask core's label map (object i -> i + 1, later objects win), masks read one by one
+    lm = paint_masks(
+        (visible(p) for p in paths),
+        policy="later_wins",
+        dtype=np.int32,
+        where=[str(p) for p in paths],
+    )
+    return lm, [_object_info(o) for o in objects]
 
 
 def scene_parsing_label_map(
