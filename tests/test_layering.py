@@ -77,7 +77,6 @@ KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.report"),
     ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.table"),
     ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.validate"),
-    ("entityseg_data.annotation.ml_backend", "entityseg_data.model.inference.predictor"),
     ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.labelstudio.format"),
 }
 KNOWN_CYCLES: set[frozenset[str]] = {

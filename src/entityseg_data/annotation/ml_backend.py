@@ -12,8 +12,9 @@ A *segmenter* is any callable ``image (H, W, 3) uint8 -> masks``, returning eith
 ``label_map`` ((H, W) ints, 0 = none) and ``scores`` (like the bundled CropFormer's
 ``EntitySegmenter`` results) or a list of ``(mask, score)`` pairs. :func:`felzenszwalb_segmenter`
 is a non-learned one (scikit-image graph segmentation, non-overlapping by construction) that keeps
-the backend usable and testable without model weights; :func:`cropformer_segmenter` wraps the
-bundled model. Segmentations are cached per image (LRU) so interactive prompts are cheap.
+the backend usable and testable without model weights; the bundled model is loaded by the API
+(:func:`entityseg_data.api.segmenters.load_segmenter`; this stage does not import ``model``).
+Segmentations are cached per image (LRU) so interactive prompts are cheap.
 
 Images are read from the workspace (``/data/local-files/?d=`` URLs resolved under the document
 root) or fetched from Label Studio with a token.
@@ -75,14 +76,6 @@ def felzenszwalb_segmenter(
         return lm, 1.0 - 1.0 / (1.0 + frac)
 
     return segment
-
-
-def cropformer_segmenter(name_or_path: str, **kwargs: Any) -> Segmenter:
-    """The bundled CropFormer (``EntitySegmenter.from_pretrained``) as a segmenter."""
-    from entityseg_data.model.inference.predictor import EntitySegmenter
-
-    model = EntitySegmenter.from_pretrained(name_or_path, **kwargs)
-    return model
 
 
 def as_label_map(output: Any, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -368,7 +361,6 @@ __all__ = [
     "MLBackend",
     "MLBackendServer",
     "as_label_map",
-    "cropformer_segmenter",
     "felzenszwalb_segmenter",
     "register",
     "select_by_prompts",

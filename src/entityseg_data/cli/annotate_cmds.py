@@ -433,7 +433,9 @@ def backend(ctx: click.Context, port: int, host: str, model: str, register: bool
     if model == "felzenszwalb":
         seg, version = ml_backend.felzenszwalb_segmenter(), "felzenszwalb"
     else:
-        seg, version = ml_backend.cropformer_segmenter(model), model
+        from entityseg_data.api.segmenters import load_segmenter
+
+        seg, version = load_segmenter(model), model
     creds = session.read_credentials(ws)
     token = (creds.get("admin") or {}).get("token") or ws.config().labelstudio.api_key
     be = ml_backend.MLBackend(
