@@ -31,7 +31,6 @@ from entityseg_data.errors import ConfigError
 from entityseg_data.export.entityseg import entity_name, thing_flags
 from entityseg_data.io import atomic_open, atomic_write_json
 from entityseg_data.masks import rle as rle_utils
-from entityseg_data.masks.rle import label_map_t
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def _label_map(anns: list[dict[str, Any]], h: int, w: int) -> np.ndarray:
     if not anns:
         return np.zeros((h, w), np.uint16)
     rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in anns]
-    return np.ascontiguousarray(label_map_t(rles, h, w)[0].T)
+    return rle_utils.rles_to_label_map(rles, h, w, policy="later_wins")
 
 
 def _stem(file_name: str) -> str:
