@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from entityseg_data.errors import DataError
-from entityseg_data.io.coco import PanopticSegment, read_panoptic
+from entityseg_data.io.coco import PanopticSegment, panoptic_ids, read_panoptic
 
 VERSION = 1
 STRIPE_PIXELS = 1 << 20
@@ -55,12 +55,6 @@ class PanopticCategory:
     id: int
     name: str
     isthing: bool | None
-
-
-def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
-    """(n,) or (H, W) uint32 ids ``R + 256 G + 256^2 B`` of uint8 RGB pixels (..., 3)."""
-    a = rgb.astype(np.uint32)
-    return a[..., 0] | (a[..., 1] << 8) | (a[..., 2] << 16)
 
 
 class _Index:
@@ -109,7 +103,7 @@ def _stripes(a: np.ndarray) -> Iterator[np.ndarray]:
     rows = max(1, STRIPE_PIXELS // max(1, a.shape[1]))
     for y in range(0, a.shape[0], rows):
         part = a[y : y + rows]
-        yield (rgb_to_ids(part) if part.ndim == 3 else part).reshape(-1).astype(np.int64)
+        yield (panoptic_ids(part) if part.ndim == 3 else part.astype(np.int64)).reshape(-1)
 
 
 def image_counts(

@@ -1032,9 +1032,10 @@ def workspace_coco(
 
 
 def panoptic_ids(rgb: np.ndarray) -> np.ndarray:
-    """(H, W) int64 segment ids ``R + 256 G + 256^2 B`` of an (H, W, 3) panoptic PNG array."""
-    a = np.asarray(rgb).astype(np.int64)
-    return a[..., 0] + 256 * a[..., 1] + 65536 * a[..., 2]
+    """int64 segment ids ``R + 256 G + 256^2 B`` of uint8 RGB pixels ``(..., 3)`` (a panoptic
+    PNG's (H, W, 3) array, or a stripe of it): (H, W) or the leading shape."""
+    a = np.asarray(rgb).astype(np.uint32)
+    return (a[..., 0] | (a[..., 1] << 8) | (a[..., 2] << 16)).astype(np.int64)
 
 
 def read_panoptic_png(
