@@ -18,7 +18,6 @@ Any problem raises one :class:`~entityseg_data.errors.DataError` naming the file
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,13 @@ import numpy as np
 from entityseg_data.errors import DataError
 from entityseg_data.evaluation.image_eval import GTImage, PredImage
 from entityseg_data.io import files as io_files
-from entityseg_data.io.coco import CocoDataset, checked_rle, read_coco, read_results
+from entityseg_data.io.coco import (
+    CocoDataset,
+    checked_rle,
+    checked_score,
+    read_coco,
+    read_results,
+)
 from entityseg_data.masks import rle as rle_utils
 
 
@@ -86,14 +91,6 @@ def gt_set(ds: CocoDataset) -> GTSet:
     return GTSet(images=images, file_names=file_names, source=ds.source)
 
 
-def _score(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DataError(f"{where}: 'score' must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise DataError(f"{where}: score is {value} (must be finite)")
-    return float(value)
-
-
 def load_predictions(
     source: str | Path | list[Any] | Mapping[str, Any], gt: GTSet
 ) -> dict[int, PredImage | LabelMapRef]:
@@ -137,7 +134,7 @@ def label_map_predictions(
     sc = []
     for k in labels:
         s = 1.0 if scores is None else scores.get(k, 1.0)
-        sc.append(_score(s, f"{where}: label {k}"))
+        sc.append(checked_score(s, f"{where}: label {k}"))
     return PredImage(rles=tuple(rles[k] for k in labels), scores=np.asarray(sc, np.float64))
 
 
@@ -188,6 +185,6 @@ def load_label_map_folder(folder: Path, gt: GTSet) -> dict[int, PredImage | Labe
         except (TypeError, ValueError):
             raise DataError(f"{sp}: scores of {png.stem!r} must map labels to numbers") from None
         for k, v in sc:
-            _score(v, f"{sp}: {png.stem} label {k}")
+            checked_score(v, f"{sp}: {png.stem} label {k}")
         out[iid] = LabelMapRef(path=png, scores=sc, scores_file=sp)
     return out

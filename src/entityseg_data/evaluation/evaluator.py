@@ -21,7 +21,6 @@ import numpy as np
 from entityseg_data.config.evaluation import EvaluationConfig
 from entityseg_data.errors import DataError
 from entityseg_data.evaluation.coco_io import (
-    _score,
     _segmentation,
     label_map_predictions,
     load_gt,
@@ -32,6 +31,7 @@ from entityseg_data.evaluation.image_eval import GTImage, PairResult, PredImage,
 from entityseg_data.evaluation.matching import Params
 from entityseg_data.evaluation.metrics import build_metrics
 from entityseg_data.evaluation.overlaps import fix_overlaps as _fix_overlaps
+from entityseg_data.io.coco import checked_score
 from entityseg_data.masks import rle as rle_utils
 from entityseg_data.masks import runs as mask_runs
 from entityseg_data.masks.rle import RLE
@@ -131,7 +131,7 @@ def as_predictions(pred: Any, height: int, width: int, where: str = "predictions
                 f"(N, {height}, {width})"
             )
         for i, s in enumerate(scores):
-            _score(float(s), f"{where}: mask {i}")
+            checked_score(float(s), f"{where}: mask {i}")
         if masks.dtype.kind == "f":
             raise DataError(f"{where}: masks must be binary (bool/uint8), got {masks.dtype}")
         if masks.dtype != np.uint8:
@@ -145,7 +145,7 @@ def as_predictions(pred: Any, height: int, width: int, where: str = "predictions
         for i, p in enumerate(pred):
             w = f"{where} [{i}]"
             seq_rles.append(_segmentation(p["segmentation"], height, width, w))
-            seq_scores.append(_score(p["score"], w))
+            seq_scores.append(checked_score(p["score"], w))
         return PredImage(rles=tuple(seq_rles), scores=np.asarray(seq_scores, np.float64))
     raise DataError(f"{where}: unsupported predictions of type {type(pred).__name__}")
 

@@ -942,6 +942,16 @@ def _dataset(
 _RESULT_KEYS = ("image_id", "segmentation", "score")
 
 
+def checked_score(value: Any, where: str) -> float:
+    """A detection score as float: a finite number (not a bool); else DataError naming
+    ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where}: 'score' must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise DataError(f"{where}: score is {value} (must be finite)")
+    return float(value)
+
+
 def read_results(
     source: str | os.PathLike[str] | Sequence[Any] | Mapping[str, Any],
     images: Mapping[int, tuple[int, int]],
@@ -993,13 +1003,9 @@ def read_results(
         cid = int(raw_cid) if raw_cid is not None and _is_int(raw_cid) else None
         if categories is not None and (cid is None or cid not in categories):
             raise DataError(f"{where}: category id {raw_cid!r} is not a GT category")
-        score = rec["score"]
-        if isinstance(score, bool) or not isinstance(score, int | float):
-            raise DataError(f"{where}: 'score' must be a number, got {score!r}")
-        if not math.isfinite(score):
-            raise DataError(f"{where}: score is {score} (must be finite)")
+        score = checked_score(rec["score"], where)
         h, w = images[iid]
-        heads.append((iid, cid, float(score)))
+        heads.append((iid, cid, score))
         items.append((rec["segmentation"], h, w))
         wheres.append(where)
     out = []
@@ -1083,6 +1089,7 @@ __all__ = [
     "PanopticSegment",
     "Problem",
     "checked_rle",
+    "checked_score",
     "group_by_image",
     "panoptic_ids",
     "raise_first",
