@@ -100,6 +100,39 @@ def test_read_bytes_only_regular_files_within_the_limit(tmp_path):
         read_bytes(tmp_path / "missing.bin")
 
 
+def test_read_bytes_reserves_only_what_the_file_holds(tmp_path):
+    """``read(max_bytes + 1)`` reserved the whole limit up front: 4 GiB for every JSON read (a
+    MemoryError for a 9-byte file under ``ulimit -v 3G``). Now the read asks for the file's
+    size."""
+    import tracemalloc
+
+    (tmp_path / "small.json").write_text(json.dumps({"a": list(range(100))}))
+    tracemalloc.start()
+    try:
+        assert read_json(tmp_path / "small.json") == {"a": list(range(100))}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+
+
+def test_read_bytes_of_a_file_that_grows_after_the_stat(tmp_path, monkeypatch):
+    """The stat said fewer bytes than the file has by the time it is read: read on (bounded) and
+    return everything, or refuse it when it is now over the limit."""
+    import types
+
+    from entityseg_data.io import files as files_mod
+
+    data = bytes(range(256)) * 9000  # 2.3 MB: more than one 1 MiB chunk after the first read
+    (tmp_path / "grows.bin").write_bytes(data)
+    monkeypatch.setattr(files_mod, "check_regular_file", lambda path, max_bytes=0: 10)
+    monkeypatch.setattr(files_mod.os, "fstat", lambda fd: types.SimpleNamespace(st_size=10))
+    assert read_bytes(tmp_path / "grows.bin", max_bytes=len(data)) == data
+    assert read_bytes(tmp_path / "grows.bin", max_bytes=len(data) + 5) == data
+    with pytest.raises(DataError, match="grows.bin: over the limit"):
+        read_bytes(tmp_path / "grows.bin", max_bytes=len(data) - 1)
+
+
 def test_probe_5_7_deeply_nested_json_is_one_clear_error(tmp_path):
     """Probe 5.7: 100,000 nested '[' gave a RecursionError traceback."""
     deep = tmp_path / "deep.json"

@@ -123,7 +123,23 @@ def read_bytes(path: str | os.PathLike[str], *, max_bytes: int = 0) -> bytes:
     check_regular_file(path, max_bytes=max_bytes)
     try:
         with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1) if max_bytes else fh.read()
+            if not max_bytes:
+                data = fh.read()
+            else:
+                # read(n) reserves n bytes up front (4 GiB for a JSON under the default limit:
+                # a MemoryError under `ulimit -v`): ask for the size the file has, one byte more
+                # to see it grow, and read on in 1 MiB chunks only if it did
+                want = min(os.fstat(fh.fileno()).st_size, max_bytes) + 1
+                data = fh.read(want)
+                if len(data) == want:
+                    parts, total = [data], want
+                    while total <= max_bytes:
+                        more = fh.read(min(1 << 20, max_bytes + 1 - total))
+                        if not more:
+                            break
+                        parts.append(more)
+                        total += len(more)
+                    data = b"".join(parts)
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if max_bytes and len(data) > max_bytes:  # grew since the stat
