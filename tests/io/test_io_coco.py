@@ -262,3 +262,55 @@ def test_panoptic_predictions_need_only_their_annotations(tmp_path):
         read_panoptic(with_images)
     with pytest.raises(DataError, match="needs an 'annotations' list"):
         read_panoptic({"images": []})
+
+
+def test_rle_decoding_passes_are_bounded_by_characters(monkeypatch):
+    """The strict decoder runs in passes of at most ``_CHUNK_CHARS`` counts characters (a pass
+    costs ~64 bytes per character, so a whole file of 12 MP masks in one pass grew with the
+    file: 48 such images of 19 masks, 500 MB, now 145 MB); the records are the same, corrupt
+    RLEs are still found, uncompressed RLEs still become compressed."""
+    from entityseg_data.io import coco as coco_io
+    from entityseg_data.io.coco import checked_rles
+    from entityseg_data.masks import rle as rle_ops
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random((40, 50)) < 0.3 for _ in range(30)]
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 50}],
+        "annotations": [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": _rle(m), "iscrowd": 0}
+            for i, m in enumerate(masks)
+        ],
+        "categories": [{"id": 1, "name": "entity"}],
+    }
+    # one uncompressed RLE (list counts)
+    coco["annotations"][7]["segmentation"] = {
+        "size": [40, 50],
+        "counts": rle_ops.counts(coco["annotations"][7]["segmentation"]).tolist(),
+    }
+    longest = max(len(a["segmentation"]["counts"]) for a in coco["annotations"][:7])
+    limit = 3 * longest
+    monkeypatch.setattr(coco_io, "_CHUNK_CHARS", limit)
+    passes: list[int] = []
+    real = rle_ops.counts_many
+
+    def spy(rles, *args, **kwargs):
+        passes.append(sum(len(r["counts"]) for r in rles if isinstance(r["counts"], str)))
+        return real(rles, *args, **kwargs)
+
+    monkeypatch.setattr(rle_ops, "counts_many", spy)
+    ds = read_coco(copy.deepcopy(coco))
+    assert len(passes) >= 30 * longest // (limit + longest) and max(passes) < limit + longest
+    for a, m in zip(ds.annotations, masks, strict=True):
+        assert isinstance(a.segmentation["counts"], str)
+        assert np.array_equal(mask_utils.decode(a.segmentation).astype(bool), m)
+    passes.clear()
+    out = checked_rles([(a["segmentation"], 40, 50) for a in coco["annotations"]])
+    assert len(passes) > 1 and max(passes) < limit + longest
+    assert [r["counts"] for r in out] == [a.segmentation["counts"] for a in ds.annotations]
+    # a corrupt RLE in a later pass is still found (lenient: that record alone is dropped)
+    bad = copy.deepcopy(coco)
+    bad["annotations"][25]["segmentation"]["counts"] = "}}}"  # outside the COCO alphabet
+    lenient = read_coco(bad, strict=False)
+    assert [a.id for a in lenient.annotations] == [i + 1 for i in range(30) if i != 25]
+    assert len(lenient.problems) == 1

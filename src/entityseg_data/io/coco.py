@@ -586,15 +586,14 @@ class _Reader:
 
         todo = [k for k, a in enumerate(anns) if a.format != "polygon"]
         rles = [anns[k].segmentation for k in todo]
-        try:  # in chunks: one pass each, memory bounded by the chunk's runs
-            cs: list[Any] = []
-            for c0 in range(0, len(rles), _CHUNK):
-                cs.extend(rle_ops.counts_many(rles[c0 : c0 + _CHUNK]))
+        drop: set[int] = set()
+        try:
+            cs = list_counts(rles)
         except RLEError:
             cs = []
             for k in todo:
                 try:
-                    cs.append(rle_ops.counts(anns[k].segmentation))
+                    cs.extend(list_counts([anns[k].segmentation]))
                 except RLEError as exc:
                     a = anns[k]
                     self.report(
@@ -604,14 +603,13 @@ class _Reader:
                         image_id=a.image_id,
                         annotation_id=a.id,
                     )
+                    drop.add(k)
                     cs.append(None)
-        drop: set[int] = set()
         for k, c in zip(todo, cs, strict=True):
-            seg = anns[k].segmentation
-            if c is None:
-                drop.add(k)
-            elif isinstance(seg["counts"], list):
-                anns[k] = replace(anns[k], segmentation=rle_ops.from_counts(c, *seg["size"]))
+            if c is not None:  # an uncompressed RLE becomes compressed
+                anns[k] = replace(
+                    anns[k], segmentation=rle_ops.from_counts(c, *anns[k].segmentation["size"])
+                )
         return [a for k, a in enumerate(anns) if k not in drop]
 
     def panoptic(
@@ -683,7 +681,32 @@ class _Reader:
         return PanopticImage(image_id=iid, file_name=fn, segments=tuple(segs))
 
 
-_CHUNK = 2048  # RLEs decoded per vectorised pass
+_CHUNK = 2048  # RLEs decoded per vectorised pass, at most
+_CHUNK_CHARS = 1 << 20  # and counts-string characters per pass (~64 bytes each while decoding)
+
+
+def list_counts(rles: Sequence[Mapping[str, Any]]) -> list[np.ndarray | None]:
+    """Validate the counts of every RLE with the strict decoder (RLEError as
+    :func:`entityseg_data.masks.rle.counts_many`), in vectorised passes of at most ``_CHUNK``
+    RLEs and ``_CHUNK_CHARS`` string characters, so the decoder's peak is bounded by the pass,
+    not the file. Returns the counts of the uncompressed (list) RLEs, which the caller turns into
+    strings, and None for the compressed ones: their counts are not kept (all of them at once
+    would be several times the size of a file of 12 MP masks)."""
+    from entityseg_data.masks import rle as rle_ops
+
+    out: list[np.ndarray | None] = []
+    start = 0
+    while start < len(rles):
+        end, chars = start, 0
+        while end < len(rles) and end - start < _CHUNK and (end == start or chars < _CHUNK_CHARS):
+            c = rles[end].get("counts")
+            chars += len(c) if isinstance(c, str | bytes) else 0
+            end += 1
+        chunk = rles[start:end]
+        for r, c in zip(chunk, rle_ops.counts_many(chunk), strict=True):
+            out.append(c if isinstance(r.get("counts"), list) else None)
+        start = end
+    return out
 
 
 class _Skip(Exception):
@@ -734,7 +757,7 @@ def _prepare(segmentation: Any, height: int, width: int) -> RLE:
 
 def checked_rles(items: Sequence[tuple[Any, int, int]]) -> list[RLE | DataError]:
     """:func:`checked_rle` of many ``(segmentation, height, width)``, the counts strings decoded
-    in one vectorised pass (:func:`entityseg_data.masks.rle.counts_many`, the strict decoder);
+    in bounded vectorised passes (:func:`list_counts`, the strict decoder);
     each result is the compressed RLE or the DataError of that item."""
     from entityseg_data.errors import RLEError
     from entityseg_data.masks import rle as rle_ops
@@ -751,21 +774,19 @@ def checked_rles(items: Sequence[tuple[Any, int, int]]) -> list[RLE | DataError]
         out.append(rle)
         todo.append(len(out) - 1)
         rles.append(rle)
-    cs: list[np.ndarray | None] = []
     try:
-        for c0 in range(0, len(rles), _CHUNK):
-            cs.extend(rle_ops.counts_many(rles[c0 : c0 + _CHUNK]))
+        cs = list_counts(rles)
     except RLEError:  # find which (only when something is wrong)
         cs = []
         for i, rle in zip(todo, rles):
             try:
-                cs.append(rle_ops.counts(rle))
+                cs.extend(list_counts([rle]))
             except RLEError as exc:
                 out[i] = DataError(str(exc))
                 cs.append(None)
     for i, c in zip(todo, cs, strict=True):
         r = out[i]
-        if c is not None and isinstance(r, dict) and isinstance(r["counts"], list):
+        if c is not None and isinstance(r, dict):  # an uncompressed RLE becomes compressed
             out[i] = rle_ops.from_counts(c, r["size"][0], r["size"][1])
     return out
 
