@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 
 from entityseg_data.config.ingest import IngestConfig
+from entityseg_data.ingest import downloader
 from entityseg_data.ingest.downloader import Downloader, FetchError, HostRateLimiter
 
 FAST = IngestConfig(
@@ -163,11 +163,15 @@ def test_per_host_rate_limit(server, images):
     assert times[-1] - times[0] >= 7 * 0.045
 
 
-def test_rate_limiter_is_per_host():
-    lim = HostRateLimiter(10.0)
-    t0 = time.monotonic()
-    for host in ("a", "b", "c", "d"):
-        lim.wait(host)
-    assert time.monotonic() - t0 < 0.05  # different hosts do not wait for each other
-    lim.wait("a")
-    assert time.monotonic() - t0 >= 0.09
+def test_rate_limiter_is_per_host(monkeypatch):
+    """Requests to one host are spaced 1/rps apart, other hosts do not wait: read from the delay
+    each call returns, with the sleeps recorded instead of slept (no wall-clock bounds, which a
+    busy machine broke)."""
+    slept: list[float] = []
+    monkeypatch.setattr(downloader.time, "sleep", slept.append)
+    lim = HostRateLimiter(0.001)  # one request per 1000 s and host
+    assert [lim.wait(host) for host in ("a", "b", "c", "d")] == [0.0] * 4
+    second, third = lim.wait("a"), lim.wait("a")
+    assert 900 < second <= 1000 and 1900 < third <= 2000
+    assert slept == [second, third]
+    assert HostRateLimiter(0).wait("a") == 0.0  # unlimited
