@@ -51,7 +51,11 @@ def test_image_record_path_prefers_the_normalised_copy(tmp_path):
         _ = rc.path
     with pytest.raises(dataclasses.FrozenInstanceError):
         ra.status = "rejected"  # type: ignore[misc]
-    assert rb["norm_path"] == rb.norm_path and rb.get("nope", 5) == 5  # transitional access
+    # the deprecated dict-style access still answers, with a warning naming the attribute
+    with pytest.deprecated_call(match=r"use ImageRecord\.norm_path"):
+        assert rb["norm_path"] == rb.norm_path
+    with pytest.deprecated_call(match=r"use ImageRecord\.nope"):
+        assert rb.get("nope", 5) == 5
 
 
 def test_typed_queries(tmp_path):

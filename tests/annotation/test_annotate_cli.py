@@ -124,7 +124,7 @@ def test_push_pull_through_the_cli(labelstudio):
     from entityseg_data.annotation.labelstudio.session import annotator_client, tasks_for
 
     frank = annotator_client(ws, "frank")
-    task = frank.task(tasks_for(ws, 1, "frank")[0]["ls_task_id"])
+    task = frank.task(tasks_for(ws, 1, "frank")[0].ls_task_id)
     assert task["data"]["image"].startswith(base_url + "/images/")
     frank.create_annotation(task["id"], task["predictions"][0]["result"])  # accept as is
     res = runner.invoke(cli, [*base, "pull", "--stage", "1", "--report", str(ws.root / "r.json")])

@@ -103,7 +103,7 @@ def test_registered_with_label_studio_and_answering(labelstudio):
         cover = sum(decode_brush(r["value"]["rle"], h, w).astype(int) for r in regions)
         assert cover.max() == 1  # non-overlapping masks
         # interactive: a click returns the entity under it
-        tid = tasks_for(ws, 1, "alice")[0]["ls_task_id"]
+        tid = tasks_for(ws, 1, "alice")[0].ls_task_id
         ctx = {"result": [{"type": "keypointlabels", "value": {"x": 10.0, "y": 10.0}}]}
         inter = admin.post(
             f"/api/ml/{ml['id']}/interactive-annotating", {"task": tid, "context": ctx}

@@ -54,8 +54,8 @@ def test_predictions_pushed_and_read_back(labelstudio, tmp_path, oracle_dir):
     assert rep.tasks == 2, rep
     carol = annotator_client(ws, "carol")
     for row in tasks_for(ws, 1, "carol"):
-        iid = row["image_id"]
-        task = carol.task(row["ls_task_id"])
+        iid = row.image_id
+        task = carol.task(row.ls_task_id)
         pred = task["predictions"][0]
         assert pred["model_version"] == "tiny_swin"
         h, w = task["data"]["height"], task["data"]["width"]

@@ -76,8 +76,8 @@ def test_intent_rework_and_geometry_lock(labelstudio):
 
     # ---------------------------------------------------------------- stage 1 edits
     rita = annotator_client(ws, "rita")
-    rows = {r["image_id"]: r for r in tasks_for(ws, 1, "rita")}
-    task_a = rita.task(rows[a_id]["ls_task_id"])
+    rows = {r.image_id: r for r in tasks_for(ws, 1, "rita")}
+    task_a = rita.task(rows[a_id].ls_task_id)
     assert task_a["data"][configs.QA_STATUS] == "" and task_a["data"]["seed"] == "source:test"
     labels = {r["value"]["brushlabels"][0] for r in task_a["predictions"][0]["result"]}
     assert labels <= set(configs.BRUSH_LABELS) and len(labels) == 3  # touching: 3 colours
@@ -103,7 +103,7 @@ def test_intent_rework_and_geometry_lock(labelstudio):
         },
     ]
     rita.create_annotation(task_a["id"], results)
-    task_b = rita.task(rows[b_id]["ls_task_id"])
+    task_b = rita.task(rows[b_id].ls_task_id)
     rita.create_annotation(task_b["id"], task_b["predictions"][0]["result"])  # as is
     r = pull(ws, backend, cfg, stages=(1,))[1]
     assert r.pulled == 2 and r.rejected == 0 and r.approved == 2, r.to_json()
@@ -124,15 +124,15 @@ def test_intent_rework_and_geometry_lock(labelstudio):
 
     # ---------------------------------------------------------------- stage 2 + rework
     push(ws, backend, cfg, stage=2)
-    rows2 = {r["image_id"]: r for r in tasks_for(ws, 2, "rita")}
-    t2a = rita.task(rows2[a_id]["ls_task_id"])
+    rows2 = {r.image_id: r for r in tasks_for(ws, 2, "rita")}
+    t2a = rita.task(rows2[a_id].ls_task_id)
     regions = t2a["predictions"][0]["result"]
     assert {x["value"]["brushlabels"][0] for x in regions} <= set(configs.MASK_LABELS)
     named = [*regions]
     for k, x in enumerate(regions[:-1]):  # the last region is left unnamed
         named += name_results(x["id"], f"thing {k}", None)
     rita.create_annotation(t2a["id"], named)
-    t2b = rita.task(rows2[b_id]["ls_task_id"])
+    t2b = rita.task(rows2[b_id].ls_task_id)
     erased = []
     for k, x in enumerate(t2b["predictions"][0]["result"]):
         m = decode_brush(x["value"]["rle"], H, W)

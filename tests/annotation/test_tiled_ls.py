@@ -158,4 +158,4 @@ def test_tiled_stage1_and_stage2_through_label_studio(labelstudio):
     assert {e.id: e.segmentation for e in ann2.entities} == {
         e.id: e.segmentation for e in ann.entities
     }  # geometry locked across tiles
-    assert [r["status"] for r in tasks_for(ws, 2, NAME)] == ["approved"]
+    assert [r.status for r in tasks_for(ws, 2, NAME)] == ["approved"]

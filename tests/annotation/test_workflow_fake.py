@@ -40,7 +40,7 @@ def decoded(ann) -> dict[str, np.ndarray]:
 
 def catalog_rows(ws, stage):
     with ws.catalog() as cat:
-        return {(r["image_id"], r["annotator"]): r for r in cat.annotations(stage=stage)}
+        return {(r.image_id, r.annotator): r for r in cat.annotations(stage=stage)}
 
 
 def assignment(ws, stage=1):
@@ -66,12 +66,12 @@ def test_push_assigns_balanced_and_seeds_tasks(flow):
     assert Counter(v[0] for v in a.values()) == {"alice": 2, "bob": 2}
     assert sorted(len(v) for v in a.values()) == [1, 1, 2, 2]
     rows = catalog_rows(ws, 1)
-    assert len(rows) == 6 and all(r["status"] == "pushed" for r in rows.values())
+    assert len(rows) == 6 and all(r.status == "pushed" for r in rows.values())
     for t in be.tasks_by_id.values():
         assert t.data["seed"] == "source:test" and t.data["qa_status"] == ""
         iid = t.spec.image_id
         assert [e.id for e in t.spec.seed.entities] == [f"{iid}_{k}" for k in (1, 2, 3)]
-        assert rows[(iid, t.spec.annotator)]["ls_task_id"] == int(t.id)
+        assert rows[(iid, t.spec.annotator)].ls_task_id == int(t.id)
 
 
 def test_pull_applies_the_intent_rule_to_a_brush_extension(flow):
@@ -97,7 +97,7 @@ def test_pull_applies_the_intent_rule_to_a_brush_extension(flow):
     assert np.array_equal(got[f"{iid}_2"], masks[f"{iid}_2"] & ~stroke)
     moved = int((stroke & masks[f"{iid}_2"]).sum())
     assert rep.moved == {"painted_over_seed": moved}
-    qa = catalog_rows(ws, 1)[(iid, who)]["qa"]
+    qa = catalog_rows(ws, 1)[(iid, who)].qa
     (overlap,) = [f for f in qa["findings"] if f["check"] == "overlap"]
     assert overlap["moves"] == [
         {"from": f"{iid}_2", "to": f"{iid}_1", "pixels": moved, "rule": "painted_over_seed"}
@@ -124,10 +124,10 @@ def test_rework_loop_and_approval(flow):
     rep = pull(ws, be, cfg, stages=(1,))[1]
     assert rep.pulled == 6 and rep.rejected == 2 and rep.sent_back == 2 and rep.in_rework == 2
     rows = catalog_rows(ws, 1)
-    assert rows[(bad_single, a[bad_single][0])]["status"] == "rework"
+    assert rows[(bad_single, a[bad_single][0])].status == "rework"
     # the overlap partner passed: approved in place of the rejected primary
-    assert rows[(bad_overlap, a[bad_overlap][1])]["status"] == "approved"
-    assert rows[(bad_overlap, a[bad_overlap][0])]["status"] == "rework"
+    assert rows[(bad_overlap, a[bad_overlap][1])].status == "approved"
+    assert rows[(bad_overlap, a[bad_overlap][0])].status == "rework"
     assert rep.approved == 3
     t = be.task_of(a[bad_single][0], bad_single, 1)
     assert t.data["qa_status"] == "rework" and "no_entities" in t.data["qa_note"]
@@ -139,14 +139,14 @@ def test_rework_loop_and_approval(flow):
     fixed = pull(ws, be, cfg, stages=(1,))[1]
     assert fixed.pulled == 1 and fixed.rejected == 0 and fixed.in_rework == 1
     assert t.data["qa_status"] == "passed" and t.data["qa_note"] == ""
-    assert catalog_rows(ws, 1)[(bad_single, a[bad_single][0])]["status"] == "approved"
+    assert catalog_rows(ws, 1)[(bad_single, a[bad_single][0])].status == "approved"
     assert fixed.approved == 4
     # without rework the rejection stays a rejection (and the task stays submitted)
     t2 = be.task_of(a[bad_overlap][0], bad_overlap, 1)
     be.submit(t2.id, a[bad_overlap][0], replace(t2.spec.seed, entities=()))
     norework = pull(ws, be, replace(cfg, rework=False), stages=(1,))[1]
     assert norework.rejected == 1 and norework.sent_back == 0
-    assert catalog_rows(ws, 1)[(bad_overlap, a[bad_overlap][0])]["status"] == "rejected"
+    assert catalog_rows(ws, 1)[(bad_overlap, a[bad_overlap][0])].status == "rejected"
 
 
 def test_stage2_names_attach_and_geometry_is_locked(flow):
@@ -164,9 +164,7 @@ def test_stage2_names_attach_and_geometry_is_locked(flow):
     unnamed_task = next(t for t in stage2 if t.spec.annotator == "alice")
     for t in stage2:
         iid, who = t.spec.image_id, t.spec.annotator
-        approved_by = next(
-            x for (i, x), r in rows1.items() if i == iid and r["status"] == "approved"
-        )
+        approved_by = next(x for (i, x), r in rows1.items() if i == iid and r.status == "approved")
         assert t.data["seed"] == f"stage1:{approved_by}"
         seed = t.spec.seed
         assert seed == load_annotation(ws.root, 1, approved_by, iid)
@@ -193,7 +191,7 @@ def test_stage2_names_attach_and_geometry_is_locked(flow):
         seeds = {e.id: e.segmentation for e in t.spec.seed.entities}
         assert {e.id: e.segmentation for e in ann2.entities} == seeds  # stage-1 masks, exactly
         if t in (erased_task, unnamed_task):
-            assert rows2[(iid, who)]["status"] == "rework"
+            assert rows2[(iid, who)].status == "rework"
             fb = be.tasks_by_id[t.id].feedback[-1]
             bad = t.spec.seed.entities[0 if t is erased_task else 2].id
             assert set(fb.regions) == {bad}
@@ -260,15 +258,13 @@ def test_stage1_approval_stays_once_stage2_is_pushed(flow):
             t.id, t.spec.annotator, replace(t.spec.seed, entities=()) if empty else t.spec.seed
         )
     pull(ws, be, cfg, stages=(1,))
-    assert catalog_rows(ws, 1)[(iid, partner)]["status"] == "approved"
+    assert catalog_rows(ws, 1)[(iid, partner)].status == "approved"
     push(ws, be, cfg, stage=2)
     t = be.task_of(primary, iid, 1)
     be.submit(t.id, primary, t.spec.seed)  # the primary's fix arrives after stage 2 was pushed
     pull(ws, be, cfg, stages=(1,))
     rows = catalog_rows(ws, 1)
-    assert (
-        rows[(iid, partner)]["status"] == "approved" and rows[(iid, primary)]["status"] == "pulled"
-    )
+    assert rows[(iid, partner)].status == "approved" and rows[(iid, primary)].status == "pulled"
 
 
 def test_backends_follow_the_protocol_and_rework_relabels(tmp_path):
@@ -322,11 +318,11 @@ def test_a_failed_send_back_is_retried_by_the_next_pull(flow):
     flaky.submit(t.id, who, replace(t.spec.seed, entities=()))
     rep = pull(ws, flaky, cfg, stages=(1,))[1]
     assert rep.rejected == 1 and rep.sent_back == 0 and "HTTP 502" in rep.errors[0]["error"]
-    assert catalog_rows(ws, 1)[(iid, who)]["status"] == "rejected"
+    assert catalog_rows(ws, 1)[(iid, who)].status == "rejected"
     flaky.fail = False
     again = pull(ws, flaky, cfg, stages=(1,))[1]  # unchanged, but now it goes back
     assert again.unchanged >= 1 and again.sent_back == 1 and again.in_rework == 1
-    assert catalog_rows(ws, 1)[(iid, who)]["status"] == "rework"
+    assert catalog_rows(ws, 1)[(iid, who)].status == "rework"
     assert flaky.tasks_by_id[t.id].data["qa_status"] == "rework"
 
 

@@ -78,7 +78,7 @@ def test_two_stage_round_trip(labelstudio):
     with ws.catalog() as cat:
         rows = cat.annotations(stage=1)
         assignment = {int(k): v for k, v in cat.get_kv("annotation.stage1.assignment").items()}
-    assert len(rows) == 6 and all(r["status"] == "pushed" for r in rows)
+    assert len(rows) == 6 and all(r.status == "pushed" for r in rows)
     assert sorted(len(v) for v in assignment.values()) == [1, 1, 2, 2]
 
     # predictions arrived exactly, and the image is served at full resolution
@@ -87,27 +87,27 @@ def test_two_stage_round_trip(labelstudio):
     assert alice.whoami()["email"] == "alice@entityseg.local"
     assert bob.whoami()["email"] == "bob@entityseg.local"
     row = tasks_for(ws, 1, "alice")[0]
-    task = alice.task(row["ls_task_id"])
+    task = alice.task(row.ls_task_id)
     h, w = task["data"]["height"], task["data"]["width"]
     pred = task["predictions"][0]
     assert pred["model_version"] == "source:test"
     with ws.catalog() as cat:
-        img = cat.image(row["image_id"])
-    assert (h, w) == (img["height"], img["width"])
+        img = cat.image(row.image_id)
+    assert (h, w) == (img.height, img.width)
     expected_pred = np.zeros((h, w), np.uint8)
     expected_pred[: h // 2, : w // 2] = 1
-    first = next(r for r in pred["result"] if r["id"] == f"{row['image_id']}_1")
+    first = next(r for r in pred["result"] if r["id"] == f"{row.image_id}_1")
     assert first["original_width"] == w and first["original_height"] == h
     assert np.array_equal(decode_brush(first["value"]["rle"], h, w), expected_pred)
     served = alice.request("GET", task["data"]["image"], expect_json=False)
-    assert served.content == (ws.root / img["file_path"]).read_bytes()
+    assert served.content == (ws.root / img.file_path).read_bytes()
 
     # ---------------------------------------------------------------- stage 1 annotations
     truth: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     poly_pts = [[10.3, 12.1], [60.7, 8.9], [55.2, 70.4], [14.9, 61.3]]
     for who, client in (("alice", alice), ("bob", bob)):
         for k, r in enumerate(tasks_for(ws, 1, who)):
-            iid = r["image_id"]
+            iid = r.image_id
             h, w = sizes[ids.index(iid)]
             lm = voronoi_label_map(h, w, 5, seed=iid * 10 + (who == "bob"))
             masks = {f"{who}{iid}r{i}": (lm == i).astype(np.uint8) for i in range(1, 6)}
@@ -162,15 +162,15 @@ def test_two_stage_round_trip(labelstudio):
         for rid, m in got.items():
             assert np.array_equal(m, masks[rid]), (who, iid, rid)  # bit-exact
     with ws.catalog() as cat:
-        rows = {(r["annotator"], r["image_id"]): r for r in cat.annotations(stage=1)}
-    approved = {iid for (a, iid), r in rows.items() if r["status"] == "approved"}
+        rows = {(r.annotator, r.image_id): r for r in cat.annotations(stage=1)}
+    approved = {iid for (a, iid), r in rows.items() if r.status == "approved"}
     assert approved == set(ids)  # the rejected one is covered by the overlap partner
     for iid in ids:
         group = assignment[iid]
-        chosen = [a for a in group if rows[(a, iid)]["status"] == "approved"]
-        passing = [a for a in group if rows[(a, iid)]["qa"]["passed"]]
+        chosen = [a for a in group if rows[(a, iid)].status == "approved"]
+        passing = [a for a in group if rows[(a, iid)].qa["passed"]]
         assert chosen == passing[:1]
-    rejected = [k for k, r in rows.items() if r["status"] == "rejected"]
+    rejected = [k for k, r in rows.items() if r.status == "rejected"]
     assert len(rejected) == 1 and rejected[0][0] == "alice"
     again = pull(ws, backend, cfg, stages=(1,))[1]
     assert again.pulled == 0 and again.unchanged == 6
@@ -181,7 +181,7 @@ def test_two_stage_round_trip(labelstudio):
     names = ["Dogs", "unknown", "person_other", "sky", None]
     for who, client in (("alice", alice), ("bob", bob)):
         for r in tasks_for(ws, 2, who):
-            task = client.task(r["ls_task_id"])
+            task = client.task(r.ls_task_id)
             seeds = [p for p in task["predictions"][0]["result"]]
             results = []
             for j, s in enumerate(seeds):
@@ -195,21 +195,21 @@ def test_two_stage_round_trip(labelstudio):
                 elif name:
                     results += name_results(s["id"], name, None)
             submit_annotation(
-                ws, stage=2, annotator=who, image_id=r["image_id"], results=results, client=client
+                ws, stage=2, annotator=who, image_id=r.image_id, results=results, client=client
             )
     r2 = pull(ws, backend, cfg, stages=(2,))[2]
     assert r2.pulled == 6 and not r2.errors
     assert r2.findings["alice"]["unnamed"] >= 1 and "unnamed" not in r2.findings["bob"]
     for who in ("alice", "bob"):
         for r in tasks_for(ws, 2, who):
-            ann2 = load_annotation(ws.root, 2, who, r["image_id"])
+            ann2 = load_annotation(ws.root, 2, who, r.image_id)
             with ws.catalog() as cat:
                 a1 = next(
-                    x["annotator"]
+                    x.annotator
                     for x in cat.annotations(stage=1)
-                    if x["image_id"] == r["image_id"] and x["status"] == "approved"
+                    if x.image_id == r.image_id and x.status == "approved"
                 )
-            ann1 = load_annotation(ws.root, 1, a1, r["image_id"])
+            ann1 = load_annotation(ws.root, 1, a1, r.image_id)
             seg1 = {e.id: e.segmentation for e in ann1.entities}
             for e in ann2.entities:
                 assert e.segmentation == seg1[e.id]  # names attach to the stage-1 masks
@@ -217,7 +217,7 @@ def test_two_stage_round_trip(labelstudio):
             assert "Dogs" in got_names and "unknown" in got_names
 
     # ---------------------------------------------------------------- exports read the same
-    proj = {r["annotator"]: r["ls_project_id"] for r in tasks_for(ws, 1, "alice")}
+    proj = {r.annotator: r.ls_project_id for r in tasks_for(ws, 1, "alice")}
     export = admin.export_json(proj["alice"])
     users = {u["id"]: u["email"] for u in admin.users()}
     by_ann = ls_export_to_annotations(export, stage=1, users=users)
@@ -238,15 +238,15 @@ def test_interrupted_pull_keeps_what_was_pulled(labelstudio):
     erin = annotator_client(ws, "erin")
     for k, r in enumerate(tasks_for(ws, 1, "erin")):
         if k == 2:  # the ImageAnnotation path of submit_annotation (what a simulator uses)
-            rel = prediction_relpath("source:test", r["image_id"])
+            rel = prediction_relpath("source:test", r.image_id)
             pred = json.loads((ws.root / rel).read_text())
             ann = ImageAnnotation.from_json({**pred, "stage": 1, "annotator": "erin"})
             ann = replace(
-                ann, entities=tuple(replace(e, id=f"{r['image_id']}_{e.id}") for e in ann.entities)
+                ann, entities=tuple(replace(e, id=f"{r.image_id}_{e.id}") for e in ann.entities)
             )
-            submit_annotation(ws, stage=1, annotator="erin", image_id=r["image_id"], annotation=ann)
+            submit_annotation(ws, stage=1, annotator="erin", image_id=r.image_id, annotation=ann)
             continue
-        task = erin.task(r["ls_task_id"])
+        task = erin.task(r.ls_task_id)
         erin.create_annotation(task["id"], task["predictions"][0]["result"])
 
     def stop_after_first(stage, annotator, n):
@@ -256,8 +256,8 @@ def test_interrupted_pull_keeps_what_was_pulled(labelstudio):
     with pytest.raises(KeyboardInterrupt):
         pull(ws, backend, cfg, stages=(1,), progress=stop_after_first)
     with ws.catalog() as cat:
-        done = [r for r in cat.annotations(stage=1) if r["status"] == "pulled"]
-    assert len(done) == 1 and load_annotation(ws.root, 1, "erin", done[0]["image_id"])
+        done = [r for r in cat.annotations(stage=1) if r.status == "pulled"]
+    assert len(done) == 1 and load_annotation(ws.root, 1, "erin", done[0].image_id)
     rep = pull(ws, backend, cfg, stages=(1,))[1]
     assert rep.unchanged == 1 and rep.pulled == 2 and rep.approved == 3
     for iid in ids:  # accepted predictions come back exactly

@@ -192,9 +192,9 @@ def test_demo_killed_then_rerun_completes_without_duplicates(demo_dir):
             rows = cat.annotations(stage=stage)
             # every image annotated by both simulated annotators, one approved
             assert len(rows) == 2 * len(images)
-            approved = [r for r in rows if r["status"] == "approved"]
+            approved = [r for r in rows if r.status == "approved"]
             assert len(approved) == len(images)
-        bob_qa = [r["qa"] for r in cat.annotations(stage=1, annotator="bob")]
+        bob_qa = [r.qa for r in cat.annotations(stage=1, annotator="bob")]
         assert any("overlap" in json.dumps(q, default=dict) for q in bob_qa)  # the planted overlap
         n_pred = cat.query(
             "SELECT model_version, COUNT(*) AS n FROM predictions GROUP BY model_version"

@@ -252,11 +252,11 @@ def test_coco_preannotations_follow_exif(workspace, tmp_path, images):
         assert (mask != expected).sum() <= 400  # polygon rasterisation edges only
         # overlapping instances become non-overlapping; the small one wins
         two = imgs["instances_val2017:2"]
-        p2 = json.loads(workspace.abspath(preds[two["id"]]["path"]).read_text())
+        p2 = json.loads(workspace.abspath(preds[two.id]["path"]).read_text())
         areas = sorted(rle.area(e["segmentation"]) for e in p2["entities"])
         assert rle.overlap_pixels([e["segmentation"] for e in p2["entities"]]) == 0
         assert sum(areas) == 320 * 240 and areas[0] == 40 * 40
-        assert preds[two["id"]]["n_entities"] == 2
+        assert preds[two.id]["n_entities"] == 2
 
 
 def test_refilter_changes_thresholds_without_refetch(workspace, corpus):

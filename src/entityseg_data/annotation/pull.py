@@ -542,9 +542,7 @@ def pull(
                     if progress is not None:
                         progress(stage, annotator, k + 1)
             report.approved = approve(cat, stage)
-            status = {
-                (r["image_id"], r["annotator"]): r["status"] for r in cat.annotations(stage=stage)
-            }
+            status = {(r.image_id, r.annotator): r.status for r in cat.annotations(stage=stage)}
         for t in report.per_task:  # what the catalog says after the approval
             t["status"] = status.get((t["image_id"], t["annotator"]), t["status"])
         log.info(

@@ -6,9 +6,10 @@ One record type per table: :class:`ImageRecord` (``images``), :class:`VerdictRec
 :class:`DuplicateRecord` (``duplicates``). JSON columns come back decoded (``extra``, ``qa``,
 ``meta`` as mappings, ``domain_tags`` as a tuple); paths are relative to the workspace root.
 
-Transitional: records also answer ``record["field"]`` and ``record.get("field")`` so that code
-written against the old dict rows keeps working while it moves to attributes; new code uses
-attributes (the type checker sees them).
+Deprecated: records still answer ``record["field"]`` and ``record.get("field")`` (code written
+against the old dict rows), with a ``DeprecationWarning`` naming the attribute to use; the toolkit
+and its tests use attributes only (the test suite turns the warning into an error), and the
+dict-style access goes in the next release.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import itertools
 import json
 import sqlite3
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -41,8 +43,17 @@ def _frozen_mapping(value: Any) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 
+def _dict_access(cls: type, key: str) -> None:
+    warnings.warn(
+        f"dict-style access to catalog records is deprecated: use {cls.__name__}.{key} "
+        f"(record[{key!r}] and record.get({key!r}) go in the next release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 class _Record:
-    """Construction from a SQLite row and the transitional dict-style access."""
+    """Construction from a SQLite row and the deprecated dict-style access."""
 
     _json: ClassVar[tuple[str, ...]] = ()
     # every record is a dataclass (declared for the type checker; set by @dataclass)
@@ -58,12 +69,14 @@ class _Record:
         return cls(**data)
 
     def __getitem__(self, key: str) -> Any:
+        _dict_access(type(self), key)
         try:
             return getattr(self, key)
         except AttributeError:
             raise KeyError(key) from None
 
     def get(self, key: str, default: Any = None) -> Any:
+        _dict_access(type(self), key)
         return getattr(self, key, default)
 
     def to_dict(self) -> dict[str, Any]:
