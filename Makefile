@@ -23,6 +23,10 @@ setup: setup-system $(BIN)/python
 	  echo "installing $(TORCH_SPEC)"; $(BIN)/python -m pip install -q $(TORCH_SPEC); \
 	fi
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@# panopticapi as a reference for one evaluation test (not a dependency of the package: its
+	@# PyPI packaging pins numpy < 2 although the code runs on numpy 2, hence --no-deps)
+	$(BIN)/python -m pip install -q --no-deps 'panopticapi-lite==0.2.0' || \
+	  echo "note: panopticapi-lite not installed (its reference test skips)"
 	@echo "setup done: $(VENV)"
 
 # Offline WordNet 3.0 for the vocabulary tree (Debian packages; without them the WordNet tests
