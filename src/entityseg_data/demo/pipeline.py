@@ -509,13 +509,13 @@ def _simulated_masks(ws: esd.Workspace, image_id: int, annotator: str) -> esd.Im
 def _simulated_names(sample: esd.Sample, annotator: str, samples: SampleLayout) -> esd.ImageMasks:
     """SIMULATED stage 2: a free-form name per approved mask, drawn around the concept it shows
     (the synthetic scene's ground truth, or the photo's concepts)."""
-    from entityseg_data.io.images import read_label_image
+    from entityseg_data.io.images import read_label_array
 
     name = Path(sample.image.source_id).name
     gt = samples.synthetic_gt.get(name)
     concepts: list[str | None] = []
     if gt:
-        gt_map = np.asarray(read_label_image(gt.label_map, "ground-truth label map"))
+        gt_map = read_label_array(gt.label_map, "ground-truth label map")
         gt_names = gt.names
         for e in sample.entities:
             vals, counts = np.unique(gt_map[e.mask().astype(bool)], return_counts=True)

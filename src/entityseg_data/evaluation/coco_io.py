@@ -113,12 +113,12 @@ def load_predictions(
 def read_label_map(path: Path) -> np.ndarray:
     """(H, W) int64 label map of a PNG (grey 8/16/32 bit, palette indices, or RGB ids)."""
     from entityseg_data.io.coco import panoptic_ids
-    from entityseg_data.io.images import read_label_image
+    from entityseg_data.io.images import read_label_array
 
-    im = read_label_image(path, "label map")
-    if im.mode in ("RGB", "RGBA"):
-        return panoptic_ids(np.asarray(im.convert("RGB")))
-    return np.asarray(im).astype(np.int64)
+    a = read_label_array(path, "label map")
+    if a.ndim == 3 and a.shape[2] == 3:  # RGB ids (RGBA read as RGB)
+        return panoptic_ids(a)
+    return a.astype(np.int64)
 
 
 def label_map_predictions(

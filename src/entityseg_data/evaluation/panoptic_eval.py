@@ -94,9 +94,10 @@ def _rgb_rows(source: Any, where: str) -> np.ndarray:
                 raise DataError(f"{where}: segment ids must be in 0..2^24-1")
             return source.astype(np.uint32)
         raise DataError(f"{where}: expected an (H, W) id map or (H, W, 3) RGB, got {source.shape}")
-    from entityseg_data.evaluation.png_io import read_png_array
+    from entityseg_data.io.images import ImageLimits, read_label_array
 
-    return read_png_array(source, ("RGB", "RGBA"), "panoptic PNG")
+    limits = ImageLimits(max_bytes=1 << 30)
+    return read_label_array(source, "panoptic PNG", modes=("RGB", "RGBA"), limits=limits)
 
 
 def _stripes(a: np.ndarray) -> Iterator[np.ndarray]:

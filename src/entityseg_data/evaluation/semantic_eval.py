@@ -152,9 +152,11 @@ class SemanticEvaluator:
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """(H, W) integer label map of a grey PNG (8 or 16 bit); DataError naming the file."""
-    from entityseg_data.evaluation.png_io import read_png_array
+    from entityseg_data.io.images import ImageLimits, read_label_array
 
-    return read_png_array(path, ("L", "P", "I;16", "I;16B", "I;16L", "I"), "semantic label map")
+    modes = ("L", "P", "I;16", "I;16B", "I;16L", "I")
+    limits = ImageLimits(max_bytes=1 << 30)
+    return read_label_array(path, "semantic label map", modes=modes, limits=limits)
 
 
 def evaluate_semantic_files(

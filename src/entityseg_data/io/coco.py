@@ -1070,12 +1070,9 @@ def read_panoptic_png(
 ) -> np.ndarray:
     """(H, W) int64 segment ids of a COCO panoptic PNG (RGB, ``id = R + 256 G + 256^2 B``);
     the size must be ``height x width`` when given. Raises DataError naming the file."""
-    from entityseg_data.io.images import read_label_image
+    from entityseg_data.io.images import read_label_array
 
-    im = read_label_image(path, "panoptic PNG")
-    if im.mode not in ("RGB", "RGBA"):
-        raise DataError(f"{path}: a panoptic PNG must be RGB, got mode {im.mode}")
-    ids = panoptic_ids(np.asarray(im.convert("RGB") if im.mode != "RGB" else im))
+    ids = panoptic_ids(read_label_array(path, "panoptic PNG", modes=("RGB", "RGBA")))
     if height is not None and width is not None and ids.shape != (int(height), int(width)):
         raise DataError(
             f"{path}: PNG is {ids.shape[0]}x{ids.shape[1]}, the image is {height}x{width}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,26 @@ def read_label_image(
     except ImageRejected as exc:
         raise DataError(f"{path}: cannot read the {what}: {exc.message}") from None
     return im
+
+
+def read_label_array(
+    path: str | os.PathLike[str],
+    what: str = "label map",
+    *,
+    modes: Collection[str] | None = None,
+    limits: ImageLimits = ImageLimits(),
+) -> np.ndarray:
+    """The pixels of a label / annotation PNG as :func:`read_label_image` decodes them (values
+    as stored; only RGBA becomes RGB), when its mode is one of ``modes`` (any when None); one
+    DataError naming the file otherwise."""
+    im = read_label_image(path, what, limits=limits)
+    if modes is not None and im.mode not in modes:
+        raise DataError(
+            f"{path}: the {what} must be a PNG of mode {'/'.join(modes)}, got {im.mode}"
+        )
+    if im.mode == "RGBA":
+        im = im.convert("RGB")
+    return np.asarray(im)
 
 
 def image_size(path: str | os.PathLike[str], *, limits: ImageLimits = ImageLimits()) -> ImageSize:

@@ -100,9 +100,9 @@ def first_synonym(name: str) -> str:
 
 
 def _read_png(path: Path, what: str) -> np.ndarray:
-    from entityseg_data.io.images import read_label_image
+    from entityseg_data.io.images import read_label_array
 
-    return np.asarray(read_label_image(path, what))
+    return read_label_array(path, what)
 
 
 def _read_ade_json(path: Path) -> dict[str, Any]:

@@ -38,9 +38,9 @@ def _pre(
     orientation: int,
 ) -> PreAnnotation:
     from entityseg_data.ingest import preannotations
-    from entityseg_data.io.images import read_label_image
+    from entityseg_data.io.images import read_label_array
 
-    lm = np.asarray(read_label_image(label_png, "label map"))
+    lm = read_label_array(label_png, "label map")
     if lm.ndim != 2:
         raise DataError(f"{label_png}: a label map must be single-channel, got shape {lm.shape}")
     values = [int(v) for v in np.unique(lm) if int(v) not in void]

@@ -118,9 +118,9 @@ def encode_label_png(label_map: np.ndarray) -> bytes:
 def read_label_png(path: str | Path) -> np.ndarray:
     """(H, W) uint16 label map of a PNG written by :func:`encode_label_png` (DataError naming
     the file when it cannot be read)."""
-    from entityseg_data.io.images import read_label_image
+    from entityseg_data.io.images import read_label_array
 
-    return np.asarray(read_label_image(path, "label PNG")).astype(np.uint16)
+    return read_label_array(path, "label PNG").astype(np.uint16)
 
 
 def sidecar(result: Any) -> dict[str, Any]:
