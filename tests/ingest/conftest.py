@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_support import stored_with_orientation
 from PIL import Image
 
 TINY_CLIP = "entityseg-test-tiny-clip"
@@ -47,18 +48,7 @@ def jpeg(width: int = 320, height: int = 240, seed: int = 0, quality: int = 90) 
 def jpeg_with_orientation(upright: np.ndarray, orientation: int, quality: int = 92) -> bytes:
     """A JPEG whose stored pixels are ``upright`` rotated so that applying EXIF
     ``orientation`` brings them back upright."""
-    inverse = {
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_90,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_270,
-    }
-    stored = Image.fromarray(upright).transpose(inverse[orientation])
-    exif = Image.Exif()
-    exif[0x0112] = orientation
+    stored, exif = stored_with_orientation(upright, orientation)
     return encode(stored, "JPEG", quality=quality, exif=exif)
 
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from image_support import stored_with_orientation
 from PIL import Image
 
 from entityseg_data.errors import DataError
@@ -25,25 +26,10 @@ def _content(h: int, w: int) -> np.ndarray:
     return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 7 * 30], -1)
 
 
-_INVERSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
-
-
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_makes_pixels_upright(tmp_path, orientation):
     upright = _content(20, 30).astype(np.uint8)
-    stored = Image.fromarray(upright)
-    if orientation != 1:
-        stored = stored.transpose(_INVERSE[orientation])
-    exif = Image.Exif()
-    exif[0x0112] = orientation
+    stored, exif = stored_with_orientation(upright, orientation)
     _save(tmp_path / "a.png", stored, "PNG", exif=exif)
     dec = im_io.decode_file(tmp_path / "a.png", expect_hw=(20, 30))
     assert np.array_equal(dec.array(), upright)
