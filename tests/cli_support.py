@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from unittest import mock
 
@@ -68,3 +68,21 @@ def run_cli(
             if threads is not None:
                 sys.modules["torch"].set_num_threads(threads)
     return CliResult(code, out.getvalue(), err.getvalue(), tuple(argv))
+
+
+def dies_with_this_process(also: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` for a command a test starts (``annotate server``, the demo): the kernel
+    SIGKILLs the command when this process dies (PR_SET_PDEATHSIG, kept across exec), so a test
+    run killed from outside (a CI timeout, a second Ctrl-C) leaves no command running, and through
+    the command's own guarantee no Label Studio either. Call it in the thread that starts the
+    command and outlives it (the test's). ``also`` runs in the child too."""
+    from entityseg_data.procs import die_with_parent  # imported here, not after the fork
+
+    parent = os.getpid()
+
+    def preexec() -> None:
+        die_with_parent(parent)
+        if also is not None:
+            also()
+
+    return preexec

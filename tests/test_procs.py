@@ -96,6 +96,26 @@ def test_pool_worker_dies_with_a_sigkilled_parent():
     _assert_dies(fd)
 
 
+def test_a_command_a_test_starts_dies_with_the_test_process():
+    """tests/cli_support.dies_with_this_process (the preexec_fn of the tests that start
+    `annotate server` or run the tutorial): a test process killed from outside (a CI timeout)
+    leaves no command running. The control case is the test above: a plain child outlives it."""
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    parent, _pid, fd = _run_parent(
+        f"""
+        import subprocess, sys
+        sys.path.insert(0, {tests_dir!r})
+        from cli_support import dies_with_this_process
+        p = subprocess.Popen(["sleep", "100000"], preexec_fn=dies_with_this_process())
+        print(p.pid)
+        sys.stdin.read()
+        """
+    )
+    parent.kill()
+    parent.wait()
+    _assert_dies(fd)
+
+
 def test_stop_group_stops_the_whole_group():
     p = procs.spawn(["sh", "-c", "sleep 100000 & echo $!; wait"], stdout=subprocess.PIPE)
     grandchild = int(p.stdout.readline())

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_support import dies_with_this_process
 
 pytestmark = pytest.mark.slow  # real data / process lifecycle: the slow tier
 
@@ -52,7 +53,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**env, "FAKE_LS_REPORT": str(self.fifo), "PYTHONUNBUFFERED": "1"},
-            preexec_fn=_default_sigint,
+            preexec_fn=dies_with_this_process(_default_sigint),  # none left if pytest is killed
         )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.pidfds: dict[int, int] = {}

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_support import dies_with_this_process
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
@@ -151,6 +152,7 @@ def test_tutorial_runs(tmp_path):
                     stderr=subprocess.STDOUT,
                     text=True,
                     start_new_session=True,
+                    preexec_fn=dies_with_this_process(),  # none left if pytest is killed
                 )
                 background.append(proc)
                 assert proc.stdout is not None
@@ -169,7 +171,13 @@ def test_tutorial_runs(tmp_path):
                 script.write_text(body)
                 cmd = [sys.executable, str(script)]
             res = subprocess.run(
-                cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800
+                cmd,
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                preexec_fn=dies_with_this_process(),
             )
             ran.append((where, res.stdout))
             assert res.returncode == 0, (
