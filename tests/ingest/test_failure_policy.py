@@ -17,7 +17,7 @@ from entityseg_data.ingest.pipeline import ingest
 from entityseg_data.ingest.sources import UrlListSource
 
 CFG = IngestConfig(
-    nsfw_enabled=False, workers=2, per_host_rps=0, timeout=2.0, retries=0, backoff=0.01
+    nsfw_enabled=False, workers=2, per_host_rps=0, timeout=10.0, retries=0, backoff=0.01
 )
 
 

@@ -26,7 +26,7 @@ CFG = IngestConfig(
     min_side=200,
     workers=3,
     per_host_rps=0,
-    timeout=1.0,
+    timeout=10.0,  # loopback fetches on a busy machine; no route here is meant to time out
     retries=1,
     backoff=0.01,
 )
