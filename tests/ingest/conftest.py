@@ -110,6 +110,10 @@ class _State:
         self.log: list[tuple[str, float]] = []
         self.lock = threading.Lock()
         self.delay = 0.0
+        # requests after the first `hold_after` (all paths) wait until `release` is set: a client
+        # can then be killed mid-run without racing it (a stopped server thread is not a timing)
+        self.hold_after: int | None = None
+        self.release = threading.Event()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -126,6 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
             st.hits[path] = st.hits.get(path, 0) + 1
             st.log.append((path, time.monotonic()))
             hit = st.hits[path]
+            held = st.hold_after is not None and len(st.log) > st.hold_after
+        if held:
+            st.release.wait(timeout=600)
         if st.delay:
             time.sleep(st.delay)
         route = st.routes.get(path)
@@ -239,6 +246,7 @@ class LoopbackServer:
         return self.url(path)
 
     def close(self) -> None:
+        self.state.release.set()  # no handler thread left waiting
         self.httpd.shutdown()
         self.httpd.server_close()
 
