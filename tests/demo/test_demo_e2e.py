@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_support import dies_with_this_process
 
 pytestmark = pytest.mark.labelstudio
 
@@ -72,6 +73,7 @@ def _run_until_killed(ws_dir: Path, marker: str, timeout: float = 900) -> str:
         text=True,
         env=_env(),
         start_new_session=True,
+        preexec_fn=dies_with_this_process(),  # a killed pytest leaves no demo running
     )
     out = []
     deadline = time.monotonic() + timeout
@@ -169,7 +171,12 @@ def test_demo_killed_then_rerun_completes_without_duplicates(demo_dir):
             assert ready, f"the killed demo's Label Studio (pid {pid}) is still running"
 
         rerun = subprocess.run(
-            _demo_cmd(ws_dir), capture_output=True, text=True, env=_env(), timeout=1500
+            _demo_cmd(ws_dir),
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=1500,
+            preexec_fn=dies_with_this_process(),
         )
     assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
     out = rerun.stdout
