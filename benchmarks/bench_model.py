@@ -3,7 +3,7 @@ official code side by side.
 
 Usage:
   .venv/bin/python benchmarks/bench_model.py --presets cropformer_hornet_3x --threads 1
-      [--impl ours official] [--variants fp32 bf16 int8] [--alloc tuned default]
+      [--impl ours official] [--variants fp32 bf16 int8 int8_backbone] [--alloc tuned default]
       [--image PATH | --size 800 1067 | --size 3000 4000] [--repeat 2] [--device cuda]
       [--official-python PY --cropformer-dir DIR] [--json results.jsonl]
   .venv/bin/python benchmarks/bench_model.py --folder 4 --size 3000 4000 --presets ...
@@ -23,7 +23,8 @@ grid_sample, FFT and elementwise ops count 0) and the fraction of the fp32 floor
 (this machine's fp32 matmul rate at the same thread count, measured first) / CPU s. Peak RSS
 is the kernel's VmHWM, reset just before the call (libraries and weights included).
 
-Weights: random (``torch.manual_seed(0)``), unless ``--weights-dir`` holds the official
+Weights: random (``torch.manual_seed(0)``), or ``--checkpoint`` (ours only: a checkpoint of the
+preset, e.g. the oracle models of ../shared/oracle), unless ``--weights-dir`` holds the official
 perturbed weights written by the official runner (``w_<preset>.pth``) and our conversion of
 them (``ours_<preset>/``): then both implementations run the same weights and their outputs are
 compared (query-id map pixels, scores). How to build the official environment:
@@ -185,7 +186,9 @@ def matmul_rate(threads: int, device: str = "cpu", reps: int = 5) -> float:
 
 # ----------------------------------------------------------------------------- ours
 def _precision(variant: str) -> dict:
-    return {} if variant == "fp32" else {"precision": variant}
+    """Segmenter keyword for a variant; ``int8_backbone`` is measured here only (fp32
+    segmenter, then the backbone's Linear layers quantized: see :func:`_ours_segmenter`)."""
+    return {} if variant in ("fp32", "int8_backbone") else {"precision": variant}
 
 
 def _ours_segmenter(args, preset: str, variant: str):
@@ -194,7 +197,15 @@ def _ours_segmenter(args, preset: str, variant: str):
     from entityseg_data.model.inference.predictor import EntitySegmenter
 
     conv = Path(args.weights_dir or "", f"ours_{preset}")
-    if args.weights_dir and conv.is_dir():
+    if getattr(args, "checkpoint", None):  # e.g. an oracle model: weights.npz + its preset
+        seg = EntitySegmenter.from_pretrained(
+            args.checkpoint,
+            preset=preset,
+            device=args.device,
+            score_mode="reference",
+            **_precision(variant),
+        )
+    elif args.weights_dir and conv.is_dir():
         seg = EntitySegmenter.from_pretrained(
             str(conv), device=args.device, score_mode="reference", **_precision(variant)
         )
@@ -207,6 +218,10 @@ def _ours_segmenter(args, preset: str, variant: str):
         model = build_model(cfg).eval().to(args.device)
         seg = EntitySegmenter(model=model, config=cfg, device=args.device, **_precision(variant))
         seg = seg.with_options(score_mode="reference")
+    if variant == "int8_backbone":  # dynamic int8 Linear layers in the backbone only
+        from entityseg_data.model.inference.predictor import quantize_linear_int8
+
+        quantize_linear_int8(seg.model.backbone)
     return seg
 
 
@@ -463,7 +478,15 @@ def run_folder(args, preset: str, variant: str) -> dict:
 # ----------------------------------------------------------------------------- driver
 def _child(args, extra: list[str], python: str | None = None, env: dict | None = None) -> dict:
     cmd = [python or sys.executable, str(Path(__file__).resolve()), *extra]
-    for flag in ("threads", "device", "alloc", "cropformer_dir", "weights_dir", "image"):
+    for flag in (
+        "threads",
+        "device",
+        "alloc",
+        "cropformer_dir",
+        "weights_dir",
+        "image",
+        "checkpoint",
+    ):
         if flag == "threads" and "--threads" in extra:
             continue
         val = getattr(args, flag)
@@ -609,7 +632,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=PRESETS_DEFAULT)
     ap.add_argument("--impl", nargs="+", default=["ours", "official"])
-    ap.add_argument("--variants", nargs="+", default=["fp32"])
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["fp32"],
+        help="fp32, bf16, fp16, int8 (the --precision options), int8_backbone (bench only)",
+    )
     ap.add_argument("--alloc", default="tuned", choices=["tuned", "default"])
     ap.add_argument("--size", type=int, nargs=2, default=(800, 1067), metavar=("H", "W"))
     ap.add_argument("--image", default=None)
@@ -623,6 +651,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--weights-dir", default=None)
+    ap.add_argument(
+        "--checkpoint",
+        default=None,
+        help="ours only: this checkpoint (file or converted folder) of --presets instead of "
+        "random weights, e.g. an oracle model: /work/shared/oracle/tiny_hornet/weights.npz",
+    )
     ap.add_argument("--official-python", default=os.environ.get("OFFICIAL_PYTHON"))
     ap.add_argument("--cropformer-dir", default=os.environ.get("CROPFORMER_DIR"))
     ap.add_argument("--folder", type=int, default=0, help="folder mode: N images")

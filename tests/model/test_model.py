@@ -185,6 +185,53 @@ def test_view_chunks_equal_one_batch(tiny):
                 assert torch.allclose(a, b, atol=1e-5), (chunk, (a - b).abs().max())
 
 
+def test_batch_level_only_forward_skips_image_masks_and_keeps_values(tiny):
+    """``image_masks=False`` (the CropFormer prediction path) leaves the image-level final masks
+    out (they were held through the post-processing for nothing: 218 MB at 800x1088 x 5 views)
+    and changes no value: batch-level logits and masks and image-level logits bitwise equal, with
+    and without view chunks; with ``aux`` (training) every head keeps its masks."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 5, 3, 64, 96)
+    with torch.inference_mode():
+        ref = tiny(x, aux=False)
+        for chunk in (None, 1):
+            lean = tiny(x, aux=False, image_masks=False, view_chunk=chunk)
+            assert lean.image_level.final.pred_masks is None
+            assert ref.image_level.final.pred_masks is not None
+            assert torch.equal(
+                lean.image_level.final.pred_logits, ref.image_level.final.pred_logits
+            )
+            assert torch.equal(
+                lean.batch_level.final.pred_logits, ref.batch_level.final.pred_logits
+            )
+            assert torch.equal(lean.batch_level.final.pred_masks, ref.batch_level.final.pred_masks)
+        full = tiny(x, aux=True, image_masks=False)
+    assert full.image_level.final.pred_masks is not None
+    assert all(p.pred_masks is not None for p in full.image_level.aux)
+
+
+def test_batch_level_reuses_the_image_level_averaged_features():
+    """The batch level's averaged mask features are views of the image level's (computed and
+    held once: 70 MB at 1/8 for 5 views of 800x1088), equal to computing them anew."""
+    from entityseg_data.model.decoder import _ResizedFeatures
+
+    torch.manual_seed(6)
+    feats = torch.randn(5, 8, 32, 48)
+    image_level = _ResizedFeatures(feats)
+    first = image_level.pooled((8, 12))
+    batch_level = image_level.viewed(feats.view(1, 5, 8, 32, 48))
+    shared = batch_level.pooled((8, 12))
+    alone = _ResizedFeatures(feats.view(1, 5, 8, 32, 48)).pooled((8, 12))
+    assert first is not None and shared is not None and alone is not None
+    assert shared.data_ptr() == first.data_ptr() and shared.shape == (1, 5, 8, 8, 12)
+    assert torch.equal(shared, alone)
+    # a size the image level never asked for is computed by the batch level itself
+    other = batch_level.pooled((4, 6))
+    assert other is not None and torch.equal(
+        other, _ResizedFeatures(feats.view(1, 5, 8, 32, 48)).pooled((4, 6))
+    )
+
+
 def test_pooled_attention_masks_equal_resized_full_masks():
     """The intermediate heads' attention masks from the mask features averaged at the source
     pixels of the resize equal the official full-resolution-then-resize ones; the per-view

@@ -69,13 +69,24 @@ class _ResizedFeatures:
     1/32). Same values up to float rounding (~1e-7 relative; an attention-mask entry can flip
     only for a logit within that of 0)."""
 
-    def __init__(self, features: Tensor) -> None:
+    def __init__(self, features: Tensor, parent: _ResizedFeatures | None = None) -> None:
         self.features = features  # (N, C, H, W) or (B, V, C, H, W)
         self._cache: dict[tuple[int, int], Tensor | None] = {}
+        self._parent = parent
+
+    def viewed(self, features: Tensor) -> _ResizedFeatures:
+        """The same features under another shape (``features`` is a view of
+        ``self.features``, e.g. (B, V, C, H, W) of (B*V, C, H, W)): averages already computed
+        here are reused as views instead of being computed and held a second time."""
+        return _ResizedFeatures(features, parent=self)
 
     def pooled(self, size: tuple[int, int]) -> Tensor | None:
         """(..., C, h, w) averaged features, or None when the factor is not an even integer
         (then the caller resizes full-resolution masks)."""
+        if size not in self._cache and self._parent is not None:
+            done = self._parent._cache.get(size)
+            if done is not None:
+                self._cache[size] = done.view(*self.features.shape[:-2], *done.shape[-2:])
         if size not in self._cache:
             big_h, big_w = self.features.shape[-2:]
             h, w = size
@@ -252,16 +263,17 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         sizes: list[tuple[int, int]],
         heads: Heads,
         aux: bool,
-    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor | None]]]:
         """Run the shared layers. Returns the final query features and [(logits, masks)] of the
         head applications whose masks are computed: every one with ``aux``, else the last."""
-        preds: list[tuple[Tensor, Tensor]] = []
+        preds: list[tuple[Tensor, Tensor | None]] = []
         # masks at 1/4 are computed for the heads whose masks are returned: all with ``aux``
-        # (training), else the last one only; the others only give attention masks
+        # (training), else the last one only; the others only give attention masks. The last
+        # head's prediction is always returned (its masks are None when ``heads`` skips them)
         logits, masks, attn = heads(
             output, sizes[0] if self.num_layers else None, aux or not self.num_layers
         )
-        if masks is not None:
+        if masks is not None or not self.num_layers:
             preds.append((logits, masks))
         for i in range(self.num_layers):
             lvl = i % self.num_feature_levels
@@ -273,7 +285,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             last = i == self.num_layers - 1
             nxt = None if last else sizes[(i + 1) % self.num_feature_levels]
             logits, masks, attn = heads(output, nxt, aux or last)
-            if masks is not None:
+            if masks is not None or last:
                 preds.append((logits, masks))
         return output, preds
 
@@ -285,6 +297,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         *,
         num_views: int,
         aux: bool = True,
+        image_masks: bool = True,
     ) -> DecoderResult:
         """
         Args:
@@ -293,44 +306,53 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             mask_features: (B*V, mask_dim, H, W) at 1/4.
             num_views: V.
             aux: also return the earlier heads' predictions (masks included).
+            image_masks: compute the image-level final mask logits. False (CropFormer only,
+                without ``aux``): ``image_level.final.pred_masks`` is None; the official
+                post-processing reads the batch level only, and this saves B*V*Q*H*W floats
+                (218 MB for 5 views of 800x1088) held until the post-processing ends.
         """
         n = mask_features.shape[0]
         v = num_views
         if n % v:
             raise ValueError(f"batch of {n} views is not a multiple of num_views={v}")
         b = n // v
-        sizes, srcs2d, pos2d, srcs3d, pos3d = [], [], [], [], []
+        sizes: list[tuple[int, int]] = []
+        srcs2d: list[Tensor] = []
+        pos2d: list[Tensor] = []
         for lvl, x in enumerate(multi_scale):
             h, w = int(x.shape[-2]), int(x.shape[-1])
             sizes.append((h, w))
-            p2, p3 = self.pe_layer.encode(b, v, h, w, x.device)  # (B, V, C, h, w)
+            p2 = self.pe_layer.encode(b, v, h, w, x.device)[0]  # (B, V, C, h, w) expanded
             src = self.input_proj[lvl](x).flatten(2) + self.level_embed.weight[lvl][None, :, None]
             src = src.permute(2, 0, 1)  # (hw, N, C)
             c = src.shape[-1]
             srcs2d.append(src)
-            pos2d.append(p2.reshape(n, c, h * w).permute(2, 0, 1))
-            if self.batch_level:
-                # (hw, B, V, C) -> (V*hw, B, C), token index v*hw + p
-                srcs3d.append(src.view(h * w, b, v, c).permute(2, 0, 1, 3).reshape(v * h * w, b, c))
-                pos3d.append(p3.permute(1, 3, 4, 0, 2).reshape(v * h * w, b, c))
+            # the 2-D code is the same for every view: (hw, N, C) as a broadcast view, no copy
+            pos2d.append(p2[:1, 0].reshape(c, h * w).t()[:, None, :].expand(h * w, n, c))
 
         q_feat = self.query_feat.weight[:, None, :].expand(-1, n, -1)
         q_pos = self.query_embed.weight[:, None, :].expand(-1, n, -1)
 
         mf2 = _ResizedFeatures(mask_features)
+        # the image-level final masks are needed unless the caller reads the batch level only
+        final_masks = image_masks or aux or not self.batch_level
 
         def heads2d(
             out: Tensor, size: tuple[int, int] | None, need_masks: bool
         ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+            if size is None and not final_masks:  # the last head: logits only
+                d = self.decoder_norm(out).transpose(0, 1)
+                return self.class_embed(d), None, None
             return self._heads_image(out, mf2, size, need_masks)
 
         out2d, preds2d = self._decode(q_feat, q_pos, srcs2d, pos2d, sizes, heads2d, aux)
+        del srcs2d, pos2d  # the batch level builds its own tokens
 
-        def image_pred(logits: Tensor, masks: Tensor) -> LevelPrediction:
+        def image_pred(logits: Tensor, masks: Tensor | None) -> LevelPrediction:
             q = logits.shape[1]
             return LevelPrediction(
                 pred_logits=logits.reshape(b, v, q, -1),
-                pred_masks=masks.reshape(b, v, q, *masks.shape[-2:]),
+                pred_masks=None if masks is None else masks.reshape(b, v, q, *masks.shape[-2:]),
             )
 
         image_out = DecoderOutput(
@@ -340,9 +362,21 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         if not self.batch_level:
             return DecoderResult(image_out, None, None, None)
 
+        srcs3d: list[Tensor] = []
+        pos3d: list[Tensor] = []
+        for lvl, x in enumerate(multi_scale):
+            h, w = sizes[lvl]
+            p3 = self.pe_layer.encode(b, v, h, w, x.device)[1]  # (B, V, C, h, w)
+            src = self.input_proj[lvl](x).flatten(2) + self.level_embed.weight[lvl][None, :, None]
+            c = src.shape[1]
+            # (B*V, C, hw) -> (V*hw, B, C), token index v*hw + p
+            srcs3d.append(src.view(b, v, c, h * w).permute(1, 3, 0, 2).reshape(v * h * w, b, c))
+            pos3d.append(p3.permute(1, 3, 4, 0, 2).reshape(v * h * w, b, c))
+            del src, p3
         q3 = self.make_3d(out2d, self.query_embed.weight, v)  # (Q, B, C)
         q3_pos = self.query_embed.weight[:, None, :].expand(-1, b, -1)
-        mf3 = _ResizedFeatures(mask_features.view(b, v, *mask_features.shape[1:]))
+        # the batch level reads the same averaged features as the image level (no second copy)
+        mf3 = mf2.viewed(mask_features.view(b, v, *mask_features.shape[1:]))
 
         def heads3d(
             out: Tensor, size: tuple[int, int] | None, need_masks: bool

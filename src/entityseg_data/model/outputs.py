@@ -17,10 +17,12 @@ class LevelPrediction:
 
     pred_logits: image level (B, V, Q, K+1); batch level (B, Q, K+1).
     pred_masks: image level (B, V, Q, Hp/4, Wp/4); batch level (B, Q, V, Hp/4, Wp/4); logits.
+        None only for the image-level final head of a CropFormer forward asked for the batch
+        level's masks only (``image_masks=False``).
     """
 
     pred_logits: Tensor
-    pred_masks: Tensor
+    pred_masks: Tensor | None
 
 
 @dataclass

@@ -49,23 +49,21 @@ def select_outputs(
 ) -> tuple[torch.Tensor, torch.Tensor, ViewGeometry, bool]:
     """``(class_logits (Q, 2), mask_logits (Q, V', Hp/4, Wp/4), geometry', mask2former)`` of
     image ``index`` of a batch ``ModelOutput`` for ``decoder``."""
-    if output.batch_level is None:
+    if output.batch_level is None or decoder == "image_full_only":
         lvl = output.image_level.final
+        if lvl.pred_masks is None:
+            raise ConfigError(
+                f"decoder {decoder!r} needs the image-level masks: run the model with "
+                "image_masks=True"
+            )
         return (
             lvl.pred_logits[index, 0],
             lvl.pred_masks[index, 0][:, None],
             (geometry.select([0])),
-            True,
-        )
-    if decoder == "image_full_only":
-        lvl = output.image_level.final
-        return (
-            lvl.pred_logits[index, 0],
-            lvl.pred_masks[index, 0][:, None],
-            (geometry.select([0])),
-            False,
+            output.batch_level is None,
         )
     lvl = output.batch_level.final
+    assert lvl.pred_masks is not None  # the batch level always has its final masks
     logits, masks = lvl.pred_logits[index], lvl.pred_masks[index]
     if decoder == "batch_full_crops":
         return logits, masks, geometry, False
@@ -102,7 +100,8 @@ def postprocess_single(
     # official painting: ascending stable sort, later wins -> descending priority = its reverse
     order = torch.sort(s_c, stable=True).indices.flip(0)
     painted = fuse_and_paint(
-        mask_logits[cand],
+        # CropFormer: every query is a candidate, cand = arange(Q): no (Q, V, h, w) copy
+        mask_logits[cand] if mask2former else mask_logits,
         order.cpu().numpy(),
         geometry,
         threshold_logits=mask2former,

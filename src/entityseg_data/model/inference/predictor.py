@@ -334,7 +334,14 @@ class EntitySegmenter:
         try:
             with torch.inference_mode():
                 with torch.autocast(dev_type, dtype=amp or torch.float32, enabled=amp is not None):
-                    out = self.model(x, aux=False, view_chunk=self.view_chunk or None)
+                    out = self.model(
+                        x,
+                        aux=False,
+                        view_chunk=self.view_chunk or None,
+                        # only the image-level decoder choice reads the image-level masks
+                        image_masks=self.options.decoder == "image_full_only",
+                    )
+                del x  # the input views are not needed by the post-processing
                 results = postprocess_batch(out, geos, self.options)
         finally:
             self.model.train(was_training)

@@ -63,6 +63,13 @@ class ImageTarget:
         )
 
 
+def _masks_of(lp: LevelPrediction) -> Tensor:
+    """The mask logits of a head; training forwards always compute them."""
+    if lp.pred_masks is None:
+        raise ValueError("a head without mask logits (forward with image_masks=False) in a loss")
+    return lp.pred_masks
+
+
 def reduce_num_masks(count: float, device: torch.device) -> float:
     """All-reduce a local mask count, divide by the world size, clamp to >= 1 (REFERENCE 5.3)."""
     value = torch.tensor([float(count)], dtype=torch.float64, device=device)
@@ -194,7 +201,7 @@ class SetCriterion:
         num_masks: float,
     ) -> dict[str, Tensor]:
         """Unweighted 2D terms of one head: pred_logits (B, V, Q, 2), pred_masks (B, V, Q, h, w)."""
-        logits, masks = lp.pred_logits, lp.pred_masks
+        logits, masks = lp.pred_logits, _masks_of(lp)
         b, v = logits.shape[:2]
         matched: list[Tensor] = []
         loss_mask = masks.sum() * 0.0
@@ -229,7 +236,7 @@ class SetCriterion:
         num_masks: float,
     ) -> dict[str, Tensor]:
         """Unweighted 3D terms of one head: pred_logits (B, Q, 2), pred_masks (B, Q, V, h, w)."""
-        logits, masks = lp.pred_logits, lp.pred_masks
+        logits, masks = lp.pred_logits, _masks_of(lp)
         b, _, v = masks.shape[:3]
         matched: list[Tensor] = []
         loss_mask = masks.sum() * 0.0
