@@ -218,6 +218,8 @@ def _ours_segmenter(args, preset: str, variant: str):
         model = build_model(cfg).eval().to(args.device)
         seg = EntitySegmenter(model=model, config=cfg, device=args.device, **_precision(variant))
         seg = seg.with_options(score_mode="reference")
+    if getattr(args, "tile_budget", None):
+        seg = seg.with_options(tile_budget_mb=args.tile_budget)
     if variant == "int8_backbone":  # dynamic int8 Linear layers in the backbone only
         from entityseg_data.model.inference.predictor import quantize_linear_int8
 
@@ -486,6 +488,7 @@ def _child(args, extra: list[str], python: str | None = None, env: dict | None =
         "weights_dir",
         "image",
         "checkpoint",
+        "tile_budget",
     ):
         if flag == "threads" and "--threads" in extra:
             continue
@@ -660,6 +663,12 @@ def main() -> None:
     ap.add_argument("--official-python", default=os.environ.get("OFFICIAL_PYTHON"))
     ap.add_argument("--cropformer-dir", default=os.environ.get("CROPFORMER_DIR"))
     ap.add_argument("--folder", type=int, default=0, help="folder mode: N images")
+    ap.add_argument(
+        "--tile-budget",
+        type=float,
+        default=None,
+        help="ours: the fusion's tile_budget_mb (default: the segmenter's)",
+    )
     ap.add_argument("--prefetch", type=int, default=1, help="folder mode: images decoded ahead")
     ap.add_argument("--json", default=None, help="append every result to this JSON-lines file")
     # child modes
