@@ -97,8 +97,8 @@ def fuse_and_paint(
     geometry: ViewGeometry,
     *,
     threshold_logits: bool = False,
-    tile: int = 512,
-    tile_budget_mb: float = 256.0,
+    tile: int = 256,
+    tile_budget_mb: float = 32.0,
     workers: int = 1,
 ) -> Painted:
     """Fuse and paint candidate queries into a label map.
