@@ -216,6 +216,10 @@ def _ours_segmenter(args, preset: str, variant: str):
         torch.manual_seed(0)
         cfg = PRESETS[preset]
         model = build_model(cfg).eval().to(args.device)
+        if getattr(args, "perturb", False):
+            # the official init leaves HorNet's layer scales at 1e-6 (its blocks ~identity):
+            # perturbed weights make every layer count, as in the oracle models
+            model.load_state_dict(perturbed(model.state_dict()))
         seg = EntitySegmenter(model=model, config=cfg, device=args.device, **_precision(variant))
         seg = seg.with_options(score_mode="reference")
     if getattr(args, "tile_budget", None):
@@ -496,6 +500,8 @@ def _child(args, extra: list[str], python: str | None = None, env: dict | None =
         if val is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(val)]
     cmd += ["--size", *map(str, args.size)]
+    if getattr(args, "perturb", False):
+        cmd.append("--perturb")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -663,6 +669,11 @@ def main() -> None:
     ap.add_argument("--official-python", default=os.environ.get("OFFICIAL_PYTHON"))
     ap.add_argument("--cropformer-dir", default=os.environ.get("CROPFORMER_DIR"))
     ap.add_argument("--folder", type=int, default=0, help="folder mode: N images")
+    ap.add_argument(
+        "--perturb",
+        action="store_true",
+        help="ours, random weights: add the oracle models' noise to every tensor (perturbed())",
+    )
     ap.add_argument(
         "--tile-budget",
         type=float,
