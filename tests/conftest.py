@@ -30,6 +30,11 @@ ORACLE = SHARED / "oracle"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n N` (make test-unit): N worker processes already fill the cores; one intra-op
+    # thread each instead of N x cores threads fighting over them (set before torch is imported;
+    # tests that need more threads ask for them)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 OPT_IN_TIERS = ("labelstudio", "notebook", "browser", "slow")

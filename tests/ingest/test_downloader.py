@@ -70,8 +70,8 @@ def test_fault_kinds(server, images):
         assert _kind(dl, server.url("/empty")) == "empty"
         assert _kind(dl, "ftp://example.org/x.jpg") == "bad_url"
         assert _kind(dl, "http://127.0.0.1:1/refused.jpg") == "connection"
-    # a 0.5 s read timeout against a route that waits 3 s (a busy machine only makes it later)
-    with Downloader(config=dataclasses.replace(FAST, timeout=0.5)) as dl:
+    # a 0.2 s read timeout against a route that waits 3 s (a busy machine only makes it later)
+    with Downloader(config=dataclasses.replace(FAST, timeout=0.2)) as dl:
         assert _kind(dl, server.url("/slow")) == "timeout"
     # transient faults were retried (1 + 2 retries), permanent ones were not
     hits = server.state.hits

@@ -27,7 +27,11 @@ def _swin_relative_position_index(window: int) -> torch.Tensor:
     return torch.from_numpy(rel[0] * (2 * window - 1) + rel[1]).long()
 
 
-@pytest.mark.parametrize("name", RELEASED)
+@pytest.mark.parametrize(
+    "name",
+    # the HorNet-L presets (~2 CPU s each) in the slow tier
+    [pytest.param(n, marks=pytest.mark.slow) if "hornet" in n else n for n in RELEASED],
+)
 def test_released_manifest_converts_exactly(oracle_dir, name):
     """A synthetic checkpoint with exactly the official keys and shapes (meta tensors: no memory)
     converts with nothing missing or unexpected, and the model has the official parameter count."""

@@ -100,6 +100,8 @@ def test_logits_masks_association(runs, sub, img):
     assert len(res.image_level.aux) == len(res.batch_level.aux) == 3
 
 
+@pytest.mark.slow  # the unit tier keeps test_fast_paths_keep_parity and the end-to-end oracle
+# tests of tests/inference/test_predictor.py
 def test_pixel_decoder_from_stored_backbone(oracle_dir, oracle_model):
     """The pixel decoder alone, fed the oracle's own backbone outputs (Swin image A)."""
     model, _, _ = oracle_model("tiny")
@@ -155,6 +157,7 @@ def test_inference_path_keeps_parity(oracle_dir, oracle_model, sub, img):
     assert max(diffs.values()) <= TOL, diffs
 
 
+@pytest.mark.slow  # every oracle x image forward (~4 CPU s quiet, 20-30 s on a busy machine)
 @pytest.mark.parametrize("sub", list(ORACLES))
 @pytest.mark.parametrize("img", IMAGES)
 def test_final_masks_and_scores(runs, sub, img):

@@ -10,7 +10,13 @@ import torch
 from entityseg_data.model.backbones import HORNET_ORACLE_TINY, SWIN_ORACLE_TINY, build_backbone
 
 
-@pytest.mark.parametrize("cfg", [SWIN_ORACLE_TINY, HORNET_ORACLE_TINY], ids=["swin", "hornet"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        pytest.param(SWIN_ORACLE_TINY, id="swin", marks=pytest.mark.slow),
+        pytest.param(HORNET_ORACLE_TINY, id="hornet"),
+    ],
+)
 def test_checkpointing_gives_same_outputs_and_gradients(cfg):
     cfg = dataclasses.replace(cfg, drop_path_rate=0.5)
     torch.manual_seed(0)

@@ -40,7 +40,10 @@ def _oracle_swin(oracle_dir, fused: bool):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("fused", [False, True], ids=["official_ops", "sdpa"])
+@pytest.mark.parametrize(
+    "fused",
+    [pytest.param(False, id="official_ops", marks=pytest.mark.slow), pytest.param(True, id="sdpa")],
+)
 def test_swin_tiny_oracle_parity(oracle_dir, fused):
     with np.load(oracle_dir / "tiny" / "outputs_img_a_480x640.npz") as npz:
         x = normalised_views(npz)

@@ -329,7 +329,10 @@ class MLBackendServer:
         return f"http://{name}:{port}"
 
     def start(self) -> MLBackendServer:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # stop() returns within one poll interval (serve_forever's default is 0.5 s)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
         return self
 
