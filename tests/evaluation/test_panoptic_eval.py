@@ -250,6 +250,7 @@ def _torchmetrics_inputs(json_path: Path, folder: Path, things, void_cat=0):
     return out
 
 
+@pytest.mark.slow  # importing torchmetrics.detection costs ~3 CPU s (the port-based checks stay)
 @pytest.mark.parametrize("seed", range(3))
 def test_random_cases_equal_torchmetrics(tmp_path, seed):
     """torchmetrics has no crowd, merges the segments of a stuff class and treats predicted void

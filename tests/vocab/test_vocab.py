@@ -7,6 +7,9 @@ import pytest
 from entityseg_data.vocab import vocabulary as vocab
 from entityseg_data.vocab.wordnet import lexnames_text, load_wordnet
 
+# loading the offline WordNet costs ~4 CPU s: the tests that need it (fixture `wn`) are in the
+# slow tier; the rules-only normalisation and the lexicographer names stay in the unit tier
+
 RAW = [
     "Dogs", "dog", "dog ", "puppy", "Couch", "sofas", "TV", "television", "Bicyle", "bikes",
     "Cars", "automobile", "people", "Person", "kids", "Traffic Lights", "traffic_light",
@@ -33,6 +36,7 @@ def test_lexnames_has_45_categories():
     )
 
 
+@pytest.mark.slow
 def test_wordnet_hypernyms(wn):
     path = [s.name() for s in wn.synset("dog.n.01").hypernym_paths()[0]]
     assert path[0] == "entity.n.01" and "canine.n.02" in [
@@ -54,6 +58,7 @@ def test_wordnet_hypernyms(wn):
         ("Furniture_Others", "furniture_other"), ("", ""), ("zzzqqq", "zzzqqq"),
     ],
 )  # fmt: skip
+@pytest.mark.slow
 def test_canonical_name(wn, raw, canonical):
     assert vocab.canonical_name(raw) == canonical
 
@@ -62,6 +67,7 @@ def test_canonical_name(wn, raw, canonical):
     ("a", "b"),
     [("grey", "gray"), ("colour", "color"), ("Tyres", "tire"), ("aeroplane", "airplane")],
 )
+@pytest.mark.slow
 def test_spelling_variants_agree(wn, a, b):
     assert vocab.canonical_name(a) == vocab.canonical_name(b)
 
@@ -73,6 +79,7 @@ def test_rules_only_without_wordnet():
     assert vocab._canonical("glasses", None) == "glasses"
 
 
+@pytest.mark.slow
 def test_vocabulary_classes_flags_counts_and_merge_table(wn, tmp_path):
     v = vocab.Vocabulary().build(RAW)
     classes = {c["name"]: c for c in v.class_list()}
@@ -97,6 +104,7 @@ def test_vocabulary_classes_flags_counts_and_merge_table(wn, tmp_path):
     assert paths["classes"].read_text().startswith("id,name,synset,kind,isthing,count")
 
 
+@pytest.mark.slow
 def test_rare_names_merge_up_the_tree(wn):
     names = ["dog"] * 5 + ["puppy", "poodle", "car", "jeep", "minivan", "sky", "truck"]
     v = vocab.Vocabulary(min_count=3).build(names)
@@ -108,6 +116,7 @@ def test_rare_names_merge_up_the_tree(wn):
     assert table["sky"]["class"] == "sky"  # nothing frequent enough below the depth limit
 
 
+@pytest.mark.slow
 def test_user_mapping_overrides(wn, tmp_path):
     path = tmp_path / "map.csv"
     path.write_text("raw,class,kind\ncouch,settee,thing\nTrees,tree,stuff\n")
@@ -123,6 +132,7 @@ def test_user_mapping_overrides(wn, tmp_path):
         vocab.load_mapping(bad)
 
 
+@pytest.mark.slow
 def test_every_name_has_a_category(wn):
     v = vocab.Vocabulary().build(["dog", "dog", "sky"])
     names = {c["name"]: c for c in v.class_list()}
@@ -130,6 +140,7 @@ def test_every_name_has_a_category(wn):
     assert v.category_of(None)[1] == "unknown" and v.category_of("zzzqqq")[1] == "unknown"
 
 
+@pytest.mark.slow  # loads WordNet
 def test_object_names_are_not_read_as_slang_for_people():
     """'mug' is the drinking vessel, not chump.n.01 (its first physical sense in WordNet 3.0)."""
     pytest.importorskip("nltk")
