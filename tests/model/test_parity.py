@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGES, ORACLES, unpack_masks, views_tensor
+from oracle_support import IMAGES, ORACLES, unpack_masks, views_tensor
 
 from entityseg_data.model.inference.reference import reference_postprocess
 from entityseg_data.model.inference.views import ViewGeometry

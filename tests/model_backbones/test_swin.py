@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import backbone_state_dict, manifest_backbone_shapes, normalised_views
+from backbone_support import backbone_state_dict, manifest_backbone_shapes, normalised_views
 
 from entityseg_data.errors import CheckpointError
 from entityseg_data.model.backbones import (
