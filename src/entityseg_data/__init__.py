@@ -41,8 +41,15 @@ _EXPORTS: dict[str, str] = {
     "FelzenszwalbSegmenter": "entityseg_data.api.segmenters",
     "load_segmenter": "entityseg_data.api.segmenters",
     "source": "entityseg_data.api.sources",
+    "IngestEvent": "entityseg_data.api.sources",
+    "IngestReport": "entityseg_data.api.sources",
     "train": "entityseg_data.api.training",
     "load_train_config": "entityseg_data.api.training",
+    "model_presets": "entityseg_data.api.models",
+    "model_preset": "entityseg_data.api.models",
+    "convert_checkpoint": "entityseg_data.api.models",
+    "PresetInfo": "entityseg_data.api.models",
+    "ConversionReport": "entityseg_data.api.models",
     # typed data
     "Dataset": "entityseg_data.dataset",
     "Sample": "entityseg_data.dataset",
@@ -74,6 +81,7 @@ __all__ = [
     "Annotation",
     "AnnotationBackend",
     "ConfigError",
+    "ConversionReport",
     "DataError",
     "Dataset",
     "EditRecord",
@@ -86,10 +94,13 @@ __all__ = [
     "ImageRecord",
     "InMemoryBackend",
     "InferenceConfig",
+    "IngestEvent",
+    "IngestReport",
     "LabelStudio",
     "ModelConfig",
     "PredictReport",
     "Predictions",
+    "PresetInfo",
     "RoundRecord",
     "Rounds",
     "RoundsReportFiles",
@@ -100,8 +111,11 @@ __all__ = [
     "TrainConfig",
     "Workspace",
     "WorkspaceConfig",
+    "convert_checkpoint",
     "load_segmenter",
     "load_train_config",
+    "model_preset",
+    "model_presets",
     "source",
     "train",
 ]
@@ -110,11 +124,18 @@ if TYPE_CHECKING:
     from entityseg_data.annotation.backend import AnnotationBackend
     from entityseg_data.annotation.fake import InMemoryBackend
     from entityseg_data.api.annotation import Annotation, LabelStudio
+    from entityseg_data.api.models import (
+        ConversionReport,
+        PresetInfo,
+        convert_checkpoint,
+        model_preset,
+        model_presets,
+    )
     from entityseg_data.api.predictions import Predictions, PredictReport
     from entityseg_data.api.reports import Agreement, StatsReport
     from entityseg_data.api.rounds import Rounds, RoundsReportFiles
     from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
-    from entityseg_data.api.sources import source
+    from entityseg_data.api.sources import IngestEvent, IngestReport, source
     from entityseg_data.api.training import load_train_config, train
     from entityseg_data.api.workspace import Workspace
     from entityseg_data.catalog import EditRecord, ImageRecord, RoundRecord

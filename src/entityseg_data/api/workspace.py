@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from entityseg_data.config import IngestConfig, StatsConfig
     from entityseg_data.export.entityseg import ExportResult
     from entityseg_data.ingest.importers import ImportResult
+    from entityseg_data.ingest.refilter import RefilterReport
     from entityseg_data.ingest.report import IngestReport, ProgressFn
     from entityseg_data.ingest.sources.base import Source
     from entityseg_data.ingest.sources.coco import CrowdPolicy, ImportOverlaps
@@ -98,6 +99,27 @@ class Workspace(_core.Workspace):
         ]
         cfg = config or self.config(list(overrides)).ingest
         return ingest(self, built, cfg, progress=progress, retry_failed=retry_failed)
+
+    def refilter(
+        self, *, config: IngestConfig | None = None, overrides: Iterable[str] = ()
+    ) -> RefilterReport:
+        """Re-apply the filters (resolution, aspect, NSFW from the cached CLIP embeddings) to
+        the accepted and rejected images, with ``config`` (default: the workspace's ingest
+        section with ``overrides``); see :func:`entityseg_data.ingest.refilter.refilter`."""
+        from entityseg_data.ingest.refilter import refilter
+
+        return refilter(self, config or self.config(list(overrides)).ingest)
+
+    def ingest_failures(self, limit: int = 20) -> dict[str, dict[str, Any]]:
+        """The ingest ledger's failed items by failure kind (all runs, current state):
+        ``{kind: {"count", "retry", "examples"}}``; ``retry`` says what fetches them again
+        (``transient``/``source``: a rerun; ``setting``: a rerun after that setting changed;
+        ``permanent``: ``ingest(..., retry_failed=kind)``); up to ``limit`` examples
+        ``{"source", "source_id", "url", "error", "attempts"}``."""
+        from entityseg_data.ingest.report import failures_by_kind
+
+        with self.catalog() as cat:
+            return failures_by_kind(cat, limit=limit)
 
     def import_coco(
         self,

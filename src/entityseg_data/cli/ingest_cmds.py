@@ -17,9 +17,9 @@ from entityseg_data.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from entityseg_data.api.sources import IngestEvent
+    from entityseg_data.api.workspace import Workspace
     from entityseg_data.config.ingest import IngestConfig
-    from entityseg_data.ingest.report import ProgressEvent
-    from entityseg_data.workspace import Workspace
 
 
 @click.command("ingest")
@@ -175,15 +175,11 @@ def _ingest(
 ) -> None:
     from tqdm import tqdm
 
-    from entityseg_data.ingest.pipeline import ingest as run_ingest
-    from entityseg_data.ingest.sources import parse_source
-
-    sources = [parse_source(s) for s in specs]
     quiet = as_json or getattr(ctx.find_root().obj, "verbosity", 0) < 0
     bars: dict[str, tqdm] = {}
     outcomes: dict[str, dict[str, int]] = {}  # per bar: item outcome -> count
 
-    def progress(event: ProgressEvent) -> None:
+    def progress(event: IngestEvent) -> None:
         if quiet:
             return
         key = "nsfw" if event.stage == "nsfw" else event.source
@@ -198,7 +194,7 @@ def _ingest(
             bar.set_postfix(counts, refresh=False)
 
     try:
-        report = run_ingest(ws, sources, cfg, progress=progress, retry_failed=retry_failed)
+        report = ws.ingest(list(specs), config=cfg, progress=progress, retry_failed=retry_failed)
     finally:
         for bar in bars.values():
             bar.close()
@@ -217,9 +213,7 @@ def _ingest(
 
 
 def _refilter(ws: Workspace, cfg: IngestConfig, as_json: bool) -> None:
-    from entityseg_data.ingest.refilter import refilter
-
-    rep = refilter(ws, cfg)
+    rep = ws.refilter(config=cfg)
     if as_json:
         click.echo(json.dumps({"refilter": rep.to_dict()}, indent=2))
         return
@@ -232,10 +226,7 @@ def _refilter(ws: Workspace, cfg: IngestConfig, as_json: bool) -> None:
 
 
 def _errors(ws: Workspace, as_json: bool) -> None:
-    from entityseg_data.ingest.report import failures_by_kind
-
-    with ws.catalog() as cat:
-        report = failures_by_kind(cat)
+    report = ws.ingest_failures()
     if as_json:
         click.echo(json.dumps({"failures": report}, indent=2))
         return

@@ -28,25 +28,21 @@ def presets(params: bool) -> None:
     Example:
       entityseg-data model presets --params
     """
-    from entityseg_data.model.presets import PRESETS, RELEASED
+    from entityseg_data.api.models import model_presets
 
     rows = []
-    for name, cfg in PRESETS.items():
+    for p in model_presets(count_parameters=params):
         row = {
-            "name": name,
-            "architecture": cfg.architecture,
-            "backbone": cfg.backbone.name,
-            "queries": cfg.num_queries,
-            "hidden": cfg.hidden_dim,
-            "decoder_layers": cfg.dec_layers - 1,
-            "released": "yes" if name in RELEASED else "",
+            "name": p.name,
+            "architecture": p.architecture,
+            "backbone": p.backbone,
+            "queries": p.num_queries,
+            "hidden": p.hidden_dim,
+            "decoder_layers": p.decoder_layers,
+            "released": "yes" if p.released else "",
         }
-        if params:
-            from entityseg_data.model.loading import build_model
-
-            m = build_model(cfg, device="meta")
-            row["parameters"] = f"{sum(p.numel() for p in m.parameters()):,}"
-            del m
+        if p.parameters is not None:
+            row["parameters"] = f"{p.parameters:,}"
         rows.append(row)
     echo_table(rows)
 
@@ -95,27 +91,18 @@ def convert(
       entityseg-data model convert --src model_final.pth \\
           --config configs/cropformer_swin_tiny_3x.yaml -o models/mine
     """
+    from entityseg_data.api.models import convert_checkpoint
     from entityseg_data.errors import ConfigError
 
     if (preset is None) == (config_path is None):
         raise click.UsageError("give exactly one of --preset or --config")
-    if preset is not None:
-        from entityseg_data.model.presets import get_preset
-
-        try:
-            get_preset(preset)  # cheap check before torch is imported
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
-    from entityseg_data.model.convert import convert_file
-
     try:
-        report = convert_file(
+        rep = convert_checkpoint(
             src, out, preset=preset, config=config_path, trust_pickle=trust_pickle
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(
-        f"converted {report['num_tensors']} tensors ({report['num_parameters']:,} parameters, "
-        f"{report['architecture']}); dropped {len(report['dropped'])}, missing 0, unexpected 0 "
-        f"-> {out}"
+        f"converted {rep.num_tensors} tensors ({rep.num_parameters:,} parameters, "
+        f"{rep.architecture}); dropped {len(rep.dropped)}, missing 0, unexpected 0 -> {out}"
     )
