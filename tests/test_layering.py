@@ -64,12 +64,6 @@ KNOWN: set[tuple[str, str]] = {
     ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.outputs"),
     ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.sam"),
     ("entityseg_data.cli.predict_cmds", "entityseg_data.model.runtime"),
-    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.classes"),
-    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.engine"),
-    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.measures"),
-    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.report"),
-    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.table"),
-    ("entityseg_data.cli.stats_cmds", "entityseg_data.stats.validate"),
     ("entityseg_data.evaluation.consistency", "entityseg_data.annotation.labelstudio.format"),
 }
 KNOWN_CYCLES: set[frozenset[str]] = {

@@ -45,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "IngestReport": "entityseg_data.api.sources",
     "train": "entityseg_data.api.training",
     "load_train_config": "entityseg_data.api.training",
+    "coco_stats": "entityseg_data.api.stats",
+    "stats_report": "entityseg_data.api.stats",
+    "validate_annotations": "entityseg_data.api.stats",
     "model_presets": "entityseg_data.api.models",
     "model_preset": "entityseg_data.api.models",
     "convert_checkpoint": "entityseg_data.api.models",
@@ -58,6 +61,8 @@ _EXPORTS: dict[str, str] = {
     "Segmenter": "entityseg_data.masks.types",
     "ImageAnnotation": "entityseg_data.masks.store",
     "ImageRecord": "entityseg_data.catalog",
+    "DatasetStats": "entityseg_data.stats.engine",
+    "ValidationReport": "entityseg_data.stats.validate",
     # annotation backends
     "AnnotationBackend": "entityseg_data.annotation.backend",
     "InMemoryBackend": "entityseg_data.annotation.fake",
@@ -84,6 +89,7 @@ __all__ = [
     "ConversionReport",
     "DataError",
     "Dataset",
+    "DatasetStats",
     "EditRecord",
     "Entity",
     "EntitySegError",
@@ -109,15 +115,19 @@ __all__ = [
     "Segmenter",
     "StatsReport",
     "TrainConfig",
+    "ValidationReport",
     "Workspace",
     "WorkspaceConfig",
+    "coco_stats",
     "convert_checkpoint",
     "load_segmenter",
     "load_train_config",
     "model_preset",
     "model_presets",
     "source",
+    "stats_report",
     "train",
+    "validate_annotations",
 ]
 
 if TYPE_CHECKING:
@@ -136,6 +146,7 @@ if TYPE_CHECKING:
     from entityseg_data.api.rounds import Rounds, RoundsReportFiles
     from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
     from entityseg_data.api.sources import IngestEvent, IngestReport, source
+    from entityseg_data.api.stats import coco_stats, stats_report, validate_annotations
     from entityseg_data.api.training import load_train_config, train
     from entityseg_data.api.workspace import Workspace
     from entityseg_data.catalog import EditRecord, ImageRecord, RoundRecord
@@ -148,6 +159,8 @@ if TYPE_CHECKING:
     from entityseg_data.model.inference.predictor import EntitySegmenter
     from entityseg_data.model.inference.result import SegmentationResult
     from entityseg_data.model.training.config import TrainConfig
+    from entityseg_data.stats.engine import DatasetStats
+    from entityseg_data.stats.validate import ValidationReport
 
 
 def __getattr__(name: str) -> Any:

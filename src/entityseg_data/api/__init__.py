@@ -9,6 +9,13 @@ See docs/design.md.
 from __future__ import annotations
 
 from entityseg_data.api.annotation import Annotation, LabelStudio
+from entityseg_data.api.models import (
+    ConversionReport,
+    PresetInfo,
+    convert_checkpoint,
+    model_preset,
+    model_presets,
+)
 from entityseg_data.api.predictions import (
     Predictions,
     PredictReport,
@@ -18,25 +25,36 @@ from entityseg_data.api.predictions import (
 from entityseg_data.api.reports import Agreement, StatsReport
 from entityseg_data.api.rounds import Rounds, RoundsReportFiles
 from entityseg_data.api.segmenters import FelzenszwalbSegmenter, load_segmenter
-from entityseg_data.api.sources import source
+from entityseg_data.api.sources import IngestEvent, IngestReport, source
+from entityseg_data.api.stats import coco_stats, stats_report, validate_annotations
 from entityseg_data.api.training import load_train_config, train
 from entityseg_data.api.workspace import Workspace
 
 __all__ = [
     "Agreement",
     "Annotation",
+    "ConversionReport",
     "FelzenszwalbSegmenter",
+    "IngestEvent",
+    "IngestReport",
     "LabelStudio",
     "PredictReport",
     "Predictions",
+    "PresetInfo",
     "Rounds",
     "RoundsReportFiles",
     "StatsReport",
     "Workspace",
+    "coco_stats",
+    "convert_checkpoint",
     "load_segmenter",
     "load_train_config",
     "masks_from_payload",
     "masks_to_payload",
+    "model_preset",
+    "model_presets",
     "source",
+    "stats_report",
     "train",
+    "validate_annotations",
 ]

@@ -55,7 +55,13 @@ class StatsReport:
     written (``{kind: path}``: ``json``, ``table_md``, ``table_csv``, ``classes_csv``,
     ``images_csv``, ``fig3``, ``shapes``...), the paper's Table 2 (``table``: one row dict per
     dataset, and as Markdown) and the per-class counts (``classes``: ``{name, kind, entities,
-    images, pixels}`` rows; ``class_kinds``: entities and classes per kind)."""
+    images, pixels}`` rows; ``class_kinds``: entities and classes per kind).
+
+    Several datasets measured side by side (:func:`entityseg_data.api.stats.stats_report`):
+    ``datasets`` holds them all, ``stats`` is the first, ``table`` has a row each and
+    ``classes`` / ``class_kinds`` are the first dataset's (classes.csv holds every dataset's).
+    ``shape_definitions``: ``{name: definition}`` of the shape-measure sets (complexity,
+    simplicity) the table's rows were measured with (docs/statistics.md)."""
 
     stats: DatasetStats
     paths: dict[str, Path] = field(default_factory=dict)
@@ -63,3 +69,5 @@ class StatsReport:
     table_markdown: str = ""
     classes: list[dict[str, Any]] = field(default_factory=list)
     class_kinds: dict[str, int] = field(default_factory=dict)
+    datasets: tuple[DatasetStats, ...] = ()
+    shape_definitions: dict[str, str] = field(default_factory=dict)

@@ -319,26 +319,10 @@ class Workspace(_core.Workspace):
         """:meth:`stats` written to ``out_dir`` (stats.json, table2.md/.csv, classes.csv,
         images.csv, entities.csv, fig3.png, entity_shapes.png). ``vocabulary``: count classes
         through the annotation vocabulary (merged names, thing/stuff)."""
-        from entityseg_data.stats.classes import class_counts, kind_totals, vocabulary_lookups
-        from entityseg_data.stats.report import write_report
-        from entityseg_data.stats.table import table2, to_markdown
+        from entityseg_data.api.stats import stats_report
 
         stats = self.stats(stage=stage, name=name)
-        kwargs: dict[str, Any] = {}
-        found = vocabulary_lookups(n for n in stats.names) if vocabulary else None
-        if found is not None:
-            kwargs = {"is_thing": found[0], "class_of": found[1]}
-        paths = write_report([stats], out_dir, plots=plots, **kwargs)
-        rows = table2([stats])
-        classes = class_counts(stats, **kwargs)
-        return StatsReport(
-            stats=stats,
-            paths=paths,
-            table=rows,
-            table_markdown=to_markdown(rows),
-            classes=classes,
-            class_kinds=kind_totals(classes),
-        )
+        return stats_report([stats], out_dir, vocabulary=vocabulary, plots=plots)
 
     def agreement(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -16,6 +16,27 @@ def _progress(total: int, desc: str) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", leave=False)
+
+
+class _Bar:
+    """A progress bar fed by the API's ``progress(done, total)`` callbacks (the bar is made on
+    the first call, when the total is known); a context manager that closes it."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar: tqdm[NoReturn] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = _progress(total, self.desc)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @click.command("stats")
@@ -75,10 +96,10 @@ def stats(
     """
     from pathlib import Path
 
+    from entityseg_data.api.stats import coco_stats, stats_report
+    from entityseg_data.cli.common import echo_table
     from entityseg_data.config import apply_overrides
     from entityseg_data.config.stats import StatsConfig
-    from entityseg_data.stats.engine import compute_stats, load_coco
-    from entityseg_data.stats.report import write_report
 
     ws = get_workspace(ctx, required=bool(with_workspace) or not json_files)
     use_ws = ws is not None and (with_workspace or (with_workspace is None and not json_files))
@@ -98,34 +119,20 @@ def stats(
     for i, path in enumerate(json_files):
         name = names[i] if i < len(names) else Path(path).stem
         images_dir = images_dirs[i] if i < len(images_dirs) else None
-        data = load_coco(path)
-        n = len(data.get("images", []))
-        with _progress(n if limit is None else min(n, limit), f"stats {name}") as bar:
+        with _Bar(f"stats {name}") as progress:
             results.append(
-                compute_stats(
-                    data,
+                coco_stats(
+                    path,
                     name=name,
                     images_dir=images_dir,
                     config=cfg,
-                    progress=bar.update,
                     limit=limit,
+                    progress=progress,
                 )
             )
-        del data
     if not results:
         raise click.UsageError("nothing to measure: give JSON files or a workspace")
-    is_thing = class_of = None
-    if vocab:
-        from entityseg_data.stats.classes import vocabulary_lookups
-
-        found = vocabulary_lookups(n for s in results for n in s.names)
-        if found is not None:
-            is_thing, class_of = found
-    paths = write_report(results, out_dir, is_thing=is_thing, class_of=class_of, plots=not no_plots)
-    from entityseg_data.cli.common import echo_table
-    from entityseg_data.stats.table import table2
-
-    rows = table2(results)
+    rep = stats_report(results, out_dir, vocabulary=vocab, plots=not no_plots)
     echo_table(
         [
             {
@@ -138,17 +145,15 @@ def stats(
                 "simplicity": f"{r['simplicity']:.3f}",
                 "valid": f"{100 * r['valid_area']:.1f}%",
             }
-            for r in rows
+            for r in rep.table
         ]
     )
-    from entityseg_data.stats.measures import SHAPE_DEFINITIONS
-
-    for name in dict.fromkeys(r["shape_measures"] for r in rows):
-        click.echo(f"shape measures '{name}': {SHAPE_DEFINITIONS[name]}")
+    for name, definition in rep.shape_definitions.items():
+        click.echo(f"shape measures '{name}': {definition}")
     for s in results:
         if s.errors:
             click.echo(f"{s.name}: {len(s.errors)} images skipped (see stats.json)", err=True)
-    click.echo(f"wrote {len(paths)} files to {out_dir}")
+    click.echo(f"wrote {len(rep.paths)} files to {out_dir}")
 
 
 @click.group("data")
@@ -200,26 +205,18 @@ def validate(
       entityseg-data data validate entityseg_val.json --images images/ --report report.json
       entityseg-data -w my_set data validate
     """
-    from entityseg_data.io import atomic_write_json, read_json
-    from entityseg_data.stats.validate import validate_coco
+    from entityseg_data.api.stats import validate_annotations
+    from entityseg_data.io import atomic_write_json
 
-    if json_file is None:
-        from entityseg_data.masks.store import workspace_to_coco
-
-        ws = get_workspace(ctx)
-        coco = workspace_to_coco(ws, stage=stage, statuses=("approved",))
-        images_dir = images_dir or str(ws.root)
-    else:
-        coco = read_json(json_file, "COCO annotations")
-    total = len(coco.get("images") or []) if isinstance(coco, dict) else 0
-    with _progress(total, "validate") as bar:
-        rep = validate_coco(
-            coco,
-            name=json_file,
+    source = json_file if json_file is not None else get_workspace(ctx)
+    with _Bar("validate") as progress:
+        rep = validate_annotations(
+            source,
             images_dir=images_dir,
+            stage=stage,
             expect_rle=not allow_polygons,
             max_offenders=max_offenders,
-            progress=bar.update,
+            progress=progress,
         )
     for line in rep.summary_lines():
         click.echo(line)
