@@ -11,6 +11,7 @@ from entityseg_data.model.inference.preprocess import padded_size, stack_views
 from entityseg_data.model.inference.views import (
     build_views,
     crop_boxes,
+    resize_rgb,
     resize_shape,
     view_geometry,
 )
@@ -93,6 +94,54 @@ def test_stack_views_normalises_and_pads_across_the_batch():
     np.testing.assert_allclose(x[1, 0, 2, :33, :2].numpy(), (10 - 103.53) / 57.375, rtol=1e-6)
     with pytest.raises(DataError):
         stack_views([a, a[:1]])
+
+
+def test_threaded_views_equal_serial_views_and_the_cut_then_resized_image():
+    """Views resized in threads (largest first) are the same pixels, in the same order, as the
+    serial path and as cutting each region and resizing it (the official crop-then-resize)."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (301, 457, 3), dtype=np.uint8)
+    geo = view_geometry(
+        301, 457, min_size=200, max_size=333, side_ratio=(0.7, 0.4), stride_ratio=(0.6, 0.25)
+    )
+    serial = build_views(image, geo)
+    threaded = build_views(image, geo, workers=3)
+    assert len(serial) == len(threaded) == geo.num_views > 5
+    for v, ((x0, y0, x1, y1), hw) in enumerate(zip(geo.regions, geo.resized_hw)):
+        expected = resize_rgb(image[y0:y1, x0:x1], hw)
+        np.testing.assert_array_equal(serial[v], expected)
+        np.testing.assert_array_equal(threaded[v], expected)
+    # a full view at its own size is the image itself (no resampling)
+    same = view_geometry(200, 300, min_size=200, max_size=333, crops=False)
+    img2 = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(build_views(img2, same, workers=2)[0], img2)
+
+
+def test_stack_views_is_bitwise_the_reference_formula_and_pads_with_zeros(monkeypatch):
+    """In-place normalisation into an uninitialised tensor: every view pixel equals
+    ``(float32(x) - mean) / std`` exactly and every padding value is 0 (the uninitialised
+    memory is made NaN here, so a value left unwritten would show)."""
+    import torch
+
+    empty = torch.empty
+
+    def nan_empty(*args, **kwargs):
+        return empty(*args, **kwargs).fill_(float("nan"))
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+    rng = np.random.default_rng(4)
+    views = [rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for hw in ((5, 7), (9, 3), (1, 1))]
+    x, (hp, wp) = stack_views([views], size_divisibility=8)
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    for j, view in enumerate(views):
+        h, w = view.shape[:2]
+        ref = (torch.from_numpy(view).permute(2, 0, 1).float() - mean) / std
+        assert torch.equal(x[0, j, :, :h, :w], ref)
+        pad = x[0, j].clone()
+        pad[:, :h, :w] = 0
+        assert torch.count_nonzero(pad) == 0
+    assert (hp, wp) == (16, 8)
 
 
 def test_separable_interpolation_equals_f_interpolate():

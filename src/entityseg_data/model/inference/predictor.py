@@ -317,7 +317,8 @@ class EntitySegmenter:
         if not arrays:
             return []
         geos = [self.geometry(a.shape[0], a.shape[1]) for a in arrays]
-        views = [build_views(a, g) for a, g in zip(arrays, geos)]
+        workers = torch.get_num_threads()  # CPU threads also on a GPU: the resizes run on the CPU
+        views = [build_views(a, g, workers=workers) for a, g in zip(arrays, geos)]
         cfg = self.config
         x, _ = stack_views(
             views,

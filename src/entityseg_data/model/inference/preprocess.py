@@ -8,6 +8,7 @@ the batch, each rounded up to a multiple of ``size_divisibility`` (detectron2's
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -54,12 +55,21 @@ def stack_views(
     sizes = [tuple(view.shape[:2]) for views in batch_views for view in views]
     hp, wp = padded_size(sizes, size_divisibility)
     b, v = len(batch_views), num_views.pop()
-    out = torch.zeros((b, v, 3, hp, wp), dtype=torch.float32, device=device)
+    # every pixel is written once: the views normalised in place in their slots, only the
+    # padding zeroed (a zeroed tensor plus a normalised copy per view wrote it three times)
+    out = torch.empty((b, v, 3, hp, wp), dtype=torch.float32, device=device)
     mean = torch.tensor(list(pixel_mean), dtype=torch.float32, device=device).view(3, 1, 1)
     std = torch.tensor(list(pixel_std), dtype=torch.float32, device=device).view(3, 1, 1)
     for i, views in enumerate(batch_views):
         for j, view in enumerate(views):
             h, w = view.shape[:2]
-            x = torch.from_numpy(np.array(view, copy=True)).to(device).permute(2, 0, 1).float()
-            out[i, j, :, :h, :w] = (x - mean) / std
+            slot = out[i, j]
+            slot[:, h:, :].zero_()
+            slot[:, :h, w:].zero_()
+            pixels = slot[:, :h, :w]
+            with warnings.catch_warnings():  # a read-only array (PIL's) is only read here
+                warnings.simplefilter("ignore", UserWarning)
+                src = torch.from_numpy(np.asarray(view))
+            pixels.copy_(src.to(device).permute(2, 0, 1))
+            pixels.sub_(mean).div_(std)  # the same float32 operations as (x - mean) / std
     return out, (hp, wp)
