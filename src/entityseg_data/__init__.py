@@ -45,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "IngestReport": "entityseg_data.api.sources",
     "train": "entityseg_data.api.training",
     "load_train_config": "entityseg_data.api.training",
+    "export_entityseg": "entityseg_data.api.export",
+    "export_hf": "entityseg_data.api.export",
+    "export_subsets": "entityseg_data.api.export",
     "coco_stats": "entityseg_data.api.stats",
     "stats_report": "entityseg_data.api.stats",
     "validate_annotations": "entityseg_data.api.stats",
@@ -61,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "Segmenter": "entityseg_data.masks.types",
     "ImageAnnotation": "entityseg_data.masks.store",
     "ImageRecord": "entityseg_data.catalog",
+    "ExportResult": "entityseg_data.export.entityseg",
     "DatasetStats": "entityseg_data.stats.engine",
     "ValidationReport": "entityseg_data.stats.validate",
     # annotation backends
@@ -94,6 +98,7 @@ __all__ = [
     "Entity",
     "EntitySegError",
     "EntitySegmenter",
+    "ExportResult",
     "FelzenszwalbSegmenter",
     "ImageAnnotation",
     "ImageMasks",
@@ -120,6 +125,9 @@ __all__ = [
     "WorkspaceConfig",
     "coco_stats",
     "convert_checkpoint",
+    "export_entityseg",
+    "export_hf",
+    "export_subsets",
     "load_segmenter",
     "load_train_config",
     "model_preset",
@@ -134,6 +142,7 @@ if TYPE_CHECKING:
     from entityseg_data.annotation.backend import AnnotationBackend
     from entityseg_data.annotation.fake import InMemoryBackend
     from entityseg_data.api.annotation import Annotation, LabelStudio
+    from entityseg_data.api.export import export_entityseg, export_hf, export_subsets
     from entityseg_data.api.models import (
         ConversionReport,
         PresetInfo,
@@ -153,6 +162,7 @@ if TYPE_CHECKING:
     from entityseg_data.config import WorkspaceConfig
     from entityseg_data.dataset import Dataset, Sample
     from entityseg_data.errors import ConfigError, DataError, EntitySegError
+    from entityseg_data.export.entityseg import ExportResult
     from entityseg_data.masks.store import ImageAnnotation
     from entityseg_data.masks.types import Entity, ImageMasks, Segmenter
     from entityseg_data.model.config import InferenceConfig, ModelConfig

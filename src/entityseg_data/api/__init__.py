@@ -9,6 +9,7 @@ See docs/design.md.
 from __future__ import annotations
 
 from entityseg_data.api.annotation import Annotation, LabelStudio
+from entityseg_data.api.export import export_entityseg, export_hf, export_subsets
 from entityseg_data.api.models import (
     ConversionReport,
     PresetInfo,
@@ -47,6 +48,9 @@ __all__ = [
     "Workspace",
     "coco_stats",
     "convert_checkpoint",
+    "export_entityseg",
+    "export_hf",
+    "export_subsets",
     "load_segmenter",
     "load_train_config",
     "masks_from_payload",

@@ -392,17 +392,10 @@ class Workspace(_core.Workspace):
         """The EntitySeg release layout: COCO JSON (compressed RLE, one ``entity`` category,
         free-form names) per split, hr images and the lr copy; splits are kept in the
         catalog. ``seed``: default the workspace's."""
-        from entityseg_data.export.entityseg import export_entityseg
+        from entityseg_data.api.export import export_entityseg
 
-        cfg = self.config(list(overrides))
         return export_entityseg(
-            self,
-            out_dir,
-            config=cfg.export,
-            seed=cfg.seed if seed is None else seed,
-            lr=lr,
-            split=split,
-            progress=progress,
+            self, out_dir, seed=seed, lr=lr, split=split, overrides=overrides, progress=progress
         )
 
     def export_hf(
@@ -413,10 +406,32 @@ class Workspace(_core.Workspace):
         progress: Callable[[int], object] | None = None,
     ) -> dict[str, Any]:
         """A Hugging Face dataset (Parquet per split + ``out_dir/hf`` for
-        ``datasets.load_from_disk``); see :func:`entityseg_data.export.hf.export_hf`."""
-        from entityseg_data.export.hf import export_hf
+        ``datasets.load_from_disk``); see :func:`entityseg_data.api.export.export_hf`."""
+        from entityseg_data.api.export import export_hf
 
         return export_hf(self, out_dir, push_to_hub=push_to_hub, progress=progress)
+
+    def export_subsets(
+        self,
+        out_dir: str | Path,
+        *,
+        k_instance: int = 100,
+        k_semantic: int = 100,
+        k_panoptic: int = 100,
+        progress: Callable[[int], object] | None = None,
+    ) -> dict[str, Path]:
+        """The class-aware instance / semantic / panoptic subsets of the approved annotations
+        (top-K classes; 0 skips one); see :func:`entityseg_data.api.export.export_subsets`."""
+        from entityseg_data.api.export import export_subsets
+
+        return export_subsets(
+            self,
+            out_dir,
+            k_instance=k_instance,
+            k_semantic=k_semantic,
+            k_panoptic=k_panoptic,
+            progress=progress,
+        )
 
     # ------------------------------------------------------------------ model
     def train(

@@ -82,20 +82,15 @@ def entityseg(
       entityseg-data -w my_set export entityseg --out release/ --set export.val_fraction=0.2
       entityseg-data export entityseg --json ann.json --images imgs/ --out release/
     """
-    from entityseg_data.config import WorkspaceConfig, apply_overrides
-    from entityseg_data.export.entityseg import export_entityseg
+    from entityseg_data.api.export import export_entityseg
 
-    source, ws = _source(ctx, json_file, images_dir)
-    sets = config_overrides(ctx, "workspace", overrides)
-    wcfg = ws.config(sets) if ws is not None else apply_overrides(WorkspaceConfig(), sets)
-    cfg = wcfg.export
+    source, _ = _source(ctx, json_file, images_dir)
     with _bar(None, "export") as bar:
         res = export_entityseg(
             source,
             out_dir,
             images_dir=images_dir,
-            config=cfg,
-            seed=wcfg.seed,
+            overrides=config_overrides(ctx, "workspace", overrides),
             split=not no_split,
             lr=not no_lr,
             class_agnostic=not class_aware,
@@ -136,7 +131,7 @@ def hf(
       entityseg-data -w my_set export hf --out release_hf/
       entityseg-data export hf --json ann.json --images imgs/ --out hf/ --push me/my-entities
     """
-    from entityseg_data.export.hf import export_hf
+    from entityseg_data.api.export import export_hf
 
     source, _ = _source(ctx, json_file, images_dir)
     with _bar(None, "hf export") as bar:
@@ -193,7 +188,7 @@ def subsets(
     Example:
       entityseg-data -w my_set export subsets --out subsets/ --instance 50 --panoptic 80
     """
-    from entityseg_data.export.subsets import export_subsets
+    from entityseg_data.api.export import export_subsets
 
     source = json_file if json_file else get_workspace(ctx)
     with _bar(None, "subsets") as bar:
