@@ -45,6 +45,12 @@ _EXPORTS: dict[str, str] = {
     "IngestReport": "entityseg_data.api.sources",
     "train": "entityseg_data.api.training",
     "load_train_config": "entityseg_data.api.training",
+    "agreement": "entityseg_data.api.evaluation",
+    "evaluate_entity": "entityseg_data.api.evaluation",
+    "entity_metrics_table": "entityseg_data.api.evaluation",
+    "evaluate_instance": "entityseg_data.api.evaluation",
+    "evaluate_panoptic": "entityseg_data.api.evaluation",
+    "evaluate_semantic": "entityseg_data.api.evaluation",
     "export_entityseg": "entityseg_data.api.export",
     "export_hf": "entityseg_data.api.export",
     "export_subsets": "entityseg_data.api.export",
@@ -123,8 +129,14 @@ __all__ = [
     "ValidationReport",
     "Workspace",
     "WorkspaceConfig",
+    "agreement",
     "coco_stats",
     "convert_checkpoint",
+    "entity_metrics_table",
+    "evaluate_entity",
+    "evaluate_instance",
+    "evaluate_panoptic",
+    "evaluate_semantic",
     "export_entityseg",
     "export_hf",
     "export_subsets",
@@ -142,6 +154,14 @@ if TYPE_CHECKING:
     from entityseg_data.annotation.backend import AnnotationBackend
     from entityseg_data.annotation.fake import InMemoryBackend
     from entityseg_data.api.annotation import Annotation, LabelStudio
+    from entityseg_data.api.evaluation import (
+        agreement,
+        entity_metrics_table,
+        evaluate_entity,
+        evaluate_instance,
+        evaluate_panoptic,
+        evaluate_semantic,
+    )
     from entityseg_data.api.export import export_entityseg, export_hf, export_subsets
     from entityseg_data.api.models import (
         ConversionReport,

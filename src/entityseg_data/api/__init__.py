@@ -9,6 +9,14 @@ See docs/design.md.
 from __future__ import annotations
 
 from entityseg_data.api.annotation import Annotation, LabelStudio
+from entityseg_data.api.evaluation import (
+    agreement,
+    entity_metrics_table,
+    evaluate_entity,
+    evaluate_instance,
+    evaluate_panoptic,
+    evaluate_semantic,
+)
 from entityseg_data.api.export import export_entityseg, export_hf, export_subsets
 from entityseg_data.api.models import (
     ConversionReport,
@@ -46,8 +54,14 @@ __all__ = [
     "RoundsReportFiles",
     "StatsReport",
     "Workspace",
+    "agreement",
     "coco_stats",
     "convert_checkpoint",
+    "entity_metrics_table",
+    "evaluate_entity",
+    "evaluate_instance",
+    "evaluate_panoptic",
+    "evaluate_semantic",
     "export_entityseg",
     "export_hf",
     "export_subsets",

@@ -42,11 +42,26 @@ class Agreement:
     def per_image(self) -> list[dict[str, Any]]:
         return list(self.report.get("per_image", []))
 
+    @property
+    def pairs(self) -> list[dict[str, Any]]:
+        """One row per (ground truth, prediction) annotator pair: ``gt``, ``pred``,
+        ``mask_map``, ``mask_ap50``, ``category_accuracy``, ``matched``, ``named_pairs``."""
+        return list(self.report.get("pairs", []))
+
     def to_markdown(self, worst: int = 10) -> str:
         """The Table-1 matrices and the least consistent images, as Markdown."""
         from entityseg_data.evaluation.consistency import to_markdown
 
         return to_markdown(self.report, worst=worst)
+
+    def to_csv(self, rows: str = "pairs") -> str:
+        """CSV text of the annotator pairs (``rows="pairs"``) or of the per-image breakdown
+        (``rows="per_image"``); empty when there are no rows."""
+        from entityseg_data.evaluation.consistency import to_csv
+
+        if rows not in ("pairs", "per_image"):
+            raise ValueError(f"rows must be 'pairs' or 'per_image', got {rows!r}")
+        return to_csv(self.pairs if rows == "pairs" else self.per_image)
 
 
 @dataclass(frozen=True)

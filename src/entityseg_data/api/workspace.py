@@ -335,15 +335,14 @@ class Workspace(_core.Workspace):
         annotated: mask mAP of each annotator against each other, category accuracy of the
         stage-2 names of matched masks. ``annotators``: default every annotator with files of
         ``stage``."""
-        from entityseg_data.evaluation.consistency import consistency
+        from entityseg_data.api.evaluation import agreement
 
         names = list(annotators) if annotators is not None else self.annotators(stage)
         if len(names) < 2:
             raise DataError(f"agreement needs two or more annotators of stage {stage}, got {names}")
-        report = consistency(
+        return agreement(
             [f"ws:{n}" for n in names], workspace=self, stage=stage, iou_threshold=iou_threshold
         )
-        return Agreement(stage=stage, report=report)
 
     def evaluate(
         self,
@@ -356,7 +355,7 @@ class Workspace(_core.Workspace):
         """Class-agnostic AP^e / AR (and boundary AP) of the predictions of ``model_version``
         against the approved masks (images without a prediction count as empty). Returns the
         metrics dict of :mod:`entityseg_data.evaluation.metrics`."""
-        from entityseg_data.evaluation.evaluator import evaluate_files
+        from entityseg_data.api.evaluation import evaluate_entity
 
         ds = self.dataset(stage, split=split)
         if not len(ds):
@@ -376,7 +375,7 @@ class Workspace(_core.Workspace):
                         "score": 1.0 if e.score is None else float(e.score),
                     }
                 )
-        return evaluate_files(gt, preds, boundary=boundary)
+        return evaluate_entity(gt, preds, boundary=boundary)
 
     # ------------------------------------------------------------------ exports
     def export_entityseg(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -181,25 +180,23 @@ def eval_(
     if task == "entity":
         metrics = _eval_entity(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, workers)
     elif task == "instance":
-        from entityseg_data.evaluation.instance_eval import evaluate_instance_files
+        from entityseg_data.api.evaluation import evaluate_instance
 
-        metrics = evaluate_instance_files(
-            gt, pred, max_dets=_parse_max_dets(max_dets), progress=True
-        )
+        metrics = evaluate_instance(gt, pred, max_dets=_parse_max_dets(max_dets), progress=True)
         _echo_instance(metrics)
     elif task == "panoptic":
-        from entityseg_data.evaluation.panoptic_eval import evaluate_panoptic_files
+        from entityseg_data.api.evaluation import evaluate_panoptic
 
-        metrics = evaluate_panoptic_files(
+        metrics = evaluate_panoptic(
             gt, pred, gt_folder=gt_folder, pred_folder=pred_folder, progress=True
         )
         _echo_panoptic(metrics)
     else:
-        from entityseg_data.evaluation.semantic_eval import evaluate_semantic_files
+        from entityseg_data.api.evaluation import evaluate_semantic
 
         if not Path(pred).is_dir():
             raise click.UsageError("--task semantic: --pred must be a folder of label PNGs")
-        metrics = evaluate_semantic_files(gt, pred, progress=True)
+        metrics = evaluate_semantic(gt, pred, progress=True)
         _echo_semantic(metrics)
     if out:
         atomic_write_json(Path(out), metrics)
@@ -211,10 +208,9 @@ def _pct(v: float | None) -> str:
 
 
 def _eval_entity(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, workers):
-    from entityseg_data.evaluation.evaluator import evaluate_files
-    from entityseg_data.evaluation.metrics import format_table
+    from entityseg_data.api.evaluation import entity_metrics_table, evaluate_entity
 
-    metrics = evaluate_files(
+    metrics = evaluate_entity(
         gt,
         pred,
         boundary=boundary,
@@ -224,7 +220,7 @@ def _eval_entity(gt, pred, boundary, max_dets, dilation_ratio, fix_overlaps, wor
         workers=workers,
         progress=True,
     )
-    echo_table(format_table(metrics))
+    echo_table(entity_metrics_table(metrics))
     info = metrics["info"]
     click.echo(
         f"{info['num_images']} images, {info['num_gt']} GT, {info['num_predictions']} predictions"
@@ -356,24 +352,20 @@ def consistency(ctx, sources, fmt, out, per_image, stage, iou, plain_names):
     taken as ground truth against each other one (predictions with score 1); category accuracy
     compares the names of masks matched at IoU >= --iou, normalised with the vocabulary.
     """
+    from entityseg_data.api.evaluation import agreement
     from entityseg_data.cli.common import get_workspace
-    from entityseg_data.evaluation.consistency import consistency as run
-    from entityseg_data.evaluation.consistency import to_csv, to_markdown
     from entityseg_data.io import atomic_write_text
 
     ws = get_workspace(ctx, required=False) if any(s.startswith("ws:") for s in sources) else None
-    canonical: Callable[[str], str] | None = None
-    if plain_names:
-        from entityseg_data.evaluation.consistency import plain_canonical
-
-        canonical = plain_canonical
-    report = run(list(sources), workspace=ws, stage=stage, iou_threshold=iou, canonical=canonical)
+    result = agreement(
+        list(sources), workspace=ws, stage=stage, iou_threshold=iou, plain_names=plain_names
+    )
     if fmt == "md":
-        text = to_markdown(report)
+        text = result.to_markdown()
     elif fmt == "csv":
-        text = to_csv(report["pairs"])
+        text = result.to_csv("pairs")
     else:
-        text = json.dumps(report, indent=1, default=str) + "\n"
+        text = json.dumps(result.report, indent=1, default=str) + "\n"
     if out:
         atomic_write_text(Path(out), text)
         click.echo(f"wrote {out}")
@@ -382,7 +374,7 @@ def consistency(ctx, sources, fmt, out, per_image, stage, iou, plain_names):
     if per_image:
         p = Path(per_image)
         if p.suffix.lower() == ".json":
-            atomic_write_text(p, json.dumps(report["per_image"], indent=1, default=str) + "\n")
+            atomic_write_text(p, json.dumps(result.per_image, indent=1, default=str) + "\n")
         else:
-            atomic_write_text(p, to_csv(report["per_image"]))
+            atomic_write_text(p, result.to_csv("per_image"))
         click.echo(f"wrote {per_image}")
