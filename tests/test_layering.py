@@ -47,9 +47,6 @@ STAGE_DEPS: dict[str, set[str]] = {
 
 KNOWN: set[tuple[str, str]] = {
     # the command line, not yet all on the public API (apps -> stage)
-    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.labelstudio.session"),
-    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.ml_backend"),
-    ("entityseg_data.cli.annotate_cmds", "entityseg_data.annotation.push"),
     ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.batch"),
     ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.inputs"),
     ("entityseg_data.cli.predict_cmds", "entityseg_data.model.inference.outputs"),

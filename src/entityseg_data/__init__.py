@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Workspace": "entityseg_data.api.workspace",
     "Annotation": "entityseg_data.api.annotation",
     "LabelStudio": "entityseg_data.api.annotation",
+    "start_ml_backend": "entityseg_data.api.annotation",
     "Predictions": "entityseg_data.api.predictions",
     "PredictReport": "entityseg_data.api.predictions",
     "Agreement": "entityseg_data.api.reports",
@@ -145,6 +146,7 @@ __all__ = [
     "model_preset",
     "model_presets",
     "source",
+    "start_ml_backend",
     "stats_report",
     "train",
     "validate_annotations",
@@ -153,7 +155,7 @@ __all__ = [
 if TYPE_CHECKING:
     from entityseg_data.annotation.backend import AnnotationBackend
     from entityseg_data.annotation.fake import InMemoryBackend
-    from entityseg_data.api.annotation import Annotation, LabelStudio
+    from entityseg_data.api.annotation import Annotation, LabelStudio, start_ml_backend
     from entityseg_data.api.evaluation import (
         agreement,
         entity_metrics_table,

@@ -8,7 +8,7 @@ See docs/design.md.
 
 from __future__ import annotations
 
-from entityseg_data.api.annotation import Annotation, LabelStudio
+from entityseg_data.api.annotation import Annotation, LabelStudio, start_ml_backend
 from entityseg_data.api.evaluation import (
     agreement,
     entity_metrics_table,
@@ -72,6 +72,7 @@ __all__ = [
     "model_preset",
     "model_presets",
     "source",
+    "start_ml_backend",
     "stats_report",
     "train",
     "validate_annotations",

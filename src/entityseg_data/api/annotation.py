@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from entityseg_data.errors import DataError
@@ -23,12 +24,13 @@ if TYPE_CHECKING:
     from entityseg_data.annotation.backend import AnnotationBackend
     from entityseg_data.annotation.labelstudio.client import LabelStudioClient
     from entityseg_data.annotation.labelstudio.server import LabelStudioServer
+    from entityseg_data.annotation.ml_backend import MLBackendServer
     from entityseg_data.annotation.pull import PullReport
     from entityseg_data.annotation.push import PushReport
     from entityseg_data.catalog import AnnotationRecord
     from entityseg_data.config import WorkspaceConfig
     from entityseg_data.masks.store import ImageAnnotation
-    from entityseg_data.masks.types import ImageMasks
+    from entityseg_data.masks.types import ImageMasks, Segmenter
     from entityseg_data.workspace import Workspace
 
 
@@ -55,17 +57,29 @@ def as_annotation(
 class LabelStudio:
     """A Label Studio server for a workspace: started in the workspace (:meth:`start`) or an
     existing one (:meth:`connect`). Use it as a context manager, or call :meth:`stop`, to stop
-    a server it started."""
+    a server it started.
+
+    ``config``: the workspace config its connection and accounts use (the ``labelstudio``
+    section; default: the workspace's, read when first needed)."""
 
     def __init__(
         self,
         workspace: Workspace,
         client: LabelStudioClient,
         server: LabelStudioServer | None = None,
+        *,
+        config: WorkspaceConfig | None = None,
     ) -> None:
         self.workspace = workspace
         self.client = client
         self.server = server
+        self._config = config
+
+    @property
+    def config(self) -> WorkspaceConfig:
+        if self._config is None:
+            self._config = self.workspace.config()
+        return self._config
 
     @classmethod
     def start(
@@ -78,8 +92,10 @@ class LabelStudio:
     ) -> LabelStudio:
         """Start Label Studio on ``workspace/labelstudio`` (SQLite, loopback; the first start
         of a workspace runs its migrations, about a minute). ``port`` None = the config's
-        (``labelstudio.port``), 0 = a free one. The server dies with this process unless
-        ``die_with_parent`` is False."""
+        (``labelstudio.port``), 0 = a free one; ``host`` None = the config's. The admin is
+        ``labelstudio.username`` with ``LABEL_STUDIO_PASSWORD`` (generated when unset); its
+        token is stored in the credentials file (:attr:`credentials_path`). The server dies
+        with this process unless ``die_with_parent`` is False."""
         from entityseg_data.annotation.labelstudio import session
         from entityseg_data.annotation.labelstudio.server import free_port
 
@@ -92,18 +108,47 @@ class LabelStudio:
         return cls(workspace, client, server)
 
     @classmethod
-    def connect(cls, workspace: Workspace, url: str | None = None) -> LabelStudio:
-        """A server already running (URL from the argument, the credentials file or the
-        config; the token from ``LABEL_STUDIO_API_KEY`` or the credentials file)."""
+    def connect(
+        cls,
+        workspace: Workspace,
+        url: str | None = None,
+        *,
+        config: WorkspaceConfig | None = None,
+        remember: bool = False,
+    ) -> LabelStudio:
+        """A server already running. URL: the argument, else a ``labelstudio.url`` that
+        ``config`` changes from the workspace's, else the credentials file, else the config;
+        the token: ``LABEL_STUDIO_API_KEY``, else the one stored for that server. ``remember``:
+        record ``url`` in the credentials file first, so later connections find it. Checks
+        the token (one request)."""
         from entityseg_data.annotation.labelstudio import session
 
-        client = session.connect(workspace, url)
+        if remember and url:
+            creds = session.read_credentials(workspace)
+            creds["url"] = url.rstrip("/")
+            session.write_credentials(workspace, creds)
+        client = session.connect(
+            workspace, url, labelstudio=None if config is None else config.labelstudio
+        )
         client.whoami()
-        return cls(workspace, client)
+        return cls(workspace, client, config=config)
 
     @property
     def url(self) -> str:
         return str(self.client.url)
+
+    @property
+    def admin_email(self) -> str | None:
+        """The e-mail of the account this handle acts as (the admin)."""
+        email = self.client.whoami().get("email")
+        return None if email is None else str(email)
+
+    @property
+    def credentials_path(self) -> Path:
+        """The workspace's credentials file (tokens and passwords, mode 0600)."""
+        from entityseg_data.annotation.labelstudio import session
+
+        return session.credentials_path(self.workspace)
 
     @property
     def pid(self) -> int | None:
@@ -117,16 +162,65 @@ class LabelStudio:
 
         return sorted(session.create_annotators(self.workspace, list(names), admin=self.client))
 
+    def annotator_email(self, name: str) -> str:
+        """The log-in e-mail of annotator ``name``."""
+        from entityseg_data.annotation.labelstudio import session
+
+        return session.annotator_email(self.workspace, name)
+
+    def annotator_passwords(self, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """``{name: (e-mail, password)}`` from the credentials file (to hand them over)."""
+        from entityseg_data.annotation.labelstudio import session
+
+        return session.annotator_passwords(self.workspace, names)
+
+    def reset_password(self, name: str, password: str | None = None) -> str:
+        """Give annotator ``name`` a new password (generated unless given) in Label Studio and
+        in the credentials file; returns it. Needs the admin's password (credentials file or
+        ``LABEL_STUDIO_PASSWORD``)."""
+        from entityseg_data.annotation.labelstudio import session
+
+        return session.reset_password(
+            self.workspace,
+            name,
+            admin=self.client,
+            labelstudio=self.config.labelstudio,
+            password=password,
+        )
+
+    def projects(self, stage: int = 1) -> dict[str, int]:
+        """``{annotator: project id}`` of the stage's projects (made by the first push)."""
+        from entityseg_data.annotation.push import projects_key
+
+        with self.workspace.catalog() as cat:
+            found = cat.get_kv(projects_key(stage), {}) or {}
+        return {str(a): int(pid) for a, pid in found.items()}
+
+    def register_ml_backend(self, url: str, stage: int = 1) -> dict[str, int]:
+        """Connect an ML backend (e.g. :func:`start_ml_backend`'s ``url``) to every project of
+        ``stage`` (idempotent); returns ``{annotator: project id}``."""
+        from entityseg_data.annotation.ml_backend import register
+
+        projects = self.projects(stage)
+        for pid in projects.values():
+            register(self.client, pid, url)
+        return projects
+
     def backend(self, config: WorkspaceConfig | None = None) -> AnnotationBackend:
         """The :class:`AnnotationBackend` of this server (``labelstudio`` section of ``config``,
-        default the workspace's)."""
+        default this handle's)."""
         from entityseg_data.annotation.labelstudio.session import open_backend
 
-        cfg = config or self.workspace.config()
+        cfg = config or self.config
         backend: AnnotationBackend = open_backend(
             self.workspace, self.client, labelstudio=cfg.labelstudio
         )
         return backend
+
+    def wait(self) -> None:
+        """Block until the server this handle started ends (at once for a connected one)."""
+        if self.server is not None and self.server.process is not None:
+            self.server.process.wait()
 
     def stop(self) -> None:
         """Stop the server this handle started (nothing for a connected one)."""
@@ -139,6 +233,60 @@ class LabelStudio:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_ml_backend(
+    workspace: Workspace,
+    *,
+    model: str | Segmenter = "felzenszwalb",
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> MLBackendServer:
+    """Serve pre-annotations to Label Studio (its ML backend API: ``/health``, ``/setup``,
+    ``/predict``) from a background thread; ``stop()`` it (or use it as a context manager).
+
+    ``model``: ``"felzenszwalb"`` (non-learned), a CropFormer name / model folder / checkpoint
+    (:func:`~entityseg_data.api.segmenters.load_segmenter`) or any
+    :class:`~entityseg_data.masks.types.Segmenter`; ``port`` 0 = a free one (``url`` tells).
+    Images are read from the workspace (``labelstudio.document_root``) or fetched from the
+    Label Studio of the credentials file with its admin token. Loopback backends need
+    ``ML_BLOCK_LOCAL_IP=false`` on the Label Studio side (:meth:`LabelStudio.start` sets it)."""
+    from entityseg_data.annotation import ml_backend
+    from entityseg_data.annotation.labelstudio import session
+
+    seg: Any
+    if model == "felzenszwalb":
+        seg, version = ml_backend.felzenszwalb_segmenter(), "felzenszwalb"
+    elif isinstance(model, str):
+        from entityseg_data.api.segmenters import load_segmenter
+
+        seg, version = load_segmenter(model), model
+    else:
+        seg, version = _mask_pairs(model), model.model_version
+    cfg = workspace.config().labelstudio
+    creds = session.read_credentials(workspace)
+    token = (creds.get("admin") or {}).get("token") or cfg.api_key
+    backend = ml_backend.MLBackend(
+        segmenter=seg,
+        model_version=version,
+        document_root=cfg.document_root or workspace.root,
+        ls_url=creds.get("url"),
+        ls_token=token or None,
+    )
+    return ml_backend.MLBackendServer(backend, host=host, port=port).start()
+
+
+def _mask_pairs(segmenter: Segmenter) -> Callable[[Any], list[tuple[Any, float]]]:
+    """The ML backend's segmenter (image -> ``(mask, score)`` pairs, earlier masks win on
+    overlaps) of a :class:`~entityseg_data.masks.types.Segmenter`, entities by descending
+    score (no score: 1)."""
+
+    def pairs(image: Any) -> list[tuple[Any, float]]:
+        ents = segmenter.segment(image).entities
+        scored = [(e.mask(), 1.0 if e.score is None else float(e.score)) for e in ents]
+        return sorted(scored, key=lambda p: -p[1])
+
+    return pairs
 
 
 class Annotation:

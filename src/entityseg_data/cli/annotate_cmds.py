@@ -69,37 +69,28 @@ def server(
       LABEL_STUDIO_PASSWORD=... entityseg-data -w my_set annotate server --port 8080
       LABEL_STUDIO_API_KEY=... entityseg-data -w my_set annotate server --connect http://ls:8080
     """
-    from entityseg_data.annotation.labelstudio import session
+    from entityseg_data.api.annotation import LabelStudio
     from entityseg_data.procs import terminate_on_signals
 
     # SIGTERM/SIGHUP/Ctrl-C raise from here on, also during the server's start-up, so the
-    # `finally` below (or start_local_server's own clean-up) always stops Label Studio
+    # `finally` below (or the start-up's own clean-up) always stops Label Studio
     with terminate_on_signals():
         ws = get_workspace(ctx)
         if connect_url:
-            creds = session.read_credentials(ws)
-            creds["url"] = connect_url.rstrip("/")
-            session.write_credentials(ws, creds)
-            client = session.connect(ws, url=connect_url)
-            me = client.whoami()
-            click.echo(f"connected to {client.url} as {me.get('email')}")
+            ls = LabelStudio.connect(ws, connect_url, remember=True)
+            click.echo(f"connected to {ls.url} as {ls.admin_email}")
             return
         # --port/--host over --set labelstudio.* over the workspace's labelstudio section
         lcfg = ws.config(overrides).labelstudio
-        srv, client = session.start_local_server(
-            ws, port=lcfg.port if port is None else port, host=host or lcfg.host
-        )
+        ls = LabelStudio.start(ws, port=lcfg.port if port is None else port, host=host or lcfg.host)
         try:
-            click.echo(
-                f"Label Studio is running at {srv.url} (admin: {client.whoami().get('email')})"
-            )
-            click.echo(f"credentials: {session.credentials_path(ws)}; press Ctrl-C to stop")
-            if srv.process is not None:
-                srv.process.wait()
+            click.echo(f"Label Studio is running at {ls.url} (admin: {ls.admin_email})")
+            click.echo(f"credentials: {ls.credentials_path}; press Ctrl-C to stop")
+            ls.wait()
         except KeyboardInterrupt:
             click.echo("stopping Label Studio")
         finally:
-            srv.stop()
+            ls.stop()
 
 
 @annotate.command("users")
@@ -135,23 +126,22 @@ def users(
       entityseg-data -w my_set annotate users alice --show-password
       entityseg-data -w my_set annotate users alice --reset-password
     """
-    from entityseg_data.annotation.labelstudio import session
+    from entityseg_data.api.annotation import LabelStudio
 
     ws = get_workspace(ctx)
-    lcfg = ws.config(overrides).labelstudio
-    client = session.connect(ws, labelstudio=lcfg)
-    session.create_annotators(ws, names, admin=client)
+    ls = LabelStudio.connect(ws, config=ws.config(overrides))
+    ls.create_annotators(names)
     if reset_password:
         for name in names:
-            new = session.reset_password(ws, name, admin=client, labelstudio=lcfg)
-            click.echo(f"{name}: {session.annotator_email(ws, name)} password: {new} (new)")
+            new = ls.reset_password(name)
+            click.echo(f"{name}: {ls.annotator_email(name)} password: {new} (new)")
         return
     if show_password:
-        for name, (email, password) in session.annotator_passwords(ws, names).items():
+        for name, (email, password) in ls.annotator_passwords(names).items():
             click.echo(f"{name}: {email} password: {password}")
         return
     for name in names:
-        click.echo(f"{name}: {session.annotator_email(ws, name)} (token and password stored)")
+        click.echo(f"{name}: {ls.annotator_email(name)} (token and password stored)")
     click.echo(f"log-in details: entityseg-data annotate users {' '.join(names)} --show-password")
 
 
@@ -187,13 +177,11 @@ def push_cmd(
     """
     from tqdm import tqdm
 
-    from entityseg_data.annotation.labelstudio import session
-    from entityseg_data.annotation.push import push
+    from entityseg_data.api.annotation import LabelStudio
 
     ws = get_workspace(ctx)
-    wcfg = ws.config(overrides)  # one config for the connection and the workflow
-    client = session.connect(ws, labelstudio=wcfg.labelstudio)
-    backend = session.open_backend(ws, client, labelstudio=wcfg.labelstudio)
+    # one config for the connection and the workflow
+    ls = LabelStudio.connect(ws, config=ws.config(overrides))
     bar = tqdm(total=0, unit="img", desc=f"push stage {stage}", disable=as_json)
 
     def progress(done: int, total: int) -> None:
@@ -201,15 +189,8 @@ def push_cmd(
         bar.n = done
         bar.refresh()
 
-    rep = push(
-        ws,
-        backend,
-        wcfg.annotation,
-        stage=int(stage),
-        seed=wcfg.seed,
-        limit=limit,
-        selection=selection,
-        progress=progress,
+    rep = ws.annotation(ls, overrides=overrides).push(
+        int(stage), limit=limit, selection=selection, progress=progress
     )
     bar.close()
     if as_json:
@@ -225,7 +206,7 @@ def push_cmd(
             f"(pushed already or no longer accepted): {rep.not_eligible[:20]}"
         )
     for a, pid in rep.projects.items():
-        click.echo(f"  {a}: {client.url}/projects/{pid}")
+        click.echo(f"  {a}: {ls.url}/projects/{pid}")
     for e in rep.errors[:20]:
         click.echo(f"  image {e['image_id']}: {e['error']}", err=True)
 
@@ -256,13 +237,12 @@ def pull_cmd(
     """
     from tqdm import tqdm
 
-    from entityseg_data.annotation.labelstudio import session
+    from entityseg_data.api.annotation import LabelStudio
     from entityseg_data.io import atomic_write_json
 
     ws = get_workspace(ctx)
-    wcfg = ws.config(overrides)  # one config for the connection and the workflow
-    client = session.connect(ws, labelstudio=wcfg.labelstudio)
-    backend = session.open_backend(ws, client, labelstudio=wcfg.labelstudio)
+    # one config for the connection and the workflow
+    ls = LabelStudio.connect(ws, config=ws.config(overrides))
     stages = (1, 2) if stage == "all" else (int(stage),)
     bar = tqdm(unit="task", desc="pull")
 
@@ -270,7 +250,7 @@ def pull_cmd(
         bar.update(1)
 
     # through the API: it also scores each seed against the submission for `rounds report`
-    reports = ws.annotation(backend, overrides=overrides).pull(
+    reports = ws.annotation(ls, overrides=overrides).pull(
         stages,
         annotators=annotators or None,
         progress=on_task,
@@ -425,36 +405,15 @@ def backend(ctx: click.Context, port: int, host: str, model: str, register: bool
     Example:
       entityseg-data -w my_set annotate backend --port 9090 --register
     """
-    from entityseg_data.annotation import ml_backend
-    from entityseg_data.annotation.labelstudio import session
-    from entityseg_data.annotation.push import projects_key
+    from entityseg_data.api.annotation import LabelStudio, start_ml_backend
 
     ws = get_workspace(ctx)
-    if model == "felzenszwalb":
-        seg, version = ml_backend.felzenszwalb_segmenter(), "felzenszwalb"
-    else:
-        from entityseg_data.api.segmenters import load_segmenter
-
-        seg, version = load_segmenter(model), model
-    creds = session.read_credentials(ws)
-    token = (creds.get("admin") or {}).get("token") or ws.config().labelstudio.api_key
-    be = ml_backend.MLBackend(
-        segmenter=seg,
-        model_version=version,
-        document_root=ws.config().labelstudio.document_root or ws.root,
-        ls_url=creds.get("url"),
-        ls_token=token or None,
-    )
-    srv = ml_backend.MLBackendServer(be, host=host, port=port).start()
-    click.echo(f"ML backend at {srv.url} (model {version}); Ctrl-C to stop")
-    if register:
-        client = session.connect(ws)
-        with ws.catalog() as cat:
-            projects = cat.get_kv(projects_key(1), {}) or {}
-        for a, pid in projects.items():
-            ml_backend.register(client, int(pid), srv.url)
-            click.echo(f"  registered with {a}'s project {pid}")
+    srv = start_ml_backend(ws, model=model, host=host, port=port)
+    click.echo(f"ML backend at {srv.url} (model {srv.backend.model_version}); Ctrl-C to stop")
     try:
+        if register:
+            for a, pid in LabelStudio.connect(ws).register_ml_backend(srv.url, stage=1).items():
+                click.echo(f"  registered with {a}'s project {pid}")
         if srv.thread is not None:
             srv.thread.join()
     except KeyboardInterrupt:
