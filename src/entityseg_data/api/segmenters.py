@@ -12,6 +12,7 @@ anything with ``model_version`` and ``segment(image) -> ImageMasks`` (the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ def load_segmenter(
     model_version: str | None = None,
     trust_pickle: bool = False,
     precision: str = "fp32",
+    overrides: Iterable[str] = (),
 ) -> EntitySegmenter:
     """Load the bundled model: a released name (``cropformer_hornet_3x``, downloaded once), a
     converted or trained model folder (``runs/x/model``) or an official checkpoint file.
@@ -45,8 +47,19 @@ def load_segmenter(
     the view resize (short side / long side cap, pixels); ``model_version`` the name its
     predictions are stored under (default: the preset, or the run / file name); ``precision``:
     ``fp32`` (the official computation), ``bf16``, ``fp16`` (GPU) or ``int8`` (CPU), see
-    docs/benchmarks.md for their agreement with fp32."""
+    docs/benchmarks.md for their agreement with fp32. ``overrides``: ``key=value`` changes of
+    the model config's ``inference.*`` and ``views.*`` keys (e.g. ``inference.score_thresh=0.5``;
+    the architecture is the weights', so other keys are a ConfigError, raised before loading),
+    applied last."""
+    from entityseg_data.config import apply_overrides
+    from entityseg_data.errors import ConfigError
     from entityseg_data.model.inference.predictor import EntitySegmenter
+
+    sets = list(overrides)
+    for text in sets:
+        key = text.split("=", 1)[0].strip()
+        if not key.startswith(("inference.", "views.")):
+            raise ConfigError(f"{key}: a loaded model takes inference.* and views.* keys")
 
     views: dict[str, Any] = {}
     if min_size is not None:
@@ -65,6 +78,8 @@ def load_segmenter(
     )
     if inference is not None:
         seg = seg.with_config(dataclasses.replace(seg.config, inference=inference))
+    if sets:
+        seg = seg.with_config(apply_overrides(seg.config, sets))
     return seg
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import click
 
@@ -181,22 +179,8 @@ def predict(
           --device auto --model cropformer_hornet_3x --skip-existing
       entityseg-data -w my_set predict --workspace-images --model cropformer_hornet_3x
     """
-    import os
-
-    from entityseg_data.model.inference.batch import (
-        Job,
-        check_outputs,
-        check_resize,
-        run_predictions,
-    )
-    from entityseg_data.model.inference.inputs import (
-        InputItem,
-        expand_inputs,
-        parse_resize,
-        parse_shard,
-        select,
-    )
-    from entityseg_data.model.inference.outputs import check_formats, template_fields
+    from entityseg_data.api.predict import plan_predictions, predict_files, prepare_device
+    from entityseg_data.api.segmenters import load_segmenter
 
     if not inputs and not workspace_images:
         raise click.UsageError(
@@ -214,48 +198,18 @@ def predict(
             "--resize cannot be used with --workspace-images (pre-annotations "
             "must have the stored image's size)"
         )
-    if output is not None:
-        template_fields(output)
-    fmts = check_formats(formats or ("png", "json"))
-    size = parse_resize(resize)
-    check_resize(size)
-    shard_i, shard_n = parse_shard(shard)
-
-    workspace = get_workspace(ctx) if workspace_images else None
-    jobs: list[Job] = []
-    if workspace is not None:
-        for rec in workspace.images():
-            path = workspace.image_path(rec)
-            jobs.append(Job(InputItem(path, path.parent), rec.id))
-    if inputs:
-        jobs += [Job(it) for it in expand_inputs(inputs)]
-    picked = select([j.item for j in jobs], stride=stride, shard=(shard_i, shard_n))
-    keep = {id(it) for it in picked}
-    jobs = [j for j in jobs if id(j.item) in keep]
-    # collisions and outputs read back as inputs: refused before the model is loaded
-    check_outputs(jobs, output, fmts, inputs=inputs)
-
-    from entityseg_data.model.runtime import tune_allocator
-
-    tune_allocator()  # before torch allocates: no page-fault tax on large tensors
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    if device == "auto":
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-
-    from entityseg_data.api.segmenters import load_segmenter
-    from entityseg_data.config import apply_overrides
-    from entityseg_data.errors import ConfigError
-
-    # --score-thresh & co. and --set: inference.* / views.* of the model's config
-    model_sets = config_overrides(ctx, "model", overrides)
-    for text in model_sets:
-        key = text.split("=", 1)[0].strip()
-        if not key.startswith(("inference.", "views.")):
-            raise ConfigError(f"--set {key}: predict accepts inference.* and views.* keys")
+    # everything is checked (outputs, shard, resize) before the model is loaded
+    plan = plan_predictions(
+        inputs,
+        output=output,
+        formats=formats,
+        workspace=get_workspace(ctx) if workspace_images else None,
+        stride=stride,
+        resize=resize,
+        shard=shard,
+        failures=failures,
+    )
+    device = prepare_device(device, threads=threads)
     seg = load_segmenter(
         str(weights or model_name),
         device=device,
@@ -263,33 +217,21 @@ def predict(
         preset=model_name if weights else None,
         trust_pickle=trust_pickle,
         precision=precision,
+        # --score-thresh & co. and --set: inference.* / views.* of the model's config
+        overrides=config_overrides(ctx, "model", overrides),
     )
-    if model_sets:
-        seg = seg.with_config(apply_overrides(seg.config, model_sets))
-
-    failures_path = failures
-    if failures_path is None and output is not None:
-        root = _output_root(output)
-        suffix = f".{shard_i}-of-{shard_n}" if shard_n > 1 else ""
-        failures_path = str(root / f"failures{suffix}.jsonl")
-
     bar = None
     if not no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), unit="img", desc="predict", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=len(plan), unit="img", desc="predict", file=sys.stderr, dynamic_ncols=True)
     try:
-        summary = run_predictions(
+        summary = predict_files(
             seg,
-            jobs,
-            output=output,
-            formats=fmts,
+            plan,
             batch_size=batch_size,
             skip_existing=skip_existing,
-            resize=size,
-            failures_path=failures_path,
-            workspace=workspace,
-            on_progress=bar.update if bar is not None else None,
+            progress=bar.update if bar is not None else None,
         )
     finally:
         if bar is not None:
@@ -300,15 +242,10 @@ def predict(
         f"{info['entities']} entities; {info['seconds']} s ({info['images_per_second']} img/s, "
         f"{info['images_per_hour']} img/h)"
     )
-    if output is not None:
-        from entityseg_data.io import atomic_write_text
-
-        suffix = f".{shard_i}-of-{shard_n}" if shard_n > 1 else ""
-        atomic_write_text(_output_root(output) / f"summary{suffix}.json", json.dumps(info))
     if summary.failures:
         # each failure was logged as a warning while running (path: problem)
-        if failures_path:
-            click.echo(f"{summary.failed} failure(s) written to {failures_path}", err=True)
+        if plan.failures_path:
+            click.echo(f"{summary.failed} failure(s) written to {plan.failures_path}", err=True)
         sys.exit(1)
 
 
@@ -320,52 +257,19 @@ def _convert_sam(
     skip_existing: bool,
 ) -> None:
     """``--from-sam``: SAM outputs -> non-overlapping label maps and sidecars."""
-    from pathlib import Path
-
-    from entityseg_data.errors import EntitySegError
-    from entityseg_data.model.inference.outputs import (
-        check_formats,
-        output_base,
-        output_paths,
-        outputs_exist,
-        save_result,
-    )
-    from entityseg_data.model.inference.sam import sam_to_result
+    from entityseg_data.api.predict import DEFAULT_FORMATS, convert_sam_outputs
 
     if output is None:
         raise click.UsageError("-o/--output is required with --from-sam")
-    fmts = check_formats(formats or ("png", "json"))
-    if set(fmts) & {"overlay", "cutouts"}:
+    if set(formats or DEFAULT_FORMATS) & {"overlay", "cutouts"}:
         raise click.UsageError("--from-sam writes png, json, coco and npz (no image is read)")
-    done = skipped = 0
-    failed = []
-    for k, item in enumerate(inputs):
-        path = Path(item)
-        try:
-            base = output_base(output, path, root=path.parent, index=k)
-            if path.resolve() in {p.resolve() for p in output_paths(base, fmts).values()}:
-                raise click.UsageError(f"{path}: the outputs would overwrite this input")
-            if skip_existing and outputs_exist(base, fmts):
-                skipped += 1
-                continue
-            res = sam_to_result(path, min_area=min_area or 0)
-            save_result(res, output, formats=fmts, root=path.parent, index=k)
-            done += 1
-        except (EntitySegError, OSError, ValueError) as exc:
-            failed.append(f"{path}: {exc}")
-            click.echo(f"failed: {path}: {exc}", err=True)
-    click.echo(f"converted {done} SAM output(s), skipped {skipped}, failed {len(failed)}")
-    if failed:
+    rep = convert_sam_outputs(
+        inputs, output, formats=formats, min_area=min_area or 0, skip_existing=skip_existing
+    )
+    for failure in rep.failed:
+        click.echo(f"failed: {failure}", err=True)
+    click.echo(
+        f"converted {rep.done} SAM output(s), skipped {rep.skipped}, failed {len(rep.failed)}"
+    )
+    if rep.failed:
         sys.exit(1)
-
-
-def _output_root(output: str) -> Path:
-    """The fixed folder part of an output template."""
-    from pathlib import Path
-
-    parts = []
-    for part in Path(output).parts:
-        if "{" in part:
-            break
-        parts.append(part)
-    return Path(*parts) if parts else Path(".")
