@@ -93,3 +93,13 @@ def test_readme_python_names_exist():
     missing = [f"{o}.{a}" for o, a in sorted(used) if o in owners and not hasattr(owners[o], a)]
     assert missing == []
     assert stage_imports(code) == []
+
+
+def test_the_command_line_names_no_stage_module():
+    """The CLI imports only the API and the core (tests/test_layering.py checks the imports);
+    a stage module named in a string (importlib, lazy tables) would be a way around that."""
+    pattern = re.compile(r"entityseg_data\.(" + "|".join(sorted(STAGES)) + r")\b")
+    assert pattern.search('x = "entityseg_data.model.config"')  # the check sees one
+    for path in sorted((ROOT / "src" / "entityseg_data" / "cli").glob("*.py")):
+        found = pattern.findall(path.read_text())
+        assert not found, f"{path.name} names stage modules: {found}"

@@ -63,10 +63,11 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> 
 
 # ---------------------------------------------------------------------- options from config fields
 #: config roots a :class:`ConfigOption` can name: root -> (module, class), imported on use
+#: (the public API's names: the command line imports no stage)
 CONFIG_ROOTS: dict[str, tuple[str, str]] = {
-    "workspace": ("entityseg_data.config.workspace", "WorkspaceConfig"),
-    "model": ("entityseg_data.model.config", "ModelConfig"),
-    "train": ("entityseg_data.model.training.config", "TrainConfig"),
+    "workspace": ("entityseg_data", "WorkspaceConfig"),
+    "model": ("entityseg_data", "ModelConfig"),
+    "train": ("entityseg_data", "TrainConfig"),
 }
 
 
