@@ -29,7 +29,8 @@ def test_lr_size_rule(hw, expected):
 @pytest.mark.slow
 def test_lr_copy_equals_reference_resize(syn_set, tmp_path):
     root, _, coco = syn_set
-    lr, counts = make_lr(coco, root / "images", tmp_path / "lr")
+    lr_records, counts = make_lr(coco, root / "images", tmp_path / "lr")
+    lr = lr_records.to_dict()
     assert counts["images"] == 4 and counts["skipped_images"] == 0
     by_id = {a["id"]: a for a in lr["annotations"]}
     n_ref_kept = 0

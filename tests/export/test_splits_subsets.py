@@ -17,6 +17,7 @@ from entityseg_data.export.subsets import (
     rank_classes,
     semantic_subset,
 )
+from entityseg_data.io.coco import CocoAnnotation, CocoDataset, CocoImage
 from entityseg_data.masks import rle as rle_utils
 
 
@@ -36,10 +37,16 @@ def test_splits_seeded_and_stratified():
     assert kept[1] == "val" and kept[2] == "train"
     with pytest.raises(ConfigError):
         assign_splits(images, val_fraction=1.5)
-    coco = {"images": images[:4], "annotations": [{"id": 1, "image_id": 2}], "categories": []}
+    coco = CocoDataset(
+        source="split test",
+        images=tuple(CocoImage(id=im["id"], file_name="", height=1, width=1) for im in images[:4]),
+        annotations=(
+            CocoAnnotation(image_id=2, segmentation={"size": [1, 1], "counts": "01"}, id=1),
+        ),
+    )
     parts = split_coco(coco, {1: "train", 2: "val", 3: "train", 4: "train"})
-    assert [im["id"] for im in parts["val"]["images"]] == [2]
-    assert parts["val"]["annotations"] == [{"id": 1, "image_id": 2}]
+    assert [im.id for im in parts["val"].images] == [2]
+    assert parts["val"].annotations == coco.annotations
 
 
 def _box(h, w, y0, y1, x0, x1):
@@ -91,7 +98,7 @@ def test_rankings(hand):
 
 def test_instance_subset(hand):
     coco, _, flags = hand
-    sub = instance_subset(coco, 2, is_thing=flags.get)
+    sub = instance_subset(coco, 2, is_thing=flags.get).to_dict()  # instance.json
     assert [c["name"] for c in sub["categories"]] == ["cup", "sky"]
     assert [c["isthing"] for c in sub["categories"]] == [1, 0]
     assert [a["id"] for a in sub["annotations"]] == [1, 2, 3, 4, 5]
@@ -147,7 +154,7 @@ def test_entity_kinds_decide_thing_stuff_without_is_thing(hand, tmp_path):
     """A workspace's COCO view has one class-agnostic category and each entity's own ``kind``
     (carried in from COCO panoptic / ADE20K): the subsets and the class-aware EntitySeg export
     take thing/stuff from it (issue 16: every class was a thing there)."""
-    from entityseg_data.export.entityseg import thing_flags, to_entityseg
+    from entityseg_data.export.entityseg import release_json, thing_flags, to_entityseg
 
     coco, masks, flags = hand
     for a, (n, _, t) in zip(coco["annotations"], masks, strict=True):
@@ -167,9 +174,9 @@ def test_entity_kinds_decide_thing_stuff_without_is_thing(hand, tmp_path):
         "dog",
         "sky",  # the two stuff entities merged
     ]
-    inst = instance_subset(coco, 3)
+    inst = instance_subset(coco, 3).to_dict()
     assert {c["name"]: c["isthing"] for c in inst["categories"]} == {"cup": 1, "sky": 0, "dog": 1}
-    out = to_entityseg(coco, class_agnostic=False)
+    out = release_json(to_entityseg(coco, class_agnostic=False))
     assert {c["name"]: c["isthing"] for c in out["categories"]} == {
         "cup": 1,
         "sky": 0,

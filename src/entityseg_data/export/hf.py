@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from entityseg_data.errors import ConfigError, DataError
+from entityseg_data.io.coco import CocoDataset, as_dataset
 from entityseg_data.io.files import read_bytes
 from entityseg_data.io.images import DEFAULT_MAX_BYTES
 
@@ -69,56 +70,60 @@ def entity_rle(entity: dict[str, Any]) -> dict[str, Any]:
 
 
 def iter_rows(
-    coco: dict[str, Any],
+    coco: CocoDataset | Mapping[str, Any],
     images_dir: str | Path,
     skipped: list[dict[str, Any]] | None = None,
+    *,
+    splits: Mapping[int, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Export rows of an EntitySeg/COCO dict (see the module doc), one image at a time. Images
-    that cannot be read are left out and appended to ``skipped`` (raised when it is None)."""
+    """Export rows of EntitySeg/COCO records (see the module doc; a COCO dict is read by
+    :func:`~entityseg_data.io.coco.read_coco`), one image at a time. ``splits``: image id ->
+    split (else the image's own ``split``, else ``train``). Images that cannot be read are left
+    out and appended to ``skipped`` (raised when it is None)."""
     from entityseg_data.export.entityseg import entity_name
     from entityseg_data.masks import rle as rle_utils
 
-    cats = {int(c["id"]): str(c.get("name", "")) for c in coco.get("categories", [])}
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for a in coco.get("annotations", []):
-        by_image.setdefault(int(a["image_id"]), []).append(a)
+    ds = as_dataset(coco, what="COCO annotations")
+    cats = {c.id: c.name for c in ds.categories}
+    by_image = ds.annotations_by_image()
     root = Path(images_dir)
-    for im in coco.get("images", []):
-        h, w = int(im["height"]), int(im["width"])
-        path = root / str(im["file_name"])
+    for im in ds.images:
+        h, w = im.height, im.width
+        path = root / im.file_name
         try:
             data = read_bytes(path, max_bytes=DEFAULT_MAX_BYTES)
         except DataError as exc:
             if skipped is None:
                 raise
-            skipped.append({"image_id": int(im["id"]), "error": str(exc)})
-            log.warning("hf export: skipped image %s: %s", im["id"], exc)
+            skipped.append({"image_id": im.id, "error": str(exc)})
+            log.warning("hf export: skipped image %s: %s", im.id, exc)
             continue
         ents = []
-        for a in by_image.get(int(im["id"]), []):
-            seg = rle_utils.to_compressed(a["segmentation"], h, w)
+        for a in by_image[im.id]:
+            seg = a.segmentation
             ents.append(
                 {
-                    "id": int(a["id"]),
+                    "id": a.id,
                     "name": entity_name(a, cats),
                     "rle_size": [h, w],
                     "rle_counts": seg["counts"],
                     "area": rle_utils.area(seg),
                     "bbox": rle_utils.bbox(seg),
-                    "iscrowd": int(a.get("iscrowd", 0) or 0),
+                    "iscrowd": int(a.iscrowd),
                 }
             )
+        lic = im.extra.get("license")
         yield {
-            "image": {"bytes": data, "path": str(im["file_name"])},
-            "image_id": int(im["id"]),
-            "file_name": str(im["file_name"]),
+            "image": {"bytes": data, "path": im.file_name},
+            "image_id": im.id,
+            "file_name": im.file_name,
             "height": h,
             "width": w,
-            "split": im.get("split") or "train",
-            "source": im.get("img_source") or im.get("source"),
-            "url": im.get("url_image") or im.get("url"),
-            "license": None if im.get("license") is None else str(im.get("license")),
-            "attribution": im.get("attribution"),
+            "split": (splits or {}).get(im.id) or im.extra.get("split") or "train",
+            "source": im.source,
+            "url": im.extra.get("url_image") or im.extra.get("url"),
+            "license": None if lic is None else str(lic),
+            "attribution": im.extra.get("attribution"),
             "entities": ents,
         }
 
@@ -167,11 +172,10 @@ def export_hf(
             "push_to_hub needs a Hugging Face token: set HF_TOKEN or run `huggingface-cli login`"
         )
     coco, root, ws = release_coco(source, images_dir, what="export_hf")
+    splits: dict[int, str] = {}
     if ws is not None:
         with ws.catalog() as cat:
-            splits = {r.id: r.split for r in cat.images(status=None)}
-        for im in coco["images"]:
-            im["split"] = splits.get(im["id"]) or im.get("split")
+            splits = {r.id: r.split for r in cat.images(status=None) if r.split}
     features = hf_features()
     schema = features.arrow_schema
     out = Path(out_dir)
@@ -188,7 +192,7 @@ def export_hf(
             buffers[split] = []
 
     try:
-        for row in iter_rows(coco, root, skipped):
+        for row in iter_rows(coco, root, skipped, splits=splits):
             split = str(row["split"])
             if split not in writers:
                 tmp_paths[split] = out / "parquet" / f".{split}.parquet.tmp"

@@ -13,7 +13,8 @@ or thin ones) are dropped and counted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from PIL import Image
 from entityseg_data.errors import DataError
 from entityseg_data.io import atomic_open
 from entityseg_data.io import images as image_io
+from entityseg_data.io.coco import CocoAnnotation, CocoDataset, CocoImage, as_dataset
 from entityseg_data.masks import rle as rle_utils
-from entityseg_data.masks.rle import label_map_t
+from entityseg_data.masks.rle import RLE, label_map_t
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +53,15 @@ def resize_label_map(label_map: np.ndarray, size_hw: tuple[int, int]) -> np.ndar
 
 
 def resize_rles(
-    rles: list[dict[str, Any]], height: int, width: int, size_hw: tuple[int, int]
-) -> list[dict[str, Any] | None]:
+    rles: Sequence[RLE], height: int, width: int, size_hw: tuple[int, int]
+) -> list[RLE | None]:
     """Nearest-resized compressed RLEs (None for masks that become empty)."""
     if not rles:
         return []
     lm_t, overlapped = label_map_t(rles, height, width)
     small = resize_label_map(np.ascontiguousarray(lm_t.T), size_hw)
     found = rle_utils.label_map_to_rles(small)
-    out: list[dict[str, Any] | None] = [found.get(i + 1) for i in range(len(rles))]
+    out: list[RLE | None] = [found.get(i + 1) for i in range(len(rles))]
     for i in np.flatnonzero(overlapped):
         m = rle_utils.decode(rles[i])
         one = resize_label_map(m, size_hw)
@@ -84,7 +86,7 @@ def save_image(img: Image.Image, path: Path, jpeg_quality: int = 95) -> None:
 
 
 def make_lr(
-    coco: dict[str, Any],
+    coco: CocoDataset | Mapping[str, Any],
     images_dir: str | Path,
     out_images_dir: str | Path,
     *,
@@ -93,19 +95,20 @@ def make_lr(
     jpeg_quality: int = 95,
     overwrite: bool = False,
     progress: Callable[[int], object] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write the lr images and return ``(lr_coco, counts)``.
+) -> tuple[CocoDataset, dict[str, Any]]:
+    """Write the lr images and return ``(lr_records, counts)``.
 
-    ``lr_coco`` is ``coco`` with lr ``height``/``width`` and resized annotations (same ids, same
-    extra fields); ``counts`` = ``{"images", "annotations", "dropped_empty", "skipped_images"
-    (a number), "skipped" ([{image_id, error}])}``.
-    Existing lr images are reused unless ``overwrite`` (resume).
+    ``coco``: the hr records (a COCO dict is read by :func:`~entityseg_data.io.coco.read_coco`).
+    ``lr_records`` are the same records with lr ``height``/``width`` and resized segmentations,
+    ``area`` and ``bbox`` (same ids, same other fields); ``counts`` = ``{"images",
+    "annotations", "dropped_empty", "skipped_images" (a number), "skipped" ([{image_id,
+    error}])}``. Existing lr images are reused unless ``overwrite`` (resume).
     """
+    ds = as_dataset(coco, what="COCO annotations")
     src_root, dst_root = Path(images_dir), Path(out_images_dir)
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for a in coco.get("annotations", []):
-        by_image.setdefault(int(a["image_id"]), []).append(a)
-    images, anns = [], []
+    by_image = ds.annotations_by_image()
+    images: list[CocoImage] = []
+    anns: list[CocoAnnotation] = []
     counts: dict[str, Any] = {
         "images": 0,
         "annotations": 0,
@@ -113,34 +116,30 @@ def make_lr(
         "skipped_images": 0,
         "skipped": [],
     }
-    for img in coco.get("images", []):
-        h, w = int(img["height"]), int(img["width"])
+    for img in ds.images:
+        h, w = img.height, img.width
         nh, nw = lr_size(h, w, short, max_side)
-        dst = dst_root / str(img["file_name"])
+        dst = dst_root / img.file_name
+        img_anns = by_image[img.id]
         try:
             if overwrite or not dst.exists():
-                im = open_upright(src_root / str(img["file_name"]), expect_hw=(h, w))
+                im = open_upright(src_root / img.file_name, expect_hw=(h, w))
                 save_image(resize_image(im, (nh, nw)), dst, jpeg_quality)
-            img_anns = by_image.get(int(img["id"]), [])
-            rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in img_anns]
-            small = resize_rles(rles, h, w, (nh, nw))
+            small = resize_rles([a.segmentation for a in img_anns], h, w, (nh, nw))
         except (DataError, KeyError, TypeError, ValueError) as exc:
-            log.warning("lr: skipped image %s: %s", img.get("id"), exc)
+            log.warning("lr: skipped image %s: %s", img.id, exc)
             counts["skipped_images"] += 1
-            counts["skipped"].append({"image_id": int(img["id"]), "error": str(exc)})
+            counts["skipped"].append({"image_id": img.id, "error": str(exc)})
             continue
-        images.append({**img, "height": nh, "width": nw})
+        images.append(replace(img, height=nh, width=nw))
         for a, r in zip(img_anns, small):
             if r is None:
                 counts["dropped_empty"] += 1
                 continue
-            anns.append(
-                {**a, "segmentation": r, "area": rle_utils.area(r), "bbox": rle_utils.bbox(r)}
-            )
+            x, y, bw, bh = rle_utils.bbox(r)
+            anns.append(replace(a, segmentation=r, area=rle_utils.area(r), bbox=(x, y, bw, bh)))
         counts["images"] += 1
         if progress is not None:
             progress(1)
     counts["annotations"] = len(anns)
-    out = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
-    out["images"], out["annotations"] = images, anns
-    return out, counts
+    return replace(ds, images=tuple(images), annotations=tuple(anns)), counts

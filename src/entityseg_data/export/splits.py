@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from entityseg_data.errors import ConfigError
+from entityseg_data.io.coco import CocoDataset, CocoImage
 
 
 def assign_splits(
-    images: Iterable[Mapping[str, Any]],
+    images: Iterable[CocoImage | Mapping[str, Any]],
     *,
     val_fraction: float = 0.1,
     seed: int = 0,
@@ -29,7 +30,8 @@ def assign_splits(
     """``{image_id: "train" | "val"}``.
 
     Args:
-        images: dicts with ``id`` and (for stratification) ``img_source`` or ``source``.
+        images: image records (their ``source`` stratifies), or dicts with ``id`` and
+            ``img_source`` or ``source``.
         val_fraction: share of val images per stratum, in [0, 1].
         seed: shuffling seed (combined with a CRC of the stratum name).
         stratify_by_source: one split per source so every source has the same val share.
@@ -40,10 +42,13 @@ def assign_splits(
     existing = dict(existing or {})
     strata: dict[str, list[int]] = defaultdict(list)
     for img in images:
-        iid = int(img["id"])
+        if isinstance(img, CocoImage):
+            iid, source = img.id, img.source
+        else:
+            iid, source = int(img["id"]), img.get("img_source") or img.get("source")
         if existing.get(iid):
             continue
-        key = str(img.get("img_source") or img.get("source") or "") if stratify_by_source else ""
+        key = str(source or "") if stratify_by_source else ""
         strata[key].append(iid)
     out = {k: v for k, v in existing.items() if v}
     for key in sorted(strata):
@@ -56,14 +61,8 @@ def assign_splits(
     return out
 
 
-def split_coco(coco: Mapping[str, Any], splits: Mapping[int, str]) -> dict[str, dict[str, Any]]:
-    """``{split_name: coco_subset}`` (images and their annotations; other keys copied)."""
+def split_coco(coco: CocoDataset, splits: Mapping[int, str]) -> dict[str, CocoDataset]:
+    """``{split_name: subset}``: the images of each split and their annotations
+    (:meth:`~entityseg_data.io.coco.CocoDataset.subset`: records shared, not copied)."""
     names = sorted(set(splits.values()))
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        ids = {i for i, s in splits.items() if s == name}
-        sub = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
-        sub["images"] = [im for im in coco["images"] if int(im["id"]) in ids]
-        sub["annotations"] = [a for a in coco["annotations"] if int(a["image_id"]) in ids]
-        out[name] = sub
-    return out
+    return {n: coco.subset({i for i, s in splits.items() if s == n}) for n in names}

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ import numpy as np
 from PIL import Image
 
 from entityseg_data.errors import ConfigError
-from entityseg_data.export.entityseg import entity_name, thing_flags
+from entityseg_data.export.entityseg import entity_name, release_records, thing_flags
 from entityseg_data.io import atomic_open, atomic_write_json
+from entityseg_data.io.coco import CocoAnnotation, CocoCategory, CocoDataset, as_dataset
 from entityseg_data.masks import rle as rle_utils
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,12 @@ EXCLUDE: tuple[str, ...] = ("unknown", "blurred", "unnamed")
 EXCLUDE_SUFFIXES: tuple[str, ...] = ("_other",)
 
 
-def _names(coco: dict[str, Any]) -> list[str]:
-    cats = {int(c["id"]): str(c.get("name", "")) for c in coco.get("categories", [])}
-    return [entity_name(a, cats) for a in coco.get("annotations", [])]
+Source = CocoDataset | str | Path | Mapping[str, Any]
+
+
+def _names(ds: CocoDataset) -> list[str]:
+    cats = {c.id: c.name for c in ds.categories}
+    return [entity_name(a, cats) for a in ds.annotations]
 
 
 def _is_class(name: str, exclude: Sequence[str], suffixes: Sequence[str]) -> bool:
@@ -48,74 +53,75 @@ def _is_class(name: str, exclude: Sequence[str], suffixes: Sequence[str]) -> boo
 
 
 def rank_classes(
-    coco: dict[str, Any],
+    coco: Source,
     *,
     by: str = "entities",
     exclude: Sequence[str] = EXCLUDE,
     exclude_suffixes: Sequence[str] = EXCLUDE_SUFFIXES,
 ) -> list[tuple[str, int]]:
     """``[(name, count)]`` by descending entity count (``by="entities"``) or pixel count
-    (``by="pixels"``), crowd annotations excluded."""
+    (``by="pixels"``), crowd annotations excluded. ``coco``: the records, or a COCO dict /
+    JSON path read by :func:`~entityseg_data.io.coco.read_coco`."""
     if by not in ("entities", "pixels"):
         raise ConfigError(f"rank_classes: by must be 'entities' or 'pixels', got {by!r}")
+    ds = as_dataset(coco, require_annotations=True)
     counts: Counter[str] = Counter()
-    sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in coco["images"]}
-    for a, name in zip(coco.get("annotations", []), _names(coco)):
-        if a.get("iscrowd", 0) or not _is_class(name, exclude, exclude_suffixes):
+    for a, name in zip(ds.annotations, _names(ds)):
+        if a.iscrowd or not _is_class(name, exclude, exclude_suffixes):
             continue
-        if by == "entities":
-            counts[name] += 1
-        else:
-            h, w = sizes[int(a["image_id"])]
-            counts[name] += rle_utils.area(rle_utils.to_compressed(a["segmentation"], h, w))
+        counts[name] += 1 if by == "entities" else rle_utils.area(a.segmentation)
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _thing_flags(
-    coco: dict[str, Any], classes: Sequence[str], is_thing: Callable[[str], bool | None] | None
+    ds: CocoDataset, classes: Sequence[str], is_thing: Callable[[str], bool | None] | None
 ) -> dict[str, bool]:
-    known = thing_flags(coco, is_thing)
-    by_name = {str(c.get("name")): c for c in coco.get("categories", [])}
+    known = thing_flags(ds, is_thing)
+    by_name = {c.name: c for c in ds.categories}
     out = {}
     for n in classes:
         flag = known.get(n)
-        if flag is None and n in by_name and "isthing" in by_name[n]:
-            flag = bool(by_name[n]["isthing"])
+        if flag is None and n in by_name:
+            flag = by_name[n].isthing
         out[n] = True if flag is None else bool(flag)
     return out
 
 
 def instance_subset(
-    coco: dict[str, Any],
+    coco: Source,
     k: int,
     *,
     is_thing: Callable[[str], bool | None] | None = None,
     **rank_kwargs: Any,
-) -> dict[str, Any]:
-    """COCO instances dict of the top-``k`` classes by entity frequency."""
-    top = [n for n, _ in rank_classes(coco, by="entities", **rank_kwargs)[: int(k)]]
+) -> CocoDataset:
+    """The COCO instance records of the top-``k`` classes by entity frequency (categories 1..k
+    by rank; every image kept); ``.to_dict()`` is the ``instance.json`` file."""
+    ds = as_dataset(coco, require_annotations=True)
+    top = [n for n, _ in rank_classes(ds, by="entities", **rank_kwargs)[: int(k)]]
     ids = {n: i + 1 for i, n in enumerate(top)}
-    flags = _thing_flags(coco, top, is_thing)
-    anns = []
-    for a, name in zip(coco.get("annotations", []), _names(coco)):
-        if name in ids:
-            anns.append({**a, "category_id": ids[name], "name": name})
-    cats = [
-        {"id": ids[n], "name": n, "supercategory": "entity", "isthing": int(flags[n])} for n in top
-    ]
-    return {
-        "info": {"description": f"instance subset: top {k} classes by entity frequency"},
-        "images": list(coco["images"]),
-        "annotations": anns,
-        "categories": cats,
-    }
+    flags = _thing_flags(ds, top, is_thing)
+    anns = tuple(
+        replace(a, category_id=ids[name], name=name)
+        for a, name in zip(ds.annotations, _names(ds))
+        if name in ids
+    )
+    cats = tuple(
+        CocoCategory(id=ids[n], name=n, supercategory="entity", isthing=flags[n]) for n in top
+    )
+    return CocoDataset(
+        source=ds.source,
+        images=ds.images,
+        annotations=anns,
+        categories=cats,
+        info={"description": f"instance subset: top {k} classes by entity frequency"},
+    )
 
 
-def _label_map(anns: list[dict[str, Any]], h: int, w: int) -> np.ndarray:
+def _label_map(anns: Sequence[CocoAnnotation], h: int, w: int) -> np.ndarray:
     """(H, W) uint16 map of annotation index + 1 (later annotations win on overlaps)."""
     if not anns:
         return np.zeros((h, w), np.uint16)
-    rles = [rle_utils.to_compressed(a["segmentation"], h, w) for a in anns]
+    rles = [a.segmentation for a in anns]
     return rle_utils.rles_to_label_map(rles, h, w, policy="later_wins")
 
 
@@ -124,7 +130,7 @@ def _stem(file_name: str) -> str:
 
 
 def semantic_subset(
-    coco: dict[str, Any],
+    coco: Source,
     k: int,
     out_dir: str | Path,
     *,
@@ -135,32 +141,32 @@ def semantic_subset(
     """Semantic label PNGs (``out_dir/semantic/<stem>.png``) and ``semantic_categories.json``
     for the top-``k`` classes by pixel frequency. Returns the categories JSON dict (with
     ``files``: image id -> PNG path relative to ``out_dir``)."""
-    top = [n for n, _ in rank_classes(coco, by="pixels", **rank_kwargs)[: int(k)]]
+    ds = as_dataset(coco, require_annotations=True)
+    top = [n for n, _ in rank_classes(ds, by="pixels", **rank_kwargs)[: int(k)]]
     dtype = np.uint8 if len(top) <= 255 else np.uint16
     ignore = ignore_value if ignore_value is not None else (255 if dtype == np.uint8 else 65535)
     if ignore < len(top):
         raise ConfigError(f"ignore_value {ignore} collides with a class index (K = {len(top)})")
     index = {n: i for i, n in enumerate(top)}
-    names = _names(coco)
-    by_image: dict[int, list[tuple[dict[str, Any], str]]] = {}
-    for a, n in zip(coco.get("annotations", []), names):
-        if not a.get("iscrowd", 0):
-            by_image.setdefault(int(a["image_id"]), []).append((a, n))
+    by_image: dict[int, list[tuple[CocoAnnotation, str]]] = {}
+    for a, n in zip(ds.annotations, _names(ds)):
+        if not a.iscrowd:
+            by_image.setdefault(a.image_id, []).append((a, n))
     out = Path(out_dir)
     files = {}
-    for im in coco["images"]:
-        h, w = int(im["height"]), int(im["width"])
-        pairs = by_image.get(int(im["id"]), [])
+    for im in ds.images:
+        h, w = im.height, im.width
+        pairs = by_image.get(im.id, [])
         lm = _label_map([a for a, _ in pairs], h, w)
         lut = np.full(len(pairs) + 1, ignore, dtype=dtype)
         for i, (_, n) in enumerate(pairs):
             if n in index:
                 lut[i + 1] = index[n]
         sem = lut[lm]
-        rel = f"semantic/{_stem(str(im['file_name']))}.png"
+        rel = f"semantic/{_stem(im.file_name)}.png"
         with atomic_open(out / rel, "wb") as f:
             Image.fromarray(sem).save(f, format="PNG")
-        files[int(im["id"])] = rel
+        files[im.id] = rel
         if progress is not None:
             progress(1)
     meta = {
@@ -173,7 +179,7 @@ def semantic_subset(
 
 
 def panoptic_subset(
-    coco: dict[str, Any],
+    coco: Source,
     k: int,
     out_dir: str | Path,
     *,
@@ -183,19 +189,19 @@ def panoptic_subset(
 ) -> dict[str, Any]:
     """COCO panoptic PNGs (``out_dir/panoptic/<stem>.png``) + ``panoptic.json`` for the top-``k``
     classes by entity frequency. Returns the panoptic JSON dict."""
-    top = [n for n, _ in rank_classes(coco, by="entities", **rank_kwargs)[: int(k)]]
+    ds = as_dataset(coco, require_annotations=True)
+    top = [n for n, _ in rank_classes(ds, by="entities", **rank_kwargs)[: int(k)]]
     ids = {n: i + 1 for i, n in enumerate(top)}
-    flags = _thing_flags(coco, top, is_thing)
-    names = _names(coco)
-    by_image: dict[int, list[tuple[dict[str, Any], str]]] = {}
-    for a, n in zip(coco.get("annotations", []), names):
-        if n in ids and not a.get("iscrowd", 0):
-            by_image.setdefault(int(a["image_id"]), []).append((a, n))
+    flags = _thing_flags(ds, top, is_thing)
+    by_image: dict[int, list[tuple[CocoAnnotation, str]]] = {}
+    for a, n in zip(ds.annotations, _names(ds)):
+        if n in ids and not a.iscrowd:
+            by_image.setdefault(a.image_id, []).append((a, n))
     out = Path(out_dir)
     anns_out = []
-    for im in coco["images"]:
-        h, w = int(im["height"]), int(im["width"])
-        pairs = by_image.get(int(im["id"]), [])
+    for im in ds.images:
+        h, w = im.height, im.width
+        pairs = by_image.get(im.id, [])
         lm = _label_map([a for a, _ in pairs], h, w)
         # segment per thing entity; one per stuff class
         seg_of = np.zeros(len(pairs) + 1, dtype=np.uint32)
@@ -211,7 +217,7 @@ def panoptic_subset(
                 stuff_seg[n] = len(segments)
         pan = seg_of[lm]
         rgb = np.stack([pan & 255, (pan >> 8) & 255, (pan >> 16) & 255], axis=-1).astype(np.uint8)
-        rel = f"{_stem(str(im['file_name']))}.png"
+        rel = f"{_stem(im.file_name)}.png"
         with atomic_open(out / "panoptic" / rel, "wb") as f:
             Image.fromarray(rgb).save(f, format="PNG")
         infos = []
@@ -231,14 +237,14 @@ def panoptic_subset(
                         "iscrowd": 0,
                     }
                 )
-        anns_out.append({"image_id": int(im["id"]), "file_name": rel, "segments_info": infos})
+        anns_out.append({"image_id": im.id, "file_name": rel, "segments_info": infos})
         if progress is not None:
             progress(1)
     data = {
         "info": {"description": f"panoptic subset: top {k} classes by entity frequency"},
         "images": [
-            {k2: im[k2] for k2 in ("id", "file_name", "height", "width") if k2 in im}
-            for im in coco["images"]
+            {"id": im.id, "file_name": im.file_name, "height": im.height, "width": im.width}
+            for im in ds.images
         ],
         "annotations": anns_out,
         "categories": [
@@ -262,17 +268,13 @@ def export_subsets(
 ) -> dict[str, Path]:
     """All three subsets of a workspace (approved masks + stage-2 names) or a COCO dict/JSON.
     A K of 0 skips that subset. Returns ``{kind: path}``."""
-    from entityseg_data.io.coco import read_coco, workspace_coco
-
-    if hasattr(source, "catalog") and hasattr(source, "root"):
-        coco = read_coco(workspace_coco(source), name=f"workspace {source.root}").to_dict()
-    else:
-        coco = read_coco(source, require_annotations=True).to_dict()
+    coco, _ = release_records(source, what="COCO annotations")
     out = Path(out_dir)
     paths: dict[str, Path] = {}
     if k_instance:
         paths["instance"] = out / "instance.json"
-        atomic_write_json(paths["instance"], instance_subset(coco, k_instance, is_thing=is_thing))
+        inst = instance_subset(coco, k_instance, is_thing=is_thing)
+        atomic_write_json(paths["instance"], inst.to_dict())
     if k_semantic:
         semantic_subset(coco, k_semantic, out, progress=progress)
         paths["semantic"] = out / "semantic_categories.json"

@@ -116,6 +116,12 @@ class CocoImage:
     url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def source(self) -> Any:
+        """The image's source as the file gives it: EntitySeg's ``img_source``, else
+        ``source`` (None when neither is set)."""
+        return self.extra.get("img_source") or self.extra.get("source")
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)
         out.update(id=self.id, file_name=self.file_name, height=self.height, width=self.width)
@@ -223,7 +229,12 @@ class CocoResult:
 @dataclass(frozen=True)
 class CocoDataset:
     """A validated COCO file. ``source`` names it in messages; ``problems`` lists what was
-    dropped (always empty after a strict read)."""
+    dropped (always empty after a strict read); ``extra``: the file's other top-level fields
+    (e.g. EntitySeg's ``vocabulary``).
+
+    The records are what stages pass between their modules; :meth:`subset` and
+    :meth:`without_images` select images with their annotations sharing the records (no copy of
+    a segmentation); :meth:`to_dict` is the plain COCO dict at a file boundary."""
 
     source: str
     images: tuple[CocoImage, ...] = ()
@@ -233,6 +244,7 @@ class CocoDataset:
     info: Mapping[str, Any] = field(default_factory=dict)
     licenses: tuple[Mapping[str, Any], ...] = ()
     problems: tuple[Problem, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_panoptic(self) -> bool:
@@ -254,17 +266,35 @@ class CocoDataset:
     def panoptic_by_image(self) -> dict[int, PanopticImage]:
         return {p.image_id: p for p in self.panoptic}
 
+    def subset(self, image_ids: Container[int]) -> CocoDataset:
+        """The images in ``image_ids`` with their annotations (records shared, file order)."""
+        return replace(
+            self,
+            images=tuple(im for im in self.images if im.id in image_ids),
+            annotations=tuple(a for a in self.annotations if a.image_id in image_ids),
+            panoptic=tuple(p for p in self.panoptic if p.image_id in image_ids),
+        )
+
+    def without_images(self, image_ids: Collection[int]) -> CocoDataset:
+        """The dataset without the images ``image_ids`` and their annotations (itself when
+        there are none)."""
+        if not image_ids:
+            return self
+        return self.subset({im.id for im in self.images if im.id not in image_ids})
+
     def to_dict(self) -> dict[str, Any]:
-        """A plain COCO dict of the validated records (compressed RLE segmentations)."""
-        out: dict[str, Any] = {
-            "images": [im.to_json() for im in self.images],
-            "annotations": [a.to_json() for a in self.annotations],
-            "categories": [c.to_json() for c in self.categories],
-        }
+        """A plain COCO dict of the records (compressed RLE segmentations): ``info`` first
+        (when there is one), then ``licenses``, ``images``, ``annotations``, ``categories`` and
+        the other top-level fields. For writing a file; stages pass the records."""
+        out: dict[str, Any] = {}
         if self.info:
             out["info"] = dict(self.info)
         if self.licenses:
             out["licenses"] = [dict(x) for x in self.licenses]
+        out["images"] = [im.to_json() for im in self.images]
+        out["annotations"] = [a.to_json() for a in self.annotations]
+        out["categories"] = [c.to_json() for c in self.categories]
+        out.update(self.extra)
         return out
 
 
@@ -957,7 +987,22 @@ def _dataset(
         info=dict(info) if isinstance(info, Mapping) else {},
         licenses=tuple(x for x in (data.get("licenses") or []) if isinstance(x, Mapping)),
         problems=tuple(rd.problems),
+        extra={k: v for k, v in data.items() if k not in _TOP_KEYS},
     )
+
+
+_TOP_KEYS = ("images", "annotations", "categories", "info", "licenses")
+
+
+def as_dataset(
+    source: CocoDataset | str | os.PathLike[str] | Mapping[str, Any], **read: Any
+) -> CocoDataset:
+    """``source`` itself when it is a :class:`CocoDataset` (already read), else
+    :func:`read_coco` ``(source, **read)``: how a public function that takes records also
+    takes a path or a parsed dict, read once at the boundary."""
+    if isinstance(source, CocoDataset):
+        return source
+    return read_coco(source, **read)
 
 
 _RESULT_KEYS = ("image_id", "segmentation", "score")
@@ -1106,6 +1151,7 @@ __all__ = [
     "PanopticImage",
     "PanopticSegment",
     "Problem",
+    "as_dataset",
     "checked_rle",
     "checked_score",
     "group_by_image",

@@ -43,7 +43,7 @@ def class_counts(
     kind: dict[str, bool | None] = {}
     for i, raw in enumerate(names):
         cat = cats.get(int(cat_ids[i])) if i < cat_ids.size else None
-        name = raw or (cat or {}).get("name") or "unnamed"
+        name = raw or (cat.name if cat is not None else None) or "unnamed"
         if class_of is not None:
             name = class_of(name)
         ent[name] += 1
@@ -56,8 +56,8 @@ def class_counts(
             own = kinds[i] if i < len(kinds) else None  # the entity's own thing/stuff
             if flag is None and own is not None:
                 flag = own == "thing"
-            if flag is None and cat is not None and "isthing" in cat:
-                flag = bool(cat["isthing"])
+            if flag is None and cat is not None and cat.isthing is not None:
+                flag = cat.isthing
             kind[name] = flag
     rows: list[dict[str, Any]] = [
         {

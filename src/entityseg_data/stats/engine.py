@@ -1,17 +1,21 @@
-"""Streaming statistics over a COCO/EntitySeg annotation dict (or a workspace).
+"""Streaming statistics over COCO/EntitySeg annotations (a file, a dict, or a workspace).
 
-:func:`compute_stats` walks the images one at a time: for each it builds one label map from the
-entities' RLE run lengths, measures every entity (:mod:`entityseg_data.stats.measures`) and
-keeps only small per-image and per-entity numbers. Memory is bounded by the annotation JSON plus
-one label map (24 MB at 12 MP) per worker; images are never decoded (sizes come from the JSON,
-or from the image header when the JSON lacks them).
+The annotations are read once, by the one strict reader
+(:func:`entityseg_data.io.coco.read_coco`, lenient: images with a bad annotation are skipped
+and listed), into typed records: :func:`compute_stats` walks the :class:`CocoImage` records one
+at a time with their :class:`CocoAnnotation` s (each segmentation the reader's checked
+compressed RLE, shared, never copied); for each it builds one label map from the RLE run
+lengths, measures every entity (:mod:`entityseg_data.stats.measures`) and keeps only small
+per-image and per-entity numbers in :class:`DatasetStats`. Memory is bounded by the records
+(the file's RLE strings) plus one label map (24 MB at 12 MP) per worker; images are never
+decoded (sizes come from the JSON, or from the image header when the JSON lacks them).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,11 +28,16 @@ from entityseg_data.io.coco import (
     MALFORMED_ANNOTATION,
     MALFORMED_SEGMENTATION,
     RLE_SIZE_MISMATCH,
+    CocoAnnotation,
+    CocoCategory,
+    CocoDataset,
+    CocoImage,
+    as_dataset,
+    group_by_image,
     read_coco,
     workspace_coco,
 )
-from entityseg_data.io.images import image_size
-from entityseg_data.masks import rle as rle_utils
+from entityseg_data.io.files import json_source
 from entityseg_data.stats.measures import DEFAULT_SHAPE_DEFINITION, check_definition, rle_measures
 
 if TYPE_CHECKING:
@@ -50,6 +59,7 @@ class DatasetStats:
     ``names``: per-entity open-vocabulary name (or None) in the same order.
     ``kinds``: per-entity ``thing``/``stuff`` the annotations state (their ``kind``, else their
     category's ``isthing``; None when unknown), in the same order.
+    ``categories``: the file's category records by id.
     ``errors``: images skipped with the reason.
     ``shape_measures``: the definition set of convexity / simplicity
     (:data:`~entityseg_data.stats.measures.SHAPE_DEFINITIONS`).
@@ -60,7 +70,7 @@ class DatasetStats:
     entities: dict[str, np.ndarray] = field(default_factory=dict)
     names: list[str | None] = field(default_factory=list)
     kinds: list[str | None] = field(default_factory=list)
-    categories: dict[int, dict[str, Any]] = field(default_factory=dict)
+    categories: dict[int, CocoCategory] = field(default_factory=dict)
     category_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     errors: list[dict[str, Any]] = field(default_factory=list)
     shape_measures: str = DEFAULT_SHAPE_DEFINITION
@@ -83,14 +93,18 @@ _IMAGE_LEVEL = (MALFORMED_ANNOTATION, MALFORMED_SEGMENTATION, RLE_SIZE_MISMATCH)
 
 
 def read_annotations(
-    source: str | Path | dict[str, Any], *, images_dir: str | Path | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(coco, skipped)``: the validated COCO dict of a JSON path or dict (read by
-    :func:`entityseg_data.io.coco.read_coco`) without the images that have a bad annotation
-    (corrupt or mis-sized RLE, malformed fields), and those images as ``{image_id, file_name,
-    error}``. Problems of the file's structure (duplicate or malformed image records, annotations
-    of unknown images, unknown categories) raise DataError: the numbers would be wrong."""
-    ds = read_coco(
+    source: str | Path | Mapping[str, Any] | CocoDataset,
+    *,
+    images_dir: str | Path | None = None,
+) -> tuple[CocoDataset, list[dict[str, Any]]]:
+    """``(dataset, skipped)``: the validated records of a JSON path or dict (read by
+    :func:`entityseg_data.io.coco.read_coco`, lenient) without the images that have a bad
+    annotation (corrupt or mis-sized RLE, malformed fields), and those images as ``{image_id,
+    file_name, error}``. Problems of the file's structure (duplicate or malformed image
+    records, annotations of unknown images, unknown categories) raise DataError: the numbers
+    would be wrong. A :class:`CocoDataset` read already is taken as it is (its ``problems``
+    judged the same way)."""
+    ds = as_dataset(
         source,
         strict=False,
         what="COCO annotations",
@@ -103,108 +117,76 @@ def read_annotations(
             bad.setdefault(int(p.image_id), str(p))
         else:
             raise DataError(str(p))
-    data = ds.to_dict()
-    if bad:
-        data["images"] = [im for im in data["images"] if im["id"] not in bad]
-        data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in bad]
     names = {im.id: im.file_name for im in ds.images}
     skipped = [
         {"image_id": iid, "file_name": names.get(iid), "error": err} for iid, err in bad.items()
     ]
-    return data, skipped
+    return ds.without_images(bad), skipped
 
 
-def load_coco(source: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """The validated COCO dict of a JSON path or dict (strict :func:`read_coco`: one DataError
-    naming the file and record for any problem)."""
-    return read_coco(source, what="COCO annotations", require_annotations=True).to_dict()
-
-
-def group_annotations(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
-    """Annotations by image id, in file order."""
-    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for a in coco.get("annotations", []):
-        by_image[int(a["image_id"])].append(a)
-    return by_image
-
-
-def _image_size(img: dict[str, Any], images_dir: Path | None) -> tuple[int, int]:
-    h, w = img.get("height"), img.get("width")
-    if h and w:
-        return int(h), int(w)
-    if images_dir is None:
-        raise DataError(f"image {img.get('id')}: no height/width in the JSON and no image folder")
-    size = image_size(images_dir / str(img["file_name"]))  # upright (EXIF applied)
-    return size.height, size.width
+def load_coco(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """The parsed COCO dict of a JSON path or dict, after the strict :func:`read_coco` found
+    no problem (one DataError naming the file and record otherwise). Kept for callers that
+    index the dict (the command line until it reads through the API); :func:`compute_stats`
+    takes the records of :func:`read_coco` directly."""
+    data, name = json_source(source, "COCO annotations")
+    read_coco(data, what="COCO annotations", require_annotations=True, name=name)
+    return dict(data)
 
 
 def measure_image(
-    img: dict[str, Any],
-    anns: list[dict[str, Any]],
+    img: CocoImage,
+    anns: Sequence[CocoAnnotation],
     *,
-    images_dir: Path | None = None,
     max_side: int = 0,
     shape_measures: str = DEFAULT_SHAPE_DEFINITION,
 ) -> dict[str, Any]:
     """Measures of one image: ``{"image": row, "entities": {field: array}, "names": [...],
-    "category_ids": array}``. Crowd annotations are ignored. ``shape_measures``: the definition
-    set of convexity / simplicity."""
-    h, w = _image_size(img, images_dir)
-    anns = [a for a in anns if not a.get("iscrowd", 0)]
-    rles = []
-    for a in anns:
-        try:
-            rles.append(rle_utils.to_compressed(a["segmentation"], h, w))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"annotation {a.get('id')}: bad segmentation ({exc!r})") from None
+    "kinds": [...], "category_ids": array}``. Crowd annotations are ignored.
+    ``shape_measures``: the definition set of convexity / simplicity."""
+    h, w = img.height, img.width
+    anns = [a for a in anns if not a.iscrowd]
+    rles = [a.segmentation for a in anns]  # compressed and checked by the reader
     res = rle_measures(rles, h, w, max_side=max_side, definition=shape_measures)
     n = len(rles)
     with np.errstate(invalid="ignore"):
         mean_cvx = float(np.nanmean(res["convexity"])) if n else float("nan")
         mean_smp = float(np.nanmean(res["simplicity"])) if n else float("nan")
     row = {
-        "image_id": int(img["id"]),
-        "file_name": str(img.get("file_name", "")),
+        "image_id": img.id,
+        "file_name": img.file_name,
         "height": h,
         "width": w,
         "megapixels": h * w / 1e6,
-        "source": img.get("img_source") or img.get("source"),
+        "source": img.source,
         "n_entities": n,
         "valid_area": res["covered"] / float(h * w),
         "mean_convexity": mean_cvx,
         "mean_simplicity": mean_smp,
     }
     ents = {k: np.asarray(res[k]) for k in ENTITY_FIELDS}
-    ents["image_id"] = np.full(n, int(img["id"]), np.int64)
+    ents["image_id"] = np.full(n, img.id, np.int64)
     return {
         "image": row,
         "entities": ents,
-        "names": [a.get("name") or a.get("category_id_ori") for a in anns],
-        "kinds": [a.get("kind") for a in anns],
-        "category_ids": np.asarray([int(a.get("category_id", 0)) for a in anns], np.int64),
+        "names": [a.name for a in anns],
+        "kinds": [a.kind for a in anns],
+        "category_ids": np.asarray(
+            [a.category_id if a.category_id is not None else 0 for a in anns], np.int64
+        ),
     }
 
 
-def _job(
-    args: tuple[dict[str, Any], list[dict[str, Any]], Path | None, int, str],
-) -> dict[str, Any]:
-    img, anns, images_dir, max_side, shape_measures = args
+def _job(args: tuple[CocoImage, list[CocoAnnotation], int, str]) -> dict[str, Any]:
+    img, anns, max_side, shape_measures = args
     try:
-        return measure_image(
-            img, anns, images_dir=images_dir, max_side=max_side, shape_measures=shape_measures
-        )
+        return measure_image(img, anns, max_side=max_side, shape_measures=shape_measures)
     except (DataError, KeyError, TypeError, ValueError) as exc:
-        return {
-            "error": {
-                "image_id": img.get("id"),
-                "file_name": img.get("file_name"),
-                "error": str(exc),
-            }
-        }
+        return {"error": {"image_id": img.id, "file_name": img.file_name, "error": str(exc)}}
 
 
 def compute_stats(
-    coco: str | Path | dict[str, Any],
+    coco: str | Path | Mapping[str, Any] | CocoDataset,
     *,
     name: str = "dataset",
     images_dir: str | Path | None = None,
@@ -215,7 +197,8 @@ def compute_stats(
     """Statistics of a COCO/EntitySeg annotation file or dict.
 
     Args:
-        coco: a COCO dict or the path of a COCO JSON (RLE or polygon segmentations).
+        coco: the records of :func:`~entityseg_data.io.coco.read_coco` (lenient or strict),
+            or a COCO dict or the path of a COCO JSON (RLE or polygon segmentations), read here.
         name: dataset name used in tables and plots.
         images_dir: folder the ``file_name`` entries are relative to; only read when the JSON
             lacks an image's height/width.
@@ -230,22 +213,20 @@ def compute_stats(
     cfg = config or StatsConfig()
     shape_measures = check_definition(cfg.shape_measures)
     data, skipped = read_annotations(coco, images_dir=images_dir)
-    by_image = group_annotations(data)
-    imgs = list(data.get("images", []))
+    by_image = group_by_image(data.annotations)
+    imgs = list(data.images)
     if limit is not None:
         imgs = imgs[: int(limit)]
-    root = Path(images_dir) if images_dir is not None else None
     out = DatasetStats(name=name, shape_measures=shape_measures)
     for err in skipped:
         out.errors.append(err)
         log.warning("skipped image %s: %s", err["image_id"], err["error"])
-    out.categories = {int(c["id"]): dict(c) for c in data.get("categories", []) if "id" in c}
+    out.categories = data.category_by_id()
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     cat_parts: list[np.ndarray] = []
 
-    jobs: Iterator[tuple[Any, ...]] = (
-        (img, by_image.get(int(img["id"]), []), root, int(cfg.max_side), shape_measures)
-        for img in imgs
+    jobs: Iterator[tuple[CocoImage, list[CocoAnnotation], int, str]] = (
+        (img, by_image.get(img.id, []), int(cfg.max_side), shape_measures) for img in imgs
     )
     if cfg.workers and cfg.workers > 1:
         import multiprocessing as mp
