@@ -12,8 +12,8 @@ not counted.
 Inputs (any mix, at least two annotators in total):
 
 * COCO / EntitySeg JSON files (names from the annotation's ``name``, else its category name);
-* Label Studio JSON exports (one annotator per ``completed_by``; via
-  ``entityseg_data.annotation.labelstudio.format.ls_export_to_annotations``);
+* Label Studio JSON exports (one annotator per ``completed_by``; read by the core's
+  :func:`entityseg_data.io.labelstudio.ls_export_to_annotations`);
 * workspace annotator ids written ``ws:<annotator>`` (files of ``masks/stage<stage>/<annotator>``).
 
 Images are matched by image id (by ``file_name`` when the id sets do not intersect).
@@ -145,7 +145,7 @@ def load_annotator_sets(
         data, where = json_source(src, "annotations")
         label = Path(src).stem if isinstance(src, str | Path) else where
         if _is_ls_export(data):
-            from entityseg_data.annotation.labelstudio.format import ls_export_to_annotations
+            from entityseg_data.io.labelstudio import ls_export_to_annotations
 
             try:
                 per = ls_export_to_annotations(data, stage=stage)
