@@ -63,8 +63,17 @@ test: setup
 
 # Quicker loops while developing: the unit tier alone (no server, kernel or browser; what a plain
 # `pytest` runs) on both cores; pick other tiers with --tier (see tests/conftest.py).
-test-unit: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+# - It runs `make setup` only when the venv was never set up by it or pyproject.toml changed since
+#   (a no-op set-up still costs ~10 s: pip resolves every extra and builds the editable wheel).
+# - Bytecode caching stays on even where the environment sets PYTHONDONTWRITEBYTECODE (Docker
+#   images often do): without it each worker recompiles the package and pytest rewrites the asserts
+#   of every test module again, ~5 CPU s per process (caches in the git-ignored __pycache__/).
+test-unit: $(VENV)/.test-setup-done
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+$(VENV)/.test-setup-done: pyproject.toml
+	$(MAKE) setup
+	touch $@
 
 test-fast: test-unit
 
