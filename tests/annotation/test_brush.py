@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sdk_brush_support import sdk_brush
 
 from entityseg_data.errors import DataError
 from entityseg_data.masks.brush import (
@@ -15,11 +16,12 @@ from entityseg_data.masks.brush import (
 
 
 class _Sdk:
-    """The SDK's brush module (the reference), imported when a test first needs it: importing
-    label_studio_sdk pulls nltk and scipy (about 3 s), which collection alone should not pay."""
+    """The SDK's brush module (the reference), loaded when a test first needs it, from its own
+    file (tests/sdk_brush_support.py: importing label_studio_sdk.converter pulls nltk and
+    scipy.stats, about 2 s, which neither collection nor these tests need)."""
 
     def __getattr__(self, name: str):
-        return getattr(pytest.importorskip("label_studio_sdk.converter.brush"), name)
+        return getattr(sdk_brush(), name)
 
 
 sdk = _Sdk()

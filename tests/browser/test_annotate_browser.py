@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from label_studio_sdk.converter.brush import decode_rle
 from lsui import Editor
 from scene import add_scene_image
+from sdk_brush_support import sdk_brush
 
 from entityseg_data.annotation.labelstudio import configs
 from entityseg_data.annotation.labelstudio.format import polygon_mask
@@ -84,7 +84,7 @@ def submitted_masks(result: list[dict]) -> dict[str, np.ndarray]:
     for r in result:
         v = r.get("value") or {}
         if r.get("type") == "brushlabels":
-            alpha = decode_rle(v["rle"]).reshape(H, W, 4)[..., 3]
+            alpha = sdk_brush().decode_rle(v["rle"]).reshape(H, W, 4)[..., 3]
             out[r["id"]] = alpha > 0
         elif r.get("type") == "polygonlabels":
             out[r["id"]] = polygon_mask(v["points"], H, W).astype(bool)
