@@ -70,13 +70,9 @@ def test_random_maps_equal_the_literal_definition(seed):
     assert m["per_class"][f"c{k - 1}"]["Acc"] is None
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_random_maps_equal_torchmetrics(seed):
-    """torchmetrics' multiclass Jaccard (macro = mIoU, weighted = fwIoU) and accuracy (micro =
-    pAcc, macro = mAcc), with predictions inside 0..K-1 and every class in the GT."""
-    torch = pytest.importorskip("torch")
-    tmc = pytest.importorskip("torchmetrics.classification")
-    k = 5
+def torchmetrics_case(seed, k=5):
+    """Random maps with predictions inside 0..K-1 and every class in the GT (what torchmetrics'
+    multiclass metrics accept)."""
     rng = np.random.default_rng(100 + seed)
     pairs = []
     for _ in range(4):
@@ -86,17 +82,39 @@ def test_random_maps_equal_torchmetrics(seed):
         p = np.where(p == 255, 1, p)
         pairs.append((g, p))
     ev = SemanticEvaluator([str(i) for i in range(k)])
+    for i, (g, p) in enumerate(pairs):
+        ev.process(i, g, p)
+    return pairs, ev.evaluate()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_torchmetrics_cases_equal_the_literal_definition(seed):
+    """The torchmetrics comparison's inputs (below, slow tier: importing torchmetrics costs ~3 CPU
+    s) against the textbook definitions, in the unit tier."""
+    pairs, ours = torchmetrics_case(seed)
+    ref = literal_metrics(pairs, 5, 255)
+    for key in ("mIoU", "fwIoU", "mAcc", "pAcc"):
+        assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_random_maps_equal_torchmetrics(seed):
+    """torchmetrics' multiclass Jaccard (macro = mIoU, weighted = fwIoU) and accuracy (micro =
+    pAcc, macro = mAcc), with predictions inside 0..K-1 and every class in the GT."""
+    torch = pytest.importorskip("torch")
+    tmc = pytest.importorskip("torchmetrics.classification")
+    k = 5
+    pairs, ours = torchmetrics_case(seed, k)
     metrics = {
         "mIoU": tmc.MulticlassJaccardIndex(k, average="macro", ignore_index=255),
         "fwIoU": tmc.MulticlassJaccardIndex(k, average="weighted", ignore_index=255),
         "pAcc": tmc.MulticlassAccuracy(k, average="micro", ignore_index=255),
         "mAcc": tmc.MulticlassAccuracy(k, average="macro", ignore_index=255),
     }
-    for i, (g, p) in enumerate(pairs):
-        ev.process(i, g, p)
+    for g, p in pairs:
         for metric in metrics.values():
             metric.update(torch.from_numpy(p), torch.from_numpy(g))
-    ours = ev.evaluate()
     for key, metric in metrics.items():
         assert ours[key] == pytest.approx(float(metric.compute()), abs=1e-6), key
 
