@@ -39,21 +39,32 @@ def read_panoptic_ids(png: Path) -> np.ndarray:
     return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
-def panoptic_to_coco(folder: Path, json_name: str, png_dir: str) -> dict[str, Any]:
+def panoptic_to_coco(
+    folder: Path, json_name: str, png_dir: str, *, first_images: int | None = None
+) -> dict[str, Any]:
     """A COCO instances dict (compressed RLEs) with every panoptic segment, thing or stuff, as
-    one annotation (the COCO-Entity protocol); crowd segments keep ``iscrowd``."""
+    one annotation (the COCO-Entity protocol); crowd segments keep ``iscrowd``.
+
+    ``first_images``: only the first N images and their segments (the PNGs of the others are not
+    decoded), with the annotation ids the whole conversion gives them."""
     from entityseg_data.masks import rle as rle_utils
 
     data = json.loads((folder / json_name).read_text())
+    images = data["images"] if first_images is None else data["images"][:first_images]
+    keep = {int(im["id"]) for im in images}
     anns = []
+    next_id = 1  # segment ids are unique per image only: annotation ids count every segment
     for pa in data["annotations"]:
+        if int(pa["image_id"]) not in keep:
+            next_id += len(pa["segments_info"])
+            continue
         ids = read_panoptic_ids(folder / png_dir / pa["file_name"])
         for s in pa["segments_info"]:
             m = ids == s["id"]
             r = rle_utils.encode(m.astype(np.uint8))
             anns.append(
                 {
-                    "id": len(anns) + 1,  # segment ids are unique per image only
+                    "id": next_id,
                     "image_id": int(pa["image_id"]),
                     "segmentation": r,
                     "area": int(m.sum()),
@@ -62,4 +73,5 @@ def panoptic_to_coco(folder: Path, json_name: str, png_dir: str) -> dict[str, An
                     "iscrowd": int(s.get("iscrowd", 0)),
                 }
             )
-    return {"images": data["images"], "annotations": anns, "categories": data["categories"]}
+            next_id += 1
+    return {"images": images, "annotations": anns, "categories": data["categories"]}

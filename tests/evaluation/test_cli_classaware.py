@@ -21,14 +21,13 @@ from entityseg_data.masks import rle as rle_utils
 def subsets(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("subsets")
     coco = panoptic_to_coco(
-        realdata("coco_panoptic_train100"), "panoptic_train2017.json", "panoptic_train2017"
+        realdata("coco_panoptic_train100"),
+        "panoptic_train2017.json",
+        "panoptic_train2017",
+        first_images=10,
     )
     names = {c["id"]: c["name"] for c in coco["categories"]}
-    coco["images"] = coco["images"][:10]
-    keep = {im["id"] for im in coco["images"]}
-    coco["annotations"] = [
-        dict(a, name=names[a["category_id"]]) for a in coco["annotations"] if a["image_id"] in keep
-    ]
+    coco["annotations"] = [dict(a, name=names[a["category_id"]]) for a in coco["annotations"]]
     (tmp / "coco.json").write_text(json.dumps(coco))
     res = CliRunner().invoke(
         cli,
