@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from inference_helpers import load_pair, unpack_masks
+from inference_helpers import PAIRS, load_pair, unpack_masks
 
 from entityseg_data.errors import ConfigError
 from entityseg_data.model.inference.postprocess import (
@@ -17,6 +17,7 @@ from entityseg_data.model.inference.reference import reference_fused_probs, refe
 from entityseg_data.model.inference.views import ViewGeometry, view_geometry
 
 ALL = dict(score_thresh=0.0, min_area=0, max_entities=None)
+UNIT_PAIRS = {("tiny", "img_b_600x400"), ("tiny_hornet", "img_a_480x640")}
 
 
 def oracle_geometry(d) -> ViewGeometry:
@@ -42,7 +43,12 @@ def compare_with(ref_masks, ref_scores, ref_query, result, score_tol=1e-5):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("tile", [512, 61])
+@pytest.mark.parametrize(
+    # 61 px tiles on the oracle captures: slow tier; the unit tier fuses small tiles (23 and 37 px,
+    # one query per chunk, two workers) on random logits against the full-resolution reference
+    "tile",
+    [512, pytest.param(61, marks=pytest.mark.slow)],
+)
 def test_reference_mode_reproduces_the_oracle(oracle_pair, tile):
     d = oracle_pair
     geo = oracle_geometry(d)
@@ -72,6 +78,15 @@ def test_reference_mode_reproduces_the_oracle(oracle_pair, tile):
 
 
 @pytest.mark.parity
+@pytest.mark.parametrize(
+    # each model and each image once in the unit tier, the other two pairs in the slow tier
+    "oracle_pair",
+    [
+        pytest.param(p, id=f"{p[0]}-{p[1]}", marks=[] if p in UNIT_PAIRS else pytest.mark.slow)
+        for p in PAIRS
+    ],
+    indirect=True,
+)
 def test_reference_reimplementation_is_bitwise_on_masks(oracle_pair):
     d = oracle_pair
     ref = reference_postprocess(
@@ -140,13 +155,29 @@ def test_parallel_tiles_give_the_same_result(m2f):
     np.testing.assert_array_equal(one.mask_quality, two.mask_quality)
 
 
+@pytest.mark.slow
 def test_decoder_choices_match_the_reference_on_view_subsets(oracle_dir):
-
+    """On the oracle's outputs (600x400, 16 queries; the unit tier runs the same checks on a
+    90x120 random case below)."""
     d = load_pair(oracle_dir, "tiny_hornet", "img_b_600x400")
-    geo = oracle_geometry(d)
-    logits = torch.from_numpy(d["dec3d_pred_logits"])  # (1, Q, 2)
-    masks = torch.from_numpy(d["dec3d_pred_masks"])  # (1, Q, V, h, w)
-    img_logits = torch.from_numpy(d["dec2d_pred_logits"])[None]  # (1, V, Q, 2)
+    check_decoder_choices(
+        torch.from_numpy(d["dec3d_pred_logits"]),  # (1, Q, 2)
+        torch.from_numpy(d["dec3d_pred_masks"]),  # (1, Q, V, h, w)
+        torch.from_numpy(d["dec2d_pred_logits"])[None],  # (1, V, Q, 2)
+        oracle_geometry(d),
+    )
+
+
+def test_decoder_choices_match_the_reference_on_view_subsets_small():
+    logits, masks, geo = _random_case(7, 90, 120, q=16)
+    assert geo.num_views == 5  # the full view and 4 crops, like the oracle's
+    g = torch.Generator().manual_seed(8)
+    img_logits = torch.randn((1, geo.num_views, logits.shape[0], 2), generator=g)
+    check_decoder_choices(logits[None], masks[None], img_logits, geo)
+
+
+def check_decoder_choices(logits, masks, img_logits, geo) -> None:
+    """Each ``decoder`` choice of postprocess_batch equals the reference on its views/level."""
     img_masks = masks.transpose(1, 2)  # stand-in image-level masks (1, V, Q, h, w)
 
     from entityseg_data.model.outputs import DecoderOutput, LevelPrediction, ModelOutput

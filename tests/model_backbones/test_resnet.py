@@ -18,8 +18,9 @@ def test_resnet50_output_contract_and_param_count():
     assert model.out_strides == {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
     assert model.size_divisibility == 32
     # torchvision resnet50 has 25,557,032 parameters; minus fc (2048*1000 + 1000); with frozen BN
-    # the 53,120 BN affine values are buffers
-    trainable_bn = build_backbone(ResNetConfig(norm="bn"))
+    # the 53,120 BN affine values are buffers (counted on the meta device: no values needed)
+    with torch.device("meta"):
+        trainable_bn = build_backbone(ResNetConfig(norm="bn"))
     assert sum(p.numel() for p in trainable_bn.parameters()) == 25_557_032 - 2_049_000
     assert sum(p.numel() for p in model.parameters()) == 25_557_032 - 2_049_000 - 53_120
     with torch.inference_mode():
@@ -30,7 +31,8 @@ def test_resnet50_output_contract_and_param_count():
 
 
 def test_resnet_freeze_and_trainable_bn():
-    frozen = build_backbone(ResNetConfig(norm="frozen_bn", freeze_at=2))
+    with torch.device("meta"):  # requires_grad flags only: no values needed
+        frozen = build_backbone(ResNetConfig(norm="frozen_bn", freeze_at=2))
     assert not any(p.requires_grad for p in frozen.conv1.parameters())
     assert not any(p.requires_grad for p in frozen.layer1.parameters())
     assert all(p.requires_grad for p in frozen.layer2.parameters())
