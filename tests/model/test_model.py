@@ -290,6 +290,46 @@ def test_input_validation(tiny):
         tiny(torch.zeros(1, 3, 64, 64))
 
 
+def test_meta_build_draws_nothing_and_restores_torch(monkeypatch):
+    """build_model(device="meta") skips normal_ on meta parameters (torch's meta normal_ is a
+    Python decomposition whose first call imports torch._dynamo: ~2 CPU s in every process that
+    loads a checkpoint) and puts torch's methods back; a CPU build still draws its values."""
+    meta_draws = []
+    original = torch.Tensor.normal_
+
+    def spy(self, *args, **kwargs):
+        if self.is_meta:
+            meta_draws.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "normal_", spy)
+    cfg = PRESETS["tiny_swin"]
+    model = build_model(cfg, device="meta")
+    assert meta_draws == []
+    assert all(p.is_meta for p in model.parameters())
+    assert torch.Tensor.normal_ is spy
+    assert torch.nn.Module.register_parameter.__qualname__ == "Module.register_parameter"
+    torch.manual_seed(0)
+    level_embed = build_model(cfg).sem_seg_head.pixel_decoder.transformer.level_embed
+    assert not level_embed.is_meta and float(level_embed.detach().std()) > 0.1
+
+
+@pytest.mark.slow
+def test_loading_a_checkpoint_does_not_import_dynamo(oracle_dir):
+    """In a fresh interpreter: load_checkpoint (a meta build, then the weights) leaves
+    torch._dynamo unimported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from entityseg_data.model.loading import load_checkpoint\n"
+        f"load_checkpoint({str(oracle_dir / 'tiny' / 'weights.npz')!r}, preset='tiny_swin')\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
 def test_official_key_names(oracle_dir):
     import json
 

@@ -26,18 +26,26 @@ def _parameters_on_meta() -> Iterator[None]:
     """While active, every parameter registered by a module is moved to the meta device (buffers
     stay real, so deterministic ones such as Swin's relative_position_index keep their values)."""
     original = nn.Module.register_parameter
+    original_normal = torch.Tensor.normal_
 
     def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         if param is not None and not param.is_meta:
             param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
         original(module, name, param)
 
-    # patching a torch method for the duration (typeshed: methods are not assignable)
+    def normal_(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        # a meta parameter holds no values to draw; torch's meta normal_ is a Python
+        # decomposition whose first call imports torch._dynamo (~2 CPU s per process)
+        return self if self.is_meta else original_normal(self, *args, **kwargs)
+
+    # patching torch methods for the duration (typeshed: methods are not assignable)
     nn.Module.register_parameter = register  # type: ignore[method-assign, assignment]
+    torch.Tensor.normal_ = normal_  # type: ignore[method-assign, assignment]
     try:
         yield
     finally:
         nn.Module.register_parameter = original  # type: ignore[method-assign]
+        torch.Tensor.normal_ = original_normal  # type: ignore[method-assign]
 
 
 def build_model(cfg: ModelConfig, *, device: str | torch.device | None = None) -> nn.Module:
