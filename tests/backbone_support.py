@@ -39,3 +39,15 @@ def manifest_backbone_shapes(path) -> dict[str, tuple[int, ...]]:
     """``backbone.*`` keys (prefix removed) -> shape, from an oracle manifest JSON."""
     sd = json.loads(path.read_text())["state_dict"]
     return {k[len("backbone.") :]: tuple(v[0]) for k, v in sd.items() if k.startswith("backbone.")}
+
+
+def meta_backbone(cfg):
+    """``build_backbone(cfg)`` with its parameters on the meta device and its buffers real, as
+    ``build_model(device="meta")`` builds models (for key, shape and count checks). Building
+    under ``torch.device("meta")`` instead runs the buffers' arithmetic through torch's Python
+    meta decompositions, whose first call imports torch._dynamo and sympy (~2 CPU s/process)."""
+    from entityseg_data.model.backbones import build_backbone
+    from entityseg_data.model.loading import _parameters_on_meta
+
+    with _parameters_on_meta():
+        return build_backbone(cfg)

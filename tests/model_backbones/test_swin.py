@@ -7,7 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from backbone_support import backbone_state_dict, manifest_backbone_shapes, normalised_views
+from backbone_support import (
+    backbone_state_dict,
+    manifest_backbone_shapes,
+    meta_backbone,
+    normalised_views,
+)
 
 from entityseg_data.errors import CheckpointError
 from entityseg_data.model.backbones import (
@@ -70,8 +75,7 @@ def test_swin_tiny_oracle_parity(oracle_dir, fused):
 )
 def test_swin_keys_shapes_and_counts_match_manifest(oracle_dir, cfg, manifest):
     expected = manifest_backbone_shapes(oracle_dir / "manifests" / f"{manifest}.json")
-    with torch.device("meta"):
-        model = build_backbone(cfg)
+    model = meta_backbone(cfg)
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert set(got) == set(expected)
     assert got == expected
@@ -87,8 +91,7 @@ def test_swin_oracle_tiny_keys_match_oracle_manifest(oracle_dir):
 
     manifest = json.loads((oracle_dir / "tiny" / "manifest.json").read_text())["state_dict"]
     expected = {k[9:]: tuple(v[0]) for k, v in manifest.items() if k.startswith("backbone.")}
-    with torch.device("meta"):
-        model = build_backbone(SWIN_ORACLE_TINY)
+    model = meta_backbone(SWIN_ORACLE_TINY)
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
 
 
