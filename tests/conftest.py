@@ -87,6 +87,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+# `pytest -n N --dist loadfile` (make test-unit) sends each file to one worker; the files of a
+# group below go to one worker together, so that the heavy library they all import is imported by
+# one worker instead of by each (CPU s of the import on the 2-core machine: torchvision.ops with
+# the torch._dynamo it imports, and open_clip ~2.3; datasets ~0.8; matplotlib ~0.5). A file missing
+# from a group only costs its import again.
+XDIST_FILE_GROUPS = {
+    "torchvision+open_clip": (
+        "tests/model_backbones/test_resnet.py",
+        "tests/ingest/test_nsfw.py",
+        "tests/ingest/test_select_embeddings.py",
+        "tests/ingest/test_cli_ingest.py",
+    ),
+    "datasets": ("tests/export/test_roundtrips.py", "tests/api/test_export_api.py"),
+    "matplotlib": ("tests/rounds/test_rounds_fake.py", "tests/stats/test_engine.py"),
+}
+_FILE_GROUP = {f: g for g, files in XDIST_FILE_GROUPS.items() for f in files}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return _FILE_GROUP.get(scope, scope)
+
+    return GroupedFileScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def oracle_dir() -> Path:
     if not ORACLE.exists():
