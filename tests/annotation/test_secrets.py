@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
+import cli_support
 import pytest
 
 from entityseg_data.annotation.labelstudio.client import LabelStudioClient, redact
@@ -81,15 +81,14 @@ def fake_ls():
 
 
 def _cli(ws_root, *args, api_key: str | None = None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
-    if api_key:
-        env["LABEL_STUDIO_API_KEY"] = api_key
-    return subprocess.run(
-        [sys.executable, "-m", "entityseg_data", "--debug", "-vv", "-w", str(ws_root), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    """The CLI with --debug -vv, in this process (tests/cli_support.py: no interpreter start per
+    command; output and log records captured as a fresh process prints them), without the
+    caller's LABEL_STUDIO_* variables."""
+    with mock.patch.dict(os.environ):
+        for key in [k for k in os.environ if k.startswith("LABEL_STUDIO_")]:
+            del os.environ[key]
+        env = {"LABEL_STUDIO_API_KEY": api_key} if api_key else None
+        return cli_support.run_cli("--debug", "-vv", "-w", ws_root, *args, env=env)
 
 
 def _workspace(tmp_path, url: str, token: str = TOKEN):
