@@ -15,6 +15,7 @@ selects by itself (tiers ignored).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,27 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return _FILE_GROUP.get(scope, scope)
 
     return GroupedFileScheduling(config, log)
+
+
+def _threads_the_environment_asks_for() -> None:
+    """torch's intra-op thread count back to OMP_NUM_THREADS (1 in xdist workers) when torch is
+    imported and a test or a test module changed it: one leak (a module that set 2 threads at
+    import) made every later test of a worker run 2 spinning threads, i.e. 4 on 2 cores."""
+    torch = sys.modules.get("torch")
+    want = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(want) if want.isdigit() else 0
+    if torch is not None and n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _threads_the_environment_asks_for()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_as_the_environment_asks():
+    yield
+    _threads_the_environment_asks_for()
 
 
 @pytest.fixture(scope="session")

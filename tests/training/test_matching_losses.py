@@ -21,7 +21,6 @@ from entityseg_data.model.training.point_sample import (
     uncertain_point_coords,
 )
 
-torch.set_num_threads(2)
 L = 40.0  # logit magnitude of a confident prediction
 
 

@@ -191,10 +191,14 @@ def test_init_from_official_files(oracle_dir, stripes, tmp_path, tiny_overrides)
 def test_training_threads_do_not_leak(stripes, tmp_path, tiny_overrides):
     """``threads`` applies while training and the caller's intra-op count comes back (it used
     to stay set process-wide and changed later predictions' numerics)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    seen = []
-    cfg = load_train_config(None, tiny_overrides(stripes, tmp_path / "t", max_iter=1))
-    assert cfg.threads == 1
-    Trainer(config=cfg, on_step=lambda it, m: seen.append(torch.get_num_threads())).train()
-    assert seen == [1]
-    assert torch.get_num_threads() == 2
+    try:
+        seen = []
+        cfg = load_train_config(None, tiny_overrides(stripes, tmp_path / "t", max_iter=1))
+        assert cfg.threads == 1
+        Trainer(config=cfg, on_step=lambda it, m: seen.append(torch.get_num_threads())).train()
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
