@@ -90,11 +90,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # `pytest -n N --dist loadfile` (make test-unit) sends each file to one worker; the files of a
 # group below go to one worker together, so that the heavy library they all import is imported by
-# one worker instead of by each (CPU s of the import on the 2-core machine: torchvision.ops with
-# the torch._dynamo it imports, and open_clip ~2.3; datasets ~0.8; matplotlib ~0.5). A file missing
-# from a group only costs its import again.
+# one worker instead of by each (CPU s of the import on the 2-core machine: torch._dynamo, which
+# torchvision.ops and torch.utils.checkpoint import, with open_clip ~2.3; datasets ~0.8;
+# matplotlib ~0.5). A file missing from a group only costs its import again.
 XDIST_FILE_GROUPS = {
-    "torchvision+open_clip": (
+    "torch._dynamo+open_clip": (
+        "tests/model_backbones/test_checkpointing.py",
         "tests/model_backbones/test_resnet.py",
         "tests/ingest/test_nsfw.py",
         "tests/ingest/test_select_embeddings.py",
@@ -102,6 +103,8 @@ XDIST_FILE_GROUPS = {
     ),
     "datasets": ("tests/export/test_roundtrips.py", "tests/api/test_export_api.py"),
     "matplotlib": ("tests/rounds/test_rounds_fake.py", "tests/stats/test_engine.py"),
+    # not an import: the parsed src/ of tests/src_ast.py (~0.8 CPU s), shared by these checks
+    "src_ast": ("tests/test_catalog_owns_sql.py", "tests/io/test_writes_go_through_io.py"),
 }
 _FILE_GROUP = {f: g for g, files in XDIST_FILE_GROUPS.items() for f in files}
 

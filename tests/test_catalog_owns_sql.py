@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
-PKG = Path(__file__).resolve().parents[1] / "src" / "entityseg_data"
+from src_ast import parsed_src
+
 # (the CLIP embedding cache moved into catalog/embeddings.py)
 EXEMPT: set[str] = set()
 SQL = re.compile(
@@ -21,11 +21,9 @@ RAW = {"query", "scalar", "execute", "executemany", "executescript", "conn"}
 
 def offenders() -> list[str]:
     out = []
-    for path in sorted(PKG.rglob("*.py")):
-        rel = path.relative_to(PKG).as_posix()
+    for rel, tree in parsed_src():
         if rel.startswith("catalog/") or rel in EXEMPT:
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if SQL.search(node.value):

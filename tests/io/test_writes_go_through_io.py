@@ -9,9 +9,8 @@ handle. The few writes that cannot be atomic are listed below with the reason.""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "entityseg_data"
+from src_ast import parsed_src
 
 # (file relative to src/entityseg_data, call) -> why it may write directly
 ALLOWED = {
@@ -66,11 +65,10 @@ def _direct_writes(tree: ast.AST) -> list[tuple[int, str]]:
 
 def test_src_writes_files_only_through_io():
     found = []
-    for path in sorted(SRC.rglob("*.py")):
-        rel = path.relative_to(SRC).as_posix()
+    for rel, tree in parsed_src():
         if rel.startswith("io/"):
             continue
-        for line, call in _direct_writes(ast.parse(path.read_text(), filename=str(path))):
+        for line, call in _direct_writes(tree):
             if (rel, call) not in ALLOWED:
                 found.append(f"{rel}:{line}: {call}")
     assert not found, (
