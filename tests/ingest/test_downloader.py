@@ -70,8 +70,8 @@ def test_fault_kinds(server, images):
         assert _kind(dl, server.url("/empty")) == "empty"
         assert _kind(dl, "ftp://example.org/x.jpg") == "bad_url"
         assert _kind(dl, "http://127.0.0.1:1/refused.jpg") == "connection"
-    # a 0.2 s read timeout against a route that waits 3 s (a busy machine only makes it later)
-    with Downloader(config=dataclasses.replace(FAST, timeout=0.2)) as dl:
+    # a 0.1 s read timeout against a route that waits 3 s (a busy machine only makes it later)
+    with Downloader(config=dataclasses.replace(FAST, timeout=0.1)) as dl:
         assert _kind(dl, server.url("/slow")) == "timeout"
     # transient faults were retried (1 + 2 retries), permanent ones were not
     hits = server.state.hits
@@ -112,8 +112,9 @@ def test_retry_then_success_and_429(server, images):
 
 def test_total_timeout_cuts_slow_drip(server, images):
     body = images.jpeg(200, 150, seed=6)
-    url = server.route("/drip.jpg", "drip", 0.15, body, "image/jpeg")
-    cfg = IngestConfig(timeout=1.0, total_timeout=0.5, retries=0, per_host_rps=0)
+    # 10-11 pieces 50 ms apart: the body takes at least 0.5 s however fast the machine
+    url = server.route("/drip.jpg", "drip", 0.05, body, "image/jpeg")
+    cfg = IngestConfig(timeout=1.0, total_timeout=0.2, retries=0, per_host_rps=0)
     with Downloader(config=cfg) as dl:
         assert _kind(dl, url) == "timeout"  # every read is fast enough, the whole is not
     with Downloader(config=IngestConfig(timeout=10.0, retries=0, per_host_rps=0)) as dl:
