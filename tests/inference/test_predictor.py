@@ -48,8 +48,10 @@ def check_against_oracle(res, d, max_mismatch, max_score_diff=1e-5):
     assert len(res) == int(masks.reshape(len(masks), -1).any(1).sum())
 
 
+# the unit tier: one model x image end to end (the Swin model's forward is checked against the
+# oracle in tests/model/test_parity.py, its predictor by the predict CLI tests); all four: slow
 CASES = [
-    pytest.param("tiny", "img_a_480x640", marks=pytest.mark.parity),
+    pytest.param("tiny", "img_a_480x640", marks=[pytest.mark.parity, pytest.mark.slow]),
     pytest.param("tiny_hornet", "img_b_600x400", marks=pytest.mark.parity),
     pytest.param("tiny", "img_b_600x400", marks=[pytest.mark.parity, pytest.mark.slow]),
     pytest.param("tiny_hornet", "img_a_480x640", marks=[pytest.mark.parity, pytest.mark.slow]),
