@@ -192,3 +192,32 @@ def test_x4_window_upsampling_equals_the_full_map():
         ref = full[[0, 2, 3], 1, pa:pb, pc:pd]
         assert out.shape == ref.shape
         assert float((out - ref).abs().max()) <= 1e-6
+
+
+def test_identity_axes_are_skipped_with_the_same_values():
+    import dataclasses
+
+    import torch
+
+    from entityseg_data.model.inference.interp import apply_cols, apply_rows, linear_axis
+
+    ax = linear_axis(9, 9)
+    assert ax.identity and not linear_axis(9, 10).identity and not linear_axis(10, 9).identity
+    general = dataclasses.replace(ax, identity=False)  # the weights 1 and 0, computed
+    x = torch.randn((3, 11, 12), generator=torch.Generator().manual_seed(1))
+    # source offset 2: output k reads source k + 2
+    assert torch.equal(apply_cols(x, ax, 1, 8, -2), apply_cols(x, general, 1, 8, -2))
+    assert torch.equal(apply_rows(x, ax, 0, 9, 0), apply_rows(x, general, 0, 9, 0))
+    assert apply_cols(x, ax, 1, 8, -2).shape == (3, 11, 7)
+
+
+def test_first_true_is_the_argmax_over_queries():
+    import torch
+
+    from entityseg_data.model.inference.fusion import _first_true
+
+    g = torch.Generator().manual_seed(2)
+    for n in (1, 2, 7, 24):
+        inside = torch.rand((n, 33, 17), generator=g) < 0.15  # many pixels with none true
+        ref = inside.to(torch.uint8).argmax(0)
+        assert torch.equal(_first_true(inside), ref)

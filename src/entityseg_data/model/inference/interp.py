@@ -26,6 +26,8 @@ class Axis:
     i1: np.ndarray  # (out,) int64
     w0: np.ndarray  # (out,) float32
     w1: np.ndarray  # (out,) float32
+    #: ``out[i] = src[i]`` for every ``i`` (same size: scale 1, every weight 1 and 0)
+    identity: bool = False
 
     def window(self, start: int, stop: int) -> tuple[int, int]:
         """Source range ``[lo, hi)`` that outputs ``[start, stop)`` read."""
@@ -43,14 +45,19 @@ def linear_axis(in_size: int, out_size: int) -> Axis:
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     lam = np.clip(src - i0.astype(np.float32), f(0.0), f(1.0)).astype(np.float32)
     i1 = i0 + (i0 < in_size - 1).astype(np.int64)
-    return Axis(i0=i0, i1=i1, w0=(f(1.0) - lam).astype(np.float32), w1=lam)
+    return Axis(
+        i0=i0, i1=i1, w0=(f(1.0) - lam).astype(np.float32), w1=lam, identity=in_size == out_size
+    )
 
 
 def apply_cols(x: torch.Tensor, axis: Axis, start: int, stop: int, offset: int) -> torch.Tensor:
     """Interpolate the last dim of ``x`` (torch, ``x[..., k]`` = source column ``k + offset``)
-    for output columns ``[start, stop)``."""
+    for output columns ``[start, stop)``. An identity axis returns the columns themselves (a view
+    of ``x``: the weights 1 and 0 give the same values, finite ``x``)."""
     import torch
 
+    if axis.identity:
+        return x[..., start - offset : stop - offset]
     dev = x.device
     shape = (*x.shape[:-1], stop - start)
     # torch.gather is ~7x faster than index_select along the last dim on CPU
@@ -64,9 +71,11 @@ def apply_cols(x: torch.Tensor, axis: Axis, start: int, stop: int, offset: int) 
 
 def apply_rows(x: torch.Tensor, axis: Axis, start: int, stop: int, offset: int) -> torch.Tensor:
     """Interpolate dim -2 of ``x`` for output rows ``[start, stop)`` (source row ``k + offset``
-    is ``x[..., k, :]``)."""
+    is ``x[..., k, :]``). An identity axis returns the rows themselves (a view of ``x``)."""
     import torch
 
+    if axis.identity:
+        return x[..., start - offset : stop - offset, :]
     dev = x.device
     i0 = torch.from_numpy(axis.i0[start:stop] - offset).to(dev)
     i1 = torch.from_numpy(axis.i1[start:stop] - offset).to(dev)
