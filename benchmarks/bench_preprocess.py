@@ -1,0 +1,113 @@
+"""The prediction's "pre" stage alone (what ``EntitySegmenter.predict_arrays`` runs before the
+backbone: view geometry, views cut and resized, normalised and padded into the input tensor),
+at several thread counts, cold and warm.
+
+Usage:
+  PYTHONPATH=src .venv/bin/python benchmarks/bench_preprocess.py [--threads 2 1] [--repeat 3]
+      [--size 800 1067] [--calls 15]
+
+Each run is a fresh process (runs interleaved: 2, 1, 2, 1, ...) with the predictor's allocator
+tuning applied and torch's thread pool started. ``cold`` = the first call of the process (its
+input tensor's pages are touched for the first time: minor page faults, as in
+``bench_model.py``'s one-call-per-process "pre" row); ``warm`` = the best and the median of the
+next ``--calls`` calls (what every image after the first of a folder pays). The image is
+skimage's coffee photo resized to ``--size``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def one_run(threads: int, size: tuple[int, int], calls: int) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from skimage import data
+
+    from entityseg_data.model.inference.preprocess import stack_views
+    from entityseg_data.model.inference.views import build_views, view_geometry
+    from entityseg_data.model.runtime import tune_allocator
+
+    tune_allocator()
+    torch.set_num_threads(threads)
+    torch.randn(512, 512).sum()  # the intra-op thread pool is up, as after building a model
+    h, w = size
+    rgb = np.asarray(Image.fromarray(data.coffee()).resize((w, h), Image.Resampling.BILINEAR))
+
+    def call() -> tuple[float, int]:
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        geo = view_geometry(h, w)
+        views = build_views(rgb, geo, workers=torch.get_num_threads())
+        x, _ = stack_views([views])
+        dt = time.perf_counter() - t0
+        del x, views
+        return dt, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+    cold, cold_faults = call()
+    warm = [call()[0] for _ in range(calls)]
+    return {
+        "threads": threads,
+        "cold_s": cold,
+        "cold_minflt": cold_faults,
+        "warm_best_s": min(warm),
+        "warm_median_s": statistics.median(warm),
+        "load_before": os.getloadavg()[0],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[2, 1])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--size", type=int, nargs=2, default=(800, 1067), metavar=("H", "W"))
+    ap.add_argument("--calls", type=int, default=15)
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args.one, tuple(args.size), args.calls)))
+        return
+    rows: dict[int, list[dict]] = {t: [] for t in args.threads}
+    for _ in range(args.repeat):
+        for t in args.threads:
+            cmd = [sys.executable, __file__, "--one", str(t), "--calls", str(args.calls)]
+            cmd += ["--size", *map(str, args.size)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rows[t].append(json.loads(out.strip().splitlines()[-1]))
+    print(f"pre stage, {args.size[0]}x{args.size[1]} image, {args.repeat} processes per count")
+    print("| threads | cold s (each process) | cold minor faults | warm best s | warm median s |")
+    print("|---|---|---:|---:|---:|")
+    best: dict[int, dict[str, float]] = {}
+    for t, rs in rows.items():
+        best[t] = {
+            "cold": min(r["cold_s"] for r in rs),
+            "warm": min(r["warm_best_s"] for r in rs),
+            "median": statistics.median(r["warm_median_s"] for r in rs),
+        }
+        colds = ", ".join(f"{r['cold_s']:.3f}" for r in rs)
+        faults = max(r["cold_minflt"] for r in rs)
+        print(f"| {t} | {colds} | {faults} | {best[t]['warm']:.4f} | {best[t]['median']:.4f} |")
+    if 1 in best:
+        for t in best:
+            if t == 1:
+                continue
+            cold = best[1]["cold"] / best[t]["cold"]
+            print(
+                f"speed-up {t} threads vs 1: cold best/best {cold:.2f}x,"
+                f" warm best/best {best[1]['warm'] / best[t]['warm']:.2f}x,"
+                f" warm median/median {best[1]['median'] / best[t]['median']:.2f}x"
+            )
+    loads = [r["load_before"] for rs in rows.values() for r in rs]
+    print(f"load average before the runs: {min(loads):.2f}-{max(loads):.2f}")
+
+
+if __name__ == "__main__":
+    main()
