@@ -4,14 +4,16 @@ at several thread counts, cold and warm.
 
 Usage:
   PYTHONPATH=src .venv/bin/python benchmarks/bench_preprocess.py [--threads 2 1] [--repeat 3]
-      [--size 800 1067] [--calls 15]
+      [--size 800 1067] [--calls 15] [--paths input stack]
 
 Each run is a fresh process (runs interleaved: 2, 1, 2, 1, ...) with the predictor's allocator
 tuning applied and torch's thread pool started. ``cold`` = the first call of the process (its
 input tensor's pages are touched for the first time: minor page faults, as in
 ``bench_model.py``'s one-call-per-process "pre" row); ``warm`` = the best and the median of the
 next ``--calls`` calls (what every image after the first of a folder pays). The image is
-skimage's coffee photo resized to ``--size``.
+skimage's coffee photo resized to ``--size``. Paths: ``input`` = ``views_input`` (what the
+predictor runs: each view cut, resized and normalised into its slot in one threaded pass),
+``stack`` = ``build_views`` (threaded) then ``stack_views`` (torch ops), the path before it.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import sys
 import time
 
 
-def one_run(threads: int, size: tuple[int, int], calls: int) -> dict:
+def one_run(threads: int, size: tuple[int, int], calls: int, path: str) -> dict:
     import numpy as np
     import torch
     from PIL import Image
     from skimage import data
 
-    from entityseg_data.model.inference.preprocess import stack_views
+    from entityseg_data.model.inference.preprocess import stack_views, views_input
     from entityseg_data.model.inference.views import build_views, view_geometry
     from entityseg_data.model.runtime import tune_allocator
 
@@ -46,16 +48,19 @@ def one_run(threads: int, size: tuple[int, int], calls: int) -> dict:
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
         geo = view_geometry(h, w)
-        views = build_views(rgb, geo, workers=torch.get_num_threads())
-        x, _ = stack_views([views])
+        if path == "input":
+            x, _ = views_input([rgb], [geo], workers=torch.get_num_threads())
+        else:
+            x, _ = stack_views([build_views(rgb, geo, workers=torch.get_num_threads())])
         dt = time.perf_counter() - t0
-        del x, views
+        del x
         return dt, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
 
     cold, cold_faults = call()
     warm = [call()[0] for _ in range(calls)]
     return {
         "threads": threads,
+        "path": path,
         "cold_s": cold,
         "cold_minflt": cold_faults,
         "warm_best_s": min(warm),
@@ -70,41 +75,46 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size", type=int, nargs=2, default=(800, 1067), metavar=("H", "W"))
     ap.add_argument("--calls", type=int, default=15)
+    ap.add_argument("--paths", nargs="+", choices=["input", "stack"], default=["input", "stack"])
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--path", default="input", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one_run(args.one, tuple(args.size), args.calls)))
+        print(json.dumps(one_run(args.one, tuple(args.size), args.calls, args.path)))
         return
-    rows: dict[int, list[dict]] = {t: [] for t in args.threads}
+    keys = [(p, t) for p in args.paths for t in args.threads]
+    rows: dict[tuple[str, int], list[dict]] = {k: [] for k in keys}
     for _ in range(args.repeat):
-        for t in args.threads:
+        for p, t in keys:
             cmd = [sys.executable, __file__, "--one", str(t), "--calls", str(args.calls)]
-            cmd += ["--size", *map(str, args.size)]
+            cmd += ["--size", *map(str, args.size), "--path", p]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows[t].append(json.loads(out.strip().splitlines()[-1]))
-    print(f"pre stage, {args.size[0]}x{args.size[1]} image, {args.repeat} processes per count")
-    print("| threads | cold s (each process) | cold minor faults | warm best s | warm median s |")
-    print("|---|---|---:|---:|---:|")
-    best: dict[int, dict[str, float]] = {}
-    for t, rs in rows.items():
-        best[t] = {
+            rows[(p, t)].append(json.loads(out.strip().splitlines()[-1]))
+    print(f"pre stage, {args.size[0]}x{args.size[1]} image, {args.repeat} processes per row")
+    print(
+        "| path | threads | cold s (each process) | cold minor faults | warm best s"
+        " | warm median s |"
+    )
+    print("|---|---|---|---:|---:|---:|")
+    best: dict[tuple[str, int], dict[str, float]] = {}
+    for (p, t), rs in rows.items():
+        b = best[(p, t)] = {
             "cold": min(r["cold_s"] for r in rs),
             "warm": min(r["warm_best_s"] for r in rs),
             "median": statistics.median(r["warm_median_s"] for r in rs),
         }
         colds = ", ".join(f"{r['cold_s']:.3f}" for r in rs)
         faults = max(r["cold_minflt"] for r in rs)
-        print(f"| {t} | {colds} | {faults} | {best[t]['warm']:.4f} | {best[t]['median']:.4f} |")
-    if 1 in best:
-        for t in best:
-            if t == 1:
-                continue
-            cold = best[1]["cold"] / best[t]["cold"]
-            print(
-                f"speed-up {t} threads vs 1: cold best/best {cold:.2f}x,"
-                f" warm best/best {best[1]['warm'] / best[t]['warm']:.2f}x,"
-                f" warm median/median {best[1]['median'] / best[t]['median']:.2f}x"
-            )
+        print(f"| {p} | {t} | {colds} | {faults} | {b['warm']:.4f} | {b['median']:.4f} |")
+    for (p, t), b in best.items():
+        one = best.get((p, 1))
+        if t == 1 or one is None:
+            continue
+        print(
+            f"{p}: speed-up {t} threads vs 1: cold best/best {one['cold'] / b['cold']:.2f}x,"
+            f" warm best/best {one['warm'] / b['warm']:.2f}x,"
+            f" warm median/median {one['median'] / b['median']:.2f}x"
+        )
     loads = [r["load_before"] for rs in rows.values() for r in rs]
     print(f"load average before the runs: {min(loads):.2f}-{max(loads):.2f}")
 

@@ -221,3 +221,30 @@ def test_first_true_is_the_argmax_over_queries():
         inside = torch.rand((n, 33, 17), generator=g) < 0.15  # many pixels with none true
         ref = inside.to(torch.uint8).argmax(0)
         assert torch.equal(_first_true(inside), ref)
+
+
+def test_views_input_is_bitwise_the_views_stacked(monkeypatch):
+    """One pass per view (cut, resized, normalised into its slot in threads) gives bitwise the
+    tensor of build_views + stack_views, padding included (uninitialised memory made NaN), for
+    a batch of two images of different sizes and any number of workers."""
+    import torch
+
+    from entityseg_data.model.inference.preprocess import views_input
+
+    rng = np.random.default_rng(5)
+    images = [
+        rng.integers(0, 256, (301, 457, 3), dtype=np.uint8),
+        rng.integers(0, 256, (260, 190, 3), dtype=np.uint8),
+    ]
+    kw = dict(min_size=200, max_size=333, side_ratio=(0.7, 0.4), stride_ratio=(0.6, 0.25))
+    geos = [view_geometry(*im.shape[:2], **kw) for im in images]
+    assert geos[0].num_views == geos[1].num_views
+    ref, ref_hw = stack_views([build_views(im, g) for im, g in zip(images, geos)])
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: empty(*a, **k).fill_(float("nan")))
+    for workers in (1, 2, 5):
+        x, hw = views_input(images, geos, workers=workers)
+        assert hw == ref_hw
+        assert torch.equal(x, ref)  # NaN anywhere would fail the comparison
+    with pytest.raises(DataError, match="geometry was built for"):
+        views_input(images[::-1], geos)

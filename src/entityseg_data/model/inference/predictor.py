@@ -23,9 +23,9 @@ from entityseg_data.masks.types import Entity, ImageMasks
 from entityseg_data.model.config import InferenceConfig
 from entityseg_data.model.inference.images import DEFAULT_MAX_PIXELS, as_rgb_array
 from entityseg_data.model.inference.postprocess import postprocess_batch
-from entityseg_data.model.inference.preprocess import stack_views
+from entityseg_data.model.inference.preprocess import views_input
 from entityseg_data.model.inference.result import SegmentationResult
-from entityseg_data.model.inference.views import ViewGeometry, build_views, view_geometry
+from entityseg_data.model.inference.views import ViewGeometry, view_geometry
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -317,17 +317,17 @@ class EntitySegmenter:
         if not arrays:
             return []
         geos = [self.geometry(a.shape[0], a.shape[1]) for a in arrays]
-        workers = torch.get_num_threads()  # CPU threads also on a GPU: the resizes run on the CPU
-        views = [build_views(a, g, workers=workers) for a, g in zip(arrays, geos)]
         cfg = self.config
-        x, _ = stack_views(
-            views,
+        x, _ = views_input(
+            arrays,
+            geos,
             pixel_mean=cfg.pixel_mean,
             pixel_std=cfg.pixel_std,
             size_divisibility=cfg.size_divisibility,
             device=self.device,
+            # CPU threads also on a GPU: the views are built on the CPU
+            workers=torch.get_num_threads(),
         )
-        del views
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()  # a model handed over mid-training (drop path) is put in eval mode
         dev_type = x.device.type

@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from entityseg_data.errors import DataError
+from entityseg_data.model.inference.views import (
+    ViewGeometry,
+    cut_view,
+    largest_first,
+    view_source,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -62,14 +68,75 @@ def stack_views(
     std = torch.tensor(list(pixel_std), dtype=torch.float32, device=device).view(3, 1, 1)
     for i, views in enumerate(batch_views):
         for j, view in enumerate(views):
-            h, w = view.shape[:2]
-            slot = out[i, j]
-            slot[:, h:, :].zero_()
-            slot[:, :h, w:].zero_()
-            pixels = slot[:, :h, :w]
-            with warnings.catch_warnings():  # a read-only array (PIL's) is only read here
-                warnings.simplefilter("ignore", UserWarning)
-                src = torch.from_numpy(np.asarray(view))
-            pixels.copy_(src.to(device).permute(2, 0, 1))
-            pixels.sub_(mean).div_(std)  # the same float32 operations as (x - mean) / std
+            _fill_slot(out[i, j], view, mean, std)
+    return out, (hp, wp)
+
+
+def _fill_slot(slot: torch.Tensor, view: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Write the (h, w, 3) uint8 ``view`` normalised into the top-left of ``slot`` (3, Hp, Wp) and
+    zero the rest: every value of the slot is written once."""
+    import torch
+
+    h, w = view.shape[:2]
+    slot[:, h:, :].zero_()
+    slot[:, :h, w:].zero_()
+    pixels = slot[:, :h, :w]
+    with warnings.catch_warnings():  # a read-only array (PIL's) is only read here
+        warnings.simplefilter("ignore", UserWarning)
+        src = torch.from_numpy(np.asarray(view))
+    pixels.copy_(src.to(slot.device).permute(2, 0, 1))
+    pixels.sub_(mean).div_(std)  # the same float32 operations as (x - mean) / std
+
+
+def views_input(
+    images: Sequence[np.ndarray],
+    geometries: Sequence[ViewGeometry],
+    *,
+    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_std: Sequence[float] = PIXEL_STD,
+    size_divisibility: int = 32,
+    device: torch.device | str | None = None,
+    workers: int = 1,
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The model's input ``(B, V, 3, Hp, Wp)`` float32 of B (H, W, 3) uint8 RGB images and their
+    view geometries: bitwise ``stack_views([build_views(image, geometry) ...])``, built in one
+    pass per view: each view is cut and resized (PIL) and normalised straight into its slot of
+    the tensor (the same torch operations as :func:`stack_views`), its padding zeroed.
+    ``workers`` > 1 runs that many views at a time in threads, the largest first, each torch
+    operation on its calling thread meanwhile (PIL and torch release the GIL; views, not the
+    operations of one view, are what is split between the cores). Built on the CPU, then moved
+    to ``device``. Returns ``(tensor, (Hp, Wp))``."""
+    import torch
+
+    if not images or len(images) != len(geometries):
+        raise DataError(
+            f"views_input needs one geometry per image, got {len(images)} images "
+            f"and {len(geometries)} geometries"
+        )
+    num_views = {g.num_views for g in geometries}
+    if len(num_views) != 1:
+        raise DataError(f"all images of a batch need the same number of views, got {num_views}")
+    hp, wp = padded_size([hw for g in geometries for hw in g.resized_hw], size_divisibility)
+    sources = [view_source(image, g) for image, g in zip(images, geometries)]
+    out = torch.empty((len(images), num_views.pop(), 3, hp, wp), dtype=torch.float32)
+    mean = torch.tensor(list(pixel_mean), dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(list(pixel_std), dtype=torch.float32).view(3, 1, 1)
+
+    def fill(iv: tuple[int, int]) -> None:
+        i, v = iv
+        _fill_slot(out[i, v], cut_view(images[i], sources[i], geometries[i], v), mean, std)
+
+    order = largest_first(geometries)
+    if workers <= 1 or len(order) <= 1:
+        for iv in order:
+            fill(iv)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from entityseg_data.model.runtime import intraop_threads
+
+        with intraop_threads(1), ThreadPoolExecutor(max_workers=min(workers, len(order))) as pool:
+            list(pool.map(fill, order))
+    if device is not None and torch.device(device).type != "cpu":
+        out = out.to(device)
     return out, (hp, wp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -157,6 +158,22 @@ def build_views(image: np.ndarray, geometry: ViewGeometry, *, workers: int = 1) 
     ``workers`` > 1 resizes that many views at a time in threads (PIL releases the GIL while it
     crops and resamples), the largest views first; the result does not depend on it.
     """
+    pil = view_source(image, geometry)
+    order = largest_first([geometry])
+    if workers <= 1 or len(order) <= 1:
+        out = {v: cut_view(image, pil, geometry, v) for _, v in order}
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(order))) as pool:
+            views = pool.map(lambda iv: cut_view(image, pil, geometry, iv[1]), order)
+            out = {v: view for (_, v), view in zip(order, views)}
+    return [out[v] for v in range(geometry.num_views)]
+
+
+def view_source(image: np.ndarray, geometry: ViewGeometry) -> Any:
+    """The PIL image the views of ``image`` are cut from (one copy shared by every view), after
+    checking that ``image`` is (H, W, 3) uint8 of the geometry's size."""
     from PIL import Image
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -166,27 +183,32 @@ def build_views(image: np.ndarray, geometry: ViewGeometry, *, workers: int = 1) 
             f"image is {image.shape[0]}x{image.shape[1]} but the geometry was built for "
             f"{geometry.original_hw[0]}x{geometry.original_hw[1]}"
         )
+    return Image.fromarray(np.ascontiguousarray(image))
+
+
+def cut_view(image: np.ndarray, pil: Any, geometry: ViewGeometry, v: int) -> np.ndarray:
+    """View ``v`` (h_v, w_v, 3) uint8 of ``image``: its region cut from ``pil`` (the
+    :func:`view_source` of ``image``) and resized with PIL bilinear; the image itself when the
+    view is the whole image at its own size. Thread-safe (PIL releases the GIL)."""
+    from PIL import Image
+
     height, width = geometry.original_hw
-    pil = Image.fromarray(np.ascontiguousarray(image))  # one copy shared by every view
+    box, (h, w) = geometry.regions[v], geometry.resized_hw[v]
+    if box == (0, 0, width, height) and (h, w) == (height, width):
+        return np.ascontiguousarray(image)
+    view = pil if box == (0, 0, width, height) else pil.crop(box)
+    if view.size != (w, h):
+        view = view.resize((int(w), int(h)), Image.Resampling.BILINEAR)
+    return np.asarray(view)
 
-    def one(v: int) -> np.ndarray:
-        box, (h, w) = geometry.regions[v], geometry.resized_hw[v]
-        if box == (0, 0, width, height) and (h, w) == (height, width):
-            return np.ascontiguousarray(image)
-        view = pil if box == (0, 0, width, height) else pil.crop(box)
-        if view.size != (w, h):
-            view = view.resize((int(w), int(h)), Image.Resampling.BILINEAR)
-        return np.asarray(view)
 
-    order = sorted(
-        range(geometry.num_views),
-        key=lambda v: -(geometry.region_hw(v)[0] * geometry.region_hw(v)[1]),
+def largest_first(geometries: Sequence[ViewGeometry]) -> list[tuple[int, int]]:
+    """``(image, view)`` pairs of a batch, the largest regions first (threads that take them in
+    this order finish together)."""
+    pairs = [(i, v) for i, g in enumerate(geometries) for v in range(g.num_views)]
+    return sorted(
+        pairs,
+        key=lambda iv: (
+            -(geometries[iv[0]].region_hw(iv[1])[0] * geometries[iv[0]].region_hw(iv[1])[1])
+        ),
     )
-    if workers <= 1 or len(order) <= 1:
-        out = {v: one(v) for v in order}
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(workers, len(order))) as pool:
-            out = dict(zip(order, pool.map(one, order)))
-    return [out[v] for v in range(geometry.num_views)]
