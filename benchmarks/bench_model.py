@@ -596,8 +596,10 @@ def fmt_table(rows: list[dict], gflops: dict[str, dict], rates: dict[int, float 
 
 
 def fmt_scaling(rows: list[dict], thread_counts: list[int]) -> str:
-    """Per-stage wall time at each thread count (best of the repeats) and its ratio to the
-    first count: the speed-up from threads, stage by stage."""
+    """Per-stage wall time at each thread count (the repeat with the best total) and the
+    speed-up over the smallest count (wall at the smallest / wall at that count), stage by
+    stage."""
+    thread_counts = sorted(thread_counts)
     base = thread_counts[0]
     groups: dict[tuple, dict[int, dict]] = {}
     for r in rows:
