@@ -3,6 +3,8 @@ Label Studio that then calls it."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import requests
@@ -73,6 +75,19 @@ def test_http_protocol(tmp_path):
             requests.post(srv.url + "/predict", json={"tasks": [bad]}, timeout=30).status_code
             == 500
         )
+
+
+def test_a_started_server_used_with_with_leaves_no_thread(tmp_path):
+    """``start_ml_backend`` returns a started server that callers use in ``with``: entering it
+    must not start a second serve loop, and leaving it stops the only one."""
+    backend = MLBackend(segmenter=felzenszwalb_segmenter(), document_root=tmp_path)
+    srv = MLBackendServer(backend).start()
+    with srv as entered:
+        assert entered is srv
+        assert requests.get(srv.url + "/health", timeout=10).json()["status"] == "UP"
+        loops = [t for t in threading.enumerate() if "serve_forever" in t.name]
+        assert loops == [srv.thread]
+    assert srv.thread is not None and not srv.thread.is_alive()
 
 
 @pytest.mark.labelstudio

@@ -329,6 +329,11 @@ class MLBackendServer:
         return f"http://{name}:{port}"
 
     def start(self) -> MLBackendServer:
+        """Serve in a background thread (a no-op when already serving: ``start_ml_backend``
+        returns a started server, and ``with`` must not start a second loop that ``stop`` would
+        leave running)."""
+        if self.thread is not None:
+            return self
         # stop() returns within one poll interval (serve_forever's default is 0.5 s)
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
