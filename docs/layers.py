@@ -31,6 +31,10 @@ MIN_WIDTH = 900
 
 
 def _layering():
+    # test_layering reads the trees of tests/src_ast.py (parsed once per process, shared with
+    # the other static checks when the test suite runs this)
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
     spec = importlib.util.spec_from_file_location("layering", ROOT / "tests" / "test_layering.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

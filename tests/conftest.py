@@ -103,8 +103,14 @@ XDIST_FILE_GROUPS = {
     ),
     "datasets": ("tests/export/test_roundtrips.py", "tests/api/test_export_api.py"),
     "matplotlib": ("tests/rounds/test_rounds_fake.py", "tests/stats/test_engine.py"),
-    # not an import: the parsed src/ of tests/src_ast.py (~0.8 CPU s), shared by these checks
-    "src_ast": ("tests/test_catalog_owns_sql.py", "tests/io/test_writes_go_through_io.py"),
+    # not an import: the parsed src/ of tests/src_ast.py (~0.9 CPU s), shared by these checks
+    # (test_layers_picture runs docs/layers.py, which reads test_layering's import graph)
+    "src_ast": (
+        "tests/test_catalog_owns_sql.py",
+        "tests/io/test_writes_go_through_io.py",
+        "tests/test_layering.py",
+        "tests/test_layers_picture.py",
+    ),
 }
 _FILE_GROUP = {f: g for g, files in XDIST_FILE_GROUPS.items() for f in files}
 
