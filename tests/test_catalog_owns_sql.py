@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import re
 
-from src_ast import parsed_src
+from src_ast import src_nodes
 
 # (the CLIP embedding cache moved into catalog/embeddings.py)
 EXEMPT: set[str] = set()
@@ -21,10 +21,10 @@ RAW = {"query", "scalar", "execute", "executemany", "executescript", "conn"}
 
 def offenders() -> list[str]:
     out = []
-    for rel, tree in parsed_src():
+    for rel, nodes in src_nodes():
         if rel.startswith("catalog/") or rel in EXEMPT:
             continue
-        for node in ast.walk(tree):
+        for node in nodes:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if SQL.search(node.value):
                     out.append(f"{rel}:{node.lineno}: SQL text {node.value[:40]!r}")

@@ -18,7 +18,7 @@ import ast
 import functools
 from pathlib import Path
 
-from src_ast import parsed_src
+from src_ast import src_nodes
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = "entityseg_data"
@@ -77,12 +77,12 @@ def _parsed_graph() -> dict[str, frozenset[str]]:
             name = name.rpartition(".")[0]
         return name or None
 
-    trees = dict(parsed_src())
+    nodes = dict(src_nodes())
     graph: dict[str, frozenset[str]] = {}
     for mod, path in mods.items():
         is_pkg = path.name == "__init__.py"
         deps: set[str | None] = set()
-        for node in ast.walk(trees[path.relative_to(SRC / PKG).as_posix()]):
+        for node in nodes[path.relative_to(SRC / PKG).as_posix()]:
             if isinstance(node, ast.Import):
                 deps.update(resolve(a.name) for a in node.names if a.name.startswith(PKG))
             elif isinstance(node, ast.ImportFrom):

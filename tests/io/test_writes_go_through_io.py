@@ -9,8 +9,9 @@ handle. The few writes that cannot be atomic are listed below with the reason.""
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 
-from src_ast import parsed_src
+from src_ast import src_nodes
 
 # (file relative to src/entityseg_data, call) -> why it may write directly
 ALLOWED = {
@@ -35,9 +36,9 @@ def _mode(call: ast.Call) -> str | None:
     return None
 
 
-def _direct_writes(tree: ast.AST) -> list[tuple[int, str]]:
+def _direct_writes(nodes: Iterable[ast.AST]) -> list[tuple[int, str]]:
     out = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if not isinstance(node, ast.Call):
             continue
         f = node.func
@@ -65,10 +66,10 @@ def _direct_writes(tree: ast.AST) -> list[tuple[int, str]]:
 
 def test_src_writes_files_only_through_io():
     found = []
-    for rel, tree in parsed_src():
+    for rel, nodes in src_nodes():
         if rel.startswith("io/"):
             continue
-        for line, call in _direct_writes(tree):
+        for line, call in _direct_writes(nodes):
             if (rel, call) not in ALLOWED:
                 found.append(f"{rel}:{line}: {call}")
     assert not found, (
@@ -82,7 +83,7 @@ def test_the_checker_sees_direct_writes():
         "fig.savefig(paths['x'])\nfig.savefig(fh, format='png')\ntorch.save(d, out / 'a.pt')\n"
         "torch.save(d, fh)\n"
     )
-    assert [c for _, c in _direct_writes(ast.parse(code))] == [
+    assert [c for _, c in _direct_writes(ast.walk(ast.parse(code)))] == [
         "write_text",
         "open",
         "copyfile",
