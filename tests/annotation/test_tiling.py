@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -15,14 +17,19 @@ H, W = 700, 1000
 TILE, MARGIN = 400, 24  # a 2 x 3 grid: cores ~350 x 333
 
 
+@functools.cache
 def voronoi(h: int, w: int, n: int, seed: int) -> np.ndarray:
-    """(h, w) uint16 label map 1..n with wiggly borders (every pixel labelled)."""
+    """(h, w) uint16 label map 1..n with wiggly borders (every pixel labelled). Computed once per
+    arguments (~0.1 CPU s at 700 x 1000; a dozen tests read it) and read-only, so that no test
+    can change another's."""
     rng = np.random.default_rng(seed)
     pts = rng.uniform(0, 1, (n, 2)) * [h, w]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     yy += 4 * np.sin(xx / 7.0)
     d = (yy[None] - pts[:, 0, None, None]) ** 2 + (xx[None] - pts[:, 1, None, None]) ** 2
-    return (np.argmin(d, axis=0) + 1).astype(np.uint16)
+    lm = (np.argmin(d, axis=0) + 1).astype(np.uint16)
+    lm.setflags(write=False)
+    return lm
 
 
 def entities_of(lm: np.ndarray, prefix: str = "9_") -> list[Entity]:
