@@ -7,8 +7,15 @@ import shutil
 
 import pytest
 
+from entityseg_data.config import ExportConfig
 from entityseg_data.errors import DataError
 from entityseg_data.export.entityseg import export_entityseg
+
+# lr copies at half the size of the synthetic scenes: what these tests check (which images an
+# export lists, the modes of the files it writes) does not depend on the lr size, and the official
+# 800 px short side enlarges the 180 x 240 scenes to 800 x 1067 PNGs (~0.1 CPU s each to write);
+# the official size rule and resize are checked in test_lr.py
+SMALL_LR = ExportConfig(lr_short_side=90, lr_max_side=150)
 
 
 def _variant(tmp_path, coco, change, name):
@@ -71,7 +78,9 @@ def test_hr_and_lr_list_the_same_images_with_reasons(syn_set, tmp_path):
     (work / bad["file_name"]).write_bytes(data[: len(data) // 3])
     gone = coco["images"][0]
     (work / gone["file_name"]).unlink()
-    res = export_entityseg(path, tmp_path / "es", images_dir=work, split=False, link=False)
+    res = export_entityseg(
+        path, tmp_path / "es", images_dir=work, config=SMALL_LR, split=False, link=False
+    )
     hr = json.loads(res.annotation_files["all"].read_text())
     lr = json.loads(res.annotation_files["all_lr"].read_text())
     assert [im["id"] for im in hr["images"]] == [im["id"] for im in lr["images"]]
@@ -90,7 +99,9 @@ def test_release_files_are_readable_by_others(syn_set, tmp_path):
     root, path, _ = syn_set
     old = os.umask(0o022)
     try:
-        res = export_entityseg(path, tmp_path / "es", images_dir=root / "images", link=False)
+        res = export_entityseg(
+            path, tmp_path / "es", images_dir=root / "images", config=SMALL_LR, link=False
+        )
     finally:
         os.umask(old)
     files = [p for p in res.out_dir.rglob("*") if p.is_file()]
