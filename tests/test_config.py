@@ -103,3 +103,23 @@ def test_bad_file_names_file(tmp_path):
 def test_all_keys_lists_leaves():
     keys = all_keys(WorkspaceConfig)
     assert "ingest.min_side" in keys and "labelstudio.api_key" in keys
+
+
+def test_a_config_file_read_again_is_a_fresh_copy_of_its_current_text(tmp_path):
+    """Parsed texts are remembered (config/machinery.py): a caller changing what it got changes
+    no later read, and an edited file is read as edited."""
+    from entityseg_data.config.machinery import read_yaml_mapping
+
+    path = tmp_path / "c.yaml"
+    path.write_text("ingest:\n  min_side: 3\n  mime_types: [image/png]\n")
+    first = read_yaml_mapping(path)
+    first["ingest"]["min_side"] = 99
+    first["ingest"]["mime_types"].append("image/gif")
+    assert read_yaml_mapping(path) == {"ingest": {"min_side": 3, "mime_types": ["image/png"]}}
+    path.write_text("ingest:\n  min_side: 4\n")
+    assert read_yaml_mapping(path) == {"ingest": {"min_side": 4}}
+    path.write_text("ingest: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_yaml_mapping(path)
+    with pytest.raises(ConfigError, match="not valid YAML"):  # errors are not remembered away
+        read_yaml_mapping(path)

@@ -14,8 +14,10 @@ allowed values) is the single source of truth. This module provides:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import types
@@ -374,9 +376,19 @@ def read_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = copy.deepcopy(_parsed_yaml(text)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_yaml(text: str) -> Any:
+    """``yaml.safe_load`` of a config text, remembered by the text: PyYAML's pure-Python parser
+    takes ~8 ms for a workspace config, which a process (a notebook, the test suite) reads again
+    and again unchanged. Callers get a deep copy; errors are not remembered."""
+    import yaml
+
+    return yaml.safe_load(text)
