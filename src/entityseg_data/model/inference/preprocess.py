@@ -137,6 +137,6 @@ def views_input(
 
         with intraop_threads(1), ThreadPoolExecutor(max_workers=min(workers, len(order))) as pool:
             list(pool.map(fill, order))
-    if device is not None and torch.device(device).type != "cpu":
-        out = out.to(device)
+    if device is not None:
+        out = out.to(device)  # the same tensor when it is already there
     return out, (hp, wp)

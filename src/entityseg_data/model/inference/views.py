@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from entityseg_data.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Box = tuple[int, int, int, int]
 Ratio = float | tuple[float, float]
@@ -171,7 +174,7 @@ def build_views(image: np.ndarray, geometry: ViewGeometry, *, workers: int = 1) 
     return [out[v] for v in range(geometry.num_views)]
 
 
-def view_source(image: np.ndarray, geometry: ViewGeometry) -> Any:
+def view_source(image: np.ndarray, geometry: ViewGeometry) -> Image.Image:
     """The PIL image the views of ``image`` are cut from (one copy shared by every view), after
     checking that ``image`` is (H, W, 3) uint8 of the geometry's size."""
     from PIL import Image
@@ -186,7 +189,7 @@ def view_source(image: np.ndarray, geometry: ViewGeometry) -> Any:
     return Image.fromarray(np.ascontiguousarray(image))
 
 
-def cut_view(image: np.ndarray, pil: Any, geometry: ViewGeometry, v: int) -> np.ndarray:
+def cut_view(image: np.ndarray, pil: Image.Image, geometry: ViewGeometry, v: int) -> np.ndarray:
     """View ``v`` (h_v, w_v, 3) uint8 of ``image``: its region cut from ``pil`` (the
     :func:`view_source` of ``image``) and resized with PIL bilinear; the image itself when the
     view is the whole image at its own size. Thread-safe (PIL releases the GIL)."""
@@ -205,10 +208,10 @@ def cut_view(image: np.ndarray, pil: Any, geometry: ViewGeometry, v: int) -> np.
 def largest_first(geometries: Sequence[ViewGeometry]) -> list[tuple[int, int]]:
     """``(image, view)`` pairs of a batch, the largest regions first (threads that take them in
     this order finish together)."""
+
+    def area(iv: tuple[int, int]) -> int:
+        h, w = geometries[iv[0]].region_hw(iv[1])
+        return h * w
+
     pairs = [(i, v) for i, g in enumerate(geometries) for v in range(g.num_views)]
-    return sorted(
-        pairs,
-        key=lambda iv: (
-            -(geometries[iv[0]].region_hw(iv[1])[0] * geometries[iv[0]].region_hw(iv[1])[1])
-        ),
-    )
+    return sorted(pairs, key=area, reverse=True)
