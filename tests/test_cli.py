@@ -81,3 +81,38 @@ def test_help_has_examples(name):
     res = CliRunner().invoke(cli, [name, "--help"])
     assert res.exit_code == 0, res.output
     assert "Example" in res.output
+
+
+PROBE_LOGS = """
+import logging, sys
+from entityseg_data.cli.main import cli
+
+@cli.command("probe-logs")
+def probe_logs():
+    logging.getLogger("some_library").info("THIRD-PARTY-INFO")
+    logging.getLogger("some_library").warning("THIRD-PARTY-WARNING")
+    logging.getLogger("entityseg_data.probe").info("OUR-INFO")
+    logging.getLogger("entityseg_data.probe").debug("OUR-DEBUG")
+
+cli.main(args=sys.argv[1:] + ["probe-logs"], prog_name="entityseg-data", standalone_mode=False)
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown", "hidden"),
+    [
+        ([], {"OUR-INFO", "THIRD-PARTY-WARNING"}, {"THIRD-PARTY-INFO", "OUR-DEBUG"}),
+        (["-q"], {"THIRD-PARTY-WARNING"}, {"OUR-INFO", "THIRD-PARTY-INFO", "OUR-DEBUG"}),
+        (["-vv"], {"OUR-INFO", "OUR-DEBUG", "THIRD-PARTY-WARNING"}, {"THIRD-PARTY-INFO"}),
+        (["-vvv"], {"OUR-INFO", "OUR-DEBUG", "THIRD-PARTY-INFO"}, set()),
+    ],
+)
+def test_third_party_info_logs_stay_out_of_the_terminal(flags, shown, hidden):
+    """In a process of its own (as `entityseg-data` runs) the CLI shows the library's progress
+    messages and other libraries' warnings, not their INFO chatter (open_clip logs its model
+    creation at INFO on the root logger: it filled the demo's terminal)."""
+    err = subprocess.run(
+        [sys.executable, "-c", PROBE_LOGS, *flags], capture_output=True, text=True, check=True
+    ).stderr
+    assert all(s in err for s in shown), err
+    assert not any(s in err for s in hidden), err

@@ -147,11 +147,20 @@ Examples:
 def cli(ctx: click.Context, verbose: int, quiet: int, debug: bool, workspace: str | None) -> None:
     """Build, annotate, measure and use high-quality entity segmentation datasets."""
     verbosity = verbose - quiet
-    # default: the library's INFO progress messages; -q: warnings only; -vv: debug
-    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity <= 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    # default: the library's INFO progress messages; -q: warnings only; -vv: debug. Other
+    # libraries (open_clip, Label Studio's SDK, ...) show warnings only, their own INFO chatter
+    # only with -vvv. Only when the process has no logging set up yet (a host that configured
+    # it, such as pytest or a notebook, keeps its own)
+    if not logging.getLogger().handlers:
+        level = (
+            logging.WARNING if verbosity < 0 else logging.INFO if verbosity <= 1 else logging.DEBUG
+        )
+        logging.basicConfig(
+            level=logging.DEBUG if verbosity >= 3 else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        logging.getLogger("entityseg_data").setLevel(level)
     ctx.obj = Obj(debug=debug, verbosity=verbosity, workspace=workspace)
 
 
