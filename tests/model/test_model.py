@@ -390,3 +390,24 @@ def test_prediction_path_has_no_cpu_assumption(view_chunk, preset):
         out = model(x, aux=False, view_chunk=view_chunk)
     assert out.batch_level.final.pred_masks.device.type == "meta"
     assert out.batch_level.final.pred_masks.shape == (1, 16, 5, 16, 24)
+
+
+def test_inference_fast_paths_equal_the_autograd_computation():
+    """Without autograd HorNet scales the mixer output and applies GELU in place, and the
+    deformable attention adds its reference points in place: bitwise the values of the
+    out-of-place ops that run while autograd records (parameters frozen here, so that both
+    runs take the same deformable-attention sampler: the gather)."""
+    torch.manual_seed(0)
+    model = build_model(PRESETS["tiny_hornet"]).eval().requires_grad_(False)
+    x = torch.randn(2, 3, 64, 96)
+    runs = []
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            feats = model.backbone(x)
+            runs.append((feats, model.sem_seg_head.pixel_decoder(feats)))
+    (feats, pix), (feats_grad, pix_grad) = runs
+    for key, value in feats.items():
+        assert torch.equal(value, feats_grad[key]), key
+    assert torch.equal(pix.mask_features, pix_grad.mask_features)
+    for ours, ref in zip(pix.multi_scale, pix_grad.multi_scale, strict=True):
+        assert torch.equal(ours, ref)

@@ -40,7 +40,8 @@ class ConvNorm(nn.Conv2d):
         x = super().forward(x)
         if self.norm is not None:
             x = self.norm(x)
-        return F.relu(x) if self.relu else x
+        # in place: the norm's output is this layer's own (autograd keeps what it needs)
+        return F.relu(x, inplace=True) if self.relu else x
 
 
 class DeformableEncoderLayer(nn.Module):
@@ -71,7 +72,8 @@ class DeformableEncoderLayer(nn.Module):
     ) -> Tensor:
         attn = self.self_attn(src + pos, reference_points, src, shapes)
         src = self.norm1(src + self.dropout(attn))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(src))))
+        # ReLU in place on linear1's fresh output (no second 4x-wide tensor; same values)
+        ffn = self.linear2(self.dropout(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout(ffn))
 
 
@@ -233,8 +235,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
             for z, (h, w) in zip(y.split([h * w for h, w in shapes], dim=1), shapes)
         ]
         lateral = self.adapter_1(features["res2"].float())
+        # outs[-1] is a channels-last view of the encoder output; upsampling a contiguous copy
+        # is ~4x faster on CPU than the channels-last kernel (values within ~5e-7)
         fpn = lateral + F.interpolate(
-            outs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False
+            outs[-1].contiguous(), size=lateral.shape[-2:], mode="bilinear", align_corners=False
         )
         fpn = self.layer_1(fpn)
         return PixelDecoderOutput(mask_features=self.mask_features(fpn), multi_scale=outs)

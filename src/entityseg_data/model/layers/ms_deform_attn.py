@@ -229,11 +229,22 @@ class MSDeformAttn(nn.Module):
             n, lq, self.n_heads, self.n_levels * self.n_points
         )
         weights = F.softmax(weights, -1).view(n, lq, self.n_heads, self.n_levels, self.n_points)
-        shapes = torch.as_tensor(spatial_shapes, dtype=torch.long, device=query.device)
-        normalizer = torch.stack([shapes[..., 1], shapes[..., 0]], -1)  # (L, 2) as (W, H)
-        locations = (
-            reference_points[:, :, None, :, None, :]
-            + offsets / normalizer[None, None, None, :, None, :]
+        # (L, P, 2) sizes as (W, H) and (N, Lq, 1, L, P, 2) reference points, materialised so
+        # that both broadcasts below run over 2 L P contiguous values (vectorised; the strided
+        # broadcast of (L, 1, 2) took ~4x longer); the same quotients and sums
+        normalizer = torch.tensor(
+            [[float(w), float(h)] for h, w in spatial_shapes],
+            dtype=offsets.dtype,
+            device=offsets.device,
         )
+        normalizer = normalizer[:, None, :].expand(self.n_levels, self.n_points, 2).contiguous()
+        ref = reference_points[:, :, None, :, None, :].expand(
+            n, lq, 1, self.n_levels, self.n_points, 2
+        )
+        locations = offsets / normalizer
+        if torch.is_grad_enabled():
+            locations = locations + ref
+        else:
+            locations = locations.add_(ref.contiguous())
         out = ms_deform_attn_sample(value, spatial_shapes, locations, weights)
         return self.output_proj(out)
