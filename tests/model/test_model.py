@@ -393,10 +393,11 @@ def test_prediction_path_has_no_cpu_assumption(view_chunk, preset):
 
 
 def test_inference_fast_paths_equal_the_autograd_computation():
-    """Without autograd HorNet scales the mixer output and applies GELU in place, and the
-    deformable attention adds its reference points in place: bitwise the values of the
-    out-of-place ops that run while autograd records (parameters frozen here, so that both
-    runs take the same deformable-attention sampler: the gather)."""
+    """Without autograd HorNet scales the mixer output and applies GELU in place, the
+    deformable attention adds its reference points in place and the decoder writes its tokens
+    into their final layout: bitwise the values of the out-of-place ops that run while
+    autograd records (parameters frozen here, so that both runs take the same
+    deformable-attention sampler: the gather)."""
     torch.manual_seed(0)
     model = build_model(PRESETS["tiny_hornet"]).eval().requires_grad_(False)
     x = torch.randn(2, 3, 64, 96)
@@ -411,3 +412,11 @@ def test_inference_fast_paths_equal_the_autograd_computation():
     assert torch.equal(pix.mask_features, pix_grad.mask_features)
     for ours, ref in zip(pix.multi_scale, pix_grad.multi_scale, strict=True):
         assert torch.equal(ours, ref)
+    # the decoder's tokens: written straight into their (hw, N, C) layout without autograd
+    views = x.view(1, 2, 3, 64, 96)
+    outs = []
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            outs.append(model(views, aux=False).batch_level.final)
+    assert torch.equal(outs[0].pred_logits, outs[1].pred_logits)
+    assert torch.equal(outs[0].pred_masks, outs[1].pred_masks)
