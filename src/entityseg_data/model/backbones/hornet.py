@@ -137,11 +137,8 @@ class GnConv(nn.Module):
         # proj_in as two products (its weight rows split: views, no copy), so that ``abc``
         # is contiguous for the depthwise conv (a strided slice costs oneDNN a full copy)
         c0 = self.dims[0]
-        weight = self.proj_in.weight.view(self.proj_in.out_channels, self.proj_in.in_channels)
-        bias = self.proj_in.bias
-        assert bias is not None  # for the type checker (proj_in has a bias)
-        pwa = F.linear(x, weight[:c0], bias[:c0])
-        abc = F.linear(x, weight[c0:], bias[c0:])
+        pwa = _pointwise(self.proj_in, x, slice(None, c0))
+        abc = _pointwise(self.proj_in, x, slice(c0, None))
         if isinstance(self.dwconv, GlobalLocalFilter):
             mixed = self.dwconv.forward_nhwc(abc)
         else:
@@ -157,9 +154,11 @@ class GnConv(nn.Module):
         return _pointwise(self.proj_out, x)
 
 
-def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1x1 ``conv`` applied to channels-last ``x`` (B, H, W, C_in) -> (B, H, W, C_out)."""
-    return F.linear(x, conv.weight.view(conv.out_channels, conv.in_channels), conv.bias)
+def _pointwise(conv: nn.Conv2d, x: torch.Tensor, outputs: slice = slice(None)) -> torch.Tensor:
+    """A 1x1 ``conv`` applied to channels-last ``x`` (B, H, W, C_in) -> (B, H, W, C_out), or
+    only its ``outputs`` channels (rows of the weight: views, no copy)."""
+    weight = conv.weight.view(conv.out_channels, conv.in_channels)[outputs]
+    return F.linear(x, weight, None if conv.bias is None else conv.bias[outputs])
 
 
 def _layer_norm_nhwc(norm: LayerNorm2d | nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:

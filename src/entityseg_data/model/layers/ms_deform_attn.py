@@ -238,13 +238,12 @@ class MSDeformAttn(nn.Module):
             device=offsets.device,
         )
         normalizer = normalizer[:, None, :].expand(self.n_levels, self.n_points, 2).contiguous()
-        ref = reference_points[:, :, None, :, None, :].expand(
-            n, lq, 1, self.n_levels, self.n_points, 2
+        ref = (
+            reference_points[:, :, None, :, None, :]
+            .expand(n, lq, 1, self.n_levels, self.n_points, 2)
+            .contiguous()
         )
         locations = offsets / normalizer
-        if torch.is_grad_enabled():
-            locations = locations + ref
-        else:
-            locations = locations.add_(ref.contiguous())
+        locations = locations + ref if torch.is_grad_enabled() else locations.add_(ref)
         out = ms_deform_attn_sample(value, spatial_shapes, locations, weights)
         return self.output_proj(out)
