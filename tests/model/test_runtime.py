@@ -1,4 +1,5 @@
-"""The allocator setting (no page-fault tax on large tensors) and the intra-op thread helper."""
+"""The allocator setting (no page-fault tax on large tensors), the intra-op thread helper and
+the small task runner."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from entityseg_data.model.runtime import intraop_threads, tune_allocator
+from entityseg_data.model.runtime import intraop_threads, run_tasks, tune_allocator
 
 PROBE = r"""
 import json, resource, sys
@@ -88,3 +89,52 @@ def test_intraop_threads_restores_the_count():
     with pytest.raises(RuntimeError), intraop_threads(1):
         raise RuntimeError("boom")
     assert torch.get_num_threads() == before
+
+
+def test_run_tasks_runs_every_task_and_follow_up_once_follow_ups_last():
+    import threading
+
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def leaf(name: str):
+        def run() -> None:
+            with lock:
+                done.append(name)
+
+        return run
+
+    def parent(name: str):
+        def run():
+            with lock:
+                done.append(name)
+            return [leaf(f"{name}.{k}") for k in range(3)]
+
+        return run
+
+    names = [f"p{i}" for i in range(5)]
+    # one worker: first come first served, follow-ups behind every task queued up front
+    run_tasks([parent(n) for n in names], 1)
+    assert done == names + [f"{n}.{k}" for n in names for k in range(3)]
+    for workers in (2, 3, 8):
+        done.clear()
+        run_tasks([parent(n) for n in names], workers)
+        assert sorted(done) == sorted(names + [f"{n}.{k}" for n in names for k in range(3)])
+    run_tasks([], 2)  # nothing to do: returns
+
+
+def test_run_tasks_raises_the_first_error_and_stops_handing_out_work():
+    ran: list[int] = []
+
+    def ok(i: int):
+        return lambda: ran.append(i)
+
+    def bad() -> None:
+        raise ValueError("view 3 is broken")
+
+    with pytest.raises(ValueError, match="view 3 is broken"):
+        run_tasks([ok(0), bad, *[ok(i) for i in range(1, 50)]], 1)
+    assert ran == [0]  # nothing after the failing task was handed out
+    # two threads: the error reaches the caller and both threads stop (no hang)
+    with pytest.raises(ValueError, match="view 3 is broken"):
+        run_tasks([ok(0), bad, *[ok(i) for i in range(1, 50)]], 2)

@@ -34,7 +34,7 @@ import ctypes.util
 import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -135,3 +135,54 @@ def intraop_threads(n: int) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+#: a unit of work for :func:`run_tasks`: returns None or follow-up tasks
+Task = Callable[[], "Iterable[Task] | None"]
+
+
+def run_tasks(tasks: Iterable[Task], workers: int) -> None:
+    """Run ``tasks`` on ``workers`` threads (the calling thread is one of them), first come first
+    served. A task may return follow-up tasks: they join the END of the queue, so the work queued
+    up front (put the longest first) is taken before the follow-ups, which fill the gaps at the
+    end. Returns when every task has run. The first exception stops the hand-out of new tasks;
+    the running ones finish, then it is raised in the caller."""
+    import threading
+    from collections import deque
+
+    todo: deque[Task] = deque(tasks)
+    cond = threading.Condition()
+    running = 0
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        nonlocal running
+        while True:
+            with cond:
+                while not todo and running and not errors:
+                    cond.wait()
+                if errors or not todo:
+                    cond.notify_all()
+                    return
+                task = todo.popleft()
+                running += 1
+            more: Iterable[Task] | None = None
+            try:
+                more = task()
+            except BaseException as exc:
+                with cond:
+                    errors.append(exc)
+            with cond:
+                running -= 1
+                if more is not None and not errors:
+                    todo.extend(more)
+                cond.notify_all()
+
+    helpers = [threading.Thread(target=work, daemon=True) for _ in range(max(0, int(workers) - 1))]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,17 +76,31 @@ def stack_views(
 def _fill_slot(slot: torch.Tensor, view: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> None:
     """Write the (h, w, 3) uint8 ``view`` normalised into the top-left of ``slot`` (3, Hp, Wp) and
     zero the rest: every value of the slot is written once."""
+    h = view.shape[0]
+    _fill_rows(slot, view, mean, std, 0, h)
+    slot[:, h:, :].zero_()
+
+
+def _fill_rows(
+    slot: torch.Tensor, view: np.ndarray, mean: torch.Tensor, std: torch.Tensor, a: int, b: int
+) -> None:
+    """Rows ``[a, b)`` of :func:`_fill_slot` (``b`` <= the view's height): those rows of the
+    (h, w, 3) uint8 ``view`` normalised into ``slot[:, a:b, :w]``, ``slot[:, a:b, w:]`` zeroed.
+    Every value is computed by the same elementwise float32 operations whatever the rows."""
     import torch
 
-    h, w = view.shape[:2]
-    slot[:, h:, :].zero_()
-    slot[:, :h, w:].zero_()
-    pixels = slot[:, :h, :w]
+    w = view.shape[1]
+    slot[:, a:b, w:].zero_()
+    pixels = slot[:, a:b, :w]
     with warnings.catch_warnings():  # a read-only array (PIL's) is only read here
         warnings.simplefilter("ignore", UserWarning)
-        src = torch.from_numpy(np.asarray(view))
+        src = torch.from_numpy(np.asarray(view[a:b]))
     pixels.copy_(src.to(slot.device).permute(2, 0, 1))
     pixels.sub_(mean).div_(std)  # the same float32 operations as (x - mean) / std
+
+
+def _zero(t: torch.Tensor) -> None:
+    t.zero_()
 
 
 def views_input(
@@ -102,9 +117,11 @@ def views_input(
     view geometries: bitwise ``stack_views([build_views(image, geometry) ...])``, built in one
     pass per view: each view is cut and resized (PIL) and normalised straight into its slot of
     the tensor (the same torch operations as :func:`stack_views`), its padding zeroed.
-    ``workers`` > 1 runs that many views at a time in threads, the largest first, each torch
-    operation on its calling thread meanwhile (PIL and torch release the GIL; views, not the
-    operations of one view, are what is split between the cores). Built on the CPU, then moved
+    ``workers`` > 1 shares the work between that many threads (PIL and torch release the GIL),
+    each torch operation on its calling thread meanwhile: the views' cut-and-resize first, the
+    largest first, each followed by its normalisation in row bands queued behind them, so the
+    threads end together even when the views do not split evenly between them (5 near-equal
+    views on 2 threads). The values do not depend on ``workers``. Built on the CPU, then moved
     to ``device``. Returns ``(tensor, (Hp, Wp))``."""
     import torch
 
@@ -122,21 +139,29 @@ def views_input(
     mean = torch.tensor(list(pixel_mean), dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(list(pixel_std), dtype=torch.float32).view(3, 1, 1)
 
-    def fill(iv: tuple[int, int]) -> None:
-        i, v = iv
-        _fill_slot(out[i, v], cut_view(images[i], sources[i], geometries[i], v), mean, std)
-
     order = largest_first(geometries)
     if workers <= 1 or len(order) <= 1:
-        for iv in order:
-            fill(iv)
+        for i, v in order:
+            _fill_slot(out[i, v], cut_view(images[i], sources[i], geometries[i], v), mean, std)
     else:
-        from concurrent.futures import ThreadPoolExecutor
+        from entityseg_data.model.runtime import Task, intraop_threads, run_tasks
 
-        from entityseg_data.model.runtime import intraop_threads
+        def resize(i: int, v: int) -> list[Task]:
+            # the view's normalisation is queued in row bands behind the other views' resizes:
+            # the threads take the long resizes first and share the short bands at the end
+            view = cut_view(images[i], sources[i], geometries[i], v)
+            slot, h = out[i, v], view.shape[0]
+            band = max(1, -(-h // (2 * workers)))
+            tasks: list[Task] = [
+                partial(_fill_rows, slot, view, mean, std, a, min(h, a + band))
+                for a in range(0, h, band)
+            ]
+            if h < hp:
+                tasks.append(partial(_zero, slot[:, h:, :]))
+            return tasks
 
-        with intraop_threads(1), ThreadPoolExecutor(max_workers=min(workers, len(order))) as pool:
-            list(pool.map(fill, order))
+        with intraop_threads(1):
+            run_tasks([partial(resize, i, v) for i, v in order], workers)
     if device is not None:
         out = out.to(device)  # the same tensor when it is already there
     return out, (hp, wp)
