@@ -17,6 +17,8 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,39 @@ def resolve_pretrained(model_name: str, pretrained: str, *, allow_random: bool) 
     return tag
 
 
+#: what open_clip logs on the root logger when it builds a model without weights
+_OPEN_CLIP_RANDOM_NOTICE = "No pretrained weights loaded for model"
+
+
+@contextmanager
+def _open_clip_logging(*, drop_random_notice: bool) -> Iterator[None]:
+    """Keep open_clip's logging calls from changing the process's logging while the block runs.
+    open_clip logs through ``logging.info`` / ``logging.warning``, i.e. on the ROOT logger, which
+    also configures the root logger (a stderr handler for the whole process) when nothing has:
+    a NullHandler stands in meanwhile, so the root logger is left as it was found. With
+    ``drop_random_notice`` its "No pretrained weights loaded ..." record is dropped too (our own
+    warning has said it, with the setting that allowed it)."""
+    root = logging.getLogger()
+    stand_in = logging.NullHandler() if not root.handlers else None
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "root" and record.getMessage().startswith(_OPEN_CLIP_RANDOM_NOTICE)
+        )
+
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    if drop_random_notice:
+        root.addFilter(keep)
+    try:
+        yield
+    finally:
+        if drop_random_notice:
+            root.removeFilter(keep)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
+
+
 def load_clip(
     model_name: str,
     pretrained: str,
@@ -142,7 +177,7 @@ def load_clip(
             "using an UNTRAINED CLIP (%s, allow_random_clip): NSFW scores are meaningless",
             model_name,
         )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _open_clip_logging(drop_random_notice=is_random):
         torch.manual_seed(0)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -150,8 +185,8 @@ def load_clip(
             )
         except RuntimeError as exc:
             raise OfflineError(f"cannot load CLIP {model_name}/{pretrained}: {exc}") from None
+        tokenizer = open_clip.get_tokenizer(model_name)
     model.eval()
-    tokenizer = open_clip.get_tokenizer(model_name)
     return ClipModel(
         model=model,
         preprocess=preprocess,
