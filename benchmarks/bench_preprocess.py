@@ -4,7 +4,7 @@ at several thread counts, cold and warm.
 
 Usage:
   PYTHONPATH=src .venv/bin/python benchmarks/bench_preprocess.py [--threads 2 1] [--repeat 3]
-      [--size 800 1067] [--calls 15] [--paths input stack]
+      [--size 800 1067] [--calls 15] [--paths input stack predictor] [--preset NAME]
 
 Each run is a fresh process (runs interleaved: 2, 1, 2, 1, ...) with the predictor's allocator
 tuning applied and torch's thread pool started. ``cold`` = the first call of the process (its
@@ -13,7 +13,10 @@ input tensor's pages are touched for the first time: minor page faults, as in
 next ``--calls`` calls (what every image after the first of a folder pays). The image is
 skimage's coffee photo resized to ``--size``. Paths: ``input`` = ``views_input`` (what the
 predictor runs: each view cut, resized and normalised into its slot in one threaded pass),
-``stack`` = ``build_views`` (threaded) then ``stack_views`` (torch ops), the path before it.
+``stack`` = ``build_views`` (threaded) then ``stack_views`` (torch ops), the path before it;
+``predictor`` = ``EntitySegmenter.predict_arrays`` of a random-weight ``--preset`` model built
+first (as in ``bench_model.py``), each call stopped where the backbone's forward begins: exactly
+``bench_model.py``'s "pre" row (geometry, views, eval mode, inference mode), after a model build.
 """
 
 from __future__ import annotations
@@ -28,7 +31,39 @@ import sys
 import time
 
 
-def one_run(threads: int, size: tuple[int, int], calls: int, path: str) -> dict:
+class _AtBackbone(Exception):
+    """Raised by the backbone stand-in: the predictor's call stops where its forward begins."""
+
+
+def _predictor_pre(threads: int, size: tuple[int, int], preset: str):
+    """The predictor of ``bench_model.py`` (random weights, ``preset``) whose calls stop where the
+    backbone starts: the call then times exactly bench_model's "pre" row."""
+    import types
+
+    from bench_model import _ours_segmenter, load_rgb
+
+    opts = types.SimpleNamespace(
+        threads=threads, size=size, image=None, device="cpu", checkpoint=None, weights_dir=None
+    )
+    seg = _ours_segmenter(opts, preset, "fp32")
+
+    def stop(*_a, **_k):
+        raise _AtBackbone
+
+    seg.model.backbone.forward = stop
+    rgb = load_rgb(opts)
+
+    def call() -> None:
+        try:
+            seg.predict_arrays([rgb])
+        except _AtBackbone:
+            return
+        raise AssertionError("the backbone was not reached")
+
+    return call
+
+
+def one_run(threads: int, size: tuple[int, int], calls: int, path: str, preset: str = "") -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -43,10 +78,14 @@ def one_run(threads: int, size: tuple[int, int], calls: int, path: str) -> dict:
     torch.randn(512, 512).sum()  # the intra-op thread pool is up, as after building a model
     h, w = size
     rgb = np.asarray(Image.fromarray(data.coffee()).resize((w, h), Image.Resampling.BILINEAR))
+    predictor = _predictor_pre(threads, size, preset) if path == "predictor" else None
 
     def call() -> tuple[float, int]:
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
+        if predictor is not None:
+            predictor()
+            return time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
         geo = view_geometry(h, w)
         if path == "input":
             x, _ = views_input([rgb], [geo], workers=torch.get_num_threads())
@@ -75,19 +114,22 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size", type=int, nargs=2, default=(800, 1067), metavar=("H", "W"))
     ap.add_argument("--calls", type=int, default=15)
-    ap.add_argument("--paths", nargs="+", choices=["input", "stack"], default=["input", "stack"])
+    ap.add_argument(
+        "--paths", nargs="+", choices=["input", "stack", "predictor"], default=["input", "stack"]
+    )
+    ap.add_argument("--preset", default="cropformer_hornet_3x", help="model of the predictor path")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--path", default="input", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one_run(args.one, tuple(args.size), args.calls, args.path)))
+        print(json.dumps(one_run(args.one, tuple(args.size), args.calls, args.path, args.preset)))
         return
     keys = [(p, t) for p in args.paths for t in args.threads]
     rows: dict[tuple[str, int], list[dict]] = {k: [] for k in keys}
     for _ in range(args.repeat):
         for p, t in keys:
             cmd = [sys.executable, __file__, "--one", str(t), "--calls", str(args.calls)]
-            cmd += ["--size", *map(str, args.size), "--path", p]
+            cmd += ["--size", *map(str, args.size), "--path", p, "--preset", args.preset]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows[(p, t)].append(json.loads(out.strip().splitlines()[-1]))
     print(f"pre stage, {args.size[0]}x{args.size[1]} image, {args.repeat} processes per row")

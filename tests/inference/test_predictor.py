@@ -181,3 +181,32 @@ def test_version_name_of_a_training_run_is_the_run():
     assert (
         _version_name(Path("CropFormer_hornet_3x_03823a.pth")) == "CropFormer_hornet_3x_03823a.pth"
     )
+
+
+def test_a_model_in_training_mode_runs_in_eval_mode_and_gets_each_mode_back(segmenters):
+    """Prediction runs every module in eval mode (drop path, dropout off) and leaves each
+    module's own mode as it was: a frozen submodule in eval mode under a training model stays
+    in eval mode; a model in eval mode is not switched at all."""
+    seg = segmenters["tiny_hornet"]
+    model = seg.model
+    image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    seen: list[bool] = []
+    hook = model.register_forward_pre_hook(
+        lambda m, _a: seen.append(any(x.training for x in m.modules()))
+    )
+    try:
+        model.train()
+        frozen = model.backbone
+        frozen.eval()
+        before = {name: m.training for name, m in model.named_modules()}
+        assert any(before.values()) and not all(before.values())
+        seg(image)
+        assert seen == [False]
+        assert {name: m.training for name, m in model.named_modules()} == before
+        model.eval()
+        seg(image)
+        assert seen == [False, False]
+        assert not any(m.training for m in model.modules())
+    finally:
+        hook.remove()
+        model.eval()

@@ -328,8 +328,12 @@ class EntitySegmenter:
             # CPU threads also on a GPU: the views are built on the CPU
             workers=torch.get_num_threads(),
         )
-        was_training = bool(getattr(self.model, "training", False))
-        self.model.eval()  # a model handed over mid-training (drop path) is put in eval mode
+        # a model handed over mid-training (drop path) runs in eval mode and gets each module's
+        # mode back after; one already in eval mode (the usual case) is not walked twice
+        # (nn.Module.eval + train on CropFormer HorNet-L's 715 modules: ~12 ms of every call)
+        training = [m for m in self.model.modules() if m.training]
+        if training:
+            self.model.eval()
         dev_type = x.device.type
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         try:
@@ -345,7 +349,8 @@ class EntitySegmenter:
                 del x  # the input views are not needed by the post-processing
                 results = postprocess_batch(out, geos, self.options)
         finally:
-            self.model.train(was_training)
+            for module in training:
+                module.training = True
         sources = list(sources) if sources is not None else [None] * len(arrays)
         return [r.with_source(s, self.model_version) for r, s in zip(results, sources)]
 
