@@ -8,6 +8,7 @@ import torch
 from inference_helpers import PAIRS, load_pair, unpack_masks
 
 from entityseg_data.errors import ConfigError
+from entityseg_data.model.inference import fusion
 from entityseg_data.model.inference.postprocess import (
     PostprocessOptions,
     postprocess_batch,
@@ -136,16 +137,31 @@ def test_tiled_equals_reference_on_random_logits(seed, h, w, grid):
 
 
 @pytest.mark.parametrize("m2f", [False, True])
-def test_parallel_tiles_give_the_same_result(m2f):
+def test_parallel_tiles_give_the_same_result(m2f, monkeypatch):
     """Tiles fused by 2 worker threads (ops on one thread each) give exactly the one-worker
     result: the reduction runs in tile order whatever the number of workers."""
     logits, masks, geo = _random_case(5, 150, 190, q=10)
     if m2f:
         masks, geo = masks[:, :1], geo.select([0])
-    opts = PostprocessOptions(score_mode="reference", tile=37, **ALL)
+    # a budget of 3 queries per chunk: the chunks (hence every op's shape) must not depend on
+    # the number of workers either (1-ulp score differences between 1 and 2 threads otherwise)
+    opts = PostprocessOptions(
+        score_mode="reference", tile=37, tile_budget_mb=3 * 37 * 37 * 20 / 2**20, **ALL
+    )
+    chunks: dict[int, list[int]] = {1: [], 2: []}
+    fused = fusion._fused_tile
+
+    def spy(masks_, ids, *a, **k):
+        chunks[workers].append(int(ids.numel()))
+        return fused(masks_, ids, *a, **k)
+
+    monkeypatch.setattr(fusion, "_fused_tile", spy)
     before = torch.get_num_threads()
+    workers = 1
     one = postprocess_single(logits, masks, geo, opts, mask2former=m2f, workers=1)
+    workers = 2
     two = postprocess_single(logits, masks, geo, opts, mask2former=m2f, workers=2)
+    assert max(chunks[1]) == 3 and sorted(chunks[1]) == sorted(chunks[2])
     assert torch.get_num_threads() == before  # the intra-op count is restored
     assert len(one) > 1
     np.testing.assert_array_equal(one.label_map, two.label_map)

@@ -73,8 +73,9 @@ class InferenceConfig:
     top-k queries by entity probability before painting (official ``TEST.DETECTIONS_PER_IMAGE``;
     the released configs keep 100, i.e. all of Q = 100 or the best 100 of Q = 200); CropFormer
     keeps every query. tile / tile_budget_mb: the fusion works on output tiles of ``tile`` pixels,
-    the upsampled logits of one tile held within ``tile_budget_mb`` MiB (memory and speed only:
-    the result does not depend on them). The defaults (256 px, 32 MiB) were measured on
+    the upsampled logits of one tile held within ``tile_budget_mb`` MiB per fusion thread (memory
+    and speed only: the entities do not depend on them beyond float rounding, ~1 ulp of a
+    score; the number of threads changes nothing). The defaults (256 px, 32 MiB) were measured on
     CropFormer HorNet-L at 12 MP against 512 px / 256 MiB: 15 % less post-processing time, and
     the tuned allocator's heap no longer grows during the fusion (docs/benchmarks.md, issue 17).
     """
