@@ -27,6 +27,7 @@ def _parameters_on_meta() -> Iterator[None]:
     stay real, so deterministic ones such as Swin's relative_position_index keep their values)."""
     original = nn.Module.register_parameter
     original_normal = torch.Tensor.normal_
+    original_uniform = torch.Tensor.uniform_
 
     def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         if param is not None and not param.is_meta:
@@ -38,14 +39,21 @@ def _parameters_on_meta() -> Iterator[None]:
         # decomposition whose first call imports torch._dynamo (~2 CPU s per process)
         return self if self.is_meta else original_normal(self, *args, **kwargs)
 
+    def uniform_(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        # the same for uniform_ (the Linear / conv / xavier / trunc_normal initialisations): its
+        # meta version is a chain of Python decompositions (~45 % of a meta Swin-L build)
+        return self if self.is_meta else original_uniform(self, *args, **kwargs)
+
     # patching torch methods for the duration (typeshed: methods are not assignable)
     nn.Module.register_parameter = register  # type: ignore[method-assign, assignment]
     torch.Tensor.normal_ = normal_  # type: ignore[method-assign, assignment]
+    torch.Tensor.uniform_ = uniform_  # type: ignore[method-assign, assignment]
     try:
         yield
     finally:
         nn.Module.register_parameter = original  # type: ignore[method-assign]
         torch.Tensor.normal_ = original_normal  # type: ignore[method-assign]
+        torch.Tensor.uniform_ = original_uniform  # type: ignore[method-assign]
 
 
 def build_model(cfg: ModelConfig, *, device: str | torch.device | None = None) -> nn.Module:
@@ -62,7 +70,11 @@ def build_model(cfg: ModelConfig, *, device: str | torch.device | None = None) -
     from entityseg_data.model.decoder import MultiScaleMaskedTransformerDecoder
     from entityseg_data.model.pixel_decoder import MSDeformAttnPixelDecoder
 
-    ctx = torch.device(device) if device is not None else torch.device("cpu")
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    # a device context sends every torch call of the construction through a Python
+    # TorchFunctionMode (~10 % of a build): only when factories would otherwise land elsewhere
+    same = target == torch.get_default_device()
+    ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if same else target
     with ctx:
         backbone = build_backbone(cfg.backbone)
         ch = backbone.out_channels
