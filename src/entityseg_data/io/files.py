@@ -89,8 +89,11 @@ def atomic_write_json(
     path: str | os.PathLike[str], obj: Any, indent: int | None = None, *, private: bool = False
 ) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (see :func:`atomic_open`)."""
+    # json.dumps, not json.dump: dump always takes the pure-Python encoder, dumps the C one when
+    # indent is None (same text; a COCO file encodes several times faster)
+    text = json.dumps(obj, indent=indent)
     with atomic_open(path, "w", private=private, encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=indent)
+        fh.write(text)
 
 
 def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
