@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 
@@ -16,6 +15,9 @@ def run_notebook(
     """Run ``path`` top to bottom on ``workspace`` (``ENTITYSEG_WORKSPACE``; outputs under
     ``tmp_path/out``: ``ENTITYSEG_NOTEBOOK_OUT``); fails on an error output. Returns the code
     cells' outputs and their text (stdout, Markdown and plain reprs joined)."""
+    # imported here, not at the top: every pytest process imports this module while collecting,
+    # and the notebook tier is opt-in (nbformat: ~0.2 CPU s per process)
+    import nbformat
     from nbclient import NotebookClient
 
     monkeypatch.setenv("ENTITYSEG_WORKSPACE", str(workspace))
