@@ -20,7 +20,8 @@ transformer decoder's forward: ``pre`` = before the backbone, ``post`` = after t
 Per stage: wall s, CPU s (user + sys, getrusage), sys s, minor page faults, GFLOP
 (``torch.utils.flop_counter`` on the meta device, same input size; a multiply-add = 2 FLOPs;
 grid_sample, FFT and elementwise ops count 0) and the fraction of the fp32 floor = GFLOP /
-(this machine's fp32 matmul rate at the same thread count, measured first) / CPU s. Peak RSS
+(this machine's fp32 matmul rate at the same thread count, measured first; measured again after
+the runs and printed, since a shared host's rate moves) / CPU s. Peak RSS
 is the kernel's VmHWM, reset just before the call (libraries and weights included).
 
 Weights: random (``torch.manual_seed(0)``), or ``--checkpoint`` (ours only: a checkpoint of the
@@ -778,11 +779,23 @@ def main() -> None:
                         )
                     rows.append(r)
                     print(json.dumps(r), flush=True)
+    # the rate again after the runs: on a shared host it moves within the hour, and the floor
+    # fractions move with it (a fraction against the "after" rate = the table's x before/after)
+    rates_after: dict[int, float | None] = {}
+    if not args.folder and not args.device.startswith("cuda"):
+        for t in thread_counts:
+            rates_after[t] = after = _child(args, ["--rate", "--threads", str(t)])["gflops"]
+            before = rates[t]
+            print(
+                f"fp32 matmul rate at {t} thread(s) after the runs: {after:.1f} GFLOP per CPU s "
+                f"(before: {before:.1f}; fractions of the floor against it: x{before / after:.2f})"
+            )
     if args.json:
         with open(args.json, "a") as f:
             for r in rows:
                 rate = rates.get(r["threads"])
-                f.write(json.dumps({**r, "gflops": gflops.get(r["preset"]), "rate": rate}) + "\n")
+                rec = {**r, "gflops": gflops.get(r["preset"]), "rate": rate}
+                f.write(json.dumps({**rec, "rate_after": rates_after.get(r["threads"])}) + "\n")
     if args.folder:
         print(
             "\n| preset | variant | threads | prefetch | images | image | wall s | CPU s | "
