@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +26,33 @@ def _parameters_on_meta() -> Iterator[None]:
     """While active, every parameter registered by a module is moved to the meta device (buffers
     stay real, so deterministic ones such as Swin's relative_position_index keep their values)."""
     original = nn.Module.register_parameter
-    original_normal = torch.Tensor.normal_
-    original_uniform = torch.Tensor.uniform_
+    # a meta parameter holds no values to draw: torch's meta normal_ / uniform_ are Python
+    # decompositions (normal_'s first call imports torch._dynamo, ~2 CPU s per process; uniform_,
+    # behind the Linear / conv / xavier / trunc_normal initialisations, was ~45 % of a meta
+    # Swin-L build), so both return a meta tensor untouched
+    inits = {name: getattr(torch.Tensor, name) for name in ("normal_", "uniform_")}
 
     def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         if param is not None and not param.is_meta:
             param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
         original(module, name, param)
 
-    def normal_(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        # a meta parameter holds no values to draw; torch's meta normal_ is a Python
-        # decomposition whose first call imports torch._dynamo (~2 CPU s per process)
-        return self if self.is_meta else original_normal(self, *args, **kwargs)
+    def skip_on_meta(init: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def patched(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            return self if self.is_meta else init(self, *args, **kwargs)
 
-    def uniform_(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        # the same for uniform_ (the Linear / conv / xavier / trunc_normal initialisations): its
-        # meta version is a chain of Python decompositions (~45 % of a meta Swin-L build)
-        return self if self.is_meta else original_uniform(self, *args, **kwargs)
+        return patched
 
     # patching torch methods for the duration (typeshed: methods are not assignable)
     nn.Module.register_parameter = register  # type: ignore[method-assign, assignment]
-    torch.Tensor.normal_ = normal_  # type: ignore[method-assign, assignment]
-    torch.Tensor.uniform_ = uniform_  # type: ignore[method-assign, assignment]
+    for name, init in inits.items():
+        setattr(torch.Tensor, name, skip_on_meta(init))
     try:
         yield
     finally:
         nn.Module.register_parameter = original  # type: ignore[method-assign]
-        torch.Tensor.normal_ = original_normal  # type: ignore[method-assign]
-        torch.Tensor.uniform_ = original_uniform  # type: ignore[method-assign]
+        for name, init in inits.items():
+            setattr(torch.Tensor, name, init)
 
 
 def build_model(cfg: ModelConfig, *, device: str | torch.device | None = None) -> nn.Module:
