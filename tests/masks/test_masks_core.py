@@ -79,6 +79,33 @@ def test_string_codec_equals_pycocotools_on_random_counts():
         np.testing.assert_array_equal(flat[off[i] : off[i + 1]], R.decode_string(s))
 
 
+def _outcome(strings, where):
+    try:
+        return R.decode_strings(strings, where=where)[0].tolist()
+    except RLEError as e:
+        return str(e)
+
+
+def test_short_string_path_equals_the_vectorised_pass_on_good_and_corrupt_strings():
+    """One short string is decoded in plain Python: same counts, same first error, as the
+    vectorised pass over a batch (where a second, empty string forces the numpy path)."""
+    rng = np.random.default_rng(11)
+    alphabet = [chr(c) for c in range(48, 112)]
+    cases = ["", "0", "o", "0`", "ooooooo0", "oooooooo0", "0`T1" + "\x7f", "0`T1é", "é"]
+    for _ in range(400):
+        counts = rng.integers(0, rng.choice([3, 40, 5000, 3_000_000]), int(rng.integers(1, 40)))
+        cases.append(R.encode_string(counts))
+        cases.append("".join(rng.choice(alphabet, int(rng.integers(1, 20)))))  # often corrupt
+    seen = set()
+    for s in cases:
+        small = _outcome([s], "r")
+        batch = _outcome([s, ""], ["r", "other"])
+        assert small == batch, s
+        seen.add(type(small) is str and small.split("RLE ")[1][:12])
+    assert {"counts strin", "count has 8 "} <= seen  # alphabet/truncated and groups errors hit
+    assert len(R.encode_string(rng.integers(0, 9, 400))) > R.SMALL_STRING  # long: numpy path
+
+
 @pytest.mark.slow
 def test_multi_mask_paths_equal_pycocotools():
     """areas, merge (union / intersection), iou, overlap pixels, label maps under each policy."""

@@ -68,7 +68,10 @@ def decode_strings(
         checked here (see :func:`check_counts`).
     """
     names = [where] * len(strings) if isinstance(where, str) else where
-    raw = [s.encode("ascii", "replace") if isinstance(s, str) else bytes(s) for s in strings]
+    raw = [_ascii(s, names, i) for i, s in enumerate(strings)]
+    if len(raw) == 1 and len(raw[0]) <= SMALL_STRING:
+        one = _decode_small(raw[0], names[0])
+        return one, np.array([0, one.size], np.int64)
     lens = np.fromiter(map(len, raw), np.int64, len(raw))
     if len(raw) == 0:
         return np.zeros(0, np.int64), np.zeros(1, np.int64)
@@ -118,6 +121,51 @@ def decode_strings(
         before = np.concatenate(([0], cs))[offsets[:-1]]  # sum before each string's start
         out[sel] = cs[sel] - before[owner[sel]]
     return out, offsets
+
+
+def _ascii(s: str | bytes, names: RecordNames | Sequence[str], i: int) -> bytes:
+    if not isinstance(s, str):
+        return bytes(s)
+    try:
+        return s.encode("ascii")
+    except UnicodeEncodeError:  # non-ASCII text: outside the alphabet (not decoded as '?')
+        raise RLEError(
+            f"{_prefix(names[i])}RLE counts string has characters outside the COCO alphabet"
+        ) from None
+
+
+#: one string up to this many chars is decoded in plain Python (numpy's ~30 calls per batch cost
+#: more than the loop below for short strings: the one-mask-at-a-time callers)
+SMALL_STRING = 256
+_ALPHABET = bytes(range(48, 112))  # '0'..'o'
+
+
+def _decode_small(raw: bytes, where: str) -> np.ndarray:
+    """Counts of one short compressed string: the same result and errors as the vectorised pass
+    (alphabet checked first, then truncation, then the groups of each count in order)."""
+    if raw.translate(None, _ALPHABET):
+        raise RLEError(
+            f"{_prefix(where)}RLE counts string has characters outside the COCO alphabet"
+        )
+    if raw and (raw[-1] - 48) & 0x20:
+        raise RLEError(f"{_prefix(where)}RLE counts string is truncated (ends inside a count)")
+    out: list[int] = []
+    x = k = 0
+    for b in raw:
+        c = b - 48
+        x |= (c & 0x1F) << (5 * k)
+        k += 1
+        if c & 0x20:
+            continue
+        if k > MAX_GROUPS:
+            raise RLEError(f"{_prefix(where)}RLE count has {k} groups (corrupt)")
+        if c & 0x10:
+            x -= 1 << (5 * k)
+        if len(out) > 2:
+            x += out[-2]
+        out.append(x)
+        x = k = 0
+    return np.array(out, np.int64)
 
 
 def decode_string(counts: str | bytes, *, where: str = "") -> np.ndarray:
