@@ -203,6 +203,8 @@ def test_polygons_equal_pycocotools():
         ("ooooooooooooooo0", "groups"),
         ("", "cover 0 pixels"),
         ([1, 2, -3, 600], "negative"),
+        ("12Mfb0", "negative"),  # the same counts as a string (a count with the sign bit)
+        ("0" * 300, "cover 0 pixels"),  # longer than runs.SMALL_STRING: the vectorised pass
         ([1, 2.5, 597], "not a list of integers"),
         ([100, 100], "cover 200 pixels"),
     ],

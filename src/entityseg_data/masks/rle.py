@@ -118,6 +118,35 @@ def _names(where: str | Sequence[str], n: int) -> _Names:
     return _Names(where, n)
 
 
+def _checked(
+    r: Any, names: _Names, i: int, height: int | None, width: int | None
+) -> tuple[int, Any]:
+    """(pixels, raw counts) of RLE ``i`` after the checks of its type, size and counts type."""
+    if type(r) is not dict and not isinstance(r, Mapping):
+        raise RLEError(f"{_pre(names[i])}RLE must be a dict, got {type(r).__name__}")
+    try:
+        hw = size(r)
+    except RLEError:
+        size(r, where=names[i])
+        raise
+    if height is not None and width is not None and hw != (height, width):
+        raise RLEError(
+            f"{_pre(names[i])}RLE size {hw[0]}x{hw[1]} differs from the image size {height}x{width}"
+        )
+    c = r.get("counts")
+    if not (type(c) is str or isinstance(c, str | bytes | list | tuple | np.ndarray)):
+        raise RLEError(f"{_pre(names[i])}RLE 'counts' must be a string or a list")
+    return hw[0] * hw[1], c
+
+
+def _negative(names: _Names, i: int) -> RLEError:
+    return RLEError(f"{_pre(names[i])}RLE has a negative run length (corrupt counts)")
+
+
+def _cover(names: _Names, i: int, got: int, npix: int) -> RLEError:
+    return RLEError(f"{_pre(names[i])}RLE counts cover {got} pixels, image has {npix}")
+
+
 def _batch(
     rles: Sequence[Mapping[str, Any]],
     height: int | None,
@@ -133,27 +162,12 @@ def _batch(
     str_at: list[int] = []
     lists: dict[int, np.ndarray] = {}
     for i, r in enumerate(rles):
-        if type(r) is not dict and not isinstance(r, Mapping):
-            raise RLEError(f"{_pre(names[i])}RLE must be a dict, got {type(r).__name__}")
-        try:
-            hw = size(r)
-        except RLEError:
-            size(r, where=names[i])
-            raise
-        if height is not None and width is not None and hw != (height, width):
-            raise RLEError(
-                f"{_pre(names[i])}RLE size {hw[0]}x{hw[1]} differs from the image size "
-                f"{height}x{width}"
-            )
-        npix[i] = hw[0] * hw[1]
-        c = r.get("counts")
+        npix[i], c = _checked(r, names, i, height, width)
         if type(c) is str or isinstance(c, str | bytes):
             strings.append(c)
             str_at.append(i)
-        elif isinstance(c, list | tuple | np.ndarray):
-            lists[i] = _list_counts(c, names[i])
         else:
-            raise RLEError(f"{_pre(names[i])}RLE 'counts' must be a string or a list")
+            lists[i] = _list_counts(c, names[i])
     if not lists:
         flat, offsets = R.decode_strings(strings, where=names)
     else:
@@ -168,15 +182,13 @@ def _batch(
         offsets[1:] = np.cumsum([p.size for p in parts])
     if flat.size and int(flat.min()) < 0:
         i = int(np.searchsorted(offsets, int(np.flatnonzero(flat < 0)[0]), side="right")) - 1
-        raise RLEError(f"{_pre(names[i])}RLE has a negative run length (corrupt counts)")
+        raise _negative(names, i)
     cs = np.concatenate(([0], np.cumsum(flat)))
     sums = cs[offsets[1:]] - cs[offsets[:-1]]
     bad = np.flatnonzero(sums != npix)
     if bad.size:
         i = int(bad[0])
-        raise RLEError(
-            f"{_pre(names[i])}RLE counts cover {int(sums[i])} pixels, image has {int(npix[i])}"
-        )
+        raise _cover(names, i, int(sums[i]), int(npix[i]))
     return flat, offsets, npix
 
 
@@ -220,6 +232,17 @@ def counts(
     rle: Mapping[str, Any], height: int | None = None, width: int | None = None, *, where: str = ""
 ) -> np.ndarray:
     """Validated counts of one RLE (see :func:`counts_many`)."""
+    c = rle.get("counts") if type(rle) is dict else None
+    if type(c) is str and len(c) <= R.SMALL_STRING:  # the common one-mask call, without numpy
+        names = _names(where, 1)
+        npix, _ = _checked(rle, names, 0, height, width)
+        out = R.decode_string(c, where=where)
+        if out.size and int(out.min()) < 0:
+            raise _negative(names, 0)
+        got = int(out.sum())
+        if got != npix:
+            raise _cover(names, 0, got, npix)
+        return out
     return counts_many([rle], height, width, where=where)[0]
 
 
