@@ -123,3 +123,28 @@ def test_a_config_file_read_again_is_a_fresh_copy_of_its_current_text(tmp_path):
         read_yaml_mapping(path)
     with pytest.raises(ConfigError, match="not valid YAML"):  # errors are not remembered away
         read_yaml_mapping(path)
+
+
+def test_saved_config_text_is_the_pure_python_emitters_and_loads_back(tmp_path):
+    """The config is written by libyaml's emitter when PyYAML has it: the same text as
+    ``yaml.safe_dump`` (pure Python) for the default config and awkward short values; a long
+    double-quoted string may be folded at other places (found by this test), but every text
+    loads back to the same data and the file to the same config."""
+    import yaml
+
+    from entityseg_data.config.workspace import config_yaml
+
+    cfg = apply_overrides(
+        WorkspaceConfig(),
+        ["name=wörkspace ✓ " + "x " * 60 + "a: b # c", "export.val_fraction=1e-7"],
+    )
+    data = masked_dict(cfg)
+    odd = {"q": "'\"", "nl": "line1\nline2", "tab": "a\tb", "z": -0.0, "big": 2**40, "n": None}
+    plain = masked_dict(WorkspaceConfig())
+    for d in (plain, {**plain, "odd": odd}):
+        assert config_yaml(d) == yaml.safe_dump(d, sort_keys=False)
+    for d in (plain, data, {**data, "odd": odd}):
+        assert yaml.safe_load(config_yaml(d)) == d
+    path = tmp_path / "c.yaml"
+    save_workspace_config(cfg, path)
+    assert load_workspace_config(path, environ={}) == cfg

@@ -78,9 +78,8 @@ def config_show(ctx: click.Context, overrides: tuple[str, ...], as_json: bool) -
     Example:
       LABEL_STUDIO_API_KEY=... entityseg-data config show --set ingest.min_side=2000
     """
-    import yaml
-
     from entityseg_data.config import WorkspaceConfig, apply_overrides, env_overrides, masked_dict
+    from entityseg_data.config.workspace import config_yaml
 
     ws = get_workspace(ctx, required=False)
     if ws is not None:
@@ -91,7 +90,7 @@ def config_show(ctx: click.Context, overrides: tuple[str, ...], as_json: bool) -
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
-        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+        click.echo(config_yaml(data).rstrip())
 
 
 @config.command("keys")

