@@ -14,22 +14,31 @@ PRESET = {"tiny": "tiny_swin", "tiny_hornet": "tiny_hornet"}
 ALL = dict(score_thresh=0.0, min_area=0, max_entities=None)
 
 
-@pytest.fixture(scope="module")
-def segmenters(oracle_dir):
-    import torch
+class _Segmenters(dict):
+    """model name -> its segmenter, loaded on first use (the unit tier uses tiny_hornet only)."""
 
-    torch.set_num_threads(1)
-    return {
-        m: EntitySegmenter.from_pretrained(
-            oracle_dir / m / "weights.npz",
-            preset=p,
+    def __init__(self, oracle_dir):
+        super().__init__()
+        self.oracle_dir = oracle_dir
+
+    def __missing__(self, m):
+        import torch
+
+        torch.set_num_threads(1)
+        self[m] = EntitySegmenter.from_pretrained(
+            self.oracle_dir / m / "weights.npz",
+            preset=PRESET[m],
             score_mode="reference",
             min_size=320,
             max_size=512,
             **ALL,
         )
-        for m, p in PRESET.items()
-    }
+        return self[m]
+
+
+@pytest.fixture(scope="module")
+def segmenters(oracle_dir):
+    return _Segmenters(oracle_dir)
 
 
 def check_against_oracle(res, d, max_mismatch, max_score_diff=1e-5):
@@ -187,8 +196,12 @@ def test_a_model_in_training_mode_runs_in_eval_mode_and_gets_each_mode_back(segm
     """Prediction runs every module in eval mode (drop path, dropout off) and leaves each
     module's own mode as it was: a frozen submodule in eval mode under a training model stays
     in eval mode; a model in eval mode is not switched at all."""
-    seg = segmenters["tiny_hornet"]
-    model = seg.model
+    base = segmenters["tiny_hornet"]
+    model = base.model
+    # the shared model at a small view size (the modes, not the pixels, are checked here)
+    seg = EntitySegmenter(
+        model=model, config=base.config, options=base.options, min_size=64, max_size=80
+    )
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     seen: list[bool] = []
     hook = model.register_forward_pre_hook(
