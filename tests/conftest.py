@@ -92,12 +92,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # `pytest -n N --dist loadfile` (make test-unit) sends each file to one worker; the files of a
 # group below go to one worker together, so that the heavy library they all import is imported by
 # one worker instead of by each (CPU s of the import on the 2-core machine: torch._dynamo, which
-# torchvision.ops and torch.utils.checkpoint import, with open_clip ~2.3; datasets ~0.8;
-# matplotlib ~0.5). A file missing from a group only costs its import again.
+# torchvision.ops, torch.utils.checkpoint and every torch.optim optimizer import, with open_clip
+# ~2.3; datasets ~0.8; matplotlib ~0.5). A file missing from a group only costs its import again.
 XDIST_FILE_GROUPS = {
     "torch._dynamo+open_clip": (
         "tests/model_backbones/test_checkpointing.py",
         "tests/model_backbones/test_resnet.py",
+        "tests/training/test_trainer.py",
+        "tests/ingest/test_clip_notice.py",
         "tests/ingest/test_nsfw.py",
         "tests/ingest/test_select_embeddings.py",
         "tests/ingest/test_cli_ingest.py",
