@@ -13,6 +13,7 @@ def test_probe_8_5_workspace_written_with_umask_022_is_readable_by_others(
 ):
     from entityseg_data.annotation.labelstudio.accounts import save_credentials
     from entityseg_data.annotation.labelstudio.session import credentials_path
+    from entityseg_data.config.export import ExportConfig
     from entityseg_data.config.ingest import IngestConfig
     from entityseg_data.export.entityseg import export_entityseg
     from entityseg_data.ingest import ingest
@@ -30,7 +31,15 @@ def test_probe_8_5_workspace_written_with_umask_022_is_readable_by_others(
         ws, [parse_source(f"coco:{ann}:{data / 'images'}")], IngestConfig(nsfw_enabled=False)
     )
     assert report.totals().accepted == 3
-    export_entityseg(ann, ws.root / "exports" / "release", images_dir=data / "images", link=False)
+    # the lr copy at 120 px instead of the official 800 (an 800x1067 PNG encode per image):
+    # the same writer, a smaller file
+    export_entityseg(
+        ann,
+        ws.root / "exports" / "release",
+        images_dir=data / "images",
+        link=False,
+        config=ExportConfig(lr_short_side=120, lr_max_side=160),
+    )
     write_report([compute_stats(ann, name="syn")], ws.root / "exports" / "stats", plots=False)
     creds = credentials_path(ws)
     save_credentials(creds, {"admin": {"token": "s3cr3t-token"}})
@@ -39,6 +48,7 @@ def test_probe_8_5_workspace_written_with_umask_022_is_readable_by_others(
     dirs = sorted(p for p in ws.root.rglob("*") if p.is_dir())
     kinds = {p.relative_to(ws.root).parts[0] for p in files}
     assert {"images", "predictions", "exports"} <= kinds, kinds
+    assert len([p for p in files if "images_lr" in p.parts]) == 3  # the lr copy is checked too
     wrong = {
         str(p.relative_to(ws.root)): oct(file_mode(p))
         for p in files
