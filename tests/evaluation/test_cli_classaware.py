@@ -24,7 +24,7 @@ def subsets(tmp_path_factory):
         realdata("coco_panoptic_train100"),
         "panoptic_train2017.json",
         "panoptic_train2017",
-        first_images=10,
+        first_images=5,
     )
     names = {c["id"]: c["name"] for c in coco["categories"]}
     coco["annotations"] = [dict(a, name=names[a["category_id"]]) for a in coco["annotations"]]
