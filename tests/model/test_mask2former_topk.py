@@ -109,9 +109,13 @@ def test_mask2former_topk_equals_official_instance_inference(converted_mask2form
         score_thresh=0.0,
         min_area=0,
         max_entities=None,
+        min_size=160,
+        max_size=256,
     )
     assert seg.options.mask2former_topk == K
-    image = np.asarray(Image.open(oracle_dir / "images" / "img_a_480x640.png").convert("RGB"))
+    # the oracle image at half size, views at 160 px (the converted config's 320 is checked above)
+    rgb = Image.open(oracle_dir / "images" / "img_a_480x640.png").convert("RGB")
+    image = np.asarray(rgb.resize((320, 240), Image.Resampling.BILINEAR))
     res = seg(image)
     geo = seg.geometry(*image.shape[:2])
     assert geo.num_views == 1
