@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import cli_support
 import pytest
 
 from entityseg_data.config.ingest import IngestConfig
@@ -15,7 +16,6 @@ from entityseg_data.errors import DataError
 from entityseg_data.ingest.pipeline import ingest
 from entityseg_data.ingest.sources import FolderSource, UrlListSource, parse_source
 
-CLI = (sys.executable, "-m", "entityseg_data", "-w")
 CFG = IngestConfig(nsfw_enabled=False, min_side=16, workers=2, per_host_rps=0, retries=0)
 
 
@@ -110,15 +110,14 @@ def test_folder_given_as_url_list_is_one_clear_error(tmp_path):
 
 
 def test_cli_reports_a_folder_given_as_url_list(tmp_path, workspace):
-    """probe 1.32 through the CLI: one line, exit 1."""
+    """probe 1.32 through the CLI (in this process, tests/cli_support.py): one line, exit 1."""
     (tmp_path / "csv").mkdir()
-    out = subprocess.run(
-        [*CLI, str(workspace.root), "ingest", f"urls:{tmp_path / 'csv'}", "--no-nsfw"],
-        capture_output=True,
-        text=True,
+    out = cli_support.run_cli(
+        "-w", workspace.root, "ingest", f"urls:{tmp_path / 'csv'}", "--no-nsfw"
     )
     assert out.returncode == 1, out.stderr
     assert "is a folder" in out.stderr and "IsADirectoryError" not in out.stderr
+    assert out.stderr.startswith("error: ") and out.stderr.strip().count("\n") == 0
 
 
 # ------------------------------------------------------------------------------ folders
