@@ -164,6 +164,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # full collections that the tests' allocations trigger stop re-scanning them (~0.5 CPU s a
     # worker) and so does the final collection at interpreter exit
     gc.freeze()
+    _MODULES_AT_LAST_FREEZE[0] = len(sys.modules)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -172,10 +173,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     gc.freeze()
 
 
+_MODULES_AT_LAST_FREEZE = [0]
+
+
+def _freeze_after_heavy_imports() -> None:
+    """A test that imported a heavy library (open_clip, datasets, torch._dynamo: hundreds of
+    modules) leaves its objects alive until exit, like collection's: frozen, so that later full
+    collections stop re-scanning them."""
+    if len(sys.modules) - _MODULES_AT_LAST_FREEZE[0] >= 100:
+        gc.freeze()
+        _MODULES_AT_LAST_FREEZE[0] = len(sys.modules)
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads_as_the_environment_asks():
     yield
     _threads_the_environment_asks_for()
+    _freeze_after_heavy_imports()
 
 
 @pytest.fixture(scope="session")
