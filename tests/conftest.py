@@ -165,6 +165,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # worker) and so does the final collection at interpreter exit
     gc.freeze()
     _MODULES_AT_LAST_FREEZE[0] = len(sys.modules)
+    # young collections every 10,000 net allocations instead of 700: the tests' short-lived
+    # containers (masks, records, tensors' wrappers) are mostly freed by reference counting
+    # before a collection sees them; ~2,000 -> ~100 young and ~10 -> 0 full collections a
+    # worker (0.1-0.65 CPU s a worker), the same peak memory
+    gc.set_threshold(10_000, 10, 10)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
