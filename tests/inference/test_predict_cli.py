@@ -224,10 +224,11 @@ def test_kill_and_resume_with_skip_existing(tmp_path, tiny_model):
 def test_shards_partition_the_inputs(tmp_path, tiny_model):
     src = tmp_path / "in"
     src.mkdir()
-    for i in range(5):
+    # 3 inputs, 2 shards of batch size 2: one shard fills a batch, the other does not
+    for i in range(3):
         Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(src / f"{i}.png")
     lst = tmp_path / "list.txt"
-    lst.write_text("\n".join(f"in/{i}.png" for i in range(5)) + "\n")
+    lst.write_text("\n".join(f"in/{i}.png" for i in range(3)) + "\n")
     out = tmp_path / "out"
     from entityseg_data.cli.main import main
 
@@ -250,8 +251,9 @@ def test_shards_partition_the_inputs(tmp_path, tiny_model):
                 *FAST,
             ]
         )
-    assert sorted(p.name for p in (out / "in").glob("*.png")) == [f"{i}.png" for i in range(5)]
-    assert (out / "summary.0-of-2.json").is_file() and (out / "summary.1-of-2.json").is_file()
+    assert sorted(p.name for p in (out / "in").glob("*.png")) == [f"{i}.png" for i in range(3)]
+    done = [json.loads((out / f"summary.{k}-of-2.json").read_text())["done"] for k in (0, 1)]
+    assert sorted(done) == [1, 2]  # each input predicted by exactly one shard
 
 
 def test_workspace_images_become_pre_annotations(workspace, tiny_model):
