@@ -30,11 +30,13 @@ SERVER_ARGS = ("annotate", "server", "--port", "0")
 BOUND = float(os.environ.get("ENTITYSEG_TEST_BOUND", "600"))  # s; reached only on failure
 
 
-def _default_sigint() -> None:
-    """The CLI starts with SIGINT's default action, as from a terminal: a test run started in
-    the background by a non-interactive shell inherits SIGINT *ignored*, and Python then keeps
-    ignoring it (the Ctrl-C test waited for its bound and failed)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _default_stop_signals() -> None:
+    """The CLI starts with the default actions of SIGINT and SIGHUP, as from a terminal: a test
+    run started in the background by a non-interactive shell inherits SIGINT *ignored*, one
+    started under ``nohup`` SIGHUP ignored, and the CLI then rightly keeps ignoring them (the
+    Ctrl-C test waited for its bound and failed; the SIGHUP tests hung in ``finish``)."""
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 class Child:
@@ -53,7 +55,8 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**env, "FAKE_LS_REPORT": str(self.fifo), "PYTHONUNBUFFERED": "1"},
-            preexec_fn=dies_with_this_process(_default_sigint),  # none left if pytest is killed
+            # none left if pytest is killed
+            preexec_fn=dies_with_this_process(_default_stop_signals),
         )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.pidfds: dict[int, int] = {}
@@ -93,11 +96,18 @@ class Child:
             self._pump(until)
 
     def finish(self) -> int:
-        """Wait for the CLI to exit; returns its exit code (output collected)."""
-        os.set_blocking(self.proc.stdout.fileno(), True)
-        rest = self.proc.stdout.read()
-        self.output += rest.decode(errors="replace")
-        return self.proc.wait(timeout=BOUND)
+        """Wait for the CLI to exit (its output closed, within the bound); returns its exit code
+        (output collected)."""
+        until = time.monotonic() + BOUND
+        out = self.proc.stdout.fileno()
+        while True:
+            ready, _, _ = select.select([out], [], [], max(0.0, until - time.monotonic()))
+            if not ready:
+                pytest.fail(f"annotate server still running after {BOUND:.0f} s:\n{self.output}")
+            chunk = os.read(out, 65536)
+            if not chunk:
+                return self.proc.wait(timeout=BOUND)
+            self.output += chunk.decode(errors="replace")
 
     def assert_dead(self, pid: int, bound: float = 60.0) -> None:
         """The process ``pid`` has exited (a zombie counts: it runs nothing)."""
