@@ -793,9 +793,13 @@ def main() -> None:
     if args.json:
         with open(args.json, "a") as f:
             for r in rows:
-                rate = rates.get(r["threads"])
-                rec = {**r, "gflops": gflops.get(r["preset"]), "rate": rate}
-                f.write(json.dumps({**rec, "rate_after": rates_after.get(r["threads"])}) + "\n")
+                rec = {
+                    **r,
+                    "gflops": gflops.get(r["preset"]),
+                    "rate": rates.get(r["threads"]),
+                    "rate_after": rates_after.get(r["threads"]),
+                }
+                f.write(json.dumps(rec) + "\n")
     if args.folder:
         print(
             "\n| preset | variant | threads | prefetch | images | image | wall s | CPU s | "

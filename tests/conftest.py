@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from gc_support import kept_for_the_process
 
 # the session-scoped `labelstudio` fixture and the Label Studio template helpers
 pytest_plugins = ["labelstudio_support"]
@@ -147,14 +148,9 @@ def _threads_the_environment_asks_for() -> None:
 def pytest_collection(session: pytest.Session):
     # collection imports torch, scipy and the test modules: objects that live until the process
     # exits, which the cyclic collector scanned again and again while they were created (5 full
-    # collections, ~0.4 CPU s a worker) to find next to no garbage; frozen at the end (below)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    # collections, ~0.4 CPU s a worker) to find next to no garbage
+    with kept_for_the_process():
         yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
