@@ -126,8 +126,9 @@ FORMAT_CHOICES = ("png", "json", "coco", "overlay", "cutouts", "npz")
     type=click.Choice(["fp32", "bf16", "fp16", "int8"]),
     default="fp32",
     show_default=True,
-    help="fp32 = the official computation; bf16/fp16 autocast (fp16: GPU) and int8 (dynamic "
-    "quantization of Linear layers, CPU) are faster approximations (docs/benchmarks.md).",
+    help="fp32 = the official computation; bf16/fp16 autocast (fp16: GPU; bf16 on CPU only with "
+    "AVX512-BF16/AMX: ~1.7x there, several times slower without) and int8 (dynamic quantization "
+    "of Linear layers, CPU) are faster approximations whose masks move (docs/benchmarks.md).",
 )
 @click.option("--trust-pickle", is_flag=True, help="Allow pickled checkpoints (trusted files).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

@@ -112,6 +112,15 @@ class EntitySegmenter:
             self.model = quantize_linear_int8(self.model)  # a no-op on a quantized model
         if precision == "fp16" and dev_type == "cpu":
             raise ConfigError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'int8'")
+        if precision == "bf16" and dev_type == "cpu":
+            from entityseg_data.model.runtime import cpu_bf16_native
+
+            if not cpu_bf16_native():
+                log.warning(
+                    "precision 'bf16': this CPU has no bf16 instructions (AVX512-BF16/AMX), "
+                    "so autocast emulates them and runs several times slower than fp32 "
+                    "(docs/benchmarks.md); use fp32"
+                )
 
     # ------------------------------------------------------------------ settings (read-only)
     @property

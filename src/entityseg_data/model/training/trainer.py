@@ -28,6 +28,7 @@ from entityseg_data.config import to_dict
 from entityseg_data.errors import CheckpointError, ConfigError
 from entityseg_data.io import atomic_write_text
 from entityseg_data.model.config import ModelConfig
+from entityseg_data.model.runtime import cpu_bf16_native
 from entityseg_data.model.training.checkpoint import (
     export_model,
     find_last_checkpoint,
@@ -80,8 +81,7 @@ def resolve_amp(mode: str, device: str) -> torch.dtype | None:
         return torch.float16
     if device.startswith("cuda"):
         return torch.float16
-    cpu = getattr(torch, "cpu", None)
-    if cpu is not None and getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+    if cpu_bf16_native():
         return torch.bfloat16
     return None
 
