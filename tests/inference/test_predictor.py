@@ -99,7 +99,9 @@ def test_default_size_end_to_end(segmenters, oracle_dir, model):
         model_version="x",
     )
     res = seg800(oracle_dir / "images" / "img_a_480x640.png")
-    check_against_oracle(res, d, max_mismatch=50)
+    # scores: the issue-17 parity bound (1e-4); the float rounding depends on the CPU's kernels:
+    # < 1e-5 on AVX2 EPYC hosts, 1.7e-5 for tiny_hornet on an AVX-512/AMX Xeon (2026-12-07)
+    check_against_oracle(res, d, max_mismatch=50, max_score_diff=1e-4)
 
 
 @pytest.mark.slow
