@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -51,6 +52,16 @@ def quantize_linear_int8(model: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's deprecation notices about quantized tensors
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+@functools.cache
+def _warn_emulated_bf16() -> None:
+    """Say once per process (not again for every segmenter derived with ``with_options``) that
+    bf16 autocast on this CPU is emulated."""
+    log.warning(
+        "precision 'bf16': this CPU has no bf16 instructions (AVX512-BF16/AMX), so autocast "
+        "emulates them and runs several times slower than fp32 (docs/benchmarks.md); use fp32"
+    )
 
 
 class EntitySegmenter:
@@ -116,11 +127,7 @@ class EntitySegmenter:
             from entityseg_data.model.runtime import cpu_bf16_native
 
             if not cpu_bf16_native():
-                log.warning(
-                    "precision 'bf16': this CPU has no bf16 instructions (AVX512-BF16/AMX), "
-                    "so autocast emulates them and runs several times slower than fp32 "
-                    "(docs/benchmarks.md); use fp32"
-                )
+                _warn_emulated_bf16()
 
     # ------------------------------------------------------------------ settings (read-only)
     @property
