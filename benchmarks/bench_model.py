@@ -5,7 +5,7 @@ Usage:
   .venv/bin/python benchmarks/bench_model.py --presets cropformer_hornet_3x --threads 1
       [--impl ours official] [--variants fp32 bf16 int8 int8_backbone] [--alloc tuned default]
       [--image PATH | --size 800 1067 | --size 3000 4000] [--repeat 2] [--device cuda]
-      [--official-python PY --cropformer-dir DIR] [--json results.jsonl]
+      [--official-python PY --cropformer-dir DIR] [--json results.jsonl] [--products-alone]
   .venv/bin/python benchmarks/bench_model.py --folder 4 --size 3000 4000 --presets ...
       (images per hour of ``run_predictions`` over a folder of photos, outputs written)
 
@@ -30,6 +30,10 @@ perturbed weights written by the official runner (``w_<preset>.pth``) and our co
 them (``ours_<preset>/``): then both implementations run the same weights and their outputs are
 compared (query-id map pixels, scores). How to build the official environment:
 docs/benchmarks.md ("Official code side by side").
+
+``--products-alone`` adds a table: per stage, the forward's FLOP-counted calls (matrix products,
+convolutions, attention) replayed alone at their own shapes (``products_alone``), their rate, and
+the rest of the stage's CPU s (everything else: elementwise ops, copies, norms, FFTs, gathers).
 
 The script runs unchanged on a GPU (``--device cuda``; CPU time is then host time and the
 floor column is left empty).
@@ -431,6 +435,149 @@ def stage_gflops(preset: str, hw: tuple[int, int]) -> dict[str, float]:
     }
 
 
+def products_alone(preset: str, hw: tuple[int, int], threads: int) -> dict[str, dict]:
+    """CPU s per stage of the forward's FLOP-counted calls (matrix products, convolutions,
+    attention: the ops ``FlopCounterMode`` counts) **run alone** on this machine at their own
+    shapes: the forward is traced on the meta device (views one at a time, as the CPU predictor
+    runs them), each distinct call (op, shapes, strides, arguments) is replayed on CPU with
+    random inputs, best of 3 after one warm-up, times its count. The remainder of a stage's
+    measured CPU s is everything else (elementwise ops, copies, norms, FFTs, gathers, softmax,
+    Python); the products' own rate (stage GFLOP / products alone) says how far the model's
+    shapes are from the 2048^3 matmul rate of the floor column."""
+    import collections
+
+    import torch
+    from torch.utils import _pytree as pytree
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    from entityseg_data.model.inference.preprocess import padded_size
+    from entityseg_data.model.inference.views import view_geometry
+    from entityseg_data.model.loading import build_model
+    from entityseg_data.model.presets import PRESETS
+    from entityseg_data.model.runtime import tune_allocator
+
+    tune_allocator()
+    torch.set_num_threads(threads)
+    cfg = PRESETS[preset]
+    geo = view_geometry(
+        *hw,
+        min_size=cfg.views.min_size,
+        max_size=cfg.views.max_size,
+        side_ratio=cfg.views.crop_side_ratio,
+        stride_ratio=cfg.views.crop_stride_ratio,
+        crops=cfg.batch_level,
+    )
+    hp, wp = padded_size(geo.resized_hw, cfg.size_divisibility)
+    model = build_model(cfg, device="meta").to_empty(device="meta").eval().requires_grad_(False)
+    stage_of = {
+        "backbone": model.backbone,
+        "pixel_decoder": model.sem_seg_head.pixel_decoder,
+        "decoder": model.sem_seg_head.predictor,
+    }
+    current = ["other"]
+    for name, mod in stage_of.items():
+        mod.register_forward_pre_hook(lambda *_, n=name: current.__setitem__(0, n))
+        mod.register_forward_hook(lambda *_: current.__setitem__(0, "other"))
+
+    def spec(x):
+        if isinstance(x, torch.Tensor):
+            return ("T", tuple(x.shape), tuple(x.stride()), x.dtype)
+        return tuple(x) if isinstance(x, list) else x
+
+    calls: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    examples: dict[tuple, tuple] = {}
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func.overloadpacket in flop_registry:
+                a, k = pytree.tree_map(spec, (args, kwargs))
+                key = (str(func), repr(a), repr(k))
+                calls[current[0]][key] += 1
+                examples[key] = (func, args, kwargs)
+            return func(*args, **kwargs)
+
+    x = torch.zeros(1, geo.num_views, 3, hp, wp, device="meta")
+    with torch.no_grad(), Record():
+        model(x, aux=False, view_chunk=1, image_masks=not cfg.batch_level)
+
+    def real(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        # the storage the shape and strides reach (expanded inputs have stride 0), filled
+        numel = 0 if 0 in t.shape else 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        base = torch.empty(numel, dtype=t.dtype)
+        base = base.normal_() if base.is_floating_point() else base.zero_()
+        return base.as_strided(tuple(t.shape), tuple(t.stride()))
+
+    seconds: dict[tuple, float] = {}
+    result: dict[str, dict] = {}
+    with torch.no_grad():
+        for stage, counter in calls.items():
+            total = 0.0
+            for key, n in counter.items():
+                if key not in seconds:
+                    func, args, kwargs = examples[key]
+                    ra, rk = pytree.tree_map(real, (args, kwargs))
+                    func(*ra, **rk)
+                    best = float("inf")
+                    for _ in range(3):
+                        t0 = time.process_time()
+                        func(*ra, **rk)
+                        best = min(best, time.process_time() - t0)
+                    seconds[key] = best
+                total += n * seconds[key]
+            result[stage] = {
+                "cpu_s": total,
+                "calls": sum(counter.values()),
+                "distinct": len(counter),
+            }
+    return result
+
+
+def fmt_products(rows: list[dict], gflops: dict[str, dict], alone: dict) -> str:
+    """Per stage: the FLOP-counted calls run alone (:func:`products_alone`) against the stage's
+    measured CPU s (the fp32 row with the best total at that thread count)."""
+    lines = [
+        "| preset | threads | stage | GFLOP | products alone CPU s | their rate GFLOP/s | "
+        "stage CPU s | products alone / stage | rest CPU s |",
+        "|" + "---|" * 9,
+    ]
+    for (preset, t), stages in alone.items():
+        cands = [
+            r
+            for r in rows
+            if r["preset"] == preset
+            and r["threads"] == t
+            and r["impl"] == "ours"
+            and r["variant"] == "fp32"
+        ]
+        best = min(cands, key=lambda r: r["cpu_s"]) if cands else None
+        g = gflops.get(preset, {})
+        for stage in ("backbone", "pixel_decoder", "decoder", "total"):
+            if stage == "total":
+                p = sum(v["cpu_s"] for v in stages.values())
+                measured = best["cpu_s"] if best else None
+            else:
+                if stage not in stages:
+                    continue
+                p = stages[stage]["cpu_s"]
+                st = best["stages"].get(stage) if best else None
+                measured = st["cpu_s"] if st else None
+            gf = g.get(stage)
+            rate = f"{gf / p:.0f}" if gf and p else ""
+            frac = f"{100 * p / measured:.0f} %" if measured else ""
+            rest = f"{measured - p:.2f}" if measured else ""
+            meas = f"{measured:.2f}" if measured else ""
+            gtxt = f"{gf:.0f}" if gf else ""
+            lines.append(
+                f"| {preset} | {t} | {stage} | {gtxt} | {p:.2f} | {rate} | "
+                f"{meas} | {frac} | {rest} |"
+            )
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- folder mode
 def run_folder(args, preset: str, variant: str) -> dict:
     """Images per hour of ``run_predictions`` (decode, predict, write png + json) over
@@ -685,10 +832,17 @@ def main() -> None:
     )
     ap.add_argument("--prefetch", type=int, default=1, help="folder mode: images decoded ahead")
     ap.add_argument("--json", default=None, help="append every result to this JSON-lines file")
+    ap.add_argument(
+        "--products-alone",
+        action="store_true",
+        help="also time the forward's matrix products, convolutions and attention calls alone "
+        "at their shapes (per stage; ~1 min per thread count)",
+    )
     # child modes
     ap.add_argument("--one", nargs=3, metavar=("IMPL", "PRESET", "VARIANT"), help=argparse.SUPPRESS)
     ap.add_argument("--gflops", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rate", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--products", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--save-output", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--save-weights", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -711,6 +865,9 @@ def main() -> None:
     if args.rate:
         print(json.dumps({"gflops": matmul_rate(args.threads, args.device)}))
         return
+    if args.products:
+        print(json.dumps(products_alone(args.products, tuple(args.size), args.threads)))
+        return
 
     official = (
         "official" in args.impl and args.official_python and args.cropformer_dir and not args.folder
@@ -725,6 +882,7 @@ def main() -> None:
         print(f"fp32 matmul rate at {t} thread(s): {rate and round(rate, 1)} GFLOP per CPU s")
     rows: list[dict] = []
     gflops: dict[str, dict] = {}
+    alone: dict[tuple[str, int], dict] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench_model_"))
     for preset in args.presets:
         if args.folder:
@@ -749,6 +907,10 @@ def main() -> None:
                     rows.append(r)
             continue
         gflops[preset] = _child(args, ["--gflops", preset])
+        if args.products_alone and not args.device.startswith("cuda"):
+            for t in thread_counts:
+                alone[(preset, t)] = _child(args, ["--products", preset, "--threads", str(t)])
+                print(f"{preset}, {t} thread(s), FLOP-counted calls alone: {alone[(preset, t)]}")
         if official and args.weights_dir and not Path(args.weights_dir, f"w_{preset}.pth").exists():
             _prepare_weights(args, preset)
         for rep in range(args.repeat):
@@ -816,6 +978,9 @@ def main() -> None:
         return
     print()
     print(fmt_table(rows, gflops, rates))
+    if alone:
+        print()
+        print(fmt_products(rows, gflops, alone))
     for r in rows:
         if "agreement" in r:
             print(f"{r['preset']}: ours vs official: {r['agreement']}")
