@@ -395,11 +395,10 @@ def run_official(args, preset: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- FLOPs
-def stage_gflops(preset: str, hw: tuple[int, int]) -> dict[str, float]:
-    """GFLOP per stage of one forward at the padded view size of an ``hw`` image (meta device,
-    no memory, no time)."""
+def meta_model(preset: str, hw: tuple[int, int]):
+    """(config, model, input) on the meta device for an ``hw`` image: the views of the preset
+    at their padded size, (1, V, 3, Hp, Wp)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from entityseg_data.model.inference.preprocess import padded_size
     from entityseg_data.model.inference.views import view_geometry
@@ -417,7 +416,16 @@ def stage_gflops(preset: str, hw: tuple[int, int]) -> dict[str, float]:
     )
     hp, wp = padded_size(geo.resized_hw, cfg.size_divisibility)
     model = build_model(cfg, device="meta").to_empty(device="meta").eval().requires_grad_(False)
-    x = torch.zeros(1, geo.num_views, 3, hp, wp, device="meta")
+    return cfg, model, torch.zeros(1, geo.num_views, 3, hp, wp, device="meta")
+
+
+def stage_gflops(preset: str, hw: tuple[int, int]) -> dict[str, float]:
+    """GFLOP per stage of one forward at the padded view size of an ``hw`` image (meta device,
+    no memory, no time)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, model, x = meta_model(preset, hw)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(x, aux=False)
@@ -451,25 +459,11 @@ def products_alone(preset: str, hw: tuple[int, int], threads: int) -> dict[str, 
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry
 
-    from entityseg_data.model.inference.preprocess import padded_size
-    from entityseg_data.model.inference.views import view_geometry
-    from entityseg_data.model.loading import build_model
-    from entityseg_data.model.presets import PRESETS
     from entityseg_data.model.runtime import tune_allocator
 
     tune_allocator()
     torch.set_num_threads(threads)
-    cfg = PRESETS[preset]
-    geo = view_geometry(
-        *hw,
-        min_size=cfg.views.min_size,
-        max_size=cfg.views.max_size,
-        side_ratio=cfg.views.crop_side_ratio,
-        stride_ratio=cfg.views.crop_stride_ratio,
-        crops=cfg.batch_level,
-    )
-    hp, wp = padded_size(geo.resized_hw, cfg.size_divisibility)
-    model = build_model(cfg, device="meta").to_empty(device="meta").eval().requires_grad_(False)
+    cfg, model, x = meta_model(preset, hw)
     stage_of = {
         "backbone": model.backbone,
         "pixel_decoder": model.sem_seg_head.pixel_decoder,
@@ -498,7 +492,6 @@ def products_alone(preset: str, hw: tuple[int, int], threads: int) -> dict[str, 
                 examples[key] = (func, args, kwargs)
             return func(*args, **kwargs)
 
-    x = torch.zeros(1, geo.num_views, 3, hp, wp, device="meta")
     with torch.no_grad(), Record():
         model(x, aux=False, view_chunk=1, image_masks=not cfg.batch_level)
 
