@@ -17,6 +17,8 @@ from entityseg_data.model.layers import (
     ms_deform_attn_grid_sample,
     ms_deform_attn_sample,
 )
+from entityseg_data.model.layers import ms_deform_attn as ms_deform_attn_module
+from entityseg_data.model.layers.ms_deform_attn import _softmax_few_
 from entityseg_data.model.loading import build_model
 from entityseg_data.model.presets import PRESETS
 
@@ -394,14 +396,26 @@ def test_prediction_path_has_no_cpu_assumption(view_chunk, preset):
     assert out.batch_level.final.pred_masks.shape == (1, 16, 5, 16, 24)
 
 
-def test_inference_fast_paths_equal_the_autograd_computation():
+def _perturbed_tiny_hornet() -> torch.nn.Module:
+    """tiny_hornet with every parameter moved off the official init (its deformable attention
+    starts with zero attention logits: a uniform softmax would hide any difference there)."""
+    torch.manual_seed(0)
+    model = build_model(PRESETS["tiny_hornet"]).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p), alpha=0.05)
+    return model
+
+
+def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     """Without autograd HorNet scales the mixer output and applies GELU in place, the
     deformable attention adds its reference points in place and the decoder writes its tokens
     into their final layout: bitwise the values of the out-of-place ops that run while
     autograd records (parameters frozen here, so that both runs take the same
-    deformable-attention sampler: the gather)."""
-    torch.manual_seed(0)
-    model = build_model(PRESETS["tiny_hornet"]).eval().requires_grad_(False)
+    deformable-attention sampler: the gather). The attention-weight softmax, the one fast path
+    that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here."""
+    monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", lambda x: F.softmax(x, -1))
+    model = _perturbed_tiny_hornet()
     x = torch.randn(2, 3, 64, 96)
     runs = []
     for grad in (False, True):
@@ -422,3 +436,35 @@ def test_inference_fast_paths_equal_the_autograd_computation():
             outs.append(model(views, aux=False).batch_level.final)
     assert torch.equal(outs[0].pred_logits, outs[1].pred_logits)
     assert torch.equal(outs[0].pred_masks, outs[1].pred_masks)
+
+
+def test_deformable_attention_softmax_fast_path():
+    """The attention-weight softmax without autograd on CPU (max, exp, sum, divide in place):
+    within ~1 ulp of ``F.softmax``, stable for large logits; with autograd ``F.softmax`` itself
+    and the input untouched; the whole tiny model's outputs stay within float rounding."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 300, 4, 12) * 4
+    logits[0, 0, 0] = torch.tensor([88.0, -88.0, 87.5, *[0.0] * 9])  # exp would overflow
+    ref = F.softmax(logits, -1)
+    x = logits.clone()
+    with torch.no_grad():
+        got = _softmax_few_(x)
+    assert got.data_ptr() == x.data_ptr()  # in place
+    assert torch.isfinite(got).all()
+    assert (got - ref).abs().max() <= 1e-6
+    assert (got.sum(-1) - 1).abs().max() <= 1e-6
+    y = logits.clone().requires_grad_(True)
+    out = _softmax_few_(y)
+    assert torch.equal(out, ref) and torch.equal(y.detach(), logits)
+    out[..., 0].sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+    # end to end: inference (fast softmax) against the autograd run (F.softmax)
+    model = _perturbed_tiny_hornet()
+    views = torch.randn(1, 2, 3, 64, 96)
+    outs = []
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            outs.append(model(views, aux=False).batch_level.final)
+    assert not torch.equal(outs[0].pred_masks, outs[1].pred_masks)  # the paths really differ
+    torch.testing.assert_close(outs[0].pred_logits, outs[1].pred_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[0].pred_masks, outs[1].pred_masks, rtol=1e-5, atol=1e-4)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from entityseg_data.model.config import ModelConfig
 from entityseg_data.model.decoder import MultiScaleMaskedTransformerDecoder
+from entityseg_data.model.layout import copy_channels_first_
 from entityseg_data.model.outputs import ModelOutput
 from entityseg_data.model.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 
@@ -159,9 +160,10 @@ class CropFormer(nn.Module):
                     mask_features=part.mask_features.new_empty((n, *part.mask_features.shape[1:])),
                     multi_scale=[m.new_empty((n, *m.shape[1:])) for m in part.multi_scale],
                 )
-            out.mask_features[s:e].copy_(part.mask_features)
+            copy_channels_first_(out.mask_features[s:e], part.mask_features)
             for dst, src in zip(out.multi_scale, part.multi_scale):
-                dst[s:e].copy_(src)
+                # the encoder's maps are channels-last views of its tokens
+                copy_channels_first_(dst[s:e], src)
             del part
         return out
 

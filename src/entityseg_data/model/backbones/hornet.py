@@ -25,6 +25,7 @@ from entityseg_data.model.backbones.common import (
     maybe_checkpoint,
 )
 from entityseg_data.model.backbones.config import OUT_FEATURES, HorNetConfig
+from entityseg_data.model.layout import channels_first
 
 
 class GlobalLocalFilter(nn.Module):
@@ -82,7 +83,7 @@ class GlobalLocalFilter(nn.Module):
         h, w = x.shape[1], x.shape[2]
         # the FFT over channels-first planes (contiguous rows: ~1.3x faster than over strided
         # channels-last axes at stage 3), back to a channels-last view for the interleave
-        x2 = x[..., c:].permute(0, 3, 1, 2).contiguous().float()
+        x2 = channels_first(x[..., c:]).float()
         spec = torch.fft.rfft2(x2, dim=(2, 3), norm="ortho")
         spec = spec * self._spectral_weight_cached((spec.shape[2], spec.shape[3]))
         x2 = torch.fft.irfft2(spec, s=(h, w), dim=(2, 3), norm="ortho").permute(0, 2, 3, 1)
@@ -273,7 +274,7 @@ class HorNet(Backbone):
             for block in stage:
                 x = maybe_checkpoint(block, x, enabled=self.cfg.gradient_checkpointing)
             out = _layer_norm_nhwc(getattr(self, f"norm{i}"), x)
-            outs[OUT_FEATURES[i]] = out.permute(0, 3, 1, 2).contiguous()
+            outs[OUT_FEATURES[i]] = channels_first(out)
         return outs
 
 

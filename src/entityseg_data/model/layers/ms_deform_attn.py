@@ -159,6 +159,18 @@ def ms_deform_attn_gather(
     return out.view(n, m, lq, d).transpose(1, 2).reshape(n, lq, m * d)
 
 
+def _softmax_few_(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis of ``x`` (a few values: levels x points = 12), overwriting
+    ``x`` where it can. On CPU without autograd computed as max, exp, sum and divide in place:
+    ~5x faster than ``F.softmax``, whose CPU kernel vectorises along that short axis (HorNet-L's
+    encoder, 17850 x 8 rows of 12: 5 against 29 ms per layer on one thread); equal within ~1
+    ulp. With autograd, or on another device, ``F.softmax`` (``x`` untouched)."""
+    if x.device.type != "cpu" or torch.is_grad_enabled():
+        return F.softmax(x, -1)
+    e = x.sub_(x.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
+
 class MSDeformAttn(nn.Module):
     """Deformable attention over ``n_levels`` feature maps with ``n_points`` samples per head.
 
@@ -228,7 +240,7 @@ class MSDeformAttn(nn.Module):
         weights = self.attention_weights(query).view(
             n, lq, self.n_heads, self.n_levels * self.n_points
         )
-        weights = F.softmax(weights, -1).view(n, lq, self.n_heads, self.n_levels, self.n_points)
+        weights = _softmax_few_(weights).view(n, lq, self.n_heads, self.n_levels, self.n_points)
         # (L, P, 2) sizes as (W, H) and (N, Lq, 1, L, P, 2) reference points, materialised so
         # that both broadcasts below run over 2 L P contiguous values (vectorised; the strided
         # broadcast of (L, 1, 2) took ~4x longer); the same quotients and sums
