@@ -136,6 +136,33 @@ def test_tiled_equals_reference_on_random_logits(seed, h, w, grid):
         assert mismatch == 0 and worst < 1e-5
 
 
+def test_a_fully_claimed_tile_skips_the_remaining_candidates(monkeypatch):
+    """Once every pixel of a tile is taken, the later (lower-priority) candidates cannot win
+    any of it: the tile stops there, and the result is still the reference's."""
+    logits, masks, geo = _random_case(11, 97, 131, q=12)
+    masks[0] = 8.0  # candidate 0 covers the whole image in every view...
+    logits[0] = torch.tensor([10.0, -10.0])  # ...and comes first
+    calls: list[int] = []
+    fused = fusion._fused_tile
+
+    def spy(masks_, ids, *a, **k):
+        calls.append(int(ids[0]))
+        return fused(masks_, ids, *a, **k)
+
+    monkeypatch.setattr(fusion, "_fused_tile", spy)
+    tile = 23
+    opts = PostprocessOptions(  # one candidate per chunk
+        score_mode="reference", tile=tile, tile_budget_mb=0.001, **ALL
+    )
+    res = postprocess_single(logits, masks, geo, opts)
+    tiles = -(-97 // tile) * -(-131 // tile)
+    assert calls == [0] * tiles  # one chunk per tile: candidate 0's
+    ref = reference_postprocess(logits, masks, geo)
+    mismatch, worst = compare_with(ref.masks, ref.scores, ref.query_index, res)
+    assert mismatch == 0 and worst < 1e-5
+    assert res.query_index.tolist() == [0] and res.areas.tolist() == [97 * 131]
+
+
 @pytest.mark.parametrize("m2f", [False, True])
 def test_parallel_tiles_give_the_same_result(m2f, monkeypatch):
     """Tiles fused by 2 worker threads (ops on one thread each) give exactly the one-worker

@@ -263,6 +263,8 @@ def _paint_tile(
         hi_x.scatter_reduce_(0, wid, xs + c0, "amax")
         claimed |= has
         labels[wmask.cpu().numpy()] = (wid + 1).cpu().numpy().astype(np.uint16)
+        if bool(claimed.all()):  # every pixel taken: the later candidates win nothing here
+            break
     return _TilePart(labels, areas, sum_prob, sum_sig, lo_x, lo_y, hi_x, hi_y)
 
 
