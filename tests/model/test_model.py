@@ -256,6 +256,15 @@ def test_pooled_attention_masks_equal_resized_full_masks():
             torch.equal(_mask_for_attention(ours, None, 2), _mask_for_attention(full, size, 2))
             or (ours.abs() < 1e-4).any()
         )
+    # the averages are bitwise the resize's own arithmetic on the four source pixels
+    for sh, sw in ((8, 8), (4, 4), (2, 2), (8, 4)):
+        r, c = sh // 2 - 1, sw // 2 - 1
+        a, b = feats[..., r::sh, c::sw], feats[..., r::sh, c + 1 :: sw]
+        cc, d = feats[..., r + 1 :: sh, c::sw], feats[..., r + 1 :: sh, c + 1 :: sw]
+        want = (a * 0.5 + b * 0.5) * 0.5 + (cc * 0.5 + d * 0.5) * 0.5
+        assert torch.equal(rf.pooled((32 // sh, 48 // sw)), want)
+        grad = feats.clone().requires_grad_(True)
+        assert torch.equal(_ResizedFeatures(grad).pooled((32 // sh, 48 // sw)), want)
     assert rf.pooled((5, 6)) is None  # not an even integer factor: caller resizes
     assert rf.pooled((6, 16)) is None  # odd factor (3 x 3)
     views = torch.randn(2, 3, 16, 8, 12)
