@@ -447,7 +447,7 @@ def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     assert torch.equal(outs[0].pred_masks, outs[1].pred_masks)
 
 
-def test_deformable_attention_softmax_fast_path():
+def test_deformable_attention_softmax_fast_path(monkeypatch):
     """The attention-weight softmax without autograd on CPU (max, exp, sum, divide in place):
     within ~1 ulp of ``F.softmax``, stable for large logits; with autograd ``F.softmax`` itself
     and the input untouched; the whole tiny model's outputs stay within float rounding."""
@@ -470,10 +470,21 @@ def test_deformable_attention_softmax_fast_path():
     # end to end: inference (fast softmax) against the autograd run (F.softmax)
     model = _perturbed_tiny_hornet()
     views = torch.randn(1, 2, 3, 64, 96)
-    outs = []
+    in_place: list[bool] = []  # per call: the result overwrote its input (the fast path)
+
+    def spy(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.data_ptr()
+        res = _softmax_few_(t)
+        in_place.append(res.data_ptr() == ptr)
+        return res
+
+    monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", spy)
+    outs, paths = [], []
     for grad in (False, True):
+        in_place.clear()
         with torch.set_grad_enabled(grad):
             outs.append(model(views, aux=False).batch_level.final)
-    assert not torch.equal(outs[0].pred_masks, outs[1].pred_masks)  # the paths really differ
+        paths.append(set(in_place))
+    assert paths == [{True}, {False}]  # every encoder layer: fast without autograd, not with
     torch.testing.assert_close(outs[0].pred_logits, outs[1].pred_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(outs[0].pred_masks, outs[1].pred_masks, rtol=1e-5, atol=1e-4)
