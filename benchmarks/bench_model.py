@@ -253,9 +253,8 @@ def run_ours(args, preset: str, variant: str) -> dict:
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
     clock = StageClock(sync)
     model = seg.model
-    clock.wrap(model.backbone, "forward", "backbone", "gap")
-    clock.wrap(model.sem_seg_head.pixel_decoder, "forward", "pixel_decoder", "gap")
-    clock.wrap(model.sem_seg_head.predictor, "forward", "decoder", "post")
+    for stage, module in stage_modules(model).items():
+        clock.wrap(module, "forward", stage, "post" if stage == "decoder" else "gap")
     load = list(os.getloadavg())
     results, res = timed_call(lambda: seg.predict_arrays([rgb]), clock)
     r = results[0]
@@ -395,6 +394,16 @@ def run_official(args, preset: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- FLOPs
+def stage_modules(model) -> dict:
+    """Our model's measured stages in order: ``{"backbone", "pixel_decoder", "decoder"}`` ->
+    the module whose forward is that stage."""
+    return {
+        "backbone": model.backbone,
+        "pixel_decoder": model.sem_seg_head.pixel_decoder,
+        "decoder": model.sem_seg_head.predictor,
+    }
+
+
 def meta_model(preset: str, hw: tuple[int, int]):
     """(config, model, input) on the meta device for an ``hw`` image: the views of the preset
     at their padded size, (1, V, 3, Hp, Wp)."""
@@ -464,13 +473,8 @@ def products_alone(preset: str, hw: tuple[int, int], threads: int) -> dict[str, 
     tune_allocator()
     torch.set_num_threads(threads)
     cfg, model, x = meta_model(preset, hw)
-    stage_of = {
-        "backbone": model.backbone,
-        "pixel_decoder": model.sem_seg_head.pixel_decoder,
-        "decoder": model.sem_seg_head.predictor,
-    }
     current = ["other"]
-    for name, mod in stage_of.items():
+    for name, mod in stage_modules(model).items():
         mod.register_forward_pre_hook(lambda *_, n=name: current.__setitem__(0, n))
         mod.register_forward_hook(lambda *_: current.__setitem__(0, "other"))
 
