@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from entityseg_data.model.backbones import hornet as hornet_module
 from entityseg_data.model.decoder import _mask_for_attention
 from entityseg_data.model.layers import (
     PositionEmbeddingSine,
@@ -416,14 +417,20 @@ def _perturbed_tiny_hornet() -> torch.nn.Module:
     return model
 
 
+def _plain_scaled_residual(owner, shortcut, gamma, x, weight, bias, *, inplace=False):
+    return torch.addcmul(shortcut, gamma, F.linear(x, weight, bias))
+
+
 def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     """Without autograd HorNet scales the mixer output and applies GELU in place, the
     deformable attention adds its reference points in place and the decoder writes its tokens
     into their final layout: bitwise the values of the out-of-place ops that run while
     autograd records (parameters frozen here, so that both runs take the same
     deformable-attention sampler: the gather). The attention-weight softmax, the one fast path
-    that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here."""
+    that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here, and so
+    is HorNet's residual with the layer scale folded into the product (test_hornet.py)."""
     monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", lambda x: F.softmax(x, -1))
+    monkeypatch.setattr(hornet_module, "scaled_residual", _plain_scaled_residual)
     model = _perturbed_tiny_hornet()
     x = torch.randn(2, 3, 64, 96)
     runs = []
