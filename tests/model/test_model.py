@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from entityseg_data.model.backbones import hornet as hornet_module
 from entityseg_data.model.decoder import _mask_for_attention
 from entityseg_data.model.layers import (
+    MSDeformAttn,
     PositionEmbeddingSine,
     PositionEmbeddingSine3D2D,
     ms_deform_attn_gather,
+    ms_deform_attn_gather_offsets,
     ms_deform_attn_grid_sample,
     ms_deform_attn_sample,
 )
@@ -421,6 +423,94 @@ def _plain_scaled_residual(owner, shortcut, gamma, x, weight, bias, *, inplace=F
     return torch.addcmul(shortcut, gamma, F.linear(x, weight, bias))
 
 
+def _gather_of_locations(value, shapes, reference_points, offsets, weights):
+    """The autograd path's normalised locations, sampled by the gather."""
+    n, lq, _, levels, points, _ = offsets.shape
+    normalizer = torch.tensor([[float(w), float(h)] for h, w in shapes])
+    normalizer = normalizer[:, None, :].expand(levels, points, 2).contiguous()
+    ref = reference_points[:, :, None, :, None, :].expand(n, lq, 1, levels, points, 2)
+    return ms_deform_attn_gather(value, shapes, offsets / normalizer + ref.contiguous(), weights)
+
+
+def _offsets_case(seed: int = 0):
+    """A pixel-decoder-like sampling: 3 levels, 8 heads, offsets of a few pixels around the
+    references and 50 queries sampling far outside every map."""
+    torch.manual_seed(seed)
+    shapes = [(5, 7), (10, 14), (20, 28)]
+    s = sum(h * w for h, w in shapes)
+    n, m, d, levels, p = 2, 8, 32, 3, 4
+    value = torch.randn(n, s, m, d)
+    ref = torch.rand(n, s, levels, 2)
+    offsets = torch.randn(n, s, m, levels, p, 2) * 3
+    offsets[:, :50] *= 30
+    weights = torch.softmax(torch.randn(n, s, m, levels * p), -1).view(n, s, m, levels, p)
+    return shapes, value, ref, offsets, weights
+
+
+def test_ms_deform_attn_gather_offsets_matches_float64():
+    """The inference gather from the offsets (pixel = ref W - 1/2 + offset, indices and weights
+    by selection products) against the official grid_sample computation in float64: as close
+    as the official float32 computation within a factor 2 (both a few 1e-6 here; at the
+    pixel decoder's size ours was the closer, 2.3e-5 against 2.5e-5); the gather of locations
+    likewise."""
+    shapes, value, ref, offsets, weights = _offsets_case()
+    normalizer = torch.tensor([[float(w), float(h)] for h, w in shapes])[:, None, :]
+    loc64 = ref.double()[:, :, None, :, None, :] + offsets.double() / normalizer.double()
+    with torch.no_grad():
+        truth = ms_deform_attn_grid_sample(value.double(), shapes, loc64, weights.double())
+        loc32 = ref[:, :, None, :, None, :] + offsets / normalizer  # as the official code
+        official = ms_deform_attn_grid_sample(value, shapes, loc32, weights)
+        got = ms_deform_attn_gather_offsets(value, shapes, ref, offsets, weights)
+        of_locations = ms_deform_attn_gather(value, shapes, loc64.float(), weights)
+    err = (got.double() - truth).abs().max().item()
+    err_official = (official.double() - truth).abs().max().item()
+    assert err < 2e-5 and err <= 2 * err_official
+    assert (of_locations.double() - truth).abs().max().item() < 2e-5
+    # far outside reads zeros: a sample 1000 pixels away contributes nothing
+    far = offsets.clone()
+    far[:, :, :, 0, 0] = 1000.0
+    w0 = weights.clone()
+    w0[:, :, :, 0, 0] = 0.0
+    with torch.no_grad():
+        a = ms_deform_attn_gather_offsets(value, shapes, ref, far, weights)
+        b = ms_deform_attn_gather_offsets(value, shapes, ref, far, w0)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_ms_deform_attn_gather_offsets_float64_selection(monkeypatch):
+    """With a float32 matmul precision below "highest" the selection products run in float64
+    (a reduced float32 product would corrupt the indices): the same samples, the weights
+    within float32 rounding."""
+    shapes, value, ref, offsets, weights = _offsets_case(1)
+    with torch.no_grad():
+        exact32 = ms_deform_attn_gather_offsets(value, shapes, ref, offsets, weights)
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("medium")
+        try:
+            wide = ms_deform_attn_gather_offsets(value, shapes, ref, offsets, weights)
+        finally:
+            torch.set_float32_matmul_precision(previous)
+    torch.testing.assert_close(wide, exact32, rtol=0, atol=2e-6)
+
+
+def test_ms_deform_attn_module_inference_matches_autograd():
+    """The module without autograd (gather from the offsets) against the module with autograd
+    (normalised locations, grid_sample): within float rounding."""
+    torch.manual_seed(0)
+    attn = MSDeformAttn(d_model=64, n_levels=3, n_heads=4, n_points=4)
+    with torch.no_grad():
+        attn.sampling_offsets.weight.normal_(0, 0.3)
+        attn.attention_weights.weight.normal_(0, 0.3)
+    shapes = [(4, 6), (8, 12), (16, 24)]
+    s = sum(h * w for h, w in shapes)
+    query, src = torch.randn(2, s, 64), torch.randn(2, s, 64)
+    ref = torch.rand(2, s, 3, 2)
+    with torch.no_grad():
+        fast = attn(query, ref, src, shapes)
+    slow = attn(query, ref, src, shapes)
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-5)
+
+
 def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     """Without autograd HorNet scales the mixer output and applies GELU in place, the
     deformable attention adds its reference points in place and the decoder writes its tokens
@@ -428,9 +518,13 @@ def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     autograd records (parameters frozen here, so that both runs take the same
     deformable-attention sampler: the gather). The attention-weight softmax, the one fast path
     that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here, and so
-    is HorNet's residual with the layer scale folded into the product (test_hornet.py)."""
+    is HorNet's residual with the layer scale folded into the product (test_hornet.py) and the
+    deformable attention's gather from the offsets (next tests)."""
     monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", lambda x: F.softmax(x, -1))
     monkeypatch.setattr(hornet_module, "scaled_residual", _plain_scaled_residual)
+    monkeypatch.setattr(
+        ms_deform_attn_module, "ms_deform_attn_gather_offsets", _gather_of_locations
+    )
     model = _perturbed_tiny_hornet()
     x = torch.randn(2, 3, 64, 96)
     runs = []

@@ -219,7 +219,9 @@ def scaled_residual(
         out = shortcut if inplace else shortcut.clone()
     else:
         out = shortcut.add_(scaled_b) if inplace else torch.add(shortcut, scaled_b)
-    out.view(-1, out.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), scaled_w.t())
+    flat = out.view(-1, out.shape[-1])
+    # ``addmm(out=flat)`` rather than ``addmm_``: the same kernel, and FLOP counters see it
+    torch.addmm(flat, x.reshape(-1, x.shape[-1]), scaled_w.t(), out=flat)
     return out
 
 
@@ -270,6 +272,8 @@ class HorBlock(nn.Module):
         hidden = self.act(hidden) if torch.is_grad_enabled() else torch.ops.aten.gelu_(hidden)
         if dropping:
             return x + self.drop_path(self.gamma2 * self.pwconv2(hidden))
+        if type(self.pwconv2) is not nn.Linear:  # e.g. a dynamically quantized int8 Linear
+            return torch.addcmul(x, self.gamma2, self.pwconv2(hidden))
         # x is this block's own tensor here (the first residual's output): summed into in place
         return scaled_residual(
             self.pwconv2,

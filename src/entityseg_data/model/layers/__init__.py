@@ -3,6 +3,7 @@
 from entityseg_data.model.layers.ms_deform_attn import (
     MSDeformAttn,
     ms_deform_attn_gather,
+    ms_deform_attn_gather_offsets,
     ms_deform_attn_grid_sample,
     ms_deform_attn_sample,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "PositionEmbeddingSine3D2D",
     "SelfAttentionLayer",
     "ms_deform_attn_gather",
+    "ms_deform_attn_gather_offsets",
     "ms_deform_attn_grid_sample",
     "ms_deform_attn_sample",
 ]

@@ -7,8 +7,11 @@ padding. Parameter names follow the official ``MSDeformAttn`` so checkpoints loa
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -93,70 +96,198 @@ def ms_deform_attn_gather(
     Each (query, head) output is a weighted sum of ``4 x L x P`` rows of that head's values: the
     four bilinear corners of every sample, weighted by ``attention weight x corner weight``.
     ``F.embedding_bag(mode="sum", per_sample_weights=...)`` sums those rows without
-    materialising them. Zero padding without masks: each level is stored with a zero border (1
-    row/column before, 2 after) and the pixel coordinates are clamped to [-1, W] x [-1, H], so a
-    sample outside the map reads zeros, as ``grid_sample(padding_mode="zeros")`` does. Bags are
-    ordered head-major, so consecutive bags read neighbouring rows of one head's table (cache
-    locality: ~3x faster than query-major on CPU). Same values as the ``grid_sample`` path up to
-    float rounding (the summation order differs; both ~2e-5 from float64 at 1/8 of 800x1088).
+    materialising them (see :func:`_gather_pixels`). The pixel coordinates are
+    ``grid_sample``'s unnormalisation of the locations (``align_corners=False``), computed with
+    its roundings. Same values as the ``grid_sample`` path up to float rounding (the summation
+    order differs; both ~2e-5 from float64 at 1/8 of 800x1088).
 
-    Shapes as in :func:`ms_deform_attn_grid_sample`; returns (N, Lq, M * D). Memory: the
-    zero-bordered table (~ value) + int32 indices and fp32 weights of N x M x Lq x L x P x 4.
+    Shapes as in :func:`ms_deform_attn_grid_sample`; returns (N, Lq, M * D).
+    """
+    n, lq, m, _, num_points, _ = sampling_locations.shape
+    wh = _level_sizes(spatial_shapes, num_points, value)
+    # pixel = ((2 loc - 1 + 1) W - 1) / 2, query-major (N, Lq, M, L P 2)
+    pix = sampling_locations.reshape(n, lq, m, -1).clone().mul_(2).sub_(1)
+    pix = pix.add_(1).mul_(wh).sub_(1).div_(2)
+    return _gather_pixels(value, spatial_shapes, pix, attention_weights)
+
+
+def ms_deform_attn_gather_offsets(
+    value: Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    reference_points: Tensor,
+    sampling_offsets: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """:func:`ms_deform_attn_gather` of the locations ``reference + offset / (W_l, H_l)``,
+    computed from the offsets directly: the pixel coordinate ``loc x W - 1/2`` is
+    ``reference x W - 1/2 + offset`` (one sum per sample instead of a division, a sum and the
+    unnormalisation's five passes). Equal to the official computation up to float rounding
+    (closer to float64: the offsets are not divided and multiplied back).
+
+    reference_points (N, Lq, L, 2) normalised (x, y); sampling_offsets (N, Lq, M, L, P, 2) in
+    pixels of each level (the ``sampling_offsets`` Linear output); attention_weights
+    (N, Lq, M, L, P). Returns (N, Lq, M * D).
+    """
+    n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
+    wh = torch.tensor(
+        [[float(w), float(h)] for h, w in spatial_shapes], dtype=value.dtype, device=value.device
+    )
+    ref = reference_points.mul(wh).sub_(0.5)  # (N, Lq, L, 2)
+    ref = ref[:, :, None, :, None, :].expand(n, lq, 1, num_levels, num_points, 2)
+    pix = torch.add(
+        sampling_offsets.reshape(n, lq, m, -1), ref.reshape(n, lq, 1, num_levels * num_points * 2)
+    )
+    return _gather_pixels(value, spatial_shapes, pix, attention_weights)
+
+
+def _level_sizes(spatial_shapes: list[tuple[int, int]], num_points: int, like: Tensor) -> Tensor:
+    """(L P 2,) the (W_l, H_l) of every sample's level, x then y."""
+    wh = torch.tensor(
+        [[float(w), float(h)] for h, w in spatial_shapes], dtype=like.dtype, device=like.device
+    )
+    return wh[:, None, :].expand(len(spatial_shapes), num_points, 2).reshape(-1)
+
+
+def _gather_pixels(
+    value: Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    pix: Tensor,
+    attention_weights: Tensor,
+    *,
+    block: int = 4096,
+) -> Tensor:
+    """Bilinear samples at pixel coordinates (``x = 0`` the centre of the first column), zero
+    outside, weighted and summed per (query, head).
+
+    value (N, S, M, D); pix (N, Lq, M, L P 2) float, (x, y) per sample, overwritten;
+    attention_weights (N, Lq, M, L, P). Returns (N, Lq, M * D).
+
+    Zero padding without masks: each level is stored with a zero border (1 row/column before, 2
+    after) and the coordinates are clamped to [-1, W] x [-1, H], so a sample outside the map
+    reads zeros, as ``grid_sample(padding_mode="zeros")`` does. Bags are ordered head-major, so
+    consecutive bags read neighbouring rows of one head's table (cache locality: ~3x faster than
+    query-major on CPU). The per-bag indices and weights (corner-major: 4 x L x P entries) are
+    made by small matrix products of each bag's 2 L P floor / fraction values with constant
+    selection matrices (an index is ``y0 Wp + x0 +`` a constant; a weight is ``a (1 - fx or
+    fx) (1 - fy or fy)``): every pass then runs over long contiguous rows instead of PyTorch's
+    elementwise loops over a 12-wide axis (~35 of ~125 ms per HorNet-L encoder layer on one
+    thread). The products are exact: the operands are small integers or are multiplied by 0
+    and +-1 (a product of integers below 2^24 in float32; float64 when the table is larger, or
+    when float32 products may be reduced: another device, a float32 matmul precision below
+    "highest"). On the meta device only the output's shape is made.
     """
     n, _, m, d = value.shape
-    _, lq, _, num_levels, num_points, _ = sampling_locations.shape
+    lq = pix.shape[1]
+    if value.device.type == "meta":
+        # shapes only (tracing, FLOP counts): the selection products are index arithmetic,
+        # not the model's products, and would only inflate a FLOP count
+        return value.new_empty(n, lq, m * d)
+    num_levels = len(spatial_shapes)
+    num_points = attention_weights.shape[-1]
+    lp = num_levels * num_points
     dev, dt = value.device, value.dtype
     padded = [(h + 3) * (w + 3) for h, w in spatial_shapes]
     sp = sum(padded)
     table = value.new_zeros(n, m, sp, d)
-    start = 0
-    for (h, w), v_l, size in zip(
-        spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1), padded
+    starts = [sum(padded[:i]) for i in range(num_levels)]
+    for (h, w), v_l, start in zip(
+        spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1), starts
     ):
-        dst = table[:, :, start : start + size].view(n, m, h + 3, w + 3, d)
+        dst = table[:, :, start : start + (h + 3) * (w + 3)].view(n, m, h + 3, w + 3, d)
         dst[:, :, 1 : h + 1, 1 : w + 1].copy_(v_l.view(n, h, w, m, d).permute(0, 3, 1, 2, 4))
-        start += size
-    # (L, P, 2) bounds, materialised so that elementwise ops run over 2 L P contiguous values
-    wh = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=dt, device=dev)
-    wh = wh[:, None, :].expand(num_levels, num_points, 2).contiguous()
-    # (N, Lq, M, L, P, 2) -> (N, M, Lq, L, P, 2), head-major; grid_sample's unnormalisation
-    # (align_corners=False): pixel = ((2 loc - 1 + 1) W - 1) / 2
-    pix = sampling_locations.permute(0, 2, 1, 3, 4, 5).contiguous().mul_(2).sub_(1)
-    pix = pix.add_(1).mul_(wh).sub_(1).div_(2).clamp_(min=-1.0)
-    pix = torch.minimum(pix, wh, out=pix)
+    pix.clamp_(min=-1.0)
+    torch.minimum(pix, _level_sizes(spatial_shapes, num_points, pix), out=pix)
     p0 = pix.floor()
     frac = pix.sub_(p0)
-    # indices as int32 when the table allows (half the bytes to write and read)
-    itype = torch.int32 if n * m * sp < 2**31 else torch.int64
-    wp = torch.tensor([w + 3 for _, w in spatial_shapes], dtype=itype, device=dev)
-    starts = torch.tensor([0, *padded[:-1]], dtype=itype, device=dev).cumsum(0, dtype=itype)
-    heads = torch.arange(n * m, dtype=itype, device=dev).mul_(sp).view(n, m, 1, 1, 1)
-    # top-left corner row: head base + level start + (y0 + 1) * Wp + (x0 + 1)
-    p0 = p0.to(itype).add_(1)
-    row = (p0[..., 1] * wp[:, None] + p0[..., 0]).add_(heads + starts[:, None])
+    exact32 = (
+        dev.type == "cpu"
+        and n * m * sp < 2**24
+        and torch.get_float32_matmul_precision() == "highest"
+    )
+    st = torch.float32 if exact32 else torch.float64
+    sel = _selection(spatial_shapes, num_points, starts, st, dev)
+    kk = 4 * lp
+    idx = torch.empty(
+        n, m, lq, kk, dtype=torch.int32 if n * m * sp < 2**31 else torch.int64, device=dev
+    )
+    wgt = torch.empty(n, m, lq, kk, dtype=dt, device=dev)
+    a = attention_weights.reshape(n, lq, m, lp)
+    rows = min(block, lq)
+    buf_a = torch.empty(rows, kk, dtype=st, device=dev)
+    buf_b = torch.empty(rows, kk, dtype=st, device=dev)
+    no_autocast = (
+        torch.autocast(dev.type, enabled=False)
+        if dev.type in ("cpu", "cuda")
+        else contextlib.nullcontext()
+    )
+    with no_autocast:
+        for b in range(n):
+            for h in range(m):
+                bias = sel.index_bias + float((b * m + h) * sp)
+                for r0 in range(0, lq, rows):
+                    r1 = min(lq, r0 + rows)
+                    f, g = buf_a[: r1 - r0], buf_b[: r1 - r0]
+                    torch.addmm(bias, p0[b, r0:r1, h].to(st), sel.index, out=f)
+                    idx[b, h, r0:r1].copy_(f)
+                    fr = frac[b, r0:r1, h].to(st)
+                    torch.mm(a[b, r0:r1, h].to(st), sel.repeat, out=f)
+                    torch.addmm(sel.x_bias, fr, sel.x, out=g)
+                    f.mul_(g)
+                    torch.addmm(sel.y_bias, fr, sel.y, out=g)
+                    torch.mul(f, g, out=wgt[b, h, r0:r1])
     bags = n * m * lq
-    corners = torch.stack([torch.zeros_like(wp), torch.ones_like(wp), wp, wp + 1])  # (4, L)
-    corners = corners[:, :, None].expand(4, num_levels, num_points).contiguous()
-    idx = torch.empty(bags, 4, num_levels, num_points, dtype=itype, device=dev)
-    torch.add(row.view(bags, 1, num_levels, num_points), corners, out=idx)
-    a = attention_weights.permute(0, 2, 1, 3, 4).reshape(bags, num_levels, num_points)
-    fx = frac[..., 0].reshape(bags, num_levels, num_points)
-    fy = frac[..., 1].reshape(bags, num_levels, num_points)
-    ax1 = a * fx
-    ax0 = a - ax1
-    fy0 = 1 - fy
-    wgt = torch.empty(bags, 4, num_levels, num_points, dtype=dt, device=dev)
-    torch.mul(ax0, fy0, out=wgt[:, 0])
-    torch.mul(ax1, fy0, out=wgt[:, 1])
-    torch.mul(ax0, fy, out=wgt[:, 2])
-    torch.mul(ax1, fy, out=wgt[:, 3])
     out = F.embedding_bag(
-        idx.view(bags, -1),
-        table.view(-1, d),
-        per_sample_weights=wgt.view(bags, -1),
-        mode="sum",
+        idx.view(bags, kk), table.view(-1, d), per_sample_weights=wgt.view(bags, kk), mode="sum"
     )
     return out.view(n, m, lq, d).transpose(1, 2).reshape(n, lq, m * d)
+
+
+class _Selection(NamedTuple):
+    """Constant (2 L P, 4 L P) selection matrices of :func:`_gather_pixels` (entries ordered
+    corner, level, point; corners (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1))."""
+
+    index: Tensor  # x0 -> 1, y0 -> Wp of the level
+    index_bias: Tensor  # (4 L P,) level start + (Wp + 1) (the border) + the corner's offset
+    repeat: Tensor  # (L P, 4 L P): the attention weight of the sample, for each corner
+    x: Tensor  # fx -> -fx (x0 corners) or fx
+    x_bias: Tensor  # 1 for the x0 corners: 1 - fx
+    y: Tensor
+    y_bias: Tensor
+
+
+def _selection(
+    spatial_shapes: list[tuple[int, int]],
+    num_points: int,
+    starts: list[int],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> _Selection:
+    lp = len(spatial_shapes) * num_points
+    kk = 4 * lp
+    index = np.zeros((2 * lp, kk))
+    index_bias = np.zeros(kk)
+    repeat = np.zeros((lp, kk))
+    x = np.zeros((2 * lp, kk))
+    y = np.zeros((2 * lp, kk))
+    x_bias = np.zeros(kk)
+    y_bias = np.zeros(kk)
+    for corner in range(4):
+        right, down = corner % 2, corner // 2
+        for lvl, (_, w) in enumerate(spatial_shapes):
+            wp = w + 3
+            for pt in range(num_points):
+                sample = lvl * num_points + pt
+                e = corner * lp + sample
+                index[2 * sample, e] = 1.0
+                index[2 * sample + 1, e] = wp
+                index_bias[e] = starts[lvl] + wp + 1 + right + down * wp
+                repeat[sample, e] = 1.0
+                x[2 * sample, e] = 1.0 if right else -1.0
+                x_bias[e] = 0.0 if right else 1.0
+                y[2 * sample + 1, e] = 1.0 if down else -1.0
+                y_bias[e] = 0.0 if down else 1.0
+    arrays = (index, index_bias, repeat, x, x_bias, y, y_bias)
+    return _Selection(*(torch.from_numpy(t).to(device=device, dtype=dtype) for t in arrays))
 
 
 def _softmax_few_(x: torch.Tensor) -> torch.Tensor:
@@ -241,6 +372,12 @@ class MSDeformAttn(nn.Module):
             n, lq, self.n_heads, self.n_levels * self.n_points
         )
         weights = _softmax_few_(weights).view(n, lq, self.n_heads, self.n_levels, self.n_points)
+        if not torch.is_grad_enabled():
+            # inference: the gather straight from the offsets (no normalised locations)
+            out = ms_deform_attn_gather_offsets(
+                value, spatial_shapes, reference_points, offsets, weights
+            )
+            return self.output_proj(out)
         # (L, P, 2) sizes as (W, H) and (N, Lq, 1, L, P, 2) reference points, materialised so
         # that both broadcasts below run over 2 L P contiguous values (vectorised; the strided
         # broadcast of (L, 1, 2) took ~4x longer); the same quotients and sums
@@ -255,7 +392,6 @@ class MSDeformAttn(nn.Module):
             .expand(n, lq, 1, self.n_levels, self.n_points, 2)
             .contiguous()
         )
-        locations = offsets / normalizer
-        locations = locations + ref if torch.is_grad_enabled() else locations.add_(ref)
+        locations = offsets / normalizer + ref
         out = ms_deform_attn_sample(value, spatial_shapes, locations, weights)
         return self.output_proj(out)
