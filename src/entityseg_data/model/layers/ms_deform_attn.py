@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -227,7 +227,7 @@ def _gather_pixels(
                 for r0 in range(0, lq, rows):
                     r1 = min(lq, r0 + rows)
                     f, g = buf_a[: r1 - r0], buf_b[: r1 - r0]
-                    torch.addmm(bias, p0[b, r0:r1, h].to(st), sel.index, out=f)
+                    torch.addmm(bias, p0[b, r0:r1, h].to(st), sel.flat_index, out=f)
                     idx[b, h, r0:r1].copy_(f)
                     fr = frac[b, r0:r1, h].to(st)
                     torch.mm(a[b, r0:r1, h].to(st), sel.repeat, out=f)
@@ -242,11 +242,12 @@ def _gather_pixels(
     return out.view(n, m, lq, d).transpose(1, 2).reshape(n, lq, m * d)
 
 
-class _Selection(NamedTuple):
+@dataclass(frozen=True)
+class _Selection:
     """Constant (2 L P, 4 L P) selection matrices of :func:`_gather_pixels` (entries ordered
     corner, level, point; corners (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1))."""
 
-    index: Tensor  # x0 -> 1, y0 -> Wp of the level
+    flat_index: Tensor  # x0 -> 1, y0 -> Wp of the level
     index_bias: Tensor  # (4 L P,) level start + (Wp + 1) (the border) + the corner's offset
     repeat: Tensor  # (L P, 4 L P): the attention weight of the sample, for each corner
     x: Tensor  # fx -> -fx (x0 corners) or fx
