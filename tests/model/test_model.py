@@ -419,7 +419,7 @@ def _perturbed_tiny_hornet() -> torch.nn.Module:
     return model
 
 
-def _plain_scaled_residual(owner, shortcut, gamma, x, weight, bias, *, inplace=False):
+def _plain_scaled_residual(shortcut, gamma, x, weight, bias, *, inplace=False):
     return torch.addcmul(shortcut, gamma, F.linear(x, weight, bias))
 
 

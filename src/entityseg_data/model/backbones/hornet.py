@@ -165,7 +165,7 @@ class GnConv(nn.Module):
         if shortcut is None or gamma is None:
             return _pointwise(self.proj_out, x)
         weight = self.proj_out.weight.view(self.proj_out.out_channels, self.proj_out.in_channels)
-        return scaled_residual(self.proj_out, shortcut, gamma, x, weight, self.proj_out.bias)
+        return scaled_residual(shortcut, gamma, x, weight, self.proj_out.bias)
 
 
 def _pointwise(conv: nn.Conv2d, x: torch.Tensor, outputs: slice = slice(None)) -> torch.Tensor:
@@ -176,7 +176,6 @@ def _pointwise(conv: nn.Conv2d, x: torch.Tensor, outputs: slice = slice(None)) -
 
 
 def scaled_residual(
-    owner: nn.Module,
     shortcut: torch.Tensor,
     gamma: torch.Tensor,
     x: torch.Tensor,
@@ -188,36 +187,33 @@ def scaled_residual(
     """``shortcut + gamma * (x @ weight.T + bias)`` over the last axis: shortcut (..., out),
     gamma (out,), x (..., in), weight (out, in).
 
-    Without autograd, on float tensors of one dtype outside autocast, computed as
-    ``(shortcut + gamma * bias) + x @ (gamma * weight).T`` with the product accumulated into the
-    sum (``addmm_``): one pass over the output less than the product, its bias copy and an
-    ``addcmul`` (~0.17 s per HorNet-L view at 800x1088 on one thread); the folded ``gamma *
-    weight`` and ``gamma * bias`` are cached on ``owner`` per parameter version. Equal to the
-    plain form up to float rounding (the scale is applied before the sum instead of after).
-    ``inplace``: write into ``shortcut`` (the caller's own tensor) instead of a new one.
+    Without autograd, on float tensors of one dtype outside autocast, and when there are at
+    least as many rows as input features, computed as ``(shortcut + gamma * bias) + x @ (gamma *
+    weight).T`` with the product accumulated into the sum: one pass over the output less than
+    the product, its bias copy and an ``addcmul`` (HorNet-L at 800x1088 on one thread: ~20 ms
+    per product at stage 0, ~1-4 at stages 1-2). The folded weight is made per call (a cache
+    would hold a second copy of these weights, ~0.3 GB for HorNet-L); with fewer rows than input
+    features (stage 3) making it costs more than the pass it saves, so the plain form runs.
+    Equal to the plain form up to float rounding (the scale is applied before the sum instead
+    of after). ``inplace``: write into ``shortcut`` (the caller's own tensor).
     """
     same = x.dtype == weight.dtype == shortcut.dtype == gamma.dtype
     dev = x.device.type
     autocast = dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev)
-    if torch.is_grad_enabled() or not same or autocast or not shortcut.is_contiguous():
+    rows = x.numel() // max(1, x.shape[-1])
+    if (
+        torch.is_grad_enabled()
+        or not same
+        or autocast
+        or not shortcut.is_contiguous()
+        or rows < weight.shape[1]
+    ):
         return torch.addcmul(shortcut, gamma, F.linear(x, weight, bias))
-    params = (gamma, weight) if bias is None else (gamma, weight, bias)
-    # inference tensors keep no version counter: folded afresh on every call (not cached)
-    key = (
-        None
-        if any(torch.is_inference(p) for p in params)
-        else tuple((p._version, p.data_ptr()) for p in params)
-    )
-    cached = owner.__dict__.get("_scaled_cache")
-    if key is None or cached is None or cached[0] != key:
-        scaled_w = (gamma[:, None] * weight).contiguous()
-        cached = (key, scaled_w, None if bias is None else gamma * bias)
-        if key is not None:
-            owner.__dict__["_scaled_cache"] = cached
-    _, scaled_w, scaled_b = cached
-    if scaled_b is None:
+    scaled_w = gamma[:, None] * weight
+    if bias is None:
         out = shortcut if inplace else shortcut.clone()
     else:
+        scaled_b = gamma * bias
         out = shortcut.add_(scaled_b) if inplace else torch.add(shortcut, scaled_b)
     flat = out.view(-1, out.shape[-1])
     # ``addmm(out=flat)`` rather than ``addmm_``: the same kernel, and FLOP counters see it
@@ -276,7 +272,6 @@ class HorBlock(nn.Module):
             return torch.addcmul(x, self.gamma2, self.pwconv2(hidden))
         # x is this block's own tensor here (the first residual's output): summed into in place
         return scaled_residual(
-            self.pwconv2,
             x,
             self.gamma2,
             hidden,
