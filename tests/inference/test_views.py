@@ -173,25 +173,46 @@ def test_separable_interpolation_equals_f_interpolate():
         assert torch.equal(part, full[:, a:b, c:d])  # windows are bitwise the full map
 
 
-def test_x4_window_upsampling_equals_the_full_map():
+def test_composed_axes_equal_the_two_resizes_on_any_window():
+    """``compose_axes``: the x4 upsampling then a resize (down, up, identity) of one axis as one
+    matrix over a source window; applied to a map it gives F.interpolate's x4 map resized step
+    by step, within float32 rounding, on any output window."""
     import torch
     import torch.nn.functional as F
 
-    from entityseg_data.model.inference.fusion import _upsample4_window, _Win
-    from entityseg_data.model.inference.interp import linear_axis
+    from entityseg_data.model.inference.interp import (
+        apply_cols,
+        apply_rows,
+        compose_axes,
+        linear_axis,
+    )
 
     g = torch.Generator().manual_seed(0)
-    m = torch.randn((4, 2, 50, 68), generator=g)
-    full = F.interpolate(m, size=(200, 272), mode="bilinear", align_corners=False)
-    ar, ac = linear_axis(50, 200), linear_axis(68, 272)
-    for pa, pb, pc, pd in [(0, 200, 0, 272), (17, 93, 5, 201), (150, 200, 260, 272), (3, 4, 9, 10)]:
-        la, lb = ar.window(pa, pb)
-        lc, ld = ac.window(pc, pd)
-        win = _Win(0, 0, 0, 0, pa, pb, pc, pd, la, lb, lc, ld, 0, 0, 0, 0)
-        out = _upsample4_window(m, 1, torch.tensor([0, 2, 3]), win)
-        ref = full[[0, 2, 3], 1, pa:pb, pc:pd]
-        assert out.shape == ref.shape
-        assert float((out - ref).abs().max()) <= 1e-6
+    low = torch.randn((3, 50, 68), generator=g)
+    up = F.interpolate(low[:, None], size=(200, 272), mode="bilinear", align_corners=False)[:, 0]
+    s1r, s1c = linear_axis(50, 200), linear_axis(68, 272)
+    for (hv, wv), (oh, ow) in [
+        ((200, 272), (200, 272)),
+        ((180, 260), (126, 182)),
+        ((200, 266), (750, 1000)),
+        ((200, 271), (199, 272)),
+    ]:
+        s2r, s2c = linear_axis(hv, oh), linear_axis(wv, ow)
+        ref = apply_rows(apply_cols(up[:, :hv, :wv], s2c, 0, ow, 0), s2r, 0, oh, 0)
+        for a, b, c, d in [
+            (0, oh, 0, ow),
+            (oh // 3, oh // 3 + 17, ow // 2, ow),
+            (oh - 1, oh, 0, 1),
+        ]:
+            rmat, ra = compose_axes(s2r, s1r, a, b)
+            cmat, ca = compose_axes(s2c, s1c, c, d)
+            assert rmat.dtype == np.float32 and rmat.shape[0] == b - a
+            assert np.all(np.count_nonzero(rmat, axis=1) <= 4)
+            assert np.allclose(rmat.sum(1), 1.0, atol=1e-6)  # convex weights
+            win = low[:, ra : ra + rmat.shape[1], ca : ca + cmat.shape[1]]
+            got = torch.from_numpy(rmat) @ win @ torch.from_numpy(cmat).t()
+            assert got.shape == (3, b - a, d - c)
+            assert float((got - ref[:, a:b, c:d]).abs().max()) <= 2e-6
 
 
 def test_identity_axes_are_skipped_with_the_same_values():

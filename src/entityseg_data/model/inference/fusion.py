@@ -1,8 +1,9 @@
 """Memory-bounded fusion of per-view mask logits into one non-overlapping label map.
 
 Computes the official post-processing (:mod:`.reference`, REFERENCE.md 6.1) up to float32
-rounding (the separable interpolation can differ from PyTorch's kernel by an ulp, which flips a
-pixel only where the fused probability is within ~1e-7 of the 0.5 cut):
+rounding (the two resizes are applied as one composed linear map per axis, see
+:func:`.interp.compose_axes`, whose values can differ from PyTorch's two kernels by ~1e-7
+relative; that flips a pixel only where the fused probability is within ~1e-7 of the 0.5 cut):
 per query and view, mask logits at 1/4 of the padded input are upsampled to the padded size, cut
 to the view, resized to the view's region in original pixels, passed through a sigmoid and
 averaged over the views covering each pixel (crops in order, then the full view); a query owns a
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from entityseg_data.errors import DataError
-from entityseg_data.model.inference.interp import Axis, apply_cols, apply_rows, linear_axis
+from entityseg_data.model.inference.interp import Axis, compose_axes, linear_axis
 from entityseg_data.model.inference.views import ViewGeometry
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ def fuse_and_paint(
     masks = mask_logits.float()
     plans = _plans(geometry, (int(masks.shape[2]), int(masks.shape[3])))
     order_t = torch.as_tensor(np.asarray(order, dtype=np.int64), device=dev)
+    composites = _Composites(dev)
 
     label_map = np.zeros((h, w), dtype=np.uint16)
     areas = torch.zeros(k_all, dtype=torch.float64, device=dev)
@@ -151,7 +153,7 @@ def fuse_and_paint(
 
     def run(t: tuple[int, int, int, int]) -> _TilePart | None:
         return _paint_tile(
-            masks, plans, order_t, k_all, t, chunk, threshold_logits=threshold_logits
+            masks, plans, composites, order_t, k_all, t, chunk, threshold_logits=threshold_logits
         )
 
     if workers > 1 and len(tiles) > 1:
@@ -206,6 +208,7 @@ class _TilePart:
 def _paint_tile(
     masks: torch.Tensor,
     plans: Sequence[_ViewPlan],
+    composites: _Composites,
     order_t: torch.Tensor,
     k_all: int,
     t: tuple[int, int, int, int],
@@ -241,7 +244,7 @@ def _paint_tile(
     for s in range(0, int(act.numel()), chunk):
         ids = act[s : s + chunk]
         value, sig = _fused_tile(
-            masks, ids, windows, r0, r1, c0, c1, threshold_logits=threshold_logits
+            masks, ids, windows, composites, r0, r1, c0, c1, threshold_logits=threshold_logits
         )
         inside = value > 0 if threshold_logits else value > 0.5
         inside &= ~claimed
@@ -325,30 +328,38 @@ def _tile_windows(
     return out
 
 
-def _upsample4_window(masks: torch.Tensor, view: int, ids: torch.Tensor, win: _Win) -> torch.Tensor:
-    """Padded-resolution values ``[pa, pb) x [pc, pd)`` of view ``view`` for candidates ``ids``:
-    the x4 bilinear upsampling of the low-resolution logits, computed by ``F.interpolate`` on a
-    window with a one-cell margin. With the margin every output reads the same two source cells
-    with the same weights as when the whole map is upsampled (scale exactly 1/4, offsets
-    multiples of 4); at the map border the window border IS the map border, so the clamping is
-    the same too. The values equal the full upsampling's up to an ulp (the kernel's vectorised
-    and scalar paths round differently)."""
-    import torch.nn.functional as F
+class _Composites:
+    """The per-axis maps of a view (x4 upsampling, then the view-to-region resize) composed
+    into one dense matrix per output range, made once per tile row / column and reused by every
+    tile, chunk and worker thread that needs it (a plain dict: concurrent fills of one key
+    compute the same value)."""
 
-    h4, w4 = int(masks.shape[2]), int(masks.shape[3])
-    la, lb = max(0, win.la - 1), min(h4, win.lb + 1)
-    lc, ld = max(0, win.lc - 1), min(w4, win.ld + 1)
-    low = masks[:, view, la:lb, lc:ld].index_select(0, ids)
-    up = F.interpolate(
-        low[:, None], size=(4 * (lb - la), 4 * (ld - lc)), mode="bilinear", align_corners=False
-    )[:, 0]
-    return up[:, win.pa - 4 * la : win.pb - 4 * la, win.pc - 4 * lc : win.pd - 4 * lc]
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._cache: dict[tuple[int, str, int, int], tuple[torch.Tensor, int, int]] = {}
+
+    def get(
+        self, plan: _ViewPlan, axis: str, start: int, stop: int
+    ) -> tuple[torch.Tensor, int, int]:
+        """``(matrix (stop - start, hi - lo) float32, lo, hi)`` of the rows (``axis="r"``) or
+        columns (``"c"``) ``[start, stop)`` of view ``plan.index`` in region coordinates."""
+        import torch
+
+        key = (plan.index, axis, start, stop)
+        hit = self._cache.get(key)
+        if hit is None:
+            outer, inner = (plan.s2r, plan.s1r) if axis == "r" else (plan.s2c, plan.s1c)
+            matrix, lo = compose_axes(outer, inner, start, stop)
+            hit = (torch.from_numpy(matrix).to(self.device), lo, lo + matrix.shape[1])
+            self._cache[key] = hit
+        return hit
 
 
 def _fused_tile(
     masks: torch.Tensor,
     ids: torch.Tensor,
     windows: Sequence[tuple[_ViewPlan, _Win]],
+    composites: _Composites,
     r0: int,
     r1: int,
     c0: int,
@@ -373,10 +384,13 @@ def _fused_tile(
         torch.full((n, th, tw), -1.0, dtype=torch.float32, device=dev) if threshold_logits else None
     )
     for plan, win in windows:
-        a, b, c, d = win.a, win.b, win.c, win.d
-        x = _upsample4_window(masks, plan.index, ids, win)
-        x = apply_cols(x, plan.s2c, c, d, win.pc)
-        x = apply_rows(x, plan.s2r, a, b, win.pa)
+        # the two resizes as one (rows, low rows) and one (cols, low cols) matrix: two small
+        # products instead of a x4 upsampling of the window and two gathers (~2x faster)
+        rmat, ra, rb = composites.get(plan, "r", win.a, win.b)
+        cmat, ca, cb = composites.get(plan, "c", win.c, win.d)
+        low = masks[:, plan.index, ra:rb, ca:cb].index_select(0, ids)  # (n, rows, cols)
+        x = torch.mm(low.reshape(-1, cb - ca), cmat.t()).view(n, rb - ra, -1)
+        x = torch.matmul(rmat, x)  # (n, b - a, d - c)
         ys, ye, xs, xe = win.ya - r0, win.yb - r0, win.xa - c0, win.xb - c0
         if logit_out is not None:
             logit_out[:, ys:ye, xs:xe] = x
