@@ -589,3 +589,26 @@ def test_deformable_attention_softmax_fast_path(monkeypatch):
     assert paths == [{True}, {False}]  # every encoder layer: fast without autograd, not with
     torch.testing.assert_close(outs[0].pred_logits, outs[1].pred_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(outs[0].pred_masks, outs[1].pred_masks, rtol=1e-5, atol=1e-4)
+
+
+def test_cross_attention_takes_a_precomputed_key():
+    """The decoder hands each cross-attention layer ``memory + pos`` computed once per level:
+    the same values as the layer computing the sum itself, on the fused inference path and on
+    ``nn.MultiheadAttention``'s (training) path."""
+    from entityseg_data.model.layers import CrossAttentionLayer
+
+    torch.manual_seed(0)
+    layer = CrossAttentionLayer(d_model=32, nhead=4)
+    tgt, query_pos = torch.randn(6, 2, 32), torch.randn(6, 2, 32)
+    memory, pos = torch.randn(40, 2, 32), torch.randn(40, 2, 32)
+    mask = torch.rand(2, 6, 40) < 0.3
+    for training in (False, True):
+        layer.train(training)
+        with torch.no_grad():
+            own = layer(tgt, memory, memory_mask=mask, pos=pos, query_pos=query_pos)
+            given = layer(
+                tgt, memory, memory_mask=mask, pos=pos, query_pos=query_pos, key=memory + pos
+            )
+            other = layer(tgt, memory, memory_mask=mask, pos=pos, query_pos=query_pos, key=memory)
+        assert torch.equal(own, given), training
+        assert not torch.allclose(own, other), training  # the key given is the key used

@@ -99,16 +99,17 @@ class CrossAttentionLayer(nn.Module):
         memory_mask: Tensor | None = None,
         pos: Tensor | None = None,
         query_pos: Tensor | None = None,
+        key: Tensor | None = None,
     ) -> Tensor:
+        """``key``: ``memory + pos`` when the caller already has it (the decoder computes it
+        once per feature level for the layers that read that level); else computed here."""
         nhead = self.multihead_attn.num_heads
+        if key is None:
+            key = _with_pos(memory, pos)
         shared = memory_mask is not None and memory_mask.shape[0] == tgt.shape[1]
         if (memory_mask is None or shared) and not self.training and not self.fused:
             out = masked_attention(
-                self.multihead_attn,
-                _with_pos(tgt, query_pos),
-                _with_pos(memory, pos),
-                memory,
-                memory_mask,
+                self.multihead_attn, _with_pos(tgt, query_pos), key, memory, memory_mask
             )
             return self.norm(tgt + self.dropout(out))
         if shared and nhead > 1:
@@ -116,7 +117,7 @@ class CrossAttentionLayer(nn.Module):
             memory_mask = memory_mask.repeat_interleave(nhead, 0)
         out = self.multihead_attn(
             query=_with_pos(tgt, query_pos),
-            key=_with_pos(memory, pos),
+            key=key,
             value=memory,
             attn_mask=memory_mask,
             need_weights=not self.fused,
