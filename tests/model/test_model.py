@@ -612,3 +612,24 @@ def test_cross_attention_takes_a_precomputed_key():
             other = layer(tgt, memory, memory_mask=mask, pos=pos, query_pos=query_pos, key=memory)
         assert torch.equal(own, given), training
         assert not torch.allclose(own, other), training  # the key given is the key used
+
+
+def test_gather_table_border_is_zero_whatever_the_fresh_memory_holds():
+    """The zero-bordered value table is allocated uninitialised and only its border zeroed:
+    with deterministic mode on, fresh tensors are filled with NaN, so any table cell left
+    unwritten would turn the samples outside the map into NaN."""
+    shapes, value, ref, offsets, weights = _offsets_case(2)
+    offsets[:, :, :, :, 0] = torch.tensor([-1e4, 5.0])  # far outside every level
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.no_grad():
+            got = ms_deform_attn_gather_offsets(value, shapes, ref, offsets, weights)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    normalizer = torch.tensor([[float(w), float(h)] for h, w in shapes])[:, None, :]
+    loc = ref[:, :, None, :, None, :] + offsets / normalizer
+    with torch.no_grad():
+        expected = ms_deform_attn_grid_sample(value, shapes, loc, weights)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-5)

@@ -188,13 +188,18 @@ def _gather_pixels(
     dev, dt = value.device, value.dtype
     padded = [(h + 3) * (w + 3) for h, w in spatial_shapes]
     sp = sum(padded)
-    table = value.new_zeros(n, m, sp, d)
+    table = value.new_empty(n, m, sp, d)
     starts = [sum(padded[:i]) for i in range(num_levels)]
     for (h, w), v_l, start in zip(
         spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1), starts
     ):
         dst = table[:, :, start : start + (h + 3) * (w + 3)].view(n, m, h + 3, w + 3, d)
         dst[:, :, 1 : h + 1, 1 : w + 1].copy_(v_l.view(n, h, w, m, d).permute(0, 3, 1, 2, 4))
+        # only the border is zeroed (the interior is overwritten just above)
+        dst[:, :, 0].zero_()
+        dst[:, :, h + 1 :].zero_()
+        dst[:, :, 1 : h + 1, 0].zero_()
+        dst[:, :, 1 : h + 1, w + 1 :].zero_()
     pix.clamp_(min=-1.0)
     torch.minimum(pix, _level_sizes(spatial_shapes, num_points, pix), out=pix)
     p0 = pix.floor()
