@@ -408,7 +408,8 @@ def _fused_tile(
     n = int(ids.numel())
     th, tw = r1 - r0, c1 - c0
     dev = masks.device
-    num = torch.zeros((n, th, tw), dtype=torch.float32, device=dev)
+    num = torch.empty((n, th, tw), dtype=torch.float32, device=dev)
+    started = False  # num holds a value everywhere (else it is uninitialised)
     den = torch.full((th, tw), 1e-16, dtype=torch.float32, device=dev)
     logit_out = (
         torch.full((n, th, tw), -1.0, dtype=torch.float32, device=dev) if threshold_logits else None
@@ -433,7 +434,13 @@ def _fused_tile(
         ys, ye, xs, xe = win.ya - r0, win.yb - r0, win.xa - c0, win.xb - c0
         if logit_out is not None:
             logit_out[:, ys:ye, xs:xe] = x
-        num[:, ys:ye, xs:xe] += torch.sigmoid(x)
+        if not started and (ye - ys, xe - xs) == (th, tw):
+            torch.sigmoid(x, out=num)  # the first term everywhere: 0 + s = s exactly
+        else:
+            if not started:
+                num.zero_()
+            num[:, ys:ye, xs:xe] += torch.sigmoid(x)
+        started = True
         den[ys:ye, xs:xe] += 1
     prob = num / den
     if logit_out is not None:  # threshold_logits
