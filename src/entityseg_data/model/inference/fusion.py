@@ -286,18 +286,13 @@ def _first_true(inside: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class _Win:
     """One view's part of a tile: output rows/cols ``[a, b) x [c, d)`` in region coordinates,
-    the padded-resolution window ``[pa, pb) x [pc, pd)`` and the low-resolution window
-    ``[la, lb) x [lc, ld)`` they read, and the tile part ``[ya, yb) x [xa, xb)`` in original
-    coordinates."""
+    the low-resolution window ``[la, lb) x [lc, ld)`` they read (through the padded-resolution
+    window), and the tile part ``[ya, yb) x [xa, xb)`` in original coordinates."""
 
     a: int
     b: int
     c: int
     d: int
-    pa: int
-    pb: int
-    pc: int
-    pd: int
     la: int
     lb: int
     lc: int
@@ -324,61 +319,54 @@ def _tile_windows(
         pc, pd = plan.s2c.window(c, d)
         la, lb = plan.s1r.window(pa, pb)
         lc, ld = plan.s1c.window(pc, pd)
-        out.append((plan, _Win(a, b, c, d, pa, pb, pc, pd, la, lb, lc, ld, ya, yb, xa, xb)))
+        out.append((plan, _Win(a, b, c, d, la, lb, lc, ld, ya, yb, xa, xb)))
     return out
 
 
 class _Composites:
     """The per-axis maps of a view (x4 upsampling, then the view-to-region resize) composed
     into small matrices per output range, made once per tile row / column and reused by every
-    tile, chunk and worker thread that needs them (plain dicts: concurrent fills of one key
-    compute the same value)."""
+    tile, chunk and worker thread that needs them (a plain dict: concurrent fills of one key
+    compute the same value). Rows are resized first, at low resolution, with one dense matrix;
+    columns at full resolution in bands of ``col_block`` (the map is banded: 64 columns read ~20
+    of the ~90 low columns a 256-column tile reads)."""
 
     def __init__(self, device: torch.device, col_block: int = 64) -> None:
         self.device = device
         self.col_block = col_block
-        self._rows: dict[tuple[int, int, int], tuple[torch.Tensor, int, int]] = {}
-        self._cols: dict[tuple[int, int, int], _Blocks] = {}
+        self._cache: dict[tuple[int, str, int, int], _Blocks] = {}
 
-    def rows(self, plan: _ViewPlan, start: int, stop: int) -> tuple[torch.Tensor, int, int]:
-        """``(matrix (stop - start, hi - lo) float32, lo, hi)``: region rows ``[start, stop)``
-        of view ``plan.index`` from its low-resolution rows ``[lo, hi)`` (dense: the rows are
-        resized first, at low resolution, where the product is small)."""
+    def rows(self, plan: _ViewPlan, start: int, stop: int) -> _Blocks:
+        """Region rows ``[start, stop)`` of view ``plan.index``: one block."""
+        return self._get(plan, "r", start, stop)
+
+    def cols(self, plan: _ViewPlan, start: int, stop: int) -> _Blocks:
+        """Region columns ``[start, stop)`` of view ``plan.index``: bands of ``col_block``."""
+        return self._get(plan, "c", start, stop)
+
+    def _get(self, plan: _ViewPlan, axis: str, start: int, stop: int) -> _Blocks:
         import torch
 
-        key = (plan.index, start, stop)
-        hit = self._rows.get(key)
+        key = (plan.index, axis, start, stop)
+        hit = self._cache.get(key)
         if hit is None:
-            matrix, lo = compose_axes(plan.s2r, plan.s1r, start, stop)
-            hit = (torch.from_numpy(matrix).to(self.device), lo, lo + matrix.shape[1])
-            self._rows[key] = hit
-        return hit
-
-    def col_blocks(self, plan: _ViewPlan, start: int, stop: int) -> _Blocks:
-        """Region columns ``[start, stop)`` of view ``plan.index`` in blocks of
-        ``col_block`` columns, each from the few low-resolution columns it reads (the map is
-        banded: 64 columns read ~20 of the ~90 a 256-column tile reads)."""
-        import torch
-
-        key = (plan.index, start, stop)
-        hit = self._cols.get(key)
-        if hit is None:
+            outer, inner = (plan.s2r, plan.s1r) if axis == "r" else (plan.s2c, plan.s1c)
+            step = stop - start if axis == "r" else self.col_block
             blocks = []
-            for a in range(start, stop, self.col_block):
-                b = min(stop, a + self.col_block)
-                matrix, lo = compose_axes(plan.s2c, plan.s1c, a, b)
+            for a in range(start, stop, step):
+                matrix, lo = compose_axes(outer, inner, a, min(stop, a + step))
                 blocks.append((a - start, torch.from_numpy(matrix).to(self.device), lo))
             lo = min(blk[2] for blk in blocks)
             hi = max(blk[2] + blk[1].shape[1] for blk in blocks)
             hit = _Blocks(tuple(blocks), lo, hi)
-            self._cols[key] = hit
+            self._cache[key] = hit
         return hit
 
 
 @dataclass(frozen=True, eq=False)
 class _Blocks:
-    """``blocks``: (first output column, (cols, k) matrix, first low column) per block; every
-    block reads low columns within ``[lo, hi)``."""
+    """``blocks``: (first output entry, (entries, k) matrix, first low-resolution entry) per
+    block; every block reads low-resolution entries within ``[lo, hi)``."""
 
     blocks: tuple[tuple[int, torch.Tensor, int], ...]
     lo: int
@@ -415,11 +403,12 @@ def _fused_tile(
         torch.full((n, th, tw), -1.0, dtype=torch.float32, device=dev) if threshold_logits else None
     )
     for plan, win in windows:
-        # the two resizes as one (rows, low rows) and one (cols, low cols) matrix: two small
-        # products instead of a x4 upsampling of the window and two gathers (~2x faster)
-        rmat, ra, rb = composites.rows(plan, win.a, win.b)
-        cols = composites.col_blocks(plan, win.c, win.d)
-        low = masks[:, plan.index, ra:rb, cols.lo : cols.hi].index_select(0, ids)
+        # the two resizes composed per axis (see _Composites): small products instead of a x4
+        # upsampling of the window and two gathers (~2x faster)
+        rows = composites.rows(plan, win.a, win.b)
+        cols = composites.cols(plan, win.c, win.d)
+        low = masks[:, plan.index, rows.lo : rows.hi, cols.lo : cols.hi].index_select(0, ids)
+        rmat = rows.blocks[0][1]
         part = torch.matmul(rmat, low)  # (n, b - a, low cols): rows first, at low resolution
         flat = part.view(-1, cols.hi - cols.lo)
         x = part.new_empty(n, win.b - win.a, win.d - win.c)

@@ -129,10 +129,7 @@ def ms_deform_attn_gather_offsets(
     (N, Lq, M, L, P). Returns (N, Lq, M * D).
     """
     n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
-    wh = torch.tensor(
-        [[float(w), float(h)] for h, w in spatial_shapes], dtype=value.dtype, device=value.device
-    )
-    ref = reference_points.mul(wh).sub_(0.5)  # (N, Lq, L, 2)
+    ref = reference_points.mul(_level_wh(spatial_shapes, value)).sub_(0.5)  # (N, Lq, L, 2)
     ref = ref[:, :, None, :, None, :].expand(n, lq, 1, num_levels, num_points, 2)
     pix = torch.add(
         sampling_offsets.reshape(n, lq, m, -1), ref.reshape(n, lq, 1, num_levels * num_points * 2)
@@ -140,11 +137,16 @@ def ms_deform_attn_gather_offsets(
     return _gather_pixels(value, spatial_shapes, pix, attention_weights)
 
 
-def _level_sizes(spatial_shapes: list[tuple[int, int]], num_points: int, like: Tensor) -> Tensor:
-    """(L P 2,) the (W_l, H_l) of every sample's level, x then y."""
-    wh = torch.tensor(
+def _level_wh(spatial_shapes: list[tuple[int, int]], like: Tensor) -> Tensor:
+    """(L, 2) the (W_l, H_l) of every level, in ``like``'s dtype and device."""
+    return torch.tensor(
         [[float(w), float(h)] for h, w in spatial_shapes], dtype=like.dtype, device=like.device
     )
+
+
+def _level_sizes(spatial_shapes: list[tuple[int, int]], num_points: int, like: Tensor) -> Tensor:
+    """(L P 2,) contiguous: the (W_l, H_l) of every sample's level, x then y."""
+    wh = _level_wh(spatial_shapes, like)
     return wh[:, None, :].expand(len(spatial_shapes), num_points, 2).reshape(-1)
 
 
@@ -387,12 +389,9 @@ class MSDeformAttn(nn.Module):
         # (L, P, 2) sizes as (W, H) and (N, Lq, 1, L, P, 2) reference points, materialised so
         # that both broadcasts below run over 2 L P contiguous values (vectorised; the strided
         # broadcast of (L, 1, 2) took ~4x longer); the same quotients and sums
-        normalizer = torch.tensor(
-            [[float(w), float(h)] for h, w in spatial_shapes],
-            dtype=offsets.dtype,
-            device=offsets.device,
+        normalizer = _level_sizes(spatial_shapes, self.n_points, offsets).view(
+            self.n_levels, self.n_points, 2
         )
-        normalizer = normalizer[:, None, :].expand(self.n_levels, self.n_points, 2).contiguous()
         ref = (
             reference_points[:, :, None, :, None, :]
             .expand(n, lq, 1, self.n_levels, self.n_points, 2)
