@@ -171,14 +171,19 @@ def test_separable_interpolation_equals_f_interpolate():
         ((9, 4), (9, 4)),
         ((1, 6), (4, 11)),
         ((20, 27), (7, 5)),
+        # sizes where the source index needs PyTorch's fused multiply-add: rounding
+        # scale * (i + 0.5) before subtracting 0.5 is off by up to 6e-5 here
+        ((180, 260), (126, 182)),
+        ((200, 266), (750, 1000)),
+        ((200, 271), (199, 272)),
     ]:
         x = torch.randn((3, h, w), generator=g)
         ref = F.interpolate(x[:, None], size=(oh, ow), mode="bilinear", align_corners=False)[:, 0]
         ax_r, ax_c = linear_axis(h, oh), linear_axis(w, ow)
         full = _apply_axis(_apply_axis(x, ax_c, 0, ow, 0, -1), ax_r, 0, oh, 0, -2)
-        # the same two source cells and weights as PyTorch's kernel; its rounding may differ
-        # by an ulp (fused multiply-adds), nothing more
-        assert float((full - ref).abs().max()) <= 1e-6 * max(1.0, float(ref.abs().max()))
+        # the same two source cells and weights as PyTorch's kernel; the blend's rounding may
+        # differ by an ulp or two, nothing more
+        assert float((full - ref).abs().max()) <= 2e-6 * max(1.0, float(ref.abs().max()))
         # any window of the output from the matching window of the input
         a, b, c, d = oh // 3, oh, ow // 2, max(ow // 2 + 1, ow - 1)
         ra, rb = ax_r.window(a, b)
@@ -207,7 +212,10 @@ def test_composed_axes_equal_the_two_resizes_on_any_window():
         ((200, 271), (199, 272)),
     ]:
         s2r, s2c = linear_axis(hv, oh), linear_axis(wv, ow)
-        ref = _apply_axis(_apply_axis(up[:, :hv, :wv], s2c, 0, ow, 0, -1), s2r, 0, oh, 0, -2)
+        # the reference is PyTorch's own two resizes (what the official post-processing runs)
+        ref = F.interpolate(
+            up[:, None, :hv, :wv], size=(oh, ow), mode="bilinear", align_corners=False
+        )[:, 0]
         for a, b, c, d in [
             (0, oh, 0, ow),
             (oh // 3, oh // 3 + 17, ow // 2, ow),

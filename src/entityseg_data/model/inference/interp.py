@@ -30,13 +30,20 @@ class Axis:
 
 
 def linear_axis(in_size: int, out_size: int) -> Axis:
-    """PyTorch's ``align_corners=False`` source indices and weights (float32 arithmetic):
-    ``src = max(scale * (i + 0.5) - 0.5, 0)``, ``scale = in / out``."""
+    """PyTorch's ``align_corners=False`` source indices and weights on CPU:
+    ``src = max(scale * (i + 0.5) - 0.5, 0)`` with ``scale = float32(in / out)``.
+
+    PyTorch's vectorised CPU kernels compute ``scale * (i + 0.5) - 0.5`` as one fused
+    multiply-add (rounded once to float32); rounding the product first, as plain float32
+    arithmetic does, moves ``src`` by an ulp (~6e-5 at a few hundred pixels) and the
+    interpolated values by as much. The product of two float32 numbers is exact in float64, so
+    computing it there and rounding once reproduces the fused result bitwise.
+    """
     f = np.float32
-    scale = f(in_size) / f(out_size)
-    dst = np.arange(out_size, dtype=np.float32)
-    src = scale * (dst + f(0.5)) - f(0.5)
-    src = np.maximum(src, f(0.0)).astype(np.float32)
+    scale = np.float64(f(in_size) / f(out_size))
+    dst = np.arange(out_size, dtype=np.float64) + 0.5  # exact in float32 too
+    src = (scale * dst - 0.5).astype(np.float32)
+    src = np.maximum(src, f(0.0))
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     lam = np.clip(src - i0.astype(np.float32), f(0.0), f(1.0)).astype(np.float32)
     i1 = i0 + (i0 < in_size - 1).astype(np.int64)
