@@ -25,7 +25,19 @@ from entityseg_data.model.backbones.common import (
     maybe_checkpoint,
 )
 from entityseg_data.model.backbones.config import OUT_FEATURES, HorNetConfig
+from entityseg_data.model.backbones.spectral import FilterPlan, apply_global_filter, filter_plan
 from entityseg_data.model.layout import channels_first
+
+
+def _filter_by_products(x: torch.Tensor) -> bool:
+    """Whether the global filter runs as products (:mod:`.spectral`) for the map ``x``:
+    without autograd, on CPU, float32, outside autocast."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
 
 
 class GlobalLocalFilter(nn.Module):
@@ -68,27 +80,53 @@ class GlobalLocalFilter(nn.Module):
             self.__dict__["_spectral_cache"] = cached
         return cached[1]
 
+    def _plan_cached(self, size: tuple[int, int], device: torch.device) -> FilterPlan:
+        """The filter as products for (H, W) = ``size`` planes (:mod:`.spectral`), cached per
+        size, device and weight version (the only copy of the resized filter kept)."""
+        key = (tuple(size), device, self.complex_weight._version, self.complex_weight.data_ptr())
+        cached = self.__dict__.get("_plan_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                weight = self.spectral_weight((size[0], size[1] // 2 + 1)).to(device)
+                cached = (key, filter_plan(weight, size))
+            self.__dict__["_plan_cache"] = cached
+        return cached[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, dim, H, W) -> same shape."""
         return self.forward_nhwc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
     def forward_nhwc(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, dim) -> (B, H, W, dim): the layer on channels-last activations (layer norms
-        over the contiguous last axis, FFT over the spatial axes)."""
+        over the contiguous last axis, the filter over the spatial axes).
+
+        Without autograd on CPU float32 (outside autocast) the global filter runs as four
+        matrix products over the channels-last map (:mod:`.spectral`; within float32 rounding of
+        the FFT path: HorNet-L at 800x1088 ~0.1 CPU s per view less on one thread); otherwise
+        as ``rfft2`` / ``irfft2`` over channels-first planes."""
         dim = x.shape[-1]
         c = dim // 2
         x = F.layer_norm(x, (dim,), self.pre_norm.weight, self.pre_norm.bias, self.pre_norm.eps)
         # the depthwise conv on a channels-last NCHW view (oneDNN's NHWC kernel)
         x1 = self.dw(x[..., :c].permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         h, w = x.shape[1], x.shape[2]
-        # the FFT over channels-first planes (contiguous rows: ~1.3x faster than over strided
-        # channels-last axes at stage 3), back to a channels-last view for the interleave
-        x2 = channels_first(x[..., c:]).float()
-        spec = torch.fft.rfft2(x2, dim=(2, 3), norm="ortho")
-        spec = spec * self._spectral_weight_cached((spec.shape[2], spec.shape[3]))
-        x2 = torch.fft.irfft2(spec, s=(h, w), dim=(2, 3), norm="ortho").permute(0, 2, 3, 1)
-        # interleave: x1[0], x2[0], x1[1], x2[1], ...
-        x = torch.stack([x1, x2], dim=-1).reshape(*x1.shape[:3], dim)
+        if _filter_by_products(x):
+            x2 = apply_global_filter(x[..., c:], self._plan_cached((h, w), x.device))
+            # interleave x1[0], x2[0], x1[1], x2[1], ... as two strided copies (torch.stack of
+            # two contiguous maps on the last axis copies one value at a time)
+            mixed = x1.new_empty((*x1.shape, 2))
+            mixed[..., 0].copy_(x1)
+            mixed[..., 1].copy_(x2)
+            x = mixed.view(*x1.shape[:3], dim)
+        else:
+            # the FFT over channels-first planes (contiguous rows: ~1.3x faster than over
+            # strided channels-last axes at stage 3), back to a channels-last view
+            x2 = channels_first(x[..., c:]).float()
+            spec = torch.fft.rfft2(x2, dim=(2, 3), norm="ortho")
+            spec = spec * self._spectral_weight_cached((spec.shape[2], spec.shape[3]))
+            x2 = torch.fft.irfft2(spec, s=(h, w), dim=(2, 3), norm="ortho").permute(0, 2, 3, 1)
+            # interleave: x1[0], x2[0], x1[1], x2[1], ...
+            x = torch.stack([x1, x2], dim=-1).reshape(*x1.shape[:3], dim)
         return F.layer_norm(
             x, (dim,), self.post_norm.weight, self.post_norm.bias, self.post_norm.eps
         )
