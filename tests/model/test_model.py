@@ -593,6 +593,58 @@ def test_deformable_attention_softmax_fast_path(monkeypatch):
     torch.testing.assert_close(outs[0].pred_masks, outs[1].pred_masks, rtol=1e-5, atol=1e-4)
 
 
+def test_attention_bias_is_the_kernels_float_mask(monkeypatch):
+    """``attention_bias``: exactly 0 / -inf where the bool mask keeps / masks (a row masked
+    everywhere released; logits at and next to 0), made in place; ``_mask_for_attention``
+    returns it on CPU float32 without autograd when the logits are its own (resized here, or
+    ``owned``), the bool mask otherwise. The attention gives bitwise the same values with
+    either mask and with the keys and values copied head-major or left strided, over several
+    of the kernel's key blocks (the first ones masked for every query), and the training path
+    (``nn.MultiheadAttention``) takes the float mask too."""
+    from entityseg_data.model.decoder import attention_bias
+    from entityseg_data.model.layers import CrossAttentionLayer
+    from entityseg_data.model.layers import transformer as tr
+
+    torch.manual_seed(6)
+    logits = torch.randn(2, 5, 1100)
+    logits[:, :, :600] -= 4.0  # mostly masked first blocks
+    logits[0, 1] = -3.0  # masked everywhere: released
+    logits[1, 2, :4] = torch.tensor([0.0, -0.0, 1e-9, -1e-9])
+    maps = logits.view(2, 5, 22, 50)
+    ref = _mask_for_attention(maps, None)  # not owned: the bool mask
+    assert ref.dtype == torch.bool and ref.shape == (2, 5, 1100) and not ref[0, 1].any()
+    assert ref[:, :, :600].float().mean() > 0.8  # (the released row counts as kept)
+    expect = torch.zeros(ref.shape).masked_fill_(ref, float("-inf"))
+    with torch.no_grad():
+        assert _mask_for_attention(maps, None).dtype == torch.bool  # not owned
+        owned = maps.clone()
+        bias = _mask_for_attention(owned, None, owned=True)
+        assert bias.dtype == torch.float32 and torch.equal(bias, expect)
+        assert bias.data_ptr() == owned.data_ptr()  # made in place
+        assert torch.equal(attention_bias(logits.clone()), expect)
+        assert _mask_for_attention(maps.clone(), None, 2, owned=True).dtype == torch.bool
+        resized = _mask_for_attention(maps, (11, 25))
+        assert resized.dtype == torch.float32
+        assert torch.equal(maps.reshape(2, 5, 1100), logits)  # the caller's logits untouched
+    bool_resized = _mask_for_attention(maps, (11, 25))  # autograd on: the bool mask
+    assert bool_resized.dtype == torch.bool
+    assert torch.equal(resized, torch.zeros(resized.shape).masked_fill_(bool_resized, -math.inf))
+
+    mha = torch.nn.MultiheadAttention(32, 4).eval()
+    q, k, v = torch.randn(5, 2, 32), torch.randn(1100, 2, 32), torch.randn(1100, 2, 32)
+    with torch.no_grad():
+        fast = tr.masked_attention(mha, q, k, v, bias)
+        assert torch.isfinite(fast).all()
+        monkeypatch.setattr(tr, "_head_major_inputs", lambda x: False)
+        plain = tr.masked_attention(mha, q, k, v, ref)
+    assert torch.equal(fast, plain)
+    layer = CrossAttentionLayer(d_model=32, nhead=4).train()  # nn.MultiheadAttention's path
+    with torch.no_grad():
+        with_bias = layer(q, k, memory_mask=bias)
+        with_bool = layer(q, k, memory_mask=ref)
+    assert torch.allclose(with_bias, with_bool, atol=1e-6)
+
+
 def test_cross_attention_takes_a_precomputed_key():
     """The decoder hands each cross-attention layer ``memory + pos`` computed once per level:
     the same values as the layer computing the sum itself, on the fused inference path and on
