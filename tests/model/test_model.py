@@ -518,11 +518,12 @@ def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     autograd records (parameters frozen here, so that both runs take the same
     deformable-attention sampler: the gather). The attention-weight softmax, the one fast path
     that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here, and so
-    is HorNet's residual with the layer scale folded into the product (test_hornet.py), its
-    global filter as products (test_spectral.py) and the deformable attention's gather from
-    the offsets (next tests)."""
+    is HorNet's residual with the layer scale folded into the product and its gnconv scale
+    folded into the gates (test_hornet.py), its global filter as products (test_spectral.py)
+    and the deformable attention's gather from the offsets (next tests)."""
     monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", lambda x: F.softmax(x, -1))
     monkeypatch.setattr(hornet_module, "_filter_by_products", lambda x: False)
+    monkeypatch.setattr(hornet_module, "_fold_gate_scale", lambda: False)
     monkeypatch.setattr(hornet_module, "scaled_residual", _plain_scaled_residual)
     monkeypatch.setattr(
         ms_deform_attn_module, "ms_deform_attn_gather_offsets", _gather_of_locations

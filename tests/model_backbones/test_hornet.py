@@ -159,6 +159,27 @@ def test_gnconv_dims_and_recursion():
     torch.testing.assert_close(g(x), g.proj_out(y), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("gf_size", [None, (6, 4)])
+def test_gnconv_without_autograd_folds_the_scale_into_the_gates(gf_size):
+    """Without autograd the mixer's scale multiplies the gate products' weights instead of the
+    mixer's output, and the gates are applied in place: the same values within float rounding
+    (both mixers; the shortcut form too), and not the values of a missing scale."""
+    torch.manual_seed(1)
+    g = GnConv(dim=32, order=3, scale=1 / 3, gf_size=gf_size, dw_kernel=7).eval()
+    x, shortcut, gamma = torch.randn(2, 9, 11, 32), torch.randn(2, 9, 11, 32), torch.rand(32)
+    ref = g.forward_nhwc(x)
+    ref_res = g.forward_nhwc(x, shortcut=shortcut, gamma=gamma)
+    assert ref.requires_grad  # the plain path
+    with torch.no_grad():
+        got = g.forward_nhwc(x)
+        got_res = g.forward_nhwc(x, shortcut=shortcut.clone(), gamma=gamma)
+        g.scale = 1.0
+        unscaled = g.forward_nhwc(x)
+    torch.testing.assert_close(got, ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_res, ref_res.detach(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(unscaled, got, rtol=1e-3, atol=1e-3)
+
+
 def test_hornet_config_validation():
     with pytest.raises(ConfigError, match="gnconv_orders"):
         HorNetConfig(base_dim=15, gnconv_orders=(2, 3, 4, 5))

@@ -186,31 +186,54 @@ class GnConv(nn.Module):
         # proj_in as two products (its weight rows split: views, no copy), so that ``abc``
         # is contiguous for the depthwise conv (a strided slice costs oneDNN a full copy)
         c0 = self.dims[0]
-        pwa = _pointwise(self.proj_in, x, slice(None, c0))
+        # without autograd the mixer's scale is folded into the gate products (pwa and every
+        # pws: each multiplies one slice of the mixer's output, so scaling the other factor
+        # is the same up to float rounding): no pass over the mixer's output, and the gates
+        # are multiplied in place into the products' own outputs
+        fold = _fold_gate_scale()
+        gate_scale = self.scale if fold else None
+        pwa = _pointwise(self.proj_in, x, slice(None, c0), scale=gate_scale)
         abc = _pointwise(self.proj_in, x, slice(c0, None))
         if isinstance(self.dwconv, GlobalLocalFilter):
             mixed = self.dwconv.forward_nhwc(abc)
         else:
             mixed = self.dwconv(abc.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        # without autograd scaled in place: the mixer's output is ours, and a second tensor of
-        # that size costs more than the multiplication (fresh memory, cache misses)
-        mixed = mixed * self.scale if torch.is_grad_enabled() else mixed.mul_(self.scale)
+        if not fold:
+            mixed = mixed * self.scale
         dw = torch.split(mixed, self.dims, dim=-1)
-        x = pwa * dw[0]
+        x = pwa.mul_(dw[0]) if fold else pwa * dw[0]
         for i, pw in enumerate(self.pws):
             assert isinstance(pw, nn.Conv2d)  # for the type checker (ModuleList items)
-            x = _pointwise(pw, x) * dw[i + 1]
+            y = _pointwise(pw, x, scale=gate_scale)
+            x = y.mul_(dw[i + 1]) if fold else y * dw[i + 1]
         if shortcut is None or gamma is None:
             return _pointwise(self.proj_out, x)
         weight = self.proj_out.weight.view(self.proj_out.out_channels, self.proj_out.in_channels)
         return scaled_residual(shortcut, gamma, x, weight, self.proj_out.bias)
 
 
-def _pointwise(conv: nn.Conv2d, x: torch.Tensor, outputs: slice = slice(None)) -> torch.Tensor:
+def _fold_gate_scale() -> bool:
+    """Whether :meth:`GnConv.forward_nhwc` folds the mixer's scale into the gate products and
+    multiplies the gates in place: without autograd."""
+    return not torch.is_grad_enabled()
+
+
+def _pointwise(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    outputs: slice = slice(None),
+    *,
+    scale: float | None = None,
+) -> torch.Tensor:
     """A 1x1 ``conv`` applied to channels-last ``x`` (B, H, W, C_in) -> (B, H, W, C_out), or
-    only its ``outputs`` channels (rows of the weight: views, no copy)."""
+    only its ``outputs`` channels (rows of the weight: views, no copy); ``scale``: times that
+    factor, folded into the weight and bias (small copies) instead of a pass over the output."""
     weight = conv.weight.view(conv.out_channels, conv.in_channels)[outputs]
-    return F.linear(x, weight, None if conv.bias is None else conv.bias[outputs])
+    bias = None if conv.bias is None else conv.bias[outputs]
+    if scale is not None:
+        weight = weight * scale
+        bias = None if bias is None else bias * scale
+    return F.linear(x, weight, bias)
 
 
 def scaled_residual(
