@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from entityseg_data.model import pixel_decoder as pixel_decoder_module
 from entityseg_data.model.backbones import hornet as hornet_module
 from entityseg_data.model.decoder import _mask_for_attention
 from entityseg_data.model.layers import (
@@ -519,11 +520,13 @@ def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     deformable-attention sampler: the gather). The attention-weight softmax, the one fast path
     that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here, and so
     is HorNet's residual with the layer scale folded into the product and its gnconv scale
-    folded into the gates (test_hornet.py), its global filter as products (test_spectral.py)
-    and the deformable attention's gather from the offsets (next tests)."""
+    folded into the gates (test_hornet.py), its global filter as products (test_spectral.py),
+    the encoder FFN's biases folded (test_encoder_ffn_folds_its_biases) and the deformable
+    attention's gather from the offsets (next tests)."""
     monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", lambda x: F.softmax(x, -1))
     monkeypatch.setattr(hornet_module, "_filter_by_products", lambda x: False)
     monkeypatch.setattr(hornet_module, "_fold_gate_scale", lambda: False)
+    monkeypatch.setattr(pixel_decoder_module, "_ffn_folded", lambda layer, src: False)
     monkeypatch.setattr(hornet_module, "scaled_residual", _plain_scaled_residual)
     monkeypatch.setattr(
         ms_deform_attn_module, "ms_deform_attn_gather_offsets", _gather_of_locations
@@ -592,6 +595,33 @@ def test_deformable_attention_softmax_fast_path(monkeypatch):
     assert paths == [{True}, {False}]  # every encoder layer: fast without autograd, not with
     torch.testing.assert_close(outs[0].pred_logits, outs[1].pred_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(outs[0].pred_masks, outs[1].pred_masks, rtol=1e-5, atol=1e-4)
+
+
+def test_encoder_ffn_folds_its_biases():
+    """Without autograd the deformable encoder layer's FFN computes ``relu(h + b1)`` as
+    ``max(h, -b1) + b1`` with b1 carried through W2 and the residual summed into the second
+    product: the plain FFN's values within float rounding, also when most units are off
+    (strongly negative b1) and with a batch of 2; with autograd, or with dropout active in
+    training, the plain form runs."""
+    layer = pixel_decoder_module.DeformableEncoderLayer(
+        d_model=32, d_ffn=128, n_levels=2, n_heads=4, n_points=2, dropout=0.0
+    ).eval()
+    torch.manual_seed(8)
+    for shift in (0.0, -2.0):
+        with torch.no_grad():
+            layer.linear1.bias.normal_().add_(shift)
+            layer.linear2.bias.normal_()
+        src = torch.randn(2, 37, 32)
+        ref = src + layer.linear2(F.relu(layer.linear1(src)))
+        assert pixel_decoder_module._ffn_folded(layer, src) is False  # autograd on
+        with torch.no_grad():
+            assert pixel_decoder_module._ffn_folded(layer, src)
+            got = layer._ffn_residual(src)
+        assert torch.allclose(got, ref.detach(), rtol=1e-5, atol=1e-5), (got - ref).abs().max()
+    layer.train()
+    layer.dropout.p = 0.1
+    with torch.no_grad():
+        assert not pixel_decoder_module._ffn_folded(layer, src)
 
 
 def test_attention_bias_is_the_kernels_float_mask(monkeypatch):

@@ -45,6 +45,24 @@ class ConvNorm(nn.Conv2d):
         return F.relu(x, inplace=True) if self.relu else x
 
 
+def _ffn_folded(layer: DeformableEncoderLayer, src: Tensor) -> bool:
+    """Whether the encoder layer's FFN runs as :meth:`DeformableEncoderLayer._ffn_residual`:
+    without autograd and active dropout, outside autocast, plain float ``nn.Linear`` layers of
+    ``src``'s dtype with biases (a dynamically quantized Linear keeps the plain form)."""
+    dev = src.device.type
+    return (
+        not torch.is_grad_enabled()
+        and not (layer.training and layer.dropout.p > 0)
+        and not (dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev))
+        and type(layer.linear1) is nn.Linear
+        and type(layer.linear2) is nn.Linear
+        and layer.linear1.bias is not None
+        and layer.linear2.bias is not None
+        and src.dtype == layer.linear1.weight.dtype == layer.linear2.weight.dtype
+        and src.is_floating_point()
+    )
+
+
 class DeformableEncoderLayer(nn.Module):
     """Post-norm: ``src = norm1(src + MSDA(src+pos)); src = norm2(src + W2 relu(W1 src))``."""
 
@@ -73,9 +91,28 @@ class DeformableEncoderLayer(nn.Module):
     ) -> Tensor:
         attn = self.self_attn(src + pos, reference_points, src, shapes)
         src = self.norm1(src + self.dropout(attn))
+        if _ffn_folded(self, src):
+            return self.norm2(self._ffn_residual(src))
         # ReLU in place on linear1's fresh output (no second 4x-wide tensor; same values)
         ffn = self.linear2(self.dropout(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout(ffn))
+
+    def _ffn_residual(self, src: Tensor) -> Tensor:
+        """``src + W2 relu(W1 src + b1) + b2`` (src (..., d_model)) without the 4x-wide bias
+        pass: ``relu(h + b1) = max(h, -b1) + b1``, so with ``h = src W1^T`` (no bias)
+        clamped in place below by ``-b1``, b1 reaches the output through W2 as the constant
+        ``W2 b1``, added with b2 to the residual (one pass that replaces linear2's bias copy
+        and the residual sum), and the second product is accumulated into it. The same values
+        up to float rounding (the sums are associated differently)."""
+        w1, b1 = self.linear1.weight, self.linear1.bias
+        w2, b2 = self.linear2.weight, self.linear2.bias
+        hidden = torch.matmul(src, w1.t())
+        hidden.clamp_(min=-b1)
+        out = torch.add(src, torch.addmv(b2, w2, b1))
+        flat = out.view(-1, out.shape[-1])
+        # ``addmm(out=)``: FLOP counters see it (``addmm_`` they do not)
+        torch.addmm(flat, hidden.view(-1, hidden.shape[-1]), w2.t(), out=flat)
+        return out
 
 
 class DeformableEncoder(nn.Module):
