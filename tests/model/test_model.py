@@ -510,6 +510,18 @@ def test_ms_deform_attn_module_inference_matches_autograd():
         fast = attn(query, ref, src, shapes)
     slow = attn(query, ref, src, shapes)
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-5)
+    # with the encoder's skip connection: summed into output_proj's product without autograd
+    # (the residual itself left as it was), added after it with autograd
+    with torch.no_grad():
+        attn.output_proj.bias.normal_()
+        keep = src.clone()
+        fused = attn(query, ref, src, shapes, residual=src)
+        assert torch.equal(src, keep)
+        plain = src + attn(query, ref, src, shapes)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(fused, plain - src, atol=1e-3)  # the residual is in
+    graded = attn(query, ref, src, shapes, residual=src)
+    torch.testing.assert_close(graded.detach(), plain, rtol=1e-5, atol=1e-5)
 
 
 def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):

@@ -89,10 +89,11 @@ class DeformableEncoderLayer(nn.Module):
     def forward(
         self, src: Tensor, pos: Tensor, reference_points: Tensor, shapes: list[tuple[int, int]]
     ) -> Tensor:
+        if _ffn_folded(self, src):  # no autograd, no active dropout: the sums folded
+            src = self.norm1(self.self_attn(src + pos, reference_points, src, shapes, residual=src))
+            return self.norm2(self._ffn_residual(src))
         attn = self.self_attn(src + pos, reference_points, src, shapes)
         src = self.norm1(src + self.dropout(attn))
-        if _ffn_folded(self, src):
-            return self.norm2(self._ffn_residual(src))
         # ReLU in place on linear1's fresh output (no second 4x-wide tensor; same values)
         ffn = self.linear2(self.dropout(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout(ffn))

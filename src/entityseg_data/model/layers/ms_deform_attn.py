@@ -310,6 +310,23 @@ def _softmax_few_(x: torch.Tensor) -> torch.Tensor:
     return e.div_(e.sum(-1, keepdim=True))
 
 
+def _sums_into(proj: nn.Module, residual: Tensor, x: Tensor) -> bool:
+    """Whether ``residual + proj(x)`` may be computed by accumulating the product into
+    ``residual + bias``: a plain float ``nn.Linear`` with a bias, one dtype, outside autocast,
+    ``residual`` contiguous and of the output's shape."""
+    dev = x.device.type
+    return (
+        type(proj) is nn.Linear
+        and proj.bias is not None
+        and not (dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev))
+        and residual.is_contiguous()
+        and x.is_floating_point()
+        and residual.dtype == x.dtype == proj.weight.dtype
+        and residual.shape[:-1] == x.shape[:-1]
+        and residual.shape[-1] == proj.out_features
+    )
+
+
 class MSDeformAttn(nn.Module):
     """Deformable attention over ``n_levels`` feature maps with ``n_points`` samples per head.
 
@@ -357,6 +374,8 @@ class MSDeformAttn(nn.Module):
         reference_points: Tensor,
         input_flatten: Tensor,
         spatial_shapes: list[tuple[int, int]],
+        *,
+        residual: Tensor | None = None,
     ) -> Tensor:
         """
         Args:
@@ -364,9 +383,12 @@ class MSDeformAttn(nn.Module):
             reference_points: (N, Lq, L, 2) normalised (x, y) in [0, 1], one per level.
             input_flatten: (N, S, C) values of all levels, flattened level after level.
             spatial_shapes: [(H_l, W_l)] per level.
+            residual: (N, Lq, C) added to the output (the encoder layer's skip connection);
+                without autograd summed into ``output_proj``'s product (one pass over the
+                output less than the bias copy and a separate sum; float rounding apart).
 
         Returns:
-            (N, Lq, C).
+            (N, Lq, C), plus ``residual`` if given.
         """
         n, lq, _ = query.shape
         s = input_flatten.shape[1]
@@ -385,7 +407,14 @@ class MSDeformAttn(nn.Module):
             out = ms_deform_attn_gather_offsets(
                 value, spatial_shapes, reference_points, offsets, weights
             )
-            return self.output_proj(out)
+            if residual is not None and _sums_into(self.output_proj, residual, out):
+                proj = self.output_proj
+                total = torch.add(residual, proj.bias)
+                flat = total.view(-1, total.shape[-1])
+                # ``addmm(out=)``: FLOP counters see it (``addmm_`` they do not)
+                torch.addmm(flat, out.reshape(-1, out.shape[-1]), proj.weight.t(), out=flat)
+                return total
+            return self.output_proj(out) if residual is None else residual + self.output_proj(out)
         # (L, P, 2) sizes as (W, H) and (N, Lq, 1, L, P, 2) reference points, materialised so
         # that both broadcasts below run over 2 L P contiguous values (vectorised; the strided
         # broadcast of (L, 1, 2) took ~4x longer); the same quotients and sums
@@ -399,4 +428,4 @@ class MSDeformAttn(nn.Module):
         )
         locations = offsets / normalizer + ref
         out = ms_deform_attn_sample(value, spatial_shapes, locations, weights)
-        return self.output_proj(out)
+        return self.output_proj(out) if residual is None else residual + self.output_proj(out)
