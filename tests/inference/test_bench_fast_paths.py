@@ -1,0 +1,31 @@
+"""``benchmarks/bench_fast_paths.py``: whole predictions with the fast paths on and off."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fast_paths.py"
+
+
+@pytest.mark.slow  # ~15 CPU s: a tiny model predicted 4 times
+def test_fast_paths_on_and_off_alternate_and_are_restored() -> None:
+    spec = importlib.util.spec_from_file_location("bench_fast_paths", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = [getattr(importlib.import_module(m), n) for m, n, _ in bench.SWITCHES]
+    res = bench.compare("tiny_hornet", (96, 128), rounds=1)
+    after = [getattr(importlib.import_module(m), n) for m, n, _ in bench.SWITCHES]
+    assert all(a is b for a, b in zip(before, after, strict=True))  # switched back on
+    runs = res["runs"]
+    assert [r[0] for r in runs] == ["on", "off"]
+    for _, cpu, stages, rate in runs:
+        assert cpu > 0 and rate > 0
+        assert set(stages) >= {"backbone", "pixel_decoder", "decoder", "post"}
+    # the fast paths change values by float rounding only: the labels agree (a pixel whose
+    # logit sits within rounding of the cut may flip)
+    assert res["differing_pixels"] <= 0.001 * 96 * 128
