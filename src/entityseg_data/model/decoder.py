@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from entityseg_data.model.association import Make3dQueries
+from entityseg_data.model.fused import cpu_fp32_inference
 from entityseg_data.model.layers import (
     MLP,
     CrossAttentionLayer,
@@ -62,13 +63,8 @@ def _mask_for_attention(
     return attn.unsqueeze(1).expand(n, nheads, q, attn.shape[-1]).flatten(0, 1).detach()
 
 
-def _bias_mask(x: Tensor) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-    )
+#: switch: whether :func:`_mask_for_attention` makes the float mask (:func:`attention_bias`)
+_bias_mask = cpu_fp32_inference
 
 
 def attention_bias(logits: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from entityseg_data.model.fused import add_product_, plain_linear
 from entityseg_data.model.layers import MSDeformAttn, PositionEmbeddingSine
 from entityseg_data.model.layout import channels_first
 
@@ -49,17 +50,11 @@ def _ffn_folded(layer: DeformableEncoderLayer, src: Tensor) -> bool:
     """Whether the encoder layer's FFN runs as :meth:`DeformableEncoderLayer._ffn_residual`:
     without autograd and active dropout, outside autocast, plain float ``nn.Linear`` layers of
     ``src``'s dtype with biases (a dynamically quantized Linear keeps the plain form)."""
-    dev = src.device.type
     return (
         not torch.is_grad_enabled()
         and not (layer.training and layer.dropout.p > 0)
-        and not (dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev))
-        and type(layer.linear1) is nn.Linear
-        and type(layer.linear2) is nn.Linear
-        and layer.linear1.bias is not None
-        and layer.linear2.bias is not None
-        and src.dtype == layer.linear1.weight.dtype == layer.linear2.weight.dtype
-        and src.is_floating_point()
+        and plain_linear(layer.linear1, src)
+        and plain_linear(layer.linear2, src)
     )
 
 
@@ -109,11 +104,7 @@ class DeformableEncoderLayer(nn.Module):
         w2, b2 = self.linear2.weight, self.linear2.bias
         hidden = torch.matmul(src, w1.t())
         hidden.clamp_(min=-b1)
-        out = torch.add(src, torch.addmv(b2, w2, b1))
-        flat = out.view(-1, out.shape[-1])
-        # ``addmm(out=)``: FLOP counters see it (``addmm_`` they do not)
-        torch.addmm(flat, hidden.view(-1, hidden.shape[-1]), w2.t(), out=flat)
-        return out
+        return add_product_(torch.add(src, torch.addmv(b2, w2, b1)), hidden, w2)
 
 
 class DeformableEncoder(nn.Module):

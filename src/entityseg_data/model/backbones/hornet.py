@@ -14,6 +14,9 @@ convolutions as in the official code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,18 +29,13 @@ from entityseg_data.model.backbones.common import (
 )
 from entityseg_data.model.backbones.config import OUT_FEATURES, HorNetConfig
 from entityseg_data.model.backbones.spectral import FilterPlan, apply_global_filter, filter_plan
+from entityseg_data.model.fused import add_product_, cpu_fp32_inference
 from entityseg_data.model.layout import channels_first
 
+T = TypeVar("T")
 
-def _filter_by_products(x: torch.Tensor) -> bool:
-    """Whether the global filter runs as products (:mod:`.spectral`) for the map ``x``:
-    without autograd, on CPU, float32, outside autocast."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-    )
+#: switch: whether the global filter runs as products (:mod:`.spectral`) for a map
+_filter_by_products = cpu_fp32_inference
 
 
 class GlobalLocalFilter(nn.Module):
@@ -66,31 +64,33 @@ class GlobalLocalFilter(nn.Module):
             ).permute(1, 2, 3, 0)
         return torch.view_as_complex(weight.float().contiguous())
 
+    def _cached(self, slot: str, key: tuple, make: Callable[[], T]) -> T:
+        """``make()`` (run without autograd), kept in ``slot`` until ``key`` or the filter's
+        version changes (one entry per slot: the last size and device used)."""
+        full = (key, self.complex_weight._version, self.complex_weight.data_ptr())
+        cached = self.__dict__.get(slot)
+        if cached is None or cached[0] != full:
+            with torch.no_grad():
+                cached = (full, make())
+            self.__dict__[slot] = cached
+        return cached[1]
+
     def _spectral_weight_cached(self, size: tuple[int, int]) -> torch.Tensor:
         """:meth:`spectral_weight`; without autograd cached per size and weight version (the
         interpolation is not redone for every view of every image)."""
         if torch.is_grad_enabled() and self.complex_weight.requires_grad:
             return self.spectral_weight(size)
-        key = (tuple(size), self.complex_weight._version, self.complex_weight.data_ptr())
-        cached = self.__dict__.get("_spectral_cache")
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                weight = self.spectral_weight(size)
-            cached = (key, weight)
-            self.__dict__["_spectral_cache"] = cached
-        return cached[1]
+        return self._cached("_spectral_cache", tuple(size), lambda: self.spectral_weight(size))
 
     def _plan_cached(self, size: tuple[int, int], device: torch.device) -> FilterPlan:
         """The filter as products for (H, W) = ``size`` planes (:mod:`.spectral`), cached per
         size, device and weight version (the only copy of the resized filter kept)."""
-        key = (tuple(size), device, self.complex_weight._version, self.complex_weight.data_ptr())
-        cached = self.__dict__.get("_plan_cache")
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                weight = self.spectral_weight((size[0], size[1] // 2 + 1)).to(device)
-                cached = (key, filter_plan(weight, size))
-            self.__dict__["_plan_cache"] = cached
-        return cached[1]
+        spectrum = (size[0], size[1] // 2 + 1)
+        return self._cached(
+            "_plan_cache",
+            (tuple(size), device),
+            lambda: filter_plan(self.spectral_weight(spectrum).to(device), size),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, dim, H, W) -> same shape."""
@@ -276,10 +276,7 @@ def scaled_residual(
     else:
         scaled_b = gamma * bias
         out = shortcut.add_(scaled_b) if inplace else torch.add(shortcut, scaled_b)
-    flat = out.view(-1, out.shape[-1])
-    # ``addmm(out=flat)`` rather than ``addmm_``: the same kernel, and FLOP counters see it
-    torch.addmm(flat, x.reshape(-1, x.shape[-1]), scaled_w.t(), out=flat)
-    return out
+    return add_product_(out, x, scaled_w)
 
 
 def _layer_norm_nhwc(norm: LayerNorm2d | nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from entityseg_data.model.fused import add_product_, plain_linear
+
 
 def ms_deform_attn_sample(
     value: Tensor,
@@ -312,16 +314,12 @@ def _softmax_few_(x: torch.Tensor) -> torch.Tensor:
 
 def _sums_into(proj: nn.Module, residual: Tensor, x: Tensor) -> bool:
     """Whether ``residual + proj(x)`` may be computed by accumulating the product into
-    ``residual + bias``: a plain float ``nn.Linear`` with a bias, one dtype, outside autocast,
-    ``residual`` contiguous and of the output's shape."""
-    dev = x.device.type
+    ``residual + bias``: :func:`~entityseg_data.model.fused.plain_linear`, ``residual``
+    contiguous, of the output's shape and dtype."""
     return (
-        type(proj) is nn.Linear
-        and proj.bias is not None
-        and not (dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev))
+        plain_linear(proj, x)
         and residual.is_contiguous()
-        and x.is_floating_point()
-        and residual.dtype == x.dtype == proj.weight.dtype
+        and residual.dtype == x.dtype
         and residual.shape[:-1] == x.shape[:-1]
         and residual.shape[-1] == proj.out_features
     )
@@ -409,11 +407,7 @@ class MSDeformAttn(nn.Module):
             )
             if residual is not None and _sums_into(self.output_proj, residual, out):
                 proj = self.output_proj
-                total = torch.add(residual, proj.bias)
-                flat = total.view(-1, total.shape[-1])
-                # ``addmm(out=)``: FLOP counters see it (``addmm_`` they do not)
-                torch.addmm(flat, out.reshape(-1, out.shape[-1]), proj.weight.t(), out=flat)
-                return total
+                return add_product_(torch.add(residual, proj.bias), out, proj.weight)
             return self.output_proj(out) if residual is None else residual + self.output_proj(out)
         # (L, P, 2) sizes as (W, H) and (N, Lq, 1, L, P, 2) reference points, materialised so
         # that both broadcasts below run over 2 L P contiguous values (vectorised; the strided

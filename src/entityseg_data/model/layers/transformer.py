@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from entityseg_data.model.fused import cpu_fp32_inference
+
 
 def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
     return x if pos is None else x + pos
@@ -43,15 +45,8 @@ class SelfAttentionLayer(nn.Module):
         return self.norm(tgt + self.dropout(out))
 
 
-def _head_major_inputs(x: Tensor) -> bool:
-    """Whether :func:`masked_attention` copies its keys and values head-major first: CPU
-    float32 without autograd or autocast."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-    )
+#: switch: whether :func:`masked_attention` copies its keys and values head-major first
+_head_major_inputs = cpu_fp32_inference
 
 
 def masked_attention(
