@@ -12,11 +12,13 @@ them (session 14's start, ccd7476):
 - ``decoder._bias_mask``: the attention mask made as a float 0 / -inf mask in place
 - ``pixel_decoder._ffn_folded``: the encoder FFN's biases folded
 - ``ms_deform_attn._sums_into``: the encoder's skip connection summed into output_proj
+- ``hornet._packed_products``: HorNet's 1x1 products with <= 384 inputs as oneDNN calls with
+  packed weights, the bias (and the MLP's GELU) in the epilogue
 
 Usage::
 
     PYTHONPATH=src python benchmarks/bench_fast_paths.py --preset cropformer_hornet_3x \\
-        --size 800 1067 --rounds 3 [--floor-gflop 8028]
+        --size 800 1067 --rounds 3 [--floor-gflop 8028] [--only NAME ...]
 
 Prints one row per run (CPU s per stage, the 2048^3 matmul rate measured after it), then the
 medians, their ratio and, with ``--floor-gflop``, the fraction of the fp32 floor
@@ -44,6 +46,7 @@ SWITCHES = [
     ("entityseg_data.model.decoder", "_bias_mask", lambda x: False),
     ("entityseg_data.model.pixel_decoder", "_ffn_folded", lambda layer, src: False),
     ("entityseg_data.model.layers.ms_deform_attn", "_sums_into", lambda p, r, x: False),
+    ("entityseg_data.model.backbones.hornet", "_packed_products", lambda x: False),
 ]
 STAGES = ("pre", "backbone", "pixel_decoder", "decoder", "post")
 
@@ -51,9 +54,11 @@ STAGES = ("pre", "backbone", "pixel_decoder", "decoder", "post")
 class Switches:
     """The fast paths' switches, saved once, set all on or all off."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: list[str] | None = None) -> None:
         self._on = []
         for mod, name, off in SWITCHES:
+            if only and name not in only:
+                continue
             module = importlib.import_module(mod)
             self._on.append((module, name, getattr(module, name), off))
 
@@ -62,7 +67,13 @@ class Switches:
             setattr(module, name, fast if on else off)
 
 
-def compare(preset: str, size: tuple[int, int], rounds: int, threads: int = 1) -> dict[str, object]:
+def compare(
+    preset: str,
+    size: tuple[int, int],
+    rounds: int,
+    threads: int = 1,
+    only: list[str] | None = None,
+) -> dict[str, object]:
     """Run ``rounds`` pairs (after one warm-up of each) and return the per-run records
     ``{"runs": [(name, cpu_s, {stage: cpu_s}, matmul)], "differing_pixels": int}``."""
     import numpy as np
@@ -86,7 +97,7 @@ def compare(preset: str, size: tuple[int, int], rounds: int, threads: int = 1) -
     clock = bm.StageClock(None)
     for stage, module in bm.stage_modules(seg.model).items():
         clock.wrap(module, "forward", stage, "post" if stage == "decoder" else "gap")
-    switches = Switches()
+    switches = Switches(only)
 
     def run(name: str):
         switches.set(name == "on")
@@ -117,8 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--floor-gflop", type=float, default=None)
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=[name for _, name, _ in SWITCHES],
+        help="flip only this switch (repeatable; default: all of them)",
+    )
     a = ap.parse_args(argv)
-    res = compare(a.preset, (a.size[0], a.size[1]), a.rounds, a.threads)
+    res = compare(a.preset, (a.size[0], a.size[1]), a.rounds, a.threads, a.only)
     runs = res["runs"]
     assert isinstance(runs, list)
     print(f"label pixels differing, fast paths on vs off: {res['differing_pixels']}")

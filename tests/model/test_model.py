@@ -532,12 +532,14 @@ def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     deformable-attention sampler: the gather). The attention-weight softmax, the one fast path
     that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here, and so
     is HorNet's residual with the layer scale folded into the product and its gnconv scale
-    folded into the gates (test_hornet.py), its global filter as products (test_spectral.py),
+    folded into the gates and its small 1x1 products as oneDNN calls with packed weights
+    (test_hornet.py), its global filter as products (test_spectral.py),
     the encoder FFN's biases folded (test_encoder_ffn_folds_its_biases) and the deformable
     attention's gather from the offsets (next tests)."""
     monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", lambda x: F.softmax(x, -1))
     monkeypatch.setattr(hornet_module, "_filter_by_products", lambda x: False)
     monkeypatch.setattr(hornet_module, "_fold_gate_scale", lambda: False)
+    monkeypatch.setattr(hornet_module, "_packed_products", lambda x: False)
     monkeypatch.setattr(pixel_decoder_module, "_ffn_folded", lambda layer, src: False)
     monkeypatch.setattr(hornet_module, "scaled_residual", _plain_scaled_residual)
     monkeypatch.setattr(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -21,8 +23,15 @@ from entityseg_data.model.backbones import (
     HorNetConfig,
     build_backbone,
 )
+from entityseg_data.model.backbones import hornet as hornet_module
 from entityseg_data.model.backbones.common import LayerNorm2d
-from entityseg_data.model.backbones.hornet import GlobalLocalFilter, GnConv, scaled_residual
+from entityseg_data.model.backbones.hornet import (
+    GlobalLocalFilter,
+    GnConv,
+    HorBlock,
+    scaled_residual,
+)
+from entityseg_data.model.fused import onednn_linear_available
 
 LEVELS = ("res2", "res3", "res4", "res5")
 
@@ -278,3 +287,68 @@ def test_hornet_block_residual_fast_path_matches_the_autograd_form():
     for k in LEVELS:
         torch.testing.assert_close(fast[k], slow[k].detach(), rtol=1e-4, atol=1e-4)
     assert any(not torch.equal(fast[k], slow[k].detach()) for k in LEVELS)
+
+
+needs_onednn = pytest.mark.skipif(
+    not onednn_linear_available(), reason="this torch build has no oneDNN linear"
+)
+
+
+def _gated_block(dim: int) -> HorBlock:
+    gnconv = GnConv(dim=dim, order=3, scale=1 / 3, gf_size=None, dw_kernel=7)
+    block = HorBlock(dim=dim, drop_path=0.0, layer_scale=1.0, mlp_ratio=4.0, gnconv=gnconv)
+    return block.eval()
+
+
+@needs_onednn
+def test_packed_products_match_the_plain_ones_and_follow_weight_changes(monkeypatch):
+    """Without autograd on CPU float32 a HorBlock's 1x1 products with <= 384 inputs run as
+    oneDNN calls with packed weights (MLP: bias and GELU in the epilogue): the same values as
+    the plain products within float rounding; an in-place weight change repacks; copies and
+    pickles of the block drop the packed tensors and rebuild them."""
+    torch.manual_seed(4)
+    block = _gated_block(32)
+    x = torch.randn(1, 9, 11, 32)
+    with torch.no_grad():
+        fast = block(x.clone())
+        assert set(block._packed._entries) == {"pwconv1"}
+        assert {
+            "proj_in.a*0.3333333333333333",
+            "proj_in.bc*None",
+            "pws.0*0.3333333333333333",
+        } <= set(block.gnconv._packed._entries)
+        monkeypatch.setattr(hornet_module, "_packed_products", lambda t: False)
+        plain = block(x.clone())
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+        # a weight changed in place (e.g. load_state_dict): the packed copies follow
+        block.pwconv1.weight.mul_(-1)
+        block.gnconv.pws[0].weight.add_(0.5)
+        plain_changed = block(x.clone())
+        monkeypatch.undo()
+        fast_changed = block(x.clone())
+    torch.testing.assert_close(fast_changed, plain_changed, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(fast_changed, fast, atol=1e-3)
+    copied = copy.deepcopy(block)
+    restored = pickle.loads(pickle.dumps(block))
+    for other in (copied, restored):
+        assert not other._packed._entries and not other.gnconv._packed._entries
+        with torch.no_grad():
+            torch.testing.assert_close(other(x.clone()), fast_changed, rtol=1e-6, atol=1e-6)
+        assert other._packed._entries
+
+
+@needs_onednn
+def test_packed_products_only_where_they_pay():
+    """Wider inputs (HorNet-L's stages 2-3: oneDNN's product is slower than MKL's there),
+    autograd and float64 keep the plain products: nothing is packed."""
+    torch.manual_seed(5)
+    wide = _gated_block(2 * hornet_module._PACKED_MAX_IN)
+    with torch.no_grad():
+        wide(torch.randn(1, 2, 3, wide.gnconv.dims[-1]))
+    assert not wide._packed._entries
+    assert all(not k.startswith("proj_in") for k in wide.gnconv._packed._entries)
+    block = _gated_block(32)
+    block(torch.randn(1, 4, 5, 32))  # autograd
+    with torch.no_grad():
+        block.double()(torch.randn(1, 4, 5, 32, dtype=torch.float64))
+    assert not block._packed._entries and not block.gnconv._packed._entries

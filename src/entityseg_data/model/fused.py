@@ -7,9 +7,15 @@
 - :func:`plain_linear`: whether a Linear's product may be accumulated into a prepared sum.
 - :func:`add_product_`: ``total += x @ weight.T`` in place, as one ``addmm`` (the residual or
   folded bias written first: no separate bias copy or sum pass).
+- :class:`PackedWeights` and :func:`packed_linear`: a product as one oneDNN call on a weight
+  packed once per module (``torch.ops.mkldnn``, the ops Inductor's CPU fusion emits), with the
+  bias and optionally the GELU in its epilogue (:func:`onednn_linear_available` says whether
+  this torch build has them).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -45,3 +51,70 @@ def add_product_(total: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     flat = total.view(-1, total.shape[-1])
     torch.addmm(flat, x.reshape(-1, x.shape[-1]), weight.t(), out=flat)
     return total
+
+
+def onednn_linear_available() -> bool:
+    """PyTorch's oneDNN linear with a fused epilogue (``torch.ops.mkldnn._linear_pointwise``,
+    the op Inductor's CPU fusion emits) and its weight packing exist and are enabled."""
+    return (
+        torch.backends.mkldnn.is_available()
+        and bool(torch.backends.mkldnn.enabled)
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    )
+
+
+class PackedWeights:
+    """A module's oneDNN-packed copies of weights, each rebuilt when a tensor it was made from
+    changes (version counter, storage or shape). Kept out of pickles and deep copies (packed
+    tensors are opaque: they cannot be serialized, and a copy rebuilds them on first use)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[object, ...], Tensor]] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"_entries": {}}
+
+    def __deepcopy__(self, memo: dict[int, object]) -> PackedWeights:
+        return PackedWeights()
+
+    def get(
+        self, name: str, sources: tuple[Tensor, ...], weight: Callable[[], Tensor], rows: int
+    ) -> Tensor:
+        """``weight()`` (out, in), made from ``sources`` and packed for oneDNN, kept under
+        ``name``; ``rows``: the batch size hint used when it is (re)packed (the packed layout
+        serves any number of rows)."""
+        key = tuple((t._version, t.data_ptr(), tuple(t.shape), t.device) for t in sources)
+        entry = self._entries.get(name)
+        if entry is None or entry[0] != key:
+            with torch.no_grad():
+                w = weight().contiguous()
+                entry = (key, torch.ops.mkldnn._reorder_linear_weight(w, max(1, rows)))
+            self._entries[name] = entry
+        return entry[1]
+
+    def clear(self) -> None:
+        """Drop every packed copy (they are rebuilt on use)."""
+        self._entries.clear()
+
+
+def packed_linear(
+    x: Tensor,
+    packed: Tensor,
+    bias: Tensor | None,
+    *,
+    gelu: bool = False,
+) -> Tensor:
+    """``x (..., in) @ W.T + bias`` (then the exact erf GELU with ``gelu``) as one oneDNN call,
+    ``packed`` = :meth:`PackedWeights.get` of W (out, in): the bias and the GELU are in the
+    product's epilogue (no bias copy, no separate pass over the (..., out) output). For
+    :func:`cpu_fp32_inference` inputs with :func:`onednn_linear_available`; the caller checks
+    both."""
+    if gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "gelu", [], "none")
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+def rows_of(x: Tensor) -> int:
+    """The number of rows of ``x`` (..., in) seen as a matrix."""
+    return x.numel() // max(1, x.shape[-1])

@@ -29,13 +29,37 @@ from entityseg_data.model.backbones.common import (
 )
 from entityseg_data.model.backbones.config import OUT_FEATURES, HorNetConfig
 from entityseg_data.model.backbones.spectral import FilterPlan, apply_global_filter, filter_plan
-from entityseg_data.model.fused import add_product_, cpu_fp32_inference
+from entityseg_data.model.fused import (
+    PackedWeights,
+    add_product_,
+    cpu_fp32_inference,
+    onednn_linear_available,
+    packed_linear,
+    rows_of,
+)
 from entityseg_data.model.layout import channels_first
 
 T = TypeVar("T")
 
 #: switch: whether the global filter runs as products (:mod:`.spectral`) for a map
 _filter_by_products = cpu_fp32_inference
+
+
+def _packed_products(x: torch.Tensor) -> bool:
+    """Switch: whether the 1x1 products with at most :data:`_PACKED_MAX_IN` input channels run
+    on ``x`` as oneDNN calls with packed weights (:func:`~entityseg_data.model.fused.packed_linear`:
+    the bias, and in the MLP the GELU, in the product's epilogue)."""
+    return cpu_fp32_inference(x) and onednn_linear_available()
+
+
+#: The widest input of a product :func:`_packed_products` covers. The epilogue saves a fixed
+#: cost per output value, worth more the fewer input channels each value's product has; measured
+#: in whole predictions of CropFormer HorNet-L at 800x1088 on one thread, per call: MLP
+#: ``gelu(pwconv1)`` at stage 0 (192 in) 156 -> 134 ms, stage 1 (384) 122 -> 110, but stage 2
+#: (768) 110 -> 111 and stage 3 (1536) 109 -> 113 (oneDNN's product is slower than MKL's
+#: there); gnconv's products with 96-384 inputs 3-30 % faster, with 768-1536 equal. The packed
+#: copies this admits are small (~12 MB for HorNet-L; all products would take ~0.4 GB).
+_PACKED_MAX_IN = 384
 
 
 class GlobalLocalFilter(nn.Module):
@@ -165,6 +189,7 @@ class GnConv(nn.Module):
             nn.Conv2d(self.dims[i], self.dims[i + 1], 1) for i in range(order - 1)
         )
         self.scale = scale
+        self._packed = PackedWeights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, dim, H, W) -> same shape."""
@@ -192,8 +217,11 @@ class GnConv(nn.Module):
         # are multiplied in place into the products' own outputs
         fold = _fold_gate_scale()
         gate_scale = self.scale if fold else None
-        pwa = _pointwise(self.proj_in, x, slice(None, c0), scale=gate_scale)
-        abc = _pointwise(self.proj_in, x, slice(c0, None))
+        cache = self._packed
+        pwa = _pointwise(
+            self.proj_in, x, slice(None, c0), scale=gate_scale, packed=(cache, "proj_in.a")
+        )
+        abc = _pointwise(self.proj_in, x, slice(c0, None), packed=(cache, "proj_in.bc"))
         if isinstance(self.dwconv, GlobalLocalFilter):
             mixed = self.dwconv.forward_nhwc(abc)
         else:
@@ -204,7 +232,7 @@ class GnConv(nn.Module):
         x = pwa.mul_(dw[0]) if fold else pwa * dw[0]
         for i, pw in enumerate(self.pws):
             assert isinstance(pw, nn.Conv2d)  # for the type checker (ModuleList items)
-            y = _pointwise(pw, x, scale=gate_scale)
+            y = _pointwise(pw, x, scale=gate_scale, packed=(cache, f"pws.{i}"))
             x = y.mul_(dw[i + 1]) if fold else y * dw[i + 1]
         if shortcut is None or gamma is None:
             return _pointwise(self.proj_out, x)
@@ -224,15 +252,28 @@ def _pointwise(
     outputs: slice = slice(None),
     *,
     scale: float | None = None,
+    packed: tuple[PackedWeights, str] | None = None,
 ) -> torch.Tensor:
     """A 1x1 ``conv`` applied to channels-last ``x`` (B, H, W, C_in) -> (B, H, W, C_out), or
     only its ``outputs`` channels (rows of the weight: views, no copy); ``scale``: times that
-    factor, folded into the weight and bias (small copies) instead of a pass over the output."""
+    factor, folded into the weight and bias (small copies) instead of a pass over the output.
+    ``packed``: (the owner's packed weights, this product's name among them), used where
+    :func:`_packed_products` allows (a scaled weight is then packed once, not made per call)."""
     weight = conv.weight.view(conv.out_channels, conv.in_channels)[outputs]
     bias = None if conv.bias is None else conv.bias[outputs]
     if scale is not None:
-        weight = weight * scale
         bias = None if bias is None else bias * scale
+    if packed is not None and conv.in_channels <= _PACKED_MAX_IN and _packed_products(x):
+        cache, name = packed
+        w = cache.get(
+            f"{name}*{scale}",
+            (conv.weight,),
+            lambda: weight if scale is None else weight * scale,
+            rows_of(x),
+        )
+        return packed_linear(x, w, bias)
+    if scale is not None:
+        weight = weight * scale
     return F.linear(x, weight, bias)
 
 
@@ -309,6 +350,7 @@ class HorBlock(nn.Module):
         self.gamma1 = nn.Parameter(layer_scale * torch.ones(dim))
         self.gamma2 = nn.Parameter(layer_scale * torch.ones(dim))
         self.drop_path = DropPath(drop_path)
+        self._packed = PackedWeights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, dim) channels-last activations -> same shape."""
@@ -320,10 +362,7 @@ class HorBlock(nn.Module):
             x = self.gnconv.forward_nhwc(
                 _layer_norm_nhwc(self.norm1, x), shortcut=x, gamma=self.gamma1
             )
-        hidden = self.pwconv1(self.norm2(x))
-        # without autograd GELU in place on the 4x-wide hidden tensor (same values; at stage 0
-        # of 800x1088 the out-of-place call cost ~4x the in-place one: a 167 MB fresh tensor)
-        hidden = self.act(hidden) if torch.is_grad_enabled() else torch.ops.aten.gelu_(hidden)
+        hidden = self._mlp_hidden(self.norm2(x))
         if dropping:
             return x + self.drop_path(self.gamma2 * self.pwconv2(hidden))
         if type(self.pwconv2) is not nn.Linear:  # e.g. a dynamically quantized int8 Linear
@@ -337,6 +376,17 @@ class HorBlock(nn.Module):
             self.pwconv2.bias,
             inplace=not torch.is_grad_enabled(),
         )
+
+    def _mlp_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """``gelu(pwconv1(x))``: (B, H, W, dim) -> (B, H, W, mlp_ratio * dim)."""
+        pw1 = self.pwconv1
+        if type(pw1) is nn.Linear and pw1.in_features <= _PACKED_MAX_IN and _packed_products(x):
+            weight = self._packed.get("pwconv1", (pw1.weight,), lambda: pw1.weight, rows_of(x))
+            return packed_linear(x, weight, pw1.bias, gelu=True)
+        hidden = self.pwconv1(x)
+        # without autograd GELU in place on the 4x-wide hidden tensor (same values; at stage 0
+        # of 800x1088 the out-of-place call cost ~4x the in-place one: a 167 MB fresh tensor)
+        return self.act(hidden) if torch.is_grad_enabled() else torch.ops.aten.gelu_(hidden)
 
 
 class HorNet(Backbone):
