@@ -14,6 +14,9 @@ them (session 14's start, ccd7476):
 - ``ms_deform_attn._sums_into``: the encoder's skip connection summed into output_proj
 - ``hornet._packed_products``: HorNet's 1x1 products with <= 384 inputs as oneDNN calls with
   packed weights, the bias (and the MLP's GELU) in the epilogue
+- ``pixel_decoder._packed_ffn``: the encoder FFN as two oneDNN calls (ReLU, biases, residual in
+  the epilogues)
+- ``ms_deform_attn._packed_projections``: the deformable attention's projections likewise
 
 Usage::
 
@@ -47,6 +50,8 @@ SWITCHES = [
     ("entityseg_data.model.pixel_decoder", "_ffn_folded", lambda layer, src: False),
     ("entityseg_data.model.layers.ms_deform_attn", "_sums_into", lambda p, r, x: False),
     ("entityseg_data.model.backbones.hornet", "_packed_products", lambda x: False),
+    ("entityseg_data.model.pixel_decoder", "_packed_ffn", lambda src: False),
+    ("entityseg_data.model.layers.ms_deform_attn", "_packed_projections", lambda p, x: False),
 ]
 STAGES = ("pre", "backbone", "pixel_decoder", "decoder", "post")
 

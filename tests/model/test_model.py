@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from entityseg_data.model import pixel_decoder as pixel_decoder_module
 from entityseg_data.model.backbones import hornet as hornet_module
 from entityseg_data.model.decoder import _mask_for_attention
+from entityseg_data.model.fused import onednn_linear_available
 from entityseg_data.model.layers import (
     MSDeformAttn,
     PositionEmbeddingSine,
@@ -25,6 +26,10 @@ from entityseg_data.model.layers import ms_deform_attn as ms_deform_attn_module
 from entityseg_data.model.layers.ms_deform_attn import _softmax_few_
 from entityseg_data.model.loading import build_model
 from entityseg_data.model.presets import PRESETS
+
+needs_onednn = pytest.mark.skipif(
+    not onednn_linear_available(), reason="this torch build has no oneDNN linear"
+)
 
 
 def _bilinear_zero_pad(img: torch.Tensor, x: float, y: float) -> torch.Tensor:
@@ -533,7 +538,8 @@ def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     that is not bitwise (within ~1 ulp, next test), is the plain one in both runs here, and so
     is HorNet's residual with the layer scale folded into the product and its gnconv scale
     folded into the gates and its small 1x1 products as oneDNN calls with packed weights
-    (test_hornet.py), its global filter as products (test_spectral.py),
+    (test_hornet.py), its global filter as products (test_spectral.py), the deformable
+    attention's projections as oneDNN calls (test_deformable_attention_packed_projections),
     the encoder FFN's biases folded (test_encoder_ffn_folds_its_biases) and the deformable
     attention's gather from the offsets (next tests)."""
     monkeypatch.setattr(ms_deform_attn_module, "_softmax_few_", lambda x: F.softmax(x, -1))
@@ -541,6 +547,7 @@ def test_inference_fast_paths_equal_the_autograd_computation(monkeypatch):
     monkeypatch.setattr(hornet_module, "_fold_gate_scale", lambda: False)
     monkeypatch.setattr(hornet_module, "_packed_products", lambda x: False)
     monkeypatch.setattr(pixel_decoder_module, "_ffn_folded", lambda layer, src: False)
+    monkeypatch.setattr(ms_deform_attn_module, "_packed_projections", lambda proj, x: False)
     monkeypatch.setattr(hornet_module, "scaled_residual", _plain_scaled_residual)
     monkeypatch.setattr(
         ms_deform_attn_module, "ms_deform_attn_gather_offsets", _gather_of_locations
@@ -611,12 +618,18 @@ def test_deformable_attention_softmax_fast_path(monkeypatch):
     torch.testing.assert_close(outs[0].pred_masks, outs[1].pred_masks, rtol=1e-5, atol=1e-4)
 
 
-def test_encoder_ffn_folds_its_biases():
+@pytest.mark.parametrize(
+    "packed", [False, pytest.param(True, marks=needs_onednn)], ids=["folded", "packed"]
+)
+def test_encoder_ffn_folds_its_biases(monkeypatch, packed):
     """Without autograd the deformable encoder layer's FFN computes ``relu(h + b1)`` as
     ``max(h, -b1) + b1`` with b1 carried through W2 and the residual summed into the second
-    product: the plain FFN's values within float rounding, also when most units are off
-    (strongly negative b1) and with a batch of 2; with autograd, or with dropout active in
-    training, the plain form runs."""
+    product, or (``packed``, where oneDNN is there) as two oneDNN calls with the ReLU, biases
+    and the residual in their epilogues: the plain FFN's values within float rounding, also
+    when most units are off (strongly negative b1) and with a batch of 2; with autograd, or
+    with dropout active in training, the plain form runs."""
+    if not packed:
+        monkeypatch.setattr(pixel_decoder_module, "_packed_ffn", lambda src: False)
     layer = pixel_decoder_module.DeformableEncoderLayer(
         d_model=32, d_ffn=128, n_levels=2, n_heads=4, n_points=2, dropout=0.0
     ).eval()
@@ -632,6 +645,7 @@ def test_encoder_ffn_folds_its_biases():
             assert pixel_decoder_module._ffn_folded(layer, src)
             got = layer._ffn_residual(src)
         assert torch.allclose(got, ref.detach(), rtol=1e-5, atol=1e-5), (got - ref).abs().max()
+        assert bool(layer._packed._entries) is packed
     layer.train()
     layer.dropout.p = 0.1
     with torch.no_grad():
@@ -732,3 +746,35 @@ def test_gather_table_border_is_zero_whatever_the_fresh_memory_holds():
         expected = ms_deform_attn_grid_sample(value, shapes, loc, weights)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-5)
+
+
+@needs_onednn
+def test_deformable_attention_packed_projections(monkeypatch):
+    """Without autograd on CPU float32 the deformable attention's four projections run as
+    oneDNN calls on packed weights (output_proj with the skip connection in its epilogue):
+    the plain projections' values within float rounding; autograd packs nothing."""
+    torch.manual_seed(9)
+    attn = MSDeformAttn(d_model=64, n_levels=2, n_heads=4, n_points=2)
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.normal_(0, 0.2)
+    shapes = [(6, 8), (3, 4)]
+    s = sum(h * w for h, w in shapes)
+    query, src, ref = torch.randn(2, s, 64), torch.randn(2, s, 64), torch.rand(2, s, 2, 2)
+    attn(query, ref, src, shapes)
+    assert not attn._packed._entries
+    with torch.no_grad():
+        fast = attn(query, ref, src, shapes)
+        fast_res = attn(query, ref, src, shapes, residual=src)
+        assert set(attn._packed._entries) == {
+            "value_proj",
+            "sampling_offsets",
+            "attention_weights",
+            "output_proj",
+        }
+        monkeypatch.setattr(ms_deform_attn_module, "_packed_projections", lambda proj, x: False)
+        plain = attn(query, ref, src, shapes)
+        plain_res = attn(query, ref, src, shapes, residual=src)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_res, plain_res, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(fast_res, fast, atol=1e-2)  # the residual is in

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -103,16 +104,40 @@ def packed_linear(
     packed: Tensor,
     bias: Tensor | None,
     *,
-    gelu: bool = False,
+    act: Literal["none", "relu", "gelu"] = "none",
+    add: Tensor | None = None,
 ) -> Tensor:
-    """``x (..., in) @ W.T + bias`` (then the exact erf GELU with ``gelu``) as one oneDNN call,
-    ``packed`` = :meth:`PackedWeights.get` of W (out, in): the bias and the GELU are in the
-    product's epilogue (no bias copy, no separate pass over the (..., out) output). For
-    :func:`cpu_fp32_inference` inputs with :func:`onednn_linear_available`; the caller checks
-    both."""
-    if gelu:
+    """``act(x (..., in) @ W.T + bias)``, or with ``add`` (..., out) ``x @ W.T + bias + add``,
+    as one oneDNN call, ``packed`` = :meth:`PackedWeights.get` of W (out, in): the bias, the
+    activation (GELU: the exact erf form) or the sum are in the product's epilogue (no bias
+    copy, no separate pass over the output). For :func:`cpu_fp32_inference` inputs with
+    :func:`onednn_linear_available`; the caller checks both."""
+    if add is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, bias, "add")
+    if act == "gelu":
         return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "gelu", [], "none")
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, act, [], "")
+
+
+def linear_packed(
+    cache: PackedWeights,
+    name: str,
+    proj: nn.Linear,
+    x: Tensor,
+    *,
+    act: Literal["none", "relu", "gelu"] = "none",
+    add: Tensor | None = None,
+) -> Tensor:
+    """:func:`packed_linear` of a plain ``nn.Linear`` whose weight ``cache`` keeps packed under
+    ``name``."""
+    weight = cache.get(name, (proj.weight,), lambda: proj.weight, rows_of(x))
+    return packed_linear(x, weight, proj.bias, act=act, add=add)
+
+
+def packable(proj: nn.Module, x: Tensor) -> bool:
+    """``proj(x)`` may run as :func:`linear_packed`: a plain float32 ``nn.Linear`` with a bias,
+    :func:`cpu_fp32_inference` and :func:`onednn_linear_available`."""
+    return plain_linear(proj, x) and cpu_fp32_inference(x) and onednn_linear_available()
 
 
 def rows_of(x: Tensor) -> int:

@@ -33,6 +33,7 @@ from entityseg_data.model.fused import (
     PackedWeights,
     add_product_,
     cpu_fp32_inference,
+    linear_packed,
     onednn_linear_available,
     packed_linear,
     rows_of,
@@ -381,8 +382,7 @@ class HorBlock(nn.Module):
         """``gelu(pwconv1(x))``: (B, H, W, dim) -> (B, H, W, mlp_ratio * dim)."""
         pw1 = self.pwconv1
         if type(pw1) is nn.Linear and pw1.in_features <= _PACKED_MAX_IN and _packed_products(x):
-            weight = self._packed.get("pwconv1", (pw1.weight,), lambda: pw1.weight, rows_of(x))
-            return packed_linear(x, weight, pw1.bias, gelu=True)
+            return linear_packed(self._packed, "pwconv1", pw1, x, act="gelu")
         hidden = self.pwconv1(x)
         # without autograd GELU in place on the 4x-wide hidden tensor (same values; at stage 0
         # of 800x1088 the out-of-place call cost ~4x the in-place one: a 167 MB fresh tensor)
