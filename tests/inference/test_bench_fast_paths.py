@@ -11,12 +11,33 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fast_paths.py"
 
 
-@pytest.mark.slow  # ~15 CPU s: a tiny model predicted 4 times
-def test_fast_paths_on_and_off_alternate_and_are_restored() -> None:
+def _bench():
     spec = importlib.util.spec_from_file_location("bench_fast_paths", BENCH)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_only_the_named_switches_flip() -> None:
+    """``--only NAME``: that switch alone is turned off, and back on after."""
+    bench = _bench()
+    pixel_decoder = importlib.import_module("entityseg_data.model.pixel_decoder")
+    hornet = importlib.import_module("entityseg_data.model.backbones.hornet")
+    fast_ffn, fast_products = pixel_decoder._packed_ffn, hornet._packed_products
+    switches = bench.Switches(["_packed_ffn"])
+    switches.set(False)
+    try:
+        assert pixel_decoder._packed_ffn is not fast_ffn
+        assert hornet._packed_products is fast_products
+    finally:
+        switches.set(True)
+    assert pixel_decoder._packed_ffn is fast_ffn
+
+
+@pytest.mark.slow  # ~15 CPU s: a tiny model predicted 4 times
+def test_fast_paths_on_and_off_alternate_and_are_restored() -> None:
+    bench = _bench()
     before = [getattr(importlib.import_module(m), n) for m, n, _ in bench.SWITCHES]
     res = bench.compare("tiny_hornet", (96, 128), rounds=1)
     after = [getattr(importlib.import_module(m), n) for m, n, _ in bench.SWITCHES]
