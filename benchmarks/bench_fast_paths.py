@@ -17,6 +17,7 @@ them (session 14's start, ccd7476):
 - ``pixel_decoder._packed_ffn``: the encoder FFN as two oneDNN calls (ReLU, biases, residual in
   the epilogues)
 - ``ms_deform_attn._packed_projections``: the deformable attention's projections likewise
+- ``transformer._packed_kv``: the decoder cross-attention's key and value projections likewise
 
 Usage::
 
@@ -52,6 +53,7 @@ SWITCHES = [
     ("entityseg_data.model.backbones.hornet", "_packed_products", lambda x: False),
     ("entityseg_data.model.pixel_decoder", "_packed_ffn", lambda src: False),
     ("entityseg_data.model.layers.ms_deform_attn", "_packed_projections", lambda p, x: False),
+    ("entityseg_data.model.layers.transformer", "_packed_kv", lambda x: False),
 ]
 STAGES = ("pre", "backbone", "pixel_decoder", "decoder", "post")
 

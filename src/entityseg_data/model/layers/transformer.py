@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from entityseg_data.model.fused import cpu_fp32_inference
+from entityseg_data.model.fused import (
+    PackedWeights,
+    cpu_fp32_inference,
+    onednn_linear_available,
+    packed_linear,
+    rows_of,
+)
 
 
 def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
@@ -49,8 +55,21 @@ class SelfAttentionLayer(nn.Module):
 _head_major_inputs = cpu_fp32_inference
 
 
+def _packed_kv(x: Tensor) -> bool:
+    """Switch: whether :func:`masked_attention`'s key and value projections of ``x`` run as
+    oneDNN calls on packed weights, the bias in the epilogue (no bias copy over the S x E
+    output; :func:`~entityseg_data.model.fused.packed_linear`)."""
+    return cpu_fp32_inference(x) and onednn_linear_available()
+
+
 def masked_attention(
-    mha: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None
+    mha: nn.MultiheadAttention,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None,
+    *,
+    packed: PackedWeights | None = None,
 ) -> Tensor:
     """``nn.MultiheadAttention``'s computation (no dropout) with a mask shared by the heads,
     through one fused scaled-dot-product attention call.
@@ -69,7 +88,9 @@ def masked_attention(
     On CPU float32 without autograd the keys and values are copied head-major ((N, heads, S,
     hd) contiguous) first: the kernel then reads each head's keys as one block instead of 32
     values out of every 256 (one 1/8 call above: 378 -> 285 ms for 2 x 13 ms of copies), the
-    same values.
+    same values. With ``packed`` (the caller's cache of packed weights) the key and value
+    projections run as oneDNN calls where :func:`_packed_kv` allows (equal up to float
+    rounding).
     """
     e = mha.embed_dim
     h = mha.num_heads
@@ -80,8 +101,15 @@ def masked_attention(
     b_q, b_k, b_v = mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (None,) * 3
     # (N, heads, L or S, hd) views of the projections
     q = F.linear(query, w_q, b_q).view(length, n, h, hd).permute(1, 2, 0, 3)
-    k = F.linear(key, w_k, b_k).view(s, n, h, hd).permute(1, 2, 0, 3)
-    v = F.linear(value, w_v, b_v).view(s, n, h, hd).permute(1, 2, 0, 3)
+    if packed is not None and _packed_kv(key) and _packed_kv(value):
+        source = (mha.in_proj_weight,)
+        pk = packed.get("in_proj.k", source, lambda: w_k, rows_of(key))
+        pv = packed.get("in_proj.v", source, lambda: w_v, rows_of(value))
+        k_flat, v_flat = packed_linear(key, pk, b_k), packed_linear(value, pv, b_v)
+    else:
+        k_flat, v_flat = F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+    k = k_flat.view(s, n, h, hd).permute(1, 2, 0, 3)
+    v = v_flat.view(s, n, h, hd).permute(1, 2, 0, 3)
     if _head_major_inputs(k):
         k, v = k.contiguous(), v.contiguous()
     q = q * math.sqrt(1.0 / float(hd))
@@ -108,6 +136,7 @@ class CrossAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.fused = False
+        self._packed = PackedWeights()
         _xavier(self)
 
     def forward(
@@ -128,7 +157,12 @@ class CrossAttentionLayer(nn.Module):
         shared = memory_mask is not None and memory_mask.shape[0] == tgt.shape[1]
         if (memory_mask is None or shared) and not self.training and not self.fused:
             out = masked_attention(
-                self.multihead_attn, _with_pos(tgt, query_pos), key, memory, memory_mask
+                self.multihead_attn,
+                _with_pos(tgt, query_pos),
+                key,
+                memory,
+                memory_mask,
+                packed=self._packed,
             )
             return self.norm(tgt + self.dropout(out))
         if shared and nhead > 1:
