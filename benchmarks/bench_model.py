@@ -603,7 +603,12 @@ def run_folder(args, preset: str, variant: str) -> dict:
     hwm = reset_peak()
     load = list(os.getloadavg())
     summary = run_predictions(
-        seg, jobs, output=str(tmp / "out"), formats=("png", "json"), prefetch=args.prefetch
+        seg,
+        jobs,
+        output=str(tmp / "out"),
+        formats=("png", "json"),
+        prefetch=args.prefetch,
+        release_memory_between=not args.keep_heap,
     )
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime
@@ -613,6 +618,7 @@ def run_folder(args, preset: str, variant: str) -> dict:
         "variant": variant,
         "threads": args.threads,
         "prefetch": args.prefetch,
+        "keep_heap": bool(args.keep_heap),
         "images": summary.done,
         "image_hw": list(args.size),
         "wall_s": summary.seconds,
@@ -828,6 +834,11 @@ def main() -> None:
         help="ours: the fusion's tile_budget_mb (default: the segmenter's)",
     )
     ap.add_argument("--prefetch", type=int, default=1, help="folder mode: images decoded ahead")
+    ap.add_argument(
+        "--keep-heap",
+        action="store_true",
+        help="folder mode: do not release the heap's free pages between images",
+    )
     ap.add_argument("--json", default=None, help="append every result to this JSON-lines file")
     ap.add_argument(
         "--products-alone",
@@ -898,6 +909,7 @@ def main() -> None:
                             str(args.prefetch),
                             "--threads",
                             str(t),
+                            *(["--keep-heap"] if args.keep_heap else []),
                         ],
                     )
                     print(json.dumps(r), flush=True)
@@ -961,13 +973,14 @@ def main() -> None:
                 f.write(json.dumps(rec) + "\n")
     if args.folder:
         print(
-            "\n| preset | variant | threads | prefetch | images | image | wall s | CPU s | "
+            "\n| preset | variant | threads | prefetch | heap | images | image | wall s | CPU s | "
             "images/hour | peak RSS GB | load |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
+            heap = "kept" if r.get("keep_heap") else "released"
             print(
-                f"| {r['preset']} | {r['variant']} | {r['threads']} | {r['prefetch']} | "
+                f"| {r['preset']} | {r['variant']} | {r['threads']} | {r['prefetch']} | {heap} | "
                 f"{r['images']} | {r['image_hw'][0]}x{r['image_hw'][1]} | {r['wall_s']:.1f} | "
                 f"{r['cpu_s']:.1f} | {r['images_per_hour']:.1f} | {r['peak_rss_gb']:.2f} | "
                 f"{r['load_before'][0]:.1f} |"

@@ -117,3 +117,25 @@ def test_bad_image_and_failed_write_are_reported_in_the_pipeline(tmp_path, monke
     assert sorted(f["path"] for f in summary.failures) == sorted(map(str, paths[1:]))
     assert any("disk full" in f["error"] for f in summary.failures)
     assert sum(progress) == 3
+
+
+def test_heap_released_after_every_chunk_unless_asked_not_to(tmp_path, monkeypatch):
+    """``release_memory_between`` (default on): ``release_memory`` runs once after each chunk's
+    forward (the peak-RSS effect itself is measured by ``bench_model.py --folder``, with and
+    without ``--keep-heap``)."""
+    paths = _images(tmp_path, 3)
+    calls = []
+    monkeypatch.setattr(batch_mod, "release_memory", lambda: calls.append(1) or True)
+
+    class Seg:
+        model_version = "fake"
+
+        def predict_arrays(self, arrays, sources=None):
+            return [_result(*a.shape[:2]).with_source(s, "fake") for a, s in zip(arrays, sources)]
+
+    jobs = [Job(InputItem(p, p.parent)) for p in paths]
+    summary = run_predictions(Seg(), jobs, output=str(tmp_path / "a"), batch_size=1)
+    assert summary.done == 3 and len(calls) == 3
+    calls.clear()
+    run_predictions(Seg(), jobs, output=str(tmp_path / "b"), release_memory_between=False)
+    assert calls == []

@@ -18,9 +18,13 @@ preload) to keep freed memory instead:
   inter-view workers) also come from the heap (other arenas are capped at 64 MB heaps and fall
   back to ``mmap`` for large blocks).
 
-The process then keeps its peak heap mapped: resident memory after a prediction stays at the
-peak of that prediction (bounded by it; it does not grow from image to image of the same size).
-Outputs are bit-identical: only where memory comes from changes.
+The process then keeps its peak heap mapped: resident memory after a prediction stays near the
+peak of that prediction. Not exactly bounded by it: PyTorch allocates with ``posix_memalign``,
+which in glibc 2.36 asks for a little more than the size, so a freed block cannot take the next
+tensor of the same size and the heap fragments; three 3000x4000 CropFormer predictions in one
+process peaked at 3.45, 3.48 and 3.54 GB (docs/benchmarks.md, issue 17, session 15).
+:func:`release_memory` between images holds the peak (3.36, 3.48, 3.48 GB) for ~0.4 M page
+faults per image. Outputs are bit-identical: only where memory comes from changes.
 
 It does nothing (and says why in :class:`AllocatorReport`) when the C library is not glibc, when
 another allocator is already loaded into the process (jemalloc, tcmalloc, mimalloc: a user who

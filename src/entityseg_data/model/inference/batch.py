@@ -36,6 +36,7 @@ from entityseg_data.model.inference.outputs import (
     outputs_exist,
     save_result,
 )
+from entityseg_data.model.runtime import release_memory
 
 if TYPE_CHECKING:
     from entityseg_data.workspace import Workspace
@@ -232,11 +233,18 @@ def run_predictions(
     workspace: Workspace | None = None,
     on_progress: Callable[[int], object] | None = None,
     prefetch: int = 1,
+    release_memory_between: bool = True,
 ) -> Summary:
     """Predict ``jobs`` and write the outputs (to ``output`` and/or the workspace).
 
     ``prefetch``: chunks of ``batch_size`` images decoded ahead in a loader thread while the
     model runs (0 = decode in turn); output files are written by a writer thread meanwhile.
+    ``release_memory_between``: after each chunk's forward, give the heap's free pages back to
+    the kernel (:func:`~entityseg_data.model.runtime.release_memory`). With the tuned glibc
+    allocator the heap fragments and its peak creeps from image to image (three 3000x4000
+    CropFormer predictions in one process: 3.45, 3.48, 3.54 GB); releasing holds it (3.36,
+    3.48, 3.48 GB) for ~0.4 M page faults (~1 s of system time, ~1 % of such an image) per
+    chunk.
     Raises ConfigError before predicting anything when two jobs share their output files or an
     output is an input (:func:`check_outputs`).
     """
@@ -338,6 +346,8 @@ def run_predictions(
                 else:
                     loaded.append((index, job, img))
             results = _predict_chunk(segmenter, loaded, fail)
+            if release_memory_between:
+                release_memory()
             loaded = [item for item, res in zip(loaded, results) if res is not None]
             results = [res for res in results if res is not None]
             written = 0
