@@ -19,6 +19,9 @@ them (session 14's start, ccd7476):
 - ``ms_deform_attn._packed_projections``: the deformable attention's projections likewise
 - ``transformer._packed_kv``: the decoder cross-attention's key and value projections likewise
 
+(the four packed paths are opt-in: they run only with ``ENTITYSEG_ONEDNN_PACKED=1`` in the
+environment; without it their "on" is their "off")
+
 Usage::
 
     PYTHONPATH=src python benchmarks/bench_fast_paths.py --preset cropformer_hornet_3x \\

@@ -399,10 +399,11 @@ def test_masked_attention_equals_multihead_attention():
 
 
 @needs_onednn
-def test_masked_attention_packed_key_value_projections():
+def test_masked_attention_packed_key_value_projections(monkeypatch):
     """With a cache of packed weights (CPU float32 without autograd) the key and value
     projections run as oneDNN calls, the bias in the epilogue: nn.MultiheadAttention's values
     within float rounding; the packed copies follow an in-place change of the weights."""
+    monkeypatch.setenv("ENTITYSEG_ONEDNN_PACKED", "1")
     from entityseg_data.model.fused import PackedWeights
     from entityseg_data.model.layers import transformer as tr
 
@@ -653,6 +654,7 @@ def test_encoder_ffn_folds_its_biases(monkeypatch, packed):
     and the residual in their epilogues: the plain FFN's values within float rounding, also
     when most units are off (strongly negative b1) and with a batch of 2; with autograd, or
     with dropout active in training, the plain form runs."""
+    monkeypatch.setenv("ENTITYSEG_ONEDNN_PACKED", "1")
     if not packed:
         monkeypatch.setattr(pixel_decoder_module, "_packed_ffn", lambda src: False)
     layer = pixel_decoder_module.DeformableEncoderLayer(
@@ -778,6 +780,7 @@ def test_deformable_attention_packed_projections(monkeypatch):
     """Without autograd on CPU float32 the deformable attention's four projections run as
     oneDNN calls on packed weights (output_proj with the skip connection in its epilogue):
     the plain projections' values within float rounding; autograd packs nothing."""
+    monkeypatch.setenv("ENTITYSEG_ONEDNN_PACKED", "1")
     torch.manual_seed(9)
     attn = MSDeformAttn(d_model=64, n_levels=2, n_heads=4, n_points=2)
     with torch.no_grad():

@@ -306,6 +306,7 @@ def test_packed_products_match_the_plain_ones_and_follow_weight_changes(monkeypa
     oneDNN calls with packed weights (MLP: bias and GELU in the epilogue): the same values as
     the plain products within float rounding; an in-place weight change repacks; copies and
     pickles of the block drop the packed tensors and rebuild them."""
+    monkeypatch.setenv("ENTITYSEG_ONEDNN_PACKED", "1")
     torch.manual_seed(4)
     block = _gated_block(32)
     x = torch.randn(1, 9, 11, 32)
@@ -317,6 +318,7 @@ def test_packed_products_match_the_plain_ones_and_follow_weight_changes(monkeypa
             "proj_in.bc*None",
             "pws.0*0.3333333333333333",
         } <= set(block.gnconv._packed._entries)
+        packed_switch = hornet_module._packed_products
         monkeypatch.setattr(hornet_module, "_packed_products", lambda t: False)
         plain = block(x.clone())
         torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
@@ -324,7 +326,7 @@ def test_packed_products_match_the_plain_ones_and_follow_weight_changes(monkeypa
         block.pwconv1.weight.mul_(-1)
         block.gnconv.pws[0].weight.add_(0.5)
         plain_changed = block(x.clone())
-        monkeypatch.undo()
+        monkeypatch.setattr(hornet_module, "_packed_products", packed_switch)
         fast_changed = block(x.clone())
     torch.testing.assert_close(fast_changed, plain_changed, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(fast_changed, fast, atol=1e-3)
@@ -337,10 +339,21 @@ def test_packed_products_match_the_plain_ones_and_follow_weight_changes(monkeypa
         assert other._packed._entries
 
 
+def test_packed_products_are_opt_in(monkeypatch):
+    """Without ``ENTITYSEG_ONEDNN_PACKED=1`` (the default: they raised 12 MP peak memory)
+    nothing is packed."""
+    monkeypatch.delenv("ENTITYSEG_ONEDNN_PACKED", raising=False)
+    block = _gated_block(32)
+    with torch.no_grad():
+        block(torch.randn(1, 4, 5, 32))
+    assert not block._packed._entries and not block.gnconv._packed._entries
+
+
 @needs_onednn
-def test_packed_products_only_where_they_pay():
+def test_packed_products_only_where_they_pay(monkeypatch):
     """Wider inputs (HorNet-L's stages 2-3: oneDNN's product is slower than MKL's there),
     autograd and float64 keep the plain products: nothing is packed."""
+    monkeypatch.setenv("ENTITYSEG_ONEDNN_PACKED", "1")
     torch.manual_seed(5)
     wide = _gated_block(2 * hornet_module._PACKED_MAX_IN)
     with torch.no_grad():

@@ -10,11 +10,13 @@
 - :class:`PackedWeights` and :func:`packed_linear`: a product as one oneDNN call on a weight
   packed once per module (``torch.ops.mkldnn``, the ops Inductor's CPU fusion emits), with the
   bias and optionally the GELU in its epilogue (:func:`onednn_linear_available` says whether
-  this torch build has them).
+  this torch build has them; :func:`onednn_packed_enabled` whether they are asked for: opt-in,
+  ``ENTITYSEG_ONEDNN_PACKED=1``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Literal
 
@@ -63,6 +65,21 @@ def onednn_linear_available() -> bool:
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
     )
+
+
+#: Environment variable that turns the packed oneDNN products on (``1``); off by default.
+PACKED_ENV = "ENTITYSEG_ONEDNN_PACKED"
+
+
+def onednn_packed_enabled() -> bool:
+    """The packed oneDNN products are asked for (``ENTITYSEG_ONEDNN_PACKED=1``) and available.
+
+    Off by default: they made CropFormer HorNet-L 1.6 CPU s (2.5 %) faster at 800x1067 on one
+    thread, but raised the peak RSS of 12 MP predictions by 0.15-0.6 GB (a 4-image 12 MP folder
+    4.08 GB without heap release, 3.95 GB with it, against 3.70 GB before; the cause is not
+    found: see docs/benchmarks.md, issue 17, session 15), past the 4 GB bound."""
+    value = os.environ.get(PACKED_ENV, "").strip().lower()
+    return value in ("1", "true", "yes", "on") and onednn_linear_available()
 
 
 class PackedWeights:
@@ -136,8 +153,8 @@ def linear_packed(
 
 def packable(proj: nn.Module, x: Tensor) -> bool:
     """``proj(x)`` may run as :func:`linear_packed`: a plain float32 ``nn.Linear`` with a bias,
-    :func:`cpu_fp32_inference` and :func:`onednn_linear_available`."""
-    return plain_linear(proj, x) and cpu_fp32_inference(x) and onednn_linear_available()
+    :func:`cpu_fp32_inference` and :func:`onednn_packed_enabled`."""
+    return plain_linear(proj, x) and cpu_fp32_inference(x) and onednn_packed_enabled()
 
 
 def rows_of(x: Tensor) -> int:

@@ -19,7 +19,7 @@ from entityseg_data.model.fused import (
     add_product_,
     cpu_fp32_inference,
     linear_packed,
-    onednn_linear_available,
+    onednn_packed_enabled,
     plain_linear,
 )
 from entityseg_data.model.layers import MSDeformAttn, PositionEmbeddingSine
@@ -70,7 +70,7 @@ def _packed_ffn(src: Tensor) -> bool:
     packed weights, ReLU and the skip connection in their epilogues
     (:func:`~entityseg_data.model.fused.linear_packed`; HorNet-L's encoder at 800x1088 on one
     thread: 137 -> 122 ms per layer)."""
-    return cpu_fp32_inference(src) and onednn_linear_available()
+    return cpu_fp32_inference(src) and onednn_packed_enabled()
 
 
 class DeformableEncoderLayer(nn.Module):

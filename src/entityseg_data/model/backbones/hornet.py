@@ -34,7 +34,7 @@ from entityseg_data.model.fused import (
     add_product_,
     cpu_fp32_inference,
     linear_packed,
-    onednn_linear_available,
+    onednn_packed_enabled,
     packed_linear,
     rows_of,
 )
@@ -50,7 +50,7 @@ def _packed_products(x: torch.Tensor) -> bool:
     """Switch: whether the 1x1 products with at most :data:`_PACKED_MAX_IN` input channels run
     on ``x`` as oneDNN calls with packed weights (:func:`~entityseg_data.model.fused.packed_linear`:
     the bias, and in the MLP the GELU, in the product's epilogue)."""
-    return cpu_fp32_inference(x) and onednn_linear_available()
+    return cpu_fp32_inference(x) and onednn_packed_enabled()
 
 
 #: The widest input of a product :func:`_packed_products` covers. The epilogue saves a fixed
@@ -59,7 +59,7 @@ def _packed_products(x: torch.Tensor) -> bool:
 #: ``gelu(pwconv1)`` at stage 0 (192 in) 156 -> 134 ms, stage 1 (384) 122 -> 110, but stage 2
 #: (768) 110 -> 111 and stage 3 (1536) 109 -> 113 (oneDNN's product is slower than MKL's
 #: there); gnconv's products with 96-384 inputs 3-30 % faster, with 768-1536 equal. The packed
-#: copies this admits are small (~12 MB for HorNet-L; all products would take ~0.4 GB).
+#: copies this admits take ~43 MB for HorNet-L (all its 1x1 products would take ~0.7 GB).
 _PACKED_MAX_IN = 384
 
 
