@@ -3,21 +3,13 @@ convolutions, attention) traced on the meta device and replayed alone on CPU, pe
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_model.py"
+from inference_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_model", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_model")
 
 
 @pytest.mark.slow  # ~4 CPU s: a model traced and ~100 calls replayed 4 times

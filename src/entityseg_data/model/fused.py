@@ -111,10 +111,6 @@ class PackedWeights:
             self._entries[name] = entry
         return entry[1]
 
-    def clear(self) -> None:
-        """Drop every packed copy (they are rebuilt on use)."""
-        self._entries.clear()
-
 
 def packed_linear(
     x: Tensor,
@@ -127,8 +123,8 @@ def packed_linear(
     """``act(x (..., in) @ W.T + bias)``, or with ``add`` (..., out) ``x @ W.T + bias + add``,
     as one oneDNN call, ``packed`` = :meth:`PackedWeights.get` of W (out, in): the bias, the
     activation (GELU: the exact erf form) or the sum are in the product's epilogue (no bias
-    copy, no separate pass over the output). For :func:`cpu_fp32_inference` inputs with
-    :func:`onednn_linear_available`; the caller checks both."""
+    copy, no separate pass over the output). For :func:`packed_inference` inputs; the caller
+    checks."""
     if add is not None:
         return torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, bias, "add")
     if act == "gelu":
@@ -151,10 +147,17 @@ def linear_packed(
     return packed_linear(x, weight, proj.bias, act=act, add=add)
 
 
+def packed_inference(x: Tensor) -> bool:
+    """The condition of the packed products: :func:`cpu_fp32_inference` and
+    :func:`onednn_packed_enabled`. The paths' switches (``hornet._packed_products``,
+    ``pixel_decoder._packed_ffn``, ``transformer._packed_kv``) are bound to it."""
+    return cpu_fp32_inference(x) and onednn_packed_enabled()
+
+
 def packable(proj: nn.Module, x: Tensor) -> bool:
     """``proj(x)`` may run as :func:`linear_packed`: a plain float32 ``nn.Linear`` with a bias,
-    :func:`cpu_fp32_inference` and :func:`onednn_packed_enabled`."""
-    return plain_linear(proj, x) and cpu_fp32_inference(x) and onednn_packed_enabled()
+    and :func:`packed_inference`."""
+    return plain_linear(proj, x) and packed_inference(x)
 
 
 def rows_of(x: Tensor) -> int:

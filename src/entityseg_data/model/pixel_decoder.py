@@ -17,9 +17,8 @@ from torch import Tensor, nn
 from entityseg_data.model.fused import (
     PackedWeights,
     add_product_,
-    cpu_fp32_inference,
     linear_packed,
-    onednn_packed_enabled,
+    packed_inference,
     plain_linear,
 )
 from entityseg_data.model.layers import MSDeformAttn, PositionEmbeddingSine
@@ -65,12 +64,11 @@ def _ffn_folded(layer: DeformableEncoderLayer, src: Tensor) -> bool:
     )
 
 
-def _packed_ffn(src: Tensor) -> bool:
-    """Switch: whether :meth:`DeformableEncoderLayer._ffn_residual` runs as two oneDNN calls on
-    packed weights, ReLU and the skip connection in their epilogues
-    (:func:`~entityseg_data.model.fused.linear_packed`; HorNet-L's encoder at 800x1088 on one
-    thread: 137 -> 122 ms per layer)."""
-    return cpu_fp32_inference(src) and onednn_packed_enabled()
+#: switch: whether :meth:`DeformableEncoderLayer._ffn_residual` runs as two oneDNN calls on
+#: packed weights, ReLU and the skip connection in their epilogues
+#: (:func:`~entityseg_data.model.fused.linear_packed`; HorNet-L's encoder at 800x1088 on one
+#: thread: 137 -> 122 ms per layer)
+_packed_ffn = packed_inference
 
 
 class DeformableEncoderLayer(nn.Module):

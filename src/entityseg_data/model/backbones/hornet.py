@@ -34,7 +34,7 @@ from entityseg_data.model.fused import (
     add_product_,
     cpu_fp32_inference,
     linear_packed,
-    onednn_packed_enabled,
+    packed_inference,
     packed_linear,
     rows_of,
 )
@@ -46,11 +46,10 @@ T = TypeVar("T")
 _filter_by_products = cpu_fp32_inference
 
 
-def _packed_products(x: torch.Tensor) -> bool:
-    """Switch: whether the 1x1 products with at most :data:`_PACKED_MAX_IN` input channels run
-    on ``x`` as oneDNN calls with packed weights (:func:`~entityseg_data.model.fused.packed_linear`:
-    the bias, and in the MLP the GELU, in the product's epilogue)."""
-    return cpu_fp32_inference(x) and onednn_packed_enabled()
+#: switch: whether the 1x1 products with at most :data:`_PACKED_MAX_IN` input channels run on
+#: a map as oneDNN calls with packed weights (:func:`~entityseg_data.model.fused.packed_linear`:
+#: the bias, and in the MLP the GELU, in the product's epilogue)
+_packed_products = packed_inference
 
 
 #: The widest input of a product :func:`_packed_products` covers. The epilogue saves a fixed

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from entityseg_data.model.fused import (
     PackedWeights,
     cpu_fp32_inference,
-    onednn_packed_enabled,
+    packed_inference,
     packed_linear,
     rows_of,
 )
@@ -55,11 +55,10 @@ class SelfAttentionLayer(nn.Module):
 _head_major_inputs = cpu_fp32_inference
 
 
-def _packed_kv(x: Tensor) -> bool:
-    """Switch: whether :func:`masked_attention`'s key and value projections of ``x`` run as
-    oneDNN calls on packed weights, the bias in the epilogue (no bias copy over the S x E
-    output; :func:`~entityseg_data.model.fused.packed_linear`)."""
-    return cpu_fp32_inference(x) and onednn_packed_enabled()
+#: switch: whether :func:`masked_attention`'s key and value projections run as oneDNN calls on
+#: packed weights, the bias in the epilogue (no bias copy over the S x E output;
+#: :func:`~entityseg_data.model.fused.packed_linear`)
+_packed_kv = packed_inference
 
 
 def masked_attention(
