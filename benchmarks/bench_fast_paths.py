@@ -17,9 +17,8 @@ them (session 14's start, ccd7476):
 - ``pixel_decoder._packed_ffn``: the encoder FFN as two oneDNN calls (ReLU, biases, residual in
   the epilogues)
 - ``ms_deform_attn._packed_projections``: the deformable attention's projections likewise
-- ``transformer._packed_kv``: the decoder cross-attention's key and value projections likewise
 
-(the four packed paths are opt-in: they run only with ``ENTITYSEG_ONEDNN_PACKED=1`` in the
+(the three packed paths are opt-in: they run only with ``ENTITYSEG_ONEDNN_PACKED=1`` in the
 environment; without it their "on" is their "off")
 
 Usage::
@@ -56,7 +55,6 @@ SWITCHES = [
     ("entityseg_data.model.backbones.hornet", "_packed_products", lambda x: False),
     ("entityseg_data.model.pixel_decoder", "_packed_ffn", lambda src: False),
     ("entityseg_data.model.layers.ms_deform_attn", "_packed_projections", lambda p, x: False),
-    ("entityseg_data.model.layers.transformer", "_packed_kv", lambda x: False),
 ]
 STAGES = ("pre", "backbone", "pixel_decoder", "decoder", "post")
 
@@ -77,6 +75,21 @@ class Switches:
             setattr(module, name, fast if on else off)
 
 
+def random_weight_segmenter(preset: str, size: tuple[int, int]):
+    """(a CPU fp32 segmenter of ``preset`` with random weights, the benchmark image of
+    ``size`` (H, W) as an RGB array), as bench_model.py builds them."""
+    args = types.SimpleNamespace(
+        weights_dir=None,
+        device="cpu",
+        checkpoint=None,
+        perturb=False,
+        tile_budget=None,
+        image=None,
+        size=list(size),
+    )
+    return bm._ours_segmenter(args, preset, "fp32"), bm.load_rgb(args)
+
+
 def compare(
     preset: str,
     size: tuple[int, int],
@@ -93,17 +106,7 @@ def compare(
 
     tune_allocator()
     torch.set_num_threads(threads)
-    args = types.SimpleNamespace(
-        weights_dir=None,
-        device="cpu",
-        checkpoint=None,
-        perturb=False,
-        tile_budget=None,
-        image=None,
-        size=list(size),
-    )
-    seg = bm._ours_segmenter(args, preset, "fp32")
-    rgb = bm.load_rgb(args)
+    seg, rgb = random_weight_segmenter(preset, size)
     clock = bm.StageClock(None)
     for stage, module in bm.stage_modules(seg.model).items():
         clock.wrap(module, "forward", stage, "post" if stage == "decoder" else "gap")

@@ -398,32 +398,6 @@ def test_masked_attention_equals_multihead_attention():
         assert torch.allclose(tr.masked_attention(mha, q, k, v, None), mha(q, k, v)[0], atol=1e-6)
 
 
-@needs_onednn
-def test_masked_attention_packed_key_value_projections(monkeypatch):
-    """With a cache of packed weights (CPU float32 without autograd) the key and value
-    projections run as oneDNN calls, the bias in the epilogue: nn.MultiheadAttention's values
-    within float rounding; the packed copies follow an in-place change of the weights."""
-    monkeypatch.setenv("ENTITYSEG_ONEDNN_PACKED", "1")
-    from entityseg_data.model.fused import PackedWeights
-    from entityseg_data.model.layers import transformer as tr
-
-    torch.manual_seed(7)
-    mha = torch.nn.MultiheadAttention(32, 4).eval()
-    with torch.no_grad():
-        mha.in_proj_bias.normal_()
-    q, k, v = torch.randn(6, 2, 32), torch.randn(50, 2, 32), torch.randn(50, 2, 32)
-    mask = torch.rand(2, 6, 50) < 0.5
-    mask[:, :, 0] = False
-    cache = PackedWeights()
-    with torch.no_grad():
-        for _ in range(2):
-            ref = mha(q, k, v, attn_mask=mask.repeat_interleave(4, 0), need_weights=True)[0]
-            ours = tr.masked_attention(mha, q, k, v, mask, packed=cache)
-            assert set(cache._entries) == {"in_proj.k", "in_proj.v"}
-            torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
-            mha.in_proj_weight.mul_(-0.5)  # the second pass: repacked
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["tiny_swin", "tiny_hornet"])
 @pytest.mark.parametrize("view_chunk", [None, 1])

@@ -305,13 +305,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         output: Tensor,
         query_pos: Tensor,
         srcs: list[Tensor],
-        poss: list[Tensor],
+        keys: list[Tensor],
         sizes: list[tuple[int, int]],
         heads: Heads,
         aux: bool,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor | None]]]:
-        """Run the shared layers. Returns the final query features and [(logits, masks)] of the
-        head applications whose masks are computed: every one with ``aux``, else the last."""
+        """Run the shared layers on the levels' tokens ``srcs`` and attention keys ``keys``
+        (tokens + position codes, computed once per level by the caller, the codes not kept).
+        Returns the final query features and [(logits, masks)] of the head applications whose
+        masks are computed: every one with ``aux``, else the last."""
         preds: list[tuple[Tensor, Tensor | None]] = []
         # masks at 1/4 are computed for the heads whose masks are returned: all with ``aux``
         # (training), else the last one only; the others only give attention masks. The last
@@ -321,18 +323,12 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         )
         if masks is not None or not self.num_layers:
             preds.append((logits, masks))
-        # tokens + position codes per level, computed once for the layers reading that level
-        # (a 70 MB sum at 1/8 of 800x1088 x 5 views, otherwise redone by each of its 3 layers)
-        keys: list[Tensor | None] = [None] * len(srcs)
         for i in range(self.num_layers):
             lvl = i % self.num_feature_levels
-            if keys[lvl] is None:
-                keys[lvl] = srcs[lvl] + poss[lvl]
             output = self.transformer_cross_attention_layers[i](
                 output,
                 srcs[lvl],
                 memory_mask=attn,
-                pos=poss[lvl],
                 query_pos=query_pos,
                 key=keys[lvl],
             )
@@ -374,7 +370,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         b = n // v
         sizes: list[tuple[int, int]] = []
         srcs2d: list[Tensor] = []
-        pos2d: list[Tensor] = []
+        # attention keys: tokens + position codes per level, computed once for the layers
+        # reading that level (a 70 MB sum at 1/8 of 800x1088 x 5 views, otherwise redone by
+        # each of its 3 layers); the codes themselves are not kept
+        keys2d: list[Tensor] = []
         for lvl, x in enumerate(multi_scale):
             h, w = int(x.shape[-2]), int(x.shape[-1])
             sizes.append((h, w))
@@ -384,9 +383,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             srcs2d.append(src)
             # the 2-D code is the same for every view: (hw, 1, C) contiguous, broadcast over the
             # views (channels innermost like ``src``: ``src + pos`` is then contiguous too)
-            pos2d.append(
-                p2[:1, 0].reshape(c, h * w).t().contiguous()[:, None, :].expand(h * w, n, c)
-            )
+            pos = p2[:1, 0].reshape(c, h * w).t().contiguous()[:, None, :].expand(h * w, n, c)
+            keys2d.append(src + pos)
 
         q_feat = self.query_feat.weight[:, None, :].expand(-1, n, -1)
         q_pos = self.query_embed.weight[:, None, :].expand(-1, n, -1)
@@ -403,8 +401,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 return self.class_embed(d), None, None
             return self._heads_image(out, mf2, size, need_masks)
 
-        out2d, preds2d = self._decode(q_feat, q_pos, srcs2d, pos2d, sizes, heads2d, aux)
-        del srcs2d, pos2d  # the batch level builds its own tokens
+        out2d, preds2d = self._decode(q_feat, q_pos, srcs2d, keys2d, sizes, heads2d, aux)
+        del srcs2d, keys2d  # the batch level builds its own tokens
 
         def image_pred(logits: Tensor, masks: Tensor | None) -> LevelPrediction:
             q = logits.shape[1]
@@ -421,7 +419,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             return DecoderResult(image_out, None, None, None)
 
         srcs3d: list[Tensor] = []
-        pos3d: list[Tensor] = []
+        keys3d: list[Tensor] = []
         for lvl, x in enumerate(multi_scale):
             h, w = sizes[lvl]
             p3 = self.pe_layer.encode(b, v, h, w, x.device)[1]  # (B, V, C, h, w)
@@ -429,8 +427,12 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             c = src.shape[1]
             # (B*V, C, hw) -> (V*hw, B, C), token index v*hw + p
             srcs3d.append(src.view(b, v, c, h * w).permute(1, 3, 0, 2).reshape(v * h * w, b, c))
-            pos3d.append(p3.permute(1, 3, 4, 0, 2).reshape(v * h * w, b, c))
-            del src, p3
+            pos = p3.permute(1, 3, 4, 0, 2).reshape(v * h * w, b, c)
+            if pos.data_ptr() != p3.data_ptr() and not torch.is_grad_enabled():
+                keys3d.append(pos.add_(srcs3d[-1]))  # a copy: the sum written over it
+            else:
+                keys3d.append(srcs3d[-1] + pos)
+            del src, p3, pos
         q3 = self.make_3d(out2d, self.query_embed.weight, v)  # (Q, B, C)
         q3_pos = self.query_embed.weight[:, None, :].expand(-1, b, -1)
         # the batch level reads the same averaged features as the image level (no second copy)
@@ -441,7 +443,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         ) -> tuple[Tensor, Tensor | None, Tensor | None]:
             return self._heads_batch(out, mf3, size, need_masks)
 
-        _, preds3d = self._decode(q3, q3_pos, srcs3d, pos3d, sizes, heads3d, aux)
+        _, preds3d = self._decode(q3, q3_pos, srcs3d, keys3d, sizes, heads3d, aux)
         batch_out = DecoderOutput(
             final=LevelPrediction(*preds3d[-1]),
             aux=[LevelPrediction(*p) for p in preds3d[:-1]] if aux else [],

@@ -150,7 +150,7 @@ def linear_packed(
 def packed_inference(x: Tensor) -> bool:
     """The condition of the packed products: :func:`cpu_fp32_inference` and
     :func:`onednn_packed_enabled`. The paths' switches (``hornet._packed_products``,
-    ``pixel_decoder._packed_ffn``, ``transformer._packed_kv``) are bound to it."""
+    ``pixel_decoder._packed_ffn``) are bound to it."""
     return cpu_fp32_inference(x) and onednn_packed_enabled()
 
 

@@ -13,13 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from entityseg_data.model.fused import (
-    PackedWeights,
-    cpu_fp32_inference,
-    packed_inference,
-    packed_linear,
-    rows_of,
-)
+from entityseg_data.model.fused import cpu_fp32_inference
 
 
 def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
@@ -55,20 +49,12 @@ class SelfAttentionLayer(nn.Module):
 _head_major_inputs = cpu_fp32_inference
 
 
-#: switch: whether :func:`masked_attention`'s key and value projections run as oneDNN calls on
-#: packed weights, the bias in the epilogue (no bias copy over the S x E output;
-#: :func:`~entityseg_data.model.fused.packed_linear`)
-_packed_kv = packed_inference
-
-
 def masked_attention(
     mha: nn.MultiheadAttention,
     query: Tensor,
     key: Tensor,
     value: Tensor,
     mask: Tensor | None,
-    *,
-    packed: PackedWeights | None = None,
 ) -> Tensor:
     """``nn.MultiheadAttention``'s computation (no dropout) with a mask shared by the heads,
     through one fused scaled-dot-product attention call.
@@ -87,9 +73,9 @@ def masked_attention(
     On CPU float32 without autograd the keys and values are copied head-major ((N, heads, S,
     hd) contiguous) first: the kernel then reads each head's keys as one block instead of 32
     values out of every 256 (one 1/8 call above: 378 -> 285 ms for 2 x 13 ms of copies), the
-    same values. With ``packed`` (the caller's cache of packed weights) the key and value
-    projections run as oneDNN calls where :func:`_packed_kv` allows (equal up to float
-    rounding).
+    same values, each copy made before the next projection (one S x E product less alive at
+    once). (Not as packed oneDNN products: those were 0.1 s faster per CropFormer HorNet-L
+    prediction but grew the decoder's heap by ~0.35 GB past its live data, session 16.)
     """
     e = mha.embed_dim
     h = mha.num_heads
@@ -100,17 +86,15 @@ def masked_attention(
     b_q, b_k, b_v = mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (None,) * 3
     # (N, heads, L or S, hd) views of the projections
     q = F.linear(query, w_q, b_q).view(length, n, h, hd).permute(1, 2, 0, 3)
-    if packed is not None and _packed_kv(key) and _packed_kv(value):
-        source = (mha.in_proj_weight,)
-        pk = packed.get("in_proj.k", source, lambda: w_k, rows_of(key))
-        pv = packed.get("in_proj.v", source, lambda: w_v, rows_of(value))
-        k_flat, v_flat = packed_linear(key, pk, b_k), packed_linear(value, pv, b_v)
-    else:
-        k_flat, v_flat = F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
-    k = k_flat.view(s, n, h, hd).permute(1, 2, 0, 3)
-    v = v_flat.view(s, n, h, hd).permute(1, 2, 0, 3)
-    if _head_major_inputs(k):
-        k, v = k.contiguous(), v.contiguous()
+    head_major = _head_major_inputs(key)
+
+    def project(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        heads = F.linear(x, w, b).view(s, n, h, hd).permute(1, 2, 0, 3)
+        # the head-major copy made before the next projection: one S x E product less alive
+        return heads.contiguous() if head_major else heads
+
+    k = project(key, w_k, b_k)
+    v = project(value, w_v, b_v)
     q = q * math.sqrt(1.0 / float(hd))
     keep: Tensor | None = None
     if mask is not None:  # (N, 1, L, S)
@@ -135,7 +119,6 @@ class CrossAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.fused = False
-        self._packed = PackedWeights()
         _xavier(self)
 
     def forward(
@@ -161,7 +144,6 @@ class CrossAttentionLayer(nn.Module):
                 key,
                 memory,
                 memory_mask,
-                packed=self._packed,
             )
             return self.norm(tgt + self.dropout(out))
         if shared and nhead > 1:
