@@ -584,7 +584,7 @@ def run_folder(args, preset: str, variant: str) -> dict:
 
     from entityseg_data.model.inference.batch import Job, run_predictions
     from entityseg_data.model.inference.inputs import InputItem
-    from entityseg_data.model.runtime import tune_allocator
+    from entityseg_data.model.runtime import release_memory, tune_allocator
 
     if args.alloc != "tuned":
         os.environ["ENTITYSEG_MALLOC"] = "default"
@@ -599,6 +599,10 @@ def run_folder(args, preset: str, variant: str) -> dict:
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(base[:, ::-1] if i % 2 else base).save(p, quality=92)
         jobs.append(Job(InputItem(p, p.parent)))
+    # the photo made for the files and its encoder's buffers are not part of a folder run (a
+    # user's `predict` process starts from the loaded model): freed and given back first
+    del base
+    release_memory()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     hwm = reset_peak()
     load = list(os.getloadavg())
