@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib
 import sys
 import threading
 import time
@@ -94,12 +93,9 @@ def measure(
     tune_allocator()
     torch.set_num_threads(threads)
     mallinfo = _mallinfo()
-    switches = [(m, n, o) for m, n, o in bfp.SWITCHES if n in (off or [])]
-    saved = []
-    for mod, name, replacement in switches:
-        module = importlib.import_module(mod)
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, replacement)
+    switches = bfp.Switches(off) if off else None
+    if switches is not None:
+        switches.set(False)
     try:
         seg, rgb = bfp.random_weight_segmenter(preset, size)
         if warm_up:
@@ -155,24 +151,21 @@ def measure(
             stop.set()
             thread.join()
     finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
+        if switches is not None:
+            switches.set(True)
+
+    def maxima(sel) -> dict[str, float]:
+        live, heap, rss = (float(sel[:, j].max()) / 1e9 for j in (1, 2, 3))
+        return {"live_gb": live, "heap_gb": heap, "rss_gb": rss}
+
     rows: dict[str, dict[str, float]] = {"before": before}
     got = samples[: count[0]]
     for i, stage in enumerate(STAGES):
         sel = got[got[:, 0] == i]
         if len(sel):
-            rows[stage] = {
-                "live_gb": float(sel[:, 1].max()) / 1e9,
-                "heap_gb": float(sel[:, 2].max()) / 1e9,
-                "rss_gb": float(sel[:, 3].max()) / 1e9,
-            }
+            rows[stage] = maxima(sel)
     if len(got):
-        rows["total"] = {
-            "live_gb": float(got[:, 1].max()) / 1e9,
-            "heap_gb": float(got[:, 2].max()) / 1e9,
-            "rss_gb": float(got[:, 3].max()) / 1e9,
-        }
+        rows["total"] = maxima(got)
     return rows
 
 

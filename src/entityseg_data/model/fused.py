@@ -74,10 +74,11 @@ PACKED_ENV = "ENTITYSEG_ONEDNN_PACKED"
 def onednn_packed_enabled() -> bool:
     """The packed oneDNN products are asked for (``ENTITYSEG_ONEDNN_PACKED=1``) and available.
 
-    Off by default: they made CropFormer HorNet-L 1.6 CPU s (2.5 %) faster at 800x1067 on one
-    thread, but raised the peak RSS of 12 MP predictions by 0.15-0.6 GB (a 4-image 12 MP folder
-    4.08 GB without heap release, 3.95 GB with it, against 3.70 GB before; the cause is not
-    found: see docs/benchmarks.md, issue 17, session 15), past the 4 GB bound."""
+    Off by default: they make CropFormer HorNet-L 2.5-5 % faster at 800x1067 on one thread,
+    but 4-image 12 MP folders peaked at 3.83-3.99 GB with them against 3.62-3.71 without, too
+    close to the 4 GB bound (they fragment the tuned heap further; the decoder's packed
+    key/value projections, the largest share, were removed in session 16: docs/benchmarks.md,
+    issue 17, sessions 15-16)."""
     value = os.environ.get(PACKED_ENV, "").strip().lower()
     return value in ("1", "true", "yes", "on") and onednn_linear_available()
 
